@@ -1,0 +1,1 @@
+"""The ``geo-ntl`` command-line interface: a click group with one module per command."""

@@ -1,0 +1,85 @@
+"""Click options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+
+import click
+
+__all__ = [
+    "device_opt",
+    "json_opt",
+    "out_opt",
+    "overwrite_opt",
+    "param_opt",
+    "parse_params",
+    "tile_opt",
+]
+
+out_opt = click.option(
+    "--out",
+    "-o",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=False),
+    help="Output file (written atomically).",
+)
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+device_opt = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Torch device: auto (GPU when present), cpu, cuda or cuda:N.",
+)
+tile_opt = click.option(
+    "--tile",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Tile edge in pixels (halo excluded); lower it to use less memory.",
+)
+param_opt = click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set an algorithm parameter (repeatable).",
+)
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _parse_value(text: str) -> float | int | str | bool:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, bool | int | float | str):
+        return value
+    return text
+
+
+def parse_params(values: Iterable[str]) -> dict[str, float | int | str | bool]:
+    """Parse ``NAME=VALUE`` strings into a dict; numbers become int or float.
+
+    Parameters
+    ----------
+    values : iterable of str
+        Strings such as ``"lambda1=0.5"``.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    click.BadParameter
+        If a string has no ``=`` or an empty name.
+    """
+    params: dict[str, float | int | str | bool] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        params[name.strip()] = _parse_value(raw.strip())
+    return params

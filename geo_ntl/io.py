@@ -1,0 +1,457 @@
+"""Reading georeferenced scenes and writing Cloud-Optimized GeoTIFFs.
+
+:func:`open_scene` opens anything rasterio can open as a lazy, dask-backed
+:class:`xarray.DataArray` with dims ``(band, y, x)``. :func:`write_cog` streams
+such an array, block by block, into a Cloud-Optimized GeoTIFF that keeps the
+CRS, transform, dtype, nodata, band descriptions and scale/offset, and records
+provenance tags. Writes are atomic (see :mod:`geo_ntl._atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import dask.array as dsa
+import numpy as np
+import rasterio
+import rasterio.shutil
+import xarray as xr
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from geo_ntl._atomic import PathLike, atomic_output, check_output_path
+from geo_ntl._version import __version__
+from geo_ntl.exceptions import (
+    AllNoDataError,
+    DimensionError,
+    MissingCRSError,
+    NotARasterError,
+    SceneNotFoundError,
+    UnsupportedRasterError,
+)
+
+__all__ = [
+    "COG_PROFILE",
+    "DEFAULT_CHUNKS",
+    "SUPPORTED_DTYPES",
+    "MAX_BANDS",
+    "atomic_output",
+    "check_output_path",
+    "ensure_valid_data",
+    "nodata_mask",
+    "open_scene",
+    "scene_info",
+    "write_cog",
+]
+
+#: Default dask chunk edge, in pixels, for ``y`` and ``x`` (bands stay in one chunk).
+DEFAULT_CHUNKS = 1024
+#: Pixel types geo_ntl reads and writes.
+SUPPORTED_DTYPES = ("uint8", "uint16", "float32")
+#: Most bands a scene may have (RGB plus one extra such as NIR or alpha).
+MAX_BANDS = 4
+#: Creation options of the GDAL COG driver used by :func:`write_cog`.
+COG_PROFILE: dict[str, str] = {
+    "BLOCKSIZE": "512",
+    "COMPRESS": "DEFLATE",
+    "PREDICTOR": "YES",
+    "OVERVIEWS": "AUTO",
+    "OVERVIEW_RESAMPLING": "AVERAGE",
+    "BIGTIFF": "IF_SAFER",
+    "NUM_THREADS": "ALL_CPUS",
+}
+
+Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
+_REMOTE_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
+
+
+def _check_exists(path: PathLike) -> str:
+    text = os.fspath(path)
+    if text.startswith(_REMOTE_PREFIXES):
+        return text
+    if not Path(text).exists():
+        raise SceneNotFoundError(f"scene {text} does not exist; check the path")
+    if Path(text).is_dir():
+        raise NotARasterError(f"{text} is a folder, not a raster; give a GeoTIFF path")
+    return text
+
+
+def _describe_dtypes(dtypes: tuple[str, ...]) -> str:
+    return ", ".join(sorted(set(dtypes)))
+
+
+def open_scene(
+    path: PathLike,
+    *,
+    chunks: int | Mapping[str, int] | None = DEFAULT_CHUNKS,
+    allow_no_crs: bool = False,
+) -> xr.DataArray:
+    """Open a raster lazily as a dask-backed ``(band, y, x)`` DataArray.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any dataset rasterio opens (GeoTIFF, COG, VRT, ``/vsicurl/`` URL...).
+    chunks : int or mapping, default DEFAULT_CHUNKS
+        Chunk edge in pixels for ``y`` and ``x`` (an int), or a mapping such as
+        ``{"y": 2048, "x": 1024}``. Bands always form one chunk. ``None`` opens
+        the scene without dask (numpy-backed, still lazy until accessed).
+    allow_no_crs : bool, default False
+        Open rasters that have no CRS instead of raising.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(band, y, x)`` in the file's dtype; CRS and transform through
+        the ``.rio`` accessor, ``da.rio.nodata`` the nodata value, band
+        descriptions in ``attrs["long_name"]``, scale/offset in
+        ``attrs["scale_factor"]`` and ``attrs["add_offset"]``. No pixel is read.
+
+    Raises
+    ------
+    SceneNotFoundError
+        If ``path`` does not exist.
+    NotARasterError
+        If no raster driver can open ``path``.
+    MissingCRSError
+        If the raster has no CRS and ``allow_no_crs`` is False.
+    UnsupportedRasterError
+        If the band count or pixel type is not supported.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from geo_ntl.testing import make_scene
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "scene.tif"
+    >>> _ = write_cog(make_scene((3, 64, 64)), path)
+    >>> da = open_scene(path, chunks=32)
+    >>> da.dims, da.dtype.name, da.data.chunksize
+    (('band', 'y', 'x'), 'uint8', (3, 32, 32))
+    """
+    import rioxarray
+
+    source = _check_exists(path)
+    try:
+        with rasterio.open(source) as src:
+            count, dtypes, crs = src.count, src.dtypes, src.crs
+    except RasterioIOError as exc:
+        raise NotARasterError(f"{source} is not a raster rasterio can open ({exc}); give a GeoTIFF") from exc
+    if crs is None and not allow_no_crs:
+        raise MissingCRSError(
+            f"{source} has no CRS; assign one (e.g. `rio edit-info --crs EPSG:3067 {source}` or "
+            "`da.rio.write_crs(...)`), or pass allow_no_crs=True / --allow-no-crs"
+        )
+    if not 1 <= count <= MAX_BANDS:
+        raise UnsupportedRasterError(
+            f"{source} has {count} bands; geo_ntl reads 1 to {MAX_BANDS} bands "
+            "(panchromatic or RGB); select bands first, e.g. `gdal_translate -b 1 -b 2 -b 3`"
+        )
+    if len(set(dtypes)) != 1 or dtypes[0] not in SUPPORTED_DTYPES:
+        raise UnsupportedRasterError(
+            f"{source} has pixel type {_describe_dtypes(dtypes)}; geo_ntl reads "
+            f"{', '.join(SUPPORTED_DTYPES)}; convert first, e.g. `gdal_translate -ot Float32`"
+        )
+    if chunks is None:
+        dask_chunks = None
+    elif isinstance(chunks, int):
+        dask_chunks = {"band": -1, "y": chunks, "x": chunks}
+    else:
+        dask_chunks = {"band": -1, **dict(chunks)}
+    da = rioxarray.open_rasterio(
+        source, chunks=dask_chunks, masked=False, mask_and_scale=False, lock=False
+    )
+    if not isinstance(da, xr.DataArray):
+        raise NotARasterError(f"{source} holds several subdatasets; open one of them directly")
+    da.attrs.setdefault("source", source)
+    return da
+
+
+def nodata_mask(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """Mask of nodata pixels of a ``(band, y, x)`` block, or None if there is no nodata value.
+
+    A pixel is nodata when every band equals ``nodata`` (or is NaN when
+    ``nodata`` is NaN).
+
+    Parameters
+    ----------
+    block : (band, y, x) ndarray
+        Pixel values.
+    nodata : float or None
+        The nodata value.
+
+    Returns
+    -------
+    (y, x) ndarray of bool or None
+    """
+    if nodata is None:
+        return None
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return np.isnan(block).all(axis=0)
+    return (block == np.asarray(nodata, dtype=block.dtype)).all(axis=0)
+
+
+def ensure_valid_data(da: xr.DataArray) -> None:
+    """Raise if a scene holds no valid pixel.
+
+    A quick look at a decimated copy settles most scenes; only when that copy
+    is entirely nodata is the whole scene checked, block by block.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Scene as returned by :func:`open_scene`.
+
+    Raises
+    ------
+    AllNoDataError
+        If every pixel is nodata (or NaN for float scenes).
+    """
+    nodata = da.rio.nodata
+    is_float = np.issubdtype(da.dtype, np.floating)
+    if nodata is None and not is_float:
+        return
+    data = _as_band_yx(da).data
+    step = max(1, max(data.shape[1:]) // 256)
+
+    def all_invalid(arr: Any) -> bool:
+        invalid = dsa.isnan(arr).all(axis=0) if is_float else dsa.zeros(arr.shape[1:], dtype=bool)
+        if nodata is not None:
+            invalid = invalid | (arr == nodata).all(axis=0)
+        result = invalid.all()
+        return bool(result.compute() if hasattr(result, "compute") else result)
+
+    data = data if isinstance(data, dsa.Array) else dsa.from_array(data, chunks=DEFAULT_CHUNKS)
+    if all_invalid(data[:, ::step, ::step]) and all_invalid(data):
+        raise AllNoDataError(
+            f"{da.attrs.get('source', 'the scene')} holds no valid pixel (all nodata={nodata}); "
+            "check the file or its nodata value"
+        )
+
+
+def _as_band_yx(da: xr.DataArray) -> xr.DataArray:
+    if da.dims == ("y", "x"):
+        return da.expand_dims("band").assign_coords(band=[1])
+    if da.ndim != 3 or da.dims[1:] != ("y", "x"):
+        raise DimensionError(
+            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
+            "reorder with da.transpose('band', 'y', 'x')"
+        )
+    return da
+
+
+def _cast(data: Any, dtype: np.dtype) -> Any:
+    """Cast pixel values, rounding and clipping when going from float to integer."""
+    if data.dtype == dtype:
+        return data
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        data = data.round() if np.issubdtype(data.dtype, np.floating) else data
+        return data.clip(info.min, info.max).astype(dtype)
+    return data.astype(dtype)
+
+
+class _WindowWriter:
+    """``dask.array.store`` target that writes each block to a rasterio window."""
+
+    def __init__(self, dataset: rasterio.io.DatasetWriter) -> None:
+        self.dataset = dataset
+
+    def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
+        bands, rows, cols = key
+        indexes = list(range(bands.start + 1, bands.stop + 1))
+        window = Window.from_slices(rows, cols)
+        self.dataset.write(value, indexes=indexes, window=window)
+
+
+def _provenance_tags(
+    stage: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
+) -> dict[str, str]:
+    out = {"GEO_NTL_VERSION": __version__}
+    if stage:
+        out["GEO_NTL_STAGE"] = stage
+    if params:
+        out["GEO_NTL_PARAMS"] = json.dumps(dict(params), sort_keys=True, default=str)
+    for key, value in (tags or {}).items():
+        out[str(key)] = str(value)
+    return out
+
+
+def write_cog(
+    da: xr.DataArray,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    compress: Compression = "DEFLATE",
+    blocksize: int = 512,
+    nodata: float | None = None,
+    dtype: str | np.dtype | None = None,
+    stage: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    allow_no_crs: bool = False,
+) -> Path:
+    """Stream a DataArray into a Cloud-Optimized GeoTIFF, atomically.
+
+    The array is computed chunk by chunk (dask) and each chunk written to a
+    tiled intermediate GeoTIFF beside the output; GDAL's COG driver then adds
+    internal overviews and compresses it into a temporary file that is renamed
+    onto ``path``. At no point is the scene held whole in memory, and a failure
+    at any point leaves neither a partial output nor a changed existing one.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Dims ``(band, y, x)`` or ``(y, x)``, numpy- or dask-backed, with a CRS
+        and transform (rioxarray).
+    path : str or os.PathLike
+        Output file.
+    overwrite : bool, default False
+        Replace an existing file.
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
+        Compression, always with a predictor (horizontal for integers,
+        floating point for floats).
+    blocksize : int, default 512
+        Internal tile edge in pixels.
+    nodata : float, optional
+        Nodata value to record; defaults to ``da.rio.nodata``.
+    dtype : str or numpy.dtype, optional
+        Output pixel type; floats are rounded and clipped into integer types.
+        Defaults to the array's dtype.
+    stage : str, optional
+        Processing stage recorded in the ``GEO_NTL_STAGE`` tag.
+    params : mapping, optional
+        Parameters recorded as JSON in the ``GEO_NTL_PARAMS`` tag.
+    tags : mapping, optional
+        Further dataset tags.
+    allow_no_crs : bool, default False
+        Write arrays that have no CRS instead of raising.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    MissingCRSError
+        If ``da`` has no CRS and ``allow_no_crs`` is False.
+    OutputExistsError, OutputPathError
+        If ``path`` cannot be written; raised before any computation.
+
+    Notes
+    -----
+    Peak memory is about (dask threads + 2) chunks of the input graph plus
+    GDAL's block cache; the intermediate file takes the uncompressed size of
+    the scene on disk next to the output until the COG is done.
+    """
+    da = _as_band_yx(da)
+    crs = da.rio.crs
+    if crs is None and not allow_no_crs:
+        raise MissingCRSError("the array has no CRS; call da.rio.write_crs(...) before writing")
+    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(da.dtype)
+    if out_dtype.name not in SUPPORTED_DTYPES:
+        raise UnsupportedRasterError(
+            f"cannot write pixel type {out_dtype.name}; choose one of {', '.join(SUPPORTED_DTYPES)}"
+        )
+    nodata = da.rio.nodata if nodata is None else nodata
+    data = da.data
+    if not isinstance(data, dsa.Array):
+        data = dsa.from_array(np.asarray(data), chunks=(-1, DEFAULT_CHUNKS, DEFAULT_CHUNKS))
+    data = _cast(data, out_dtype)
+    count, height, width = data.shape
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": out_dtype.name,
+        "crs": crs,
+        "transform": da.rio.transform(),
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": "NONE",
+        "BIGTIFF": "IF_SAFER",
+        "interleave": "pixel",
+    }
+    descriptions = da.attrs.get("long_name")
+    if isinstance(descriptions, str):
+        descriptions = (descriptions,) * count if count == 1 else None
+    cog_options = {**COG_PROFILE, "BLOCKSIZE": str(blocksize), "COMPRESS": compress}
+    if compress == "NONE":
+        cog_options.pop("PREDICTOR")
+    scales, offsets = da.attrs.get("scale_factor"), da.attrs.get("add_offset")
+
+    with atomic_output(path, overwrite=overwrite) as tmp_cog:
+        staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
+        try:
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(staging, "w", **profile) as dst:
+                dst.update_tags(**_provenance_tags(stage, params, tags))
+                if descriptions is not None and len(descriptions) == count:
+                    for index, text in enumerate(descriptions, start=1):
+                        dst.set_band_description(index, str(text))
+                if scales is not None:
+                    dst.scales = tuple(np.broadcast_to(scales, (count,)).tolist())
+                if offsets is not None:
+                    dst.offsets = tuple(np.broadcast_to(offsets, (count,)).tolist())
+                dsa.store(data, _WindowWriter(dst), lock=threading.Lock())
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+                rasterio.shutil.copy(staging, tmp_cog, driver="COG", **cog_options)
+        finally:
+            staging.unlink(missing_ok=True)
+    return Path(path)
+
+
+def scene_info(path: PathLike) -> dict[str, Any]:
+    """Describe a raster: size, bands, dtype, CRS, resolution, nodata, COG validity.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Raster to describe.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable description.
+
+    Raises
+    ------
+    SceneNotFoundError, NotARasterError
+        If ``path`` is missing or not a raster.
+    """
+    from rio_cogeo.cogeo import cog_validate
+
+    source = _check_exists(path)
+    try:
+        with rasterio.open(source) as src:
+            info: dict[str, Any] = {
+                "path": source,
+                "driver": src.driver,
+                "width": src.width,
+                "height": src.height,
+                "bands": src.count,
+                "dtype": _describe_dtypes(src.dtypes),
+                "crs": src.crs.to_string() if src.crs else None,
+                "resolution": [abs(src.res[0]), abs(src.res[1])],
+                "bounds": list(src.bounds),
+                "nodata": src.nodata,
+                "band_descriptions": list(src.descriptions),
+                "block_shape": list(src.block_shapes[0]),
+                "compression": src.compression.name if src.compression else None,
+                "overviews": src.overviews(1),
+                "tags": src.tags(),
+            }
+    except RasterioIOError as exc:
+        raise NotARasterError(f"{source} is not a raster rasterio can open ({exc})") from exc
+    is_valid, errors, _warnings = cog_validate(source, quiet=True)
+    info["is_cog"] = bool(is_valid)
+    info["cog_errors"] = list(errors)
+    return info

@@ -1,0 +1,202 @@
+"""Reading scenes lazily and writing COGs that keep their georeferencing."""
+
+from __future__ import annotations
+
+import json
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rio_cogeo.cogeo import cog_validate
+
+from geo_ntl.exceptions import (
+    AllNoDataError,
+    MissingCRSError,
+    NotARasterError,
+    OutputExistsError,
+    OutputPathError,
+    SceneNotFoundError,
+    UnsupportedRasterError,
+)
+from geo_ntl.io import atomic_output, ensure_valid_data, open_scene, scene_info, write_cog
+from geo_ntl.testing import make_scene
+
+DTYPES = ["uint8", "uint16", "float32"]
+
+
+def _write_plain(path, array, *, crs="EPSG:3067", nodata=None, dtype=None):
+    dtype = dtype or array.dtype
+    with rasterio.open(
+        path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
+        dtype=dtype, crs=crs, transform=from_origin(385000, 6672000, 0.92, 0.92), nodata=nodata,
+    ) as dst:
+        dst.write(array.astype(dtype))
+    return path
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
+@pytest.mark.parametrize("bands", [1, 3], ids=["pan", "rgb"])
+def test_write_cog__roundtrip_keeps_everything(tmp_path, dtype, bands):
+    scene = make_scene((bands, 70, 90), dtype=dtype, nodata=0, chunks=32)
+    scene.attrs["long_name"] = tuple(f"b{i}" for i in range(bands))
+    out = write_cog(scene, tmp_path / "out.tif", stage="unit", params={"x": 1.5})
+    assert cog_validate(out, quiet=True)[0]
+    back = open_scene(out)
+    assert back.dtype == np.dtype(dtype)
+    assert back.rio.crs == scene.rio.crs
+    assert back.rio.transform() == scene.rio.transform()
+    assert back.rio.nodata == 0
+    assert back.attrs["long_name"] == scene.attrs["long_name"] if bands > 1 else True
+    np.testing.assert_array_equal(back.values, scene.values)
+    with rasterio.open(out) as src:
+        tags = src.tags()
+        assert src.block_shapes[0] == (512, 512) or src.block_shapes[0][0] >= 70
+        assert src.compression.name == "deflate"
+    assert tags["GEO_NTL_STAGE"] == "unit"
+    assert json.loads(tags["GEO_NTL_PARAMS"]) == {"x": 1.5}
+
+
+def test_write_cog__overviews_and_tiles_on_larger_scene(tmp_path):
+    scene = make_scene((3, 1100, 1300), chunks=400)
+    out = write_cog(scene, tmp_path / "big.tif", compress="ZSTD")
+    with rasterio.open(out) as src:
+        assert src.block_shapes[0] == (512, 512)
+        assert src.overviews(1) == [2, 4]
+        assert src.compression.name == "zstd"
+    assert cog_validate(out, quiet=True)[0]
+
+
+def test_write_cog__scale_offset_kept(tmp_path):
+    scene = make_scene((1, 40, 40), dtype="uint16")
+    scene.attrs.update(scale_factor=0.01, add_offset=-1.0)
+    back = open_scene(write_cog(scene, tmp_path / "s.tif"))
+    assert back.attrs["scale_factor"] == pytest.approx(0.01)
+    assert back.attrs["add_offset"] == pytest.approx(-1.0)
+
+
+def test_write_cog__float_to_uint8_rounds_and_clips(tmp_path):
+    scene = make_scene((1, 8, 8), dtype="float32")
+    scene.values[0, 0, :3] = [-5.0, 3.6, 300.0]
+    back = open_scene(write_cog(scene, tmp_path / "c.tif", dtype="uint8")).values
+    assert back[0, 0, :3].tolist() == [0, 4, 255]
+
+
+def test_write_cog__refuses_existing_without_overwrite(tmp_path, rgb_scene):
+    out = write_cog(rgb_scene, tmp_path / "o.tif")
+    before = out.read_bytes()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_cog(rgb_scene * 0 + 1, out)
+    assert out.read_bytes() == before
+    write_cog((rgb_scene * 0 + 1).astype("uint8"), out, overwrite=True)
+    assert (open_scene(out).values == 1).all()
+
+
+def test_write_cog__missing_folder(tmp_path, rgb_scene):
+    with pytest.raises(OutputPathError, match="does not exist"):
+        write_cog(rgb_scene, tmp_path / "nope" / "o.tif")
+
+
+def test_write_cog__unwritable_folder(tmp_path, rgb_scene):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(OutputPathError, match="not writable"):
+            write_cog(rgb_scene, locked / "o.tif")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_write_cog__interrupted_leaves_nothing(tmp_path):
+    scene = make_scene((3, 300, 300), chunks=100)
+    existing = write_cog(scene, tmp_path / "keep.tif")
+    before = existing.read_bytes()
+
+    def explode(block, block_info=None):
+        if block_info[0]["chunk-location"][1:] == (2, 2):
+            raise KeyboardInterrupt
+        return block
+
+    broken = scene.copy(data=scene.data.map_blocks(explode, dtype=scene.dtype))
+    with pytest.raises(KeyboardInterrupt):
+        write_cog(broken, tmp_path / "new.tif")
+    with pytest.raises(KeyboardInterrupt):
+        write_cog(broken, existing, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tif"]
+    assert existing.read_bytes() == before
+
+
+def test_write_cog__no_crs(tmp_path):
+    scene = make_scene((1, 8, 8), crs=None)
+    with pytest.raises(MissingCRSError, match="write_crs"):
+        write_cog(scene, tmp_path / "n.tif")
+
+
+def test_open_scene__is_lazy_and_chunked(rgb_scene_file):
+    da = open_scene(rgb_scene_file, chunks=16)
+    assert isinstance(da.data, dsa.Array)
+    assert da.data.chunksize == (3, 16, 16)
+    assert da.dims == ("band", "y", "x")
+
+
+def test_open_scene__missing(tmp_path):
+    with pytest.raises(SceneNotFoundError, match="does not exist"):
+        open_scene(tmp_path / "missing.tif")
+
+
+def test_open_scene__not_a_raster(tmp_path):
+    bogus = tmp_path / "notes.tif"
+    bogus.write_text("hello")
+    with pytest.raises(NotARasterError, match="not a raster"):
+        open_scene(bogus)
+
+
+def test_open_scene__no_crs(tmp_path):
+    path = _write_plain(tmp_path / "nocrs.tif", np.ones((1, 4, 4), "uint8"), crs=None)
+    with pytest.raises(MissingCRSError, match="allow-no-crs"):
+        open_scene(path)
+    assert open_scene(path, allow_no_crs=True).rio.crs is None
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "match"),
+    [((5, 4, 4), "uint8", "5 bands"), ((1, 4, 4), "int32", "int32"), ((1, 4, 4), "float64", "float64")],
+    ids=["five-bands", "int32", "float64"],
+)
+def test_open_scene__unsupported(tmp_path, shape, dtype, match):
+    path = _write_plain(tmp_path / "u.tif", np.ones(shape), dtype=dtype)
+    with pytest.raises(UnsupportedRasterError, match=match):
+        open_scene(path)
+
+
+def test_ensure_valid_data__all_nodata(tmp_path):
+    path = _write_plain(tmp_path / "empty.tif", np.zeros((3, 40, 40), "uint8"), nodata=0)
+    with pytest.raises(AllNoDataError, match="no valid pixel"):
+        ensure_valid_data(open_scene(path))
+
+
+def test_ensure_valid_data__one_valid_pixel_found(tmp_path):
+    array = np.zeros((3, 600, 600), "uint8")
+    array[:, 301, 299] = 7  # missed by the decimated look, found by the full check
+    ensure_valid_data(open_scene(_write_plain(tmp_path / "sparse.tif", array, nodata=0), chunks=128))
+
+
+def test_scene_info__plain_tiff_is_not_cog(tmp_path):
+    path = _write_plain(tmp_path / "plain.tif", np.ones((3, 600, 600), "uint8"))
+    info = scene_info(path)
+    assert info["is_cog"] is False
+    assert (info["width"], info["height"], info["bands"], info["crs"]) == (600, 600, 3, "EPSG:3067")
+
+
+def test_atomic_output__exception_removes_partial(tmp_path):
+    target = tmp_path / "x.txt"
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
