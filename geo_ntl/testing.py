@@ -46,6 +46,7 @@ def make_scene(
         Dims ``(band, y, x)`` (or ``(y, x)``) with pixel-centre coords.
     """
     import rioxarray  # noqa: F401  (registers .rio)
+    from rasterio.transform import from_origin
 
     rng = np.random.default_rng(seed)
     full = (1, *shape) if len(shape) == 2 else tuple(shape)
@@ -67,7 +68,7 @@ def make_scene(
     )
     if crs is not None:
         da = da.rio.write_crs(crs)
-    da = da.rio.write_transform(da.rio.transform(recalc=True))
+    da = da.rio.write_transform(from_origin(origin[0], origin[1], resolution, resolution))
     if nodata is not None:
         da = da.rio.write_nodata(nodata, encoded=False)
     if chunks is not None:
