@@ -26,6 +26,7 @@ __all__ = ["COMMANDS", "cli", "main"]
 #: Command name -> ``"module:attribute"`` of its click command.
 COMMANDS: dict[str, str] = {
     "info": "geo_ntl.cli.info:info",
+    "simulate": "geo_ntl.cli.simulate:simulate",
 }
 
 EXIT_BAD_INPUT = 2

@@ -121,9 +121,9 @@ FLOODLIGHTING: dict[str, tuple[float, str]] = {
     "parking": (0.14, "hps"),
     "fuel": (0.70, "led"),
     "industrial": (0.10, "hps"),
-    "railway": (0.10, "hps"),
-    "commercial": (0.08, "led_warm"),
-    "retail": (0.10, "led_warm"),
+    "railway": (0.06, "hps"),
+    "commercial": (0.03, "led_warm"),
+    "retail": (0.04, "led_warm"),
     "square": (0.30, "led_warm"),
 }
 
