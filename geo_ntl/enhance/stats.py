@@ -1,0 +1,162 @@
+"""Scene-wide quantities of the enhancer, computed once before the per-tile pass.
+
+The paper computes on one whole image. Four quantities depend on the whole
+scene and would make a tiled result differ from the whole one if each tile
+computed its own: the intensity scale (white level), the adaptive standard
+deviation (ASD) on blocks of 1/50 of the scene's height and width, the global
+exposure E_G (the scene mean of max_c R0, eq. 30) and the value that fills
+nodata pixels. :func:`global_stats` computes them from block sums and an
+overview (at most :data:`OVERVIEW_MAX` pixels on its long side), both of which
+are streaming dask reductions for a dask-backed scene.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from geo_ntl.enhance.init import LUMA_WEIGHTS
+from geo_ntl.enhance.params import ASMParams
+from geo_ntl.exceptions import AllNoDataError
+
+__all__ = ["GlobalStats", "OVERVIEW_MAX", "global_stats", "white_level"]
+
+#: Longest side, in pixels, of the overview on which E_G is measured.
+OVERVIEW_MAX = 512
+
+
+@dataclass(frozen=True)
+class GlobalStats:
+    """Scene-wide inputs of the per-tile pass.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        Scene ``(height, width)``.
+    scale : float
+        Value mapped to 1.0 (255 for uint8, the scene maximum otherwise).
+    fill : tuple of float
+        Per-band value (scene DN) put into nodata pixels before filtering.
+    asd : (ny, nx) ndarray
+        Standard deviation of gray(I / scale) on each ASD block.
+    block : (int, int)
+        ASD block ``(height, width)`` in pixels.
+    e_g : float
+        Global exposure E_G.
+    """
+
+    shape: tuple[int, int]
+    scale: float
+    fill: tuple[float, ...]
+    asd: np.ndarray
+    block: tuple[int, int]
+    e_g: float
+
+
+def white_level(dtype: np.dtype, valid_max: float) -> float:
+    """Value that maps to 1.0: 255 for uint8, else the scene's valid maximum (1.0 if <= 0)."""
+    if np.dtype(dtype) == np.uint8:
+        return 255.0
+    return float(valid_max) if np.isfinite(valid_max) and valid_max > 0 else 1.0
+
+
+def _gray(x):
+    if x.shape[0] == 3:
+        return x[0] * LUMA_WEIGHTS[0] + x[1] * LUMA_WEIGHTS[1] + x[2] * LUMA_WEIGHTS[2]
+    return x.mean(axis=0)
+
+
+def _block_reduce(x, by: int, bx: int, how: str):
+    """Reduce a (…, y, x) numpy or dask array (NaN = missing) over by x bx blocks, padding with NaN."""
+    h, w = x.shape[-2:]
+    ny, nx = math.ceil(h / by), math.ceil(w / bx)
+    pad = [(0, 0)] * (x.ndim - 2) + [(0, ny * by - h), (0, nx * bx - w)]
+    if isinstance(x, np.ndarray):
+        xp = np.pad(x, pad, constant_values=np.nan)
+        blocks = xp.reshape(*x.shape[:-2], ny, by, nx, bx)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return getattr(np, how)(blocks, axis=(-3, -1))
+    import dask.array as dsa
+
+    xp = dsa.pad(x, pad, mode="constant", constant_values=np.nan)
+    xp = xp.rechunk(xp.chunks[:-2] + (max(by, (xp.chunks[-2][0] // by) * by), max(bx, (xp.chunks[-1][0] // bx) * bx)))
+    return dsa.coarsen(getattr(np, how), xp, {x.ndim - 2: by, x.ndim - 1: bx}, trim_excess=False)
+
+
+def global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
+    """Compute :class:`GlobalStats` for a ``(band, y, x)`` float array with NaN for invalid pixels.
+
+    Parameters
+    ----------
+    data : (band, y, x) numpy.ndarray or dask.array.Array
+        Float32 pixel values (original scale), NaN where invalid.
+    dtype : numpy.dtype
+        The scene's original dtype (sets the white level).
+    params : ASMParams
+        Parameters.
+    device : torch.device, optional
+        Device for the overview's R0.
+
+    Returns
+    -------
+    GlobalStats
+
+    Raises
+    ------
+    AllNoDataError
+        If no pixel is valid.
+    """
+    import torch
+
+    from geo_ntl.enhance.init import initial_reflectance
+
+    bands, h, w = data.shape
+    lazy = not isinstance(data, np.ndarray)
+    by = max(1, math.ceil(h * params.asd_fraction))
+    bx = max(1, math.ceil(w * params.asd_fraction))
+    f = max(1, math.ceil(max(h, w) / OVERVIEW_MAX))
+    if lazy:
+        import dask.array as dsa
+
+        vmax = dsa.nanmax(data)
+    else:
+        vmax = np.nanmax(data) if np.isfinite(data).any() else np.nan
+    overview = _block_reduce(data, f, f, "nanmean")
+    if lazy:
+        import dask
+
+        vmax, overview = dask.compute(vmax, overview)
+    vmax = float(vmax)
+    if not np.isfinite(vmax) or np.isnan(overview).all():
+        raise AllNoDataError("the image has no valid pixel (all nodata, NaN or infinite)")
+    scale = white_level(dtype, vmax)
+    fill = tuple(float(v) if np.isfinite(v) else 0.0 for v in np.nanmean(overview, axis=(1, 2)))
+    # ASD: std of gray(I / scale) on blocks anchored at the scene origin.
+    gray = _gray(data) / scale
+    gray = gray.clip(0.0, 1.0)
+    s1 = _block_reduce(gray, by, bx, "nanmean")
+    s2 = _block_reduce(gray * gray, by, bx, "nanmean")
+    if lazy:
+        import dask
+
+        s1, s2 = dask.compute(s1, s2)
+    asd = np.sqrt(np.clip(np.nan_to_num(s2 - s1 * s1), 0.0, None)).astype(np.float32)
+    # E_G on the overview: fill holes, scale, R0 at the overview's pixel size.
+    ov = np.where(np.isnan(overview), np.asarray(fill, dtype=np.float32)[:, None, None], overview)
+    ov = np.clip(ov / scale, 0.0, 1.0).astype(np.float32)
+    dev = device if device is not None else torch.device("cpu")
+    from geo_ntl.enhance.core import asd_at
+
+    oh, ow = ov.shape[1:]
+    tens = torch.from_numpy(ov).to(dev)
+    asd_low = asd_at(asd, (by, bx), (0.0, 0.0), (oh, ow), float(f), dev)
+    maps = initial_reflectance(tens, asd_low, params, cell=1, pixel=float(f))
+    valid = torch.from_numpy(~np.isnan(overview).all(axis=0)).to(dev)
+    e_g = float(maps.r0.amax(0)[valid].mean()) if bool(valid.any()) else 0.5
+    return GlobalStats(shape=(h, w), scale=scale, fill=fill, asd=asd, block=(by, bx), e_g=e_g)
