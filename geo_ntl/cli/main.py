@@ -25,6 +25,8 @@ __all__ = ["COMMANDS", "cli", "main"]
 
 #: Command name -> ``"module:attribute"`` of its click command.
 COMMANDS: dict[str, str] = {
+    "enhance": "geo_ntl.cli.enhance:enhance",
+    "evaluate": "geo_ntl.cli.evaluate:evaluate",
     "info": "geo_ntl.cli.info:info",
     "simulate": "geo_ntl.cli.simulate:simulate",
 }
