@@ -70,7 +70,9 @@ def city_grid(
                        origin[0] + width * resolution, origin[1])
 
 
-def _street_positions(rng: np.random.Generator, start: float, stop: float) -> list[tuple[float, str]]:
+def _street_positions(
+    rng: np.random.Generator, start: float, stop: float
+) -> list[tuple[float, str]]:
     """Positions along one axis of the street grid, with road classes."""
     out = []
     pos = start + rng.uniform(0, 60)
@@ -78,7 +80,8 @@ def _street_positions(rng: np.random.Generator, start: float, stop: float) -> li
     k = int(rng.integers(0, main_every))
     while pos < stop:
         if k % main_every == 0:
-            tag = _MAIN_CLASSES[int(rng.integers(0, 2))] if k % (2 * main_every) == 0 else "tertiary"
+            main = k % (2 * main_every) == 0
+            tag = _MAIN_CLASSES[int(rng.integers(0, 2))] if main else "tertiary"
         else:
             tag = "residential"
         out.append((pos, tag))

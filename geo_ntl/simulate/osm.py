@@ -190,8 +190,8 @@ def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene
     roads = roads[roads.geom_type == "LineString"].reset_index(drop=True)
 
     polygons = [f for f in (landuse, natural, leisure, amenity, place) if f is not None]
-    merged = gpd.GeoDataFrame(pd.concat([_polygons(f) for f in polygons if _polygons(f) is not None],
-                                        ignore_index=True), crs="EPSG:4326")
+    areas = [p for p in (_polygons(f) for f in polygons) if p is not None]
+    merged = gpd.GeoDataFrame(pd.concat(areas, ignore_index=True), crs="EPSG:4326")
     permeable = _tagged(merged, PERMEABLE_TAGS)
     floodlit = _tagged(merged, FLOODLIT_TAGS)
     water_rows = permeable[permeable["kind"].isin(WATER_TAGS)]

@@ -127,7 +127,7 @@ def gaussian_psf(size: int = DEFAULT_PSF_SIZE, *, sigma: float = 2.0) -> np.ndar
 
     Examples
     --------
-    >>> gaussian_psf(5, sigma=1.0).argmax()
+    >>> int(gaussian_psf(5, sigma=1.0).argmax())
     12
     """
     size = _check_size(size)

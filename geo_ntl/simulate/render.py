@@ -38,9 +38,9 @@ SKY_GLOW_COLOUR = (0.80, 1.0, 0.62)
 #: Gaussian sigma (pixels) of a lamp's bright core (about 1 m).
 LAMP_CORE_SIGMA = 0.6
 #: Gaussian sigma (pixels) of the pool of light a lamp casts on the ground.
-LAMP_POOL_SIGMA = 3.5
+LAMP_POOL_SIGMA = 3.0
 #: Share of a lamp's flux seen in the ground pool rather than the core.
-LAMP_POOL_SHARE = 0.35
+LAMP_POOL_SHARE = 0.12
 #: Gaussian sigma (pixels) and strength of the local glow around lit areas.
 SCATTER_SIGMA = 16.0
 SCATTER_SHARE = 0.03
@@ -81,7 +81,7 @@ def _splat_lamps(lamps, *, shape, transform) -> np.ndarray:  # noqa: ANN001
     if lamps is None or len(lamps) == 0:
         return out
     inv = ~transform
-    col, row = inv * (shapely.get_x(lamps.geometry.values), shapely.get_y(lamps.geometry.values))
+    col, row = inv @ (shapely.get_x(lamps.geometry.values), shapely.get_y(lamps.geometry.values))
     fx, fy = np.asarray(col) - 0.5, np.asarray(row) - 0.5
     x0, y0 = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
     wx, wy = fx - x0, fy - y0
@@ -138,7 +138,7 @@ def render_scene(
     Notes
     -----
     Light sources: lamps (a sharp core of sigma 0.6 px plus a ground pool of
-    sigma 3.5 px), lit windows (2 x 2 px cells lit with each building's
+    sigma 3 px), lit windows (2 x 2 px cells lit with each building's
     ``lit_share``), floodlit facades (building edges), floodlit areas, a faint
     sky glow dimmed over vegetation and water, and a weak local glow around lit
     areas. The grid is padded by :data:`RENDER_PAD` pixels while rendering and
@@ -158,9 +158,9 @@ def render_scene(
         scene = light_scene(scene, seed=seed, lamp_density=lamp_density)
     pad = RENDER_PAD
     canvas = (height + 2 * pad, width + 2 * pad)
-    t_pad = transform * Affine.translation(-pad, -pad)
-    x_min, y_max = t_pad * (0, 0)
-    x_max, y_min = t_pad * (canvas[1], canvas[0])
+    t_pad = transform @ Affine.translation(-pad, -pad)
+    x_min, y_max = t_pad @ (0, 0)
+    x_max, y_min = t_pad @ (canvas[1], canvas[0])
     box = shapely.box(x_min, y_min, x_max, y_max)
     row0 = int(round(t_pad.f / t_pad.e))
     col0 = int(round(t_pad.c / t_pad.a))
@@ -172,9 +172,10 @@ def render_scene(
     permeable = _in_canvas(scene.permeable, box)
     if permeable is not None and len(permeable):
         kinds = permeable["kind"].astype(str) if "kind" in permeable else None
-        is_water = (
-            kinds.isin(_WATER_KINDS).to_numpy() if kinds is not None else np.zeros(len(permeable), bool)
-        )
+        if kinds is not None:
+            is_water = kinds.isin(_WATER_KINDS).to_numpy()
+        else:
+            is_water = np.zeros(len(permeable), dtype=bool)
         ids = _rasterize_ids(permeable, shape=canvas, transform=t_pad)
         veg = _lookup(ids, np.where(is_water, ALBEDO["water"], ALBEDO["vegetation"]))
         albedo = np.where(ids > 0, veg, albedo)

@@ -119,7 +119,7 @@ def scene_grid(
     resolution: float = DEFAULT_RESOLUTION,
     origin: tuple[float, float] = DEFAULT_ORIGIN,
 ) -> list[Affine]:
-    """Transforms of ``n`` square scenes laid out row-major on a common grid.
+    """Lay ``n`` square scenes out row-major on a common grid; return their transforms.
 
     Parameters
     ----------
