@@ -1,0 +1,266 @@
+"""Registry of NTL-Db-Net generator weights: shipped, named, checksummed; or a user file.
+
+Nothing is downloaded. Shipped weights live in ``geo_ntl/weights/`` next to
+``registry.json``, which maps each name to its file, SHA-256 checksum and
+``meta`` (bands, sensor, training data and exact command, steps, time,
+hardware, licence, paper). A weights file is a ``torch.save`` dict::
+
+    {"arch": "ntl-db-net-generator-v1", "config": {...}, "state_dict": {...}, "meta": {...}}
+
+Tensors may be stored as float16 to halve the file; they are loaded as float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from geo_ntl.exceptions import OutputExistsError, WeightsError, WeightsNotFoundError
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "REGISTRY_FILE",
+    "list_models",
+    "get_model",
+    "get_meta",
+    "load_generator",
+    "save_weights",
+    "sha256sum",
+    "resolve_weights",
+]
+
+#: Name of the weights used when none is given.
+DEFAULT_WEIGHTS = "ntl-db-net-jilin1-sim"
+#: Registry file inside ``geo_ntl/weights``.
+REGISTRY_FILE = "registry.json"
+
+
+def _weights_dir() -> Path:
+    return Path(str(resources.files("geo_ntl").joinpath("weights")))
+
+
+def _registry() -> dict[str, dict[str, Any]]:
+    path = _weights_dir() / REGISTRY_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def sha256sum(path: str | os.PathLike[str]) -> str:
+    """Return the hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_models() -> dict[str, dict[str, Any]]:
+    """List the shipped weights.
+
+    Returns
+    -------
+    dict
+        ``{name: {"file": ..., "sha256": ..., "meta": {...}}}``.
+
+    Examples
+    --------
+    >>> "ntl-db-net-jilin1-sim" in list_models()
+    True
+    """
+    return _registry()
+
+
+def resolve_weights(name_or_path: str | os.PathLike[str] | None) -> tuple[Path, str | None]:
+    """Turn a registry name or a file path into ``(path, expected_sha256 or None)``.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the name is not registered and no such file exists, or a
+        registered file is missing from the installation.
+    """
+    key = DEFAULT_WEIGHTS if name_or_path is None else os.fspath(name_or_path)
+    reg = _registry()
+    if key in reg:
+        path = _weights_dir() / reg[key]["file"]
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"shipped weights {key!r} should be at {path} but the file is missing; "
+                "reinstall geo_ntl or pass --weights PATH"
+            )
+        return path, reg[key]["sha256"]
+    path = Path(key).expanduser()
+    if not path.is_file():
+        names = ", ".join(sorted(reg)) or "none"
+        raise WeightsNotFoundError(
+            f"weights {key!r} not found: it is neither an existing file nor a shipped name "
+            f"(shipped: {names}); pass a path to a file saved by `geo-ntl train`"
+        )
+    return path, None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise WeightsError(
+            f"cannot read weights file {str(path)!r} ({type(exc).__name__}): it is corrupt or "
+            "not a torch file; expected a generator saved by `geo-ntl train`"
+        ) from exc
+    from geo_ntl.deblur.model import GENERATOR_ARCH
+
+    if not isinstance(obj, dict) or "state_dict" not in obj:
+        raise WeightsError(
+            f"weights file {str(path)!r} is not a geo_ntl weights file (no 'state_dict'); "
+            f"expected architecture {GENERATOR_ARCH!r} saved by `geo-ntl train`"
+        )
+    if obj.get("arch") != GENERATOR_ARCH:
+        raise WeightsError(
+            f"weights file {str(path)!r} holds architecture {obj.get('arch')!r}, expected "
+            f"{GENERATOR_ARCH!r}"
+        )
+    return obj
+
+
+def load_generator(path: str | os.PathLike[str], *, sha256: str | None = None) -> Any:
+    """Load a generator from a weights file (eval mode, float32, on CPU).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Weights file.
+    sha256 : str, optional
+        Expected checksum; a mismatch raises :class:`WeightsError`.
+
+    Returns
+    -------
+    geo_ntl.deblur.model.Generator
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the file does not exist.
+    WeightsError
+        If it is corrupt, of another architecture or fails the checksum.
+    """
+    from geo_ntl.deblur.model import GENERATOR_ARCH, Generator
+
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsNotFoundError(f"weights file {str(p)!r} does not exist")
+    if sha256 is not None and sha256sum(p) != sha256:
+        raise WeightsError(
+            f"weights file {str(p)!r} fails its SHA-256 check (corrupt or replaced); "
+            "reinstall geo_ntl"
+        )
+    obj = _read(p)
+    try:
+        gen = Generator(**obj.get("config", {}))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+        gen.load_state_dict(state, strict=True)
+    except (TypeError, RuntimeError) as exc:
+        raise WeightsError(
+            f"weights file {str(p)!r} does not fit {GENERATOR_ARCH!r}: {str(exc).splitlines()[0]}"
+        ) from exc
+    gen.eval()
+    for q in gen.parameters():
+        q.requires_grad_(False)
+    return gen
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, mtime: float, size: int, sha: str | None, device: str) -> Any:
+    import torch
+
+    return load_generator(path, sha256=sha).to(torch.device(device))
+
+
+def get_model(name_or_path: str | os.PathLike[str] | None = None, *, device: str = "cpu") -> Any:
+    """Return a generator, loaded once per process (cached by file, size and mtime).
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike, optional
+        A shipped name (see :func:`list_models`) or a weights file; default
+        :data:`DEFAULT_WEIGHTS`.
+    device : str, default "cpu"
+        Torch device string.
+
+    Returns
+    -------
+    geo_ntl.deblur.model.Generator
+        In eval mode. Shared between calls: do not modify it.
+
+    Raises
+    ------
+    WeightsNotFoundError, WeightsError
+        See :func:`load_generator`.
+    """
+    path, sha = resolve_weights(name_or_path)
+    st = path.stat()
+    return _cached(str(path.resolve()), st.st_mtime, st.st_size, sha, str(device))
+
+
+def get_meta(name_or_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Return the ``meta`` dict stored in a weights file."""
+    path, _ = resolve_weights(name_or_path)
+    return dict(_read(path).get("meta", {}))
+
+
+def save_weights(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    meta: dict[str, Any] | None = None,
+    half: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Save a generator as a geo_ntl weights file (atomically).
+
+    Parameters
+    ----------
+    model : geo_ntl.deblur.model.Generator
+        The generator.
+    path : str or os.PathLike
+        Destination.
+    meta : dict, optional
+        JSON-serialisable description (training data, command, ...).
+    half : bool, default False
+        Store floating tensors as float16.
+    overwrite : bool, default False
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    import torch
+
+    from geo_ntl.deblur.model import GENERATOR_ARCH
+
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{p} exists; pass overwrite=True to replace it")
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
+    obj = {"arch": GENERATOR_ARCH, "config": dict(model.config), "state_dict": state,
+           "meta": json.loads(json.dumps(meta or {}))}
+    tmp = p.with_name(p.name + ".partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, p)
+    return p
