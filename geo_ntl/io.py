@@ -256,6 +256,42 @@ def _cast(data: Any, dtype: np.dtype) -> Any:
     return data.astype(dtype)
 
 
+def _active_client() -> Any:
+    """The dask.distributed client in use, or None for the local schedulers."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+class _StagingFileWriter:
+    """Picklable ``dask.array.store`` target for cluster workers.
+
+    Each write opens the uncompressed staging GeoTIFF in update mode and
+    rewrites one window in place (its tiles were allocated when the file was
+    created), under a cluster-wide lock, so workers in any process -- on any
+    machine that sees the same file system -- can write their own blocks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
+        with rasterio.open(self.path, "r+") as dataset:
+            _WindowWriter(dataset)[key] = value
+
+
+def _store_distributed(data: dsa.Array, staging: Path) -> None:
+    from distributed import Lock
+
+    lock = Lock(name=f"geo_ntl-write-{staging.name}")
+    dsa.store(data, _StagingFileWriter(staging), lock=lock)
+
+
 class _WindowWriter:
     """``dask.array.store`` target that writes each block to a rasterio window."""
 
@@ -392,6 +428,9 @@ def write_cog(
     with atomic_output(path, overwrite=overwrite) as tmp_cog:
         staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
         try:
+            client = _active_client()
+            if client is not None:
+                profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(staging, "w", **profile) as dst:
                 dst.update_tags(**_provenance_tags(stage, params, tags))
                 if descriptions is not None and len(descriptions) == count:
@@ -401,7 +440,10 @@ def write_cog(
                     dst.scales = tuple(np.broadcast_to(scales, (count,)).tolist())
                 if offsets is not None:
                     dst.offsets = tuple(np.broadcast_to(offsets, (count,)).tolist())
-                dsa.store(data, _WindowWriter(dst), lock=threading.Lock())
+                if client is None:
+                    dsa.store(data, _WindowWriter(dst), lock=threading.Lock())
+            if client is not None:
+                _store_distributed(data, staging)
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
                 rasterio.shutil.copy(staging, tmp_cog, driver="COG", **cog_options)
         finally:

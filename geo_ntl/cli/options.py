@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import click
 
 __all__ = [
+    "cluster_opts",
     "device_opt",
     "json_opt",
     "out_opt",
@@ -83,3 +84,24 @@ def parse_params(values: Iterable[str]) -> dict[str, float | int | str | bool]:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
         params[name.strip()] = _parse_value(raw.strip())
     return params
+
+
+def cluster_opts(func):  # noqa: ANN001, ANN201 - a click decorator
+    """Add ``--workers``, ``--threads-per-worker`` and ``--scheduler`` (see :mod:`geo_ntl.parallel`)."""
+    func = click.option(
+        "--scheduler",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        default=None,
+        help="Address of a running dask scheduler to join (default: $DASK_SCHEDULER_ADDRESS).",
+    )(func)
+    func = click.option(
+        "--threads-per-worker", type=click.IntRange(min=1), default=None, help="Threads per embedded worker."
+    )(func)
+    func = click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=None,
+        help="0: run in this process; N: embedded dask cluster of N processes; "
+        "default: a cluster only for big jobs (several scenes or > 400 MP).",
+    )(func)
+    return func

@@ -1,0 +1,256 @@
+"""Many scenes, one command: expanding inputs, planning outputs, resuming runs.
+
+A restoration command given several scenes (files, folders or glob patterns)
+writes one COG per scene. Each output records a job signature -- a hash of the
+geo_ntl version, the stage, its parameters and the input's path, size and
+modification time -- in its ``GEO_NTL_JOB`` tag. Running the same command
+again skips every scene whose output carries the same signature, so an
+interrupted run resumes where it stopped and ends with the same files as an
+uninterrupted one. An existing output with another signature is an error
+unless ``overwrite`` is set; nothing is clobbered silently.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rasterio
+
+from geo_ntl._atomic import PathLike, check_output_path
+from geo_ntl._version import __version__
+from geo_ntl.exceptions import InputError, OutputExistsError, SceneNotFoundError
+
+__all__ = [
+    "RASTER_SUFFIXES",
+    "SceneJob",
+    "expand_scenes",
+    "job_signature",
+    "plan_jobs",
+    "run_jobs",
+]
+
+log = logging.getLogger(__name__)
+
+#: File suffixes picked up when a folder is given.
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+#: Tag that records a job's signature in its output.
+JOB_TAG = "GEO_NTL_JOB"
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene to process.
+
+    Attributes
+    ----------
+    scene : pathlib.Path
+        Input.
+    out : pathlib.Path
+        Output COG.
+    signature : str
+        Job signature recorded in the output.
+    done : bool
+        Whether an earlier run already wrote this output.
+    """
+
+    scene: Path
+    out: Path
+    signature: str
+    done: bool
+
+
+def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
+    """Turn files, folders and glob patterns into a sorted, de-duplicated list of scenes.
+
+    Parameters
+    ----------
+    items : iterable of path or str
+        Files, folders (their ``*.tif``, ``*.tiff`` and ``*.vrt`` files) or
+        glob patterns such as ``"scenes/*.tif"``.
+
+    Returns
+    -------
+    list of pathlib.Path
+
+    Raises
+    ------
+    SceneNotFoundError
+        If an item matches nothing.
+    """
+    scenes: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                raise SceneNotFoundError(f"folder {path} holds no .tif, .tiff or .vrt scenes")
+            scenes.extend(found)
+        elif path.exists():
+            scenes.append(path)
+        elif glob.has_magic(text):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            if not found:
+                raise SceneNotFoundError(f"no scene matches {text!r}; check the pattern")
+            scenes.extend(found)
+        else:
+            raise SceneNotFoundError(f"scene {text} does not exist; check the path")
+    unique: dict[Path, None] = {}
+    for scene in scenes:
+        unique.setdefault(scene.absolute(), None)
+    return list(unique)
+
+
+def job_signature(scene: PathLike, stage: str, params: Mapping[str, Any]) -> str:
+    """Hash of what determines an output: version, stage, parameters and the input file.
+
+    Parameters
+    ----------
+    scene : path
+        Input scene.
+    stage : str
+        Processing stage, e.g. ``"deblur"``.
+    params : mapping
+        Parameters that change the result.
+
+    Returns
+    -------
+    str
+        Hex SHA-256 digest.
+    """
+    stat = Path(scene).stat()
+    payload = {
+        "version": __version__,
+        "stage": stage,
+        "params": dict(params),
+        "scene": str(Path(scene).absolute()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _recorded_signature(path: Path) -> str | None:
+    try:
+        with rasterio.open(path) as src:
+            return src.tags().get(JOB_TAG)
+    except rasterio.errors.RasterioIOError:
+        return None
+
+
+def plan_jobs(
+    scenes: Sequence[Path],
+    *,
+    out: PathLike | None = None,
+    out_dir: PathLike | None = None,
+    suffix: str,
+    stage: str,
+    params: Mapping[str, Any],
+    overwrite: bool = False,
+) -> list[SceneJob]:
+    """Pair scenes with outputs and find the ones an earlier run finished.
+
+    Parameters
+    ----------
+    scenes : sequence of pathlib.Path
+        Inputs from :func:`expand_scenes`.
+    out : path, optional
+        Output file; only for a single scene.
+    out_dir : path, optional
+        Output folder; outputs are named ``<stem><suffix>.tif``.
+    suffix : str
+        Suffix of output names in ``out_dir``.
+    stage : str
+        Stage name for the job signature.
+    params : mapping
+        Parameters for the job signature.
+    overwrite : bool, default False
+        Allow replacing outputs written by other jobs.
+
+    Returns
+    -------
+    list of SceneJob
+
+    Raises
+    ------
+    InputError
+        If neither or both of ``out`` and ``out_dir`` are given, ``out`` is
+        given for several scenes, or two scenes would share an output.
+    OutputExistsError
+        If an output exists, was not written by this same job, and
+        ``overwrite`` is False -- checked for every scene before any work.
+    """
+    if (out is None) == (out_dir is None):
+        raise InputError("give either --out (one scene) or --out-dir (any number of scenes)")
+    if out is not None and len(scenes) != 1:
+        raise InputError(f"--out takes one scene but {len(scenes)} were given; use --out-dir")
+    if out_dir is not None:
+        folder = Path(out_dir)
+        if not folder.is_dir():
+            raise InputError(f"output folder {folder} does not exist; create it first")
+        outs = [folder / f"{scene.stem}{suffix}.tif" for scene in scenes]
+    else:
+        outs = [Path(out)]  # type: ignore[arg-type]
+    if len(set(outs)) != len(outs):
+        raise InputError("two scenes have the same file name; give them distinct names or separate runs")
+    jobs = []
+    for scene, target in zip(scenes, outs, strict=True):
+        if scene.absolute() == target.absolute():
+            raise InputError(f"output {target} is the input scene; choose another --out")
+        signature = job_signature(scene, stage, params)
+        done = target.exists() and _recorded_signature(target) == signature
+        if not done:
+            try:
+                check_output_path(target, overwrite=overwrite)
+            except OutputExistsError as exc:
+                raise OutputExistsError(
+                    f"output {target} already exists and was not written by this command; "
+                    "pass --overwrite to replace it"
+                ) from exc
+        jobs.append(SceneJob(scene, target, signature, done))
+    return jobs
+
+
+def run_jobs(
+    jobs: Sequence[SceneJob],
+    process: Callable[[SceneJob], None],
+    *,
+    progress: bool = True,
+) -> list[Path]:
+    """Run ``process`` on every job not done yet, in order.
+
+    Parameters
+    ----------
+    jobs : sequence of SceneJob
+        From :func:`plan_jobs`.
+    process : callable
+        Writes ``job.out`` from ``job.scene`` (atomically, recording
+        ``{"GEO_NTL_JOB": job.signature}`` in its tags).
+    progress : bool, default True
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every job's output, done now or before.
+    """
+    from rich.progress import Progress
+
+    todo = [job for job in jobs if not job.done]
+    for job in jobs:
+        if job.done:
+            log.warning("%s: already done by an earlier run, kept", job.out)
+    with Progress(transient=True, disable=not progress or len(todo) < 2) as bar:
+        task = bar.add_task("scenes", total=len(todo))
+        for job in todo:
+            process(job)
+            bar.advance(task)
+    return [job.out for job in jobs]

@@ -1,0 +1,234 @@
+"""Where the work runs: in this process, an embedded dask cluster, or an existing one.
+
+geo_ntl never schedules work itself: every stage builds a dask graph, and
+:func:`compute_context` decides who computes it.
+
+* ``workers=0`` -- dask's threaded scheduler in this process (no cluster).
+* ``workers=N`` (N >= 1) -- an embedded :class:`distributed.LocalCluster` of N
+  worker processes; with ``gpu=True``, dask-cuda installed and GPUs present, a
+  ``LocalCUDACluster`` with one worker per GPU instead.
+* ``scheduler=ADDRESS`` (or the ``DASK_SCHEDULER_ADDRESS`` environment
+  variable) -- join a running cluster, e.g. one started with ``dask scheduler``
+  and ``dask worker ADDRESS`` on several machines, or by dask-jobqueue or the
+  dask Kubernetes operator. Workers must see the input and output folders
+  (a shared file system), because they read the scenes and write their own
+  blocks of the output.
+* ``workers=None`` (the default, "auto") -- a LocalCluster with one worker per
+  core when the job is large (several scenes, or more than
+  :data:`AUTO_CLUSTER_MEGAPIXELS`), the threaded scheduler otherwise: starting
+  worker processes costs seconds, which a laptop-sized scene does not repay.
+
+Tasks that need a GPU are annotated with the ``GPU`` worker resource when the
+cluster's workers declare one (``dask worker ... --resources GPU=1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from geo_ntl.exceptions import ClusterError, InputError
+
+__all__ = [
+    "AUTO_CLUSTER_MEGAPIXELS",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "ComputeContext",
+    "compute_context",
+    "gpu_annotations",
+]
+
+log = logging.getLogger(__name__)
+
+#: Jobs larger than this many megapixels get an embedded cluster under ``workers=None``.
+AUTO_CLUSTER_MEGAPIXELS = 400.0
+#: Seconds to wait for an existing scheduler to answer.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ComputeContext:
+    """What :func:`compute_context` set up.
+
+    Attributes
+    ----------
+    client : distributed.Client or None
+        The client in use, None for the threaded scheduler.
+    kind : str
+        ``"threads"``, ``"local-cluster"``, ``"local-cuda-cluster"`` or ``"scheduler"``.
+    dashboard : str or None
+        Dashboard URL, when there is one.
+    gpu_resource : bool
+        Whether workers declare a ``GPU`` resource.
+    """
+
+    client: Any
+    kind: str
+    dashboard: str | None
+    gpu_resource: bool
+
+
+def _cuda_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _wants_cluster(workers: int | None, megapixels: float, n_scenes: int) -> bool:
+    if workers is None:
+        return n_scenes > 1 or megapixels > AUTO_CLUSTER_MEGAPIXELS
+    return workers > 0
+
+
+@contextlib.contextmanager
+def compute_context(
+    *,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    scheduler: str | None = None,
+    gpu: bool = False,
+    memory_limit: str | float = "auto",
+    megapixels: float = 0.0,
+    n_scenes: int = 1,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    dashboard: bool = True,
+) -> Iterator[ComputeContext]:
+    """Set up the scheduler that computes geo_ntl's dask graphs inside the block.
+
+    Parameters
+    ----------
+    workers : int, optional
+        0 for the in-process threaded scheduler, N for an embedded cluster of N
+        worker processes, None to decide from the job's size (see module docs).
+    threads_per_worker : int, optional
+        Threads per embedded worker; defaults to cores // workers.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``); defaults to the
+        ``DASK_SCHEDULER_ADDRESS`` environment variable.
+    gpu : bool, default False
+        Prefer one worker per GPU (dask-cuda) for an embedded cluster.
+    memory_limit : str or float, default "auto"
+        Per-worker memory limit of an embedded cluster.
+    megapixels, n_scenes : float, int
+        Size of the job, for ``workers=None``.
+    timeout : float, default DEFAULT_CONNECT_TIMEOUT
+        Seconds to wait for ``scheduler`` to answer.
+    dashboard : bool, default True
+        Serve and log a dashboard link for embedded clusters.
+
+    Yields
+    ------
+    ComputeContext
+
+    Raises
+    ------
+    ClusterError
+        If the scheduler does not answer within ``timeout``.
+    InputError
+        If ``workers`` or ``threads_per_worker`` is negative.
+    """
+    if workers is not None and workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {workers}")
+    if threads_per_worker is not None and threads_per_worker < 1:
+        raise InputError(f"--threads-per-worker must be 1 or more, got {threads_per_worker}")
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if address:
+        with _join(address, timeout) as context:
+            yield context
+        return
+    if not _wants_cluster(workers, megapixels, n_scenes):
+        yield ComputeContext(client=None, kind="threads", dashboard=None, gpu_resource=False)
+        return
+    with _embedded(workers, threads_per_worker, gpu, memory_limit, dashboard) as context:
+        yield context
+
+
+@contextlib.contextmanager
+def _join(address: str, timeout: float) -> Iterator[ComputeContext]:
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"no dask scheduler answered at {address} within {timeout:g} s; check the address "
+            "or start one with `dask scheduler` and `dask worker ADDRESS`"
+        ) from exc
+    try:
+        info = client.scheduler_info()
+        has_gpu = any("GPU" in w.get("resources", {}) for w in info.get("workers", {}).values())
+        log.warning("joined dask scheduler %s (dashboard: %s)", address, client.dashboard_link)
+        yield ComputeContext(client, "scheduler", client.dashboard_link, has_gpu)
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _embedded(
+    workers: int | None,
+    threads_per_worker: int | None,
+    gpu: bool,
+    memory_limit: str | float,
+    dashboard: bool,
+) -> Iterator[ComputeContext]:
+    from distributed import Client, LocalCluster
+
+    cores = os.cpu_count() or 1
+    dashboard_address = ":0" if dashboard else None
+    n_gpus = _cuda_count() if gpu else 0
+    cuda_cluster = None
+    if n_gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            log.warning("dask-cuda is not installed: one CPU-process cluster drives the GPU")
+        else:
+            cuda_cluster = LocalCUDACluster(
+                n_workers=workers or n_gpus, dashboard_address=dashboard_address
+            )
+    if cuda_cluster is not None:
+        cluster, kind = cuda_cluster, "local-cuda-cluster"
+    else:
+        n_workers = workers or cores
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker or max(1, cores // n_workers),
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=dashboard_address,
+            resources={"GPU": 1} if n_gpus == 1 else None,
+        )
+        kind = "local-cluster"
+    with cluster, Client(cluster) as client:
+        link = client.dashboard_link if dashboard else None
+        if link:
+            log.warning("dask dashboard: %s", link)
+        yield ComputeContext(client, kind, link, gpu_resource=n_gpus == 1 and kind == "local-cluster")
+
+
+def gpu_annotations(context: ComputeContext, device: str) -> contextlib.AbstractContextManager[Any]:
+    """Annotate the graph built inside the block so GPU tasks go to GPU workers.
+
+    Parameters
+    ----------
+    context : ComputeContext
+        The active compute context.
+    device : str
+        The stage's device; only CUDA devices are annotated.
+
+    Returns
+    -------
+    context manager
+        ``dask.annotate(resources={"GPU": 1})`` when workers declare a GPU
+        resource and the device is CUDA, otherwise a no-op.
+    """
+    import dask
+
+    if context.gpu_resource and str(device).startswith(("cuda", "auto")):
+        return dask.annotate(resources={"GPU": 1})
+    return contextlib.nullcontext()
