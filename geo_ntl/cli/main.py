@@ -28,11 +28,14 @@ COMMANDS: dict[str, str] = {
     "enhance": "geo_ntl.cli.enhance:enhance",
     "evaluate": "geo_ntl.cli.evaluate:evaluate",
     "info": "geo_ntl.cli.info:info",
+    "mosaic": "geo_ntl.cli.mosaic:mosaic",
     "simulate": "geo_ntl.cli.simulate:simulate",
+    "train": "geo_ntl.cli.train:train",
 }
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 1
 
 
 class LazyGroup(click.Group):
@@ -109,6 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"error: {_one_line(str(exc))}; check the paths and free disk space", err=True)
         return EXIT_BAD_INPUT
+    except MemoryError:
+        click.echo("error: out of memory; lower --tile (or --workers) and run again", err=True)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug, not bad input: say so in one line
+        if debug:
+            raise
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))}; rerun with --debug and report it",
+            err=True,
+        )
+        return EXIT_INTERNAL
     return 0
 
 
