@@ -1,0 +1,64 @@
+"""Distributed runs: same bytes for any worker count, survive a killed worker, clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from scipy import ndimage
+
+from geo_ntl.exceptions import ClusterError, InputError
+from geo_ntl.io import write_cog
+from geo_ntl.parallel import compute_context
+from geo_ntl.testing import make_scene
+from geo_ntl.tiling import apply_tiled
+
+
+def _blur(block):
+    return ndimage.uniform_filter(block, size=(1, 7, 7))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The scene filtered in this process with the threaded scheduler."""
+    scene = make_scene((3, 700, 650), seed=4, chunks=128)
+    out = tmp_path_factory.mktemp("ref") / "ref.tif"
+    write_cog(apply_tiled(scene, _blur, depth=3), out)
+    return scene, out.read_bytes()
+
+
+def test_local_cluster__same_bytes_and_survives_a_killed_worker(reference, tmp_path):
+    scene, expected = reference
+    marker = tmp_path / "killed-once"
+
+    def blur_or_die(block):
+        # The first tile to run kills its worker process outright, as an OOM kill would.
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return _blur(block)
+        os.close(fd)
+        os._exit(1)
+
+    with compute_context(workers=2, threads_per_worker=1, dashboard=False) as context:
+        assert context.kind == "local-cluster"
+        out = write_cog(apply_tiled(scene.chunk({"y": 200, "x": 300}), blur_or_die, depth=3), tmp_path / "d.tif")
+    assert marker.exists()
+    assert out.read_bytes() == expected
+
+
+def test_compute_context__threads_by_default_for_small_jobs():
+    with compute_context(megapixels=1.0) as context:
+        assert context.kind == "threads" and context.client is None
+
+
+def test_compute_context__unreachable_scheduler():
+    with pytest.raises(ClusterError, match="no dask scheduler answered"), compute_context(
+        scheduler="tcp://127.0.0.1:9", timeout=1
+    ):
+        pass
+
+
+def test_compute_context__negative_workers():
+    with pytest.raises(InputError, match="--workers"), compute_context(workers=-1):
+        pass
