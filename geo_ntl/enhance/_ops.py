@@ -93,25 +93,16 @@ def grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def grad_t(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """Adjoint G^T of :func:`grad` (minus the divergence)."""
-    out = torch.zeros_like(gx)
-    out[..., :, :-1] -= gx[..., :, :-1]
-    out[..., :, 1:] += gx[..., :, :-1]
-    out[..., :-1, :] -= gy[..., :-1, :]
-    out[..., 1:, :] += gy[..., :-1, :]
+    """Adjoint G^T of :func:`grad` (minus the divergence); the last difference must be zero."""
+    out = F.pad(gx, (1, 0))[..., :, :-1] - gx
+    out += F.pad(gy, (0, 0, 1, 0))[..., :-1, :]
+    out -= gy
     return out
 
 
 def laplacian(x: torch.Tensor) -> torch.Tensor:
     """``G^T G x``: the 5-point Neumann Laplacian (positive semi-definite sign)."""
-    out = torch.zeros_like(x)
-    dx = x[..., :, 1:] - x[..., :, :-1]
-    out[..., :, :-1] -= dx
-    out[..., :, 1:] += dx
-    dy = x[..., 1:, :] - x[..., :-1, :]
-    out[..., :-1, :] -= dy
-    out[..., 1:, :] += dy
-    return out
+    return grad_t(*grad(x))
 
 
 def degree(h: int, w: int, device: torch.device) -> torch.Tensor:

@@ -13,6 +13,7 @@ are streaming dask reductions for a dask-backed scene.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,12 +77,7 @@ def _block_reduce(x, by: int, bx: int, how: str):
     if isinstance(x, np.ndarray):
         xp = np.pad(x, pad, constant_values=np.nan)
         blocks = xp.reshape(*x.shape[:-2], ny, by, nx, bx)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return getattr(np, how)(blocks, axis=(-3, -1))
+        return getattr(np, how)(blocks, axis=(-3, -1))
     import dask.array as dsa
 
     xp = dsa.pad(x, pad, mode="constant", constant_values=np.nan)
@@ -112,6 +108,12 @@ def global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
     AllNoDataError
         If no pixel is valid.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _global_stats(data, dtype=dtype, params=params, device=device)
+
+
+def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
     import torch
 
     from geo_ntl.enhance.init import initial_reflectance

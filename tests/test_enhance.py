@@ -1,0 +1,187 @@
+"""Tests of the ASM enhancer (geo_ntl.enhance) and the ``geo-ntl enhance`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geo_ntl.enhance import ASMParams, enhance, enhance_array, halo_depth
+from geo_ntl.exceptions import AllNoDataError, DimensionError, ParameterError, UnsupportedRasterError
+from geo_ntl.testing import make_scene
+
+#: Cheaper parameters for tests that only check plumbing (smaller halo, fewer steps).
+FAST = {"slic_iterations": 1, "superpixel_size": 8, "m_sweeps": 2, "iterations": 1}
+
+
+def dark_rgb(shape=(3, 48, 40), seed=0, dtype="uint8", top=50):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[1], : shape[2]]
+    base = top * (0.3 + 0.7 * (xx / shape[2]))[None] * np.array([1.0, 0.8, 0.6])[:, None, None]
+    return np.clip(base + rng.normal(0, 2, shape), 0, None).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"], ids=["u8", "u16", "f32"])
+def test_enhance_array__keeps_shape_and_dtype(dtype):
+    img = dark_rgb(dtype=dtype)
+    out = enhance_array(img, device="cpu", params=FAST)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    assert np.isfinite(out.astype(np.float64)).all()
+
+
+def test_enhance_array__brightens_dark_image_without_colour_cast():
+    img = dark_rgb()
+    out = enhance_array(img, device="cpu")
+    assert out.mean() > 1.5 * img.mean()
+    ratio_in = img[0].mean() / img[2].mean()
+    ratio_out = out[0].astype(float).mean() / out[2].astype(float).mean()
+    assert abs(np.log(ratio_out / ratio_in)) < 0.35  # channel order kept, no strong cast
+
+
+def test_enhance_array__single_band_2d_and_float32_output():
+    img = dark_rgb()[0]
+    out = enhance_array(img, device="cpu", params=FAST, dtype="float32")
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 255
+
+
+def test_enhance_array__uint16_full_range():
+    img = dark_rgb(dtype="uint16", top=50)
+    img[0, 0, 0] = 65535
+    out = enhance_array(img, device="cpu", params=FAST)
+    assert out.dtype == np.uint16 and int(out.max()) <= 65535 and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "value", [0, 255, 77], ids=["black", "white", "constant"]
+)
+def test_enhance_array__flat_images_stay_flat(value):
+    img = np.full((3, 20, 24), value, dtype=np.uint8)
+    out = enhance_array(img, device="cpu", params=FAST)
+    assert out.dtype == np.uint8
+    assert np.ptp(out.astype(int), axis=(1, 2)).max() <= 1  # uniform in, uniform out
+
+
+def test_enhance_array__one_pixel():
+    out = enhance_array(np.array([[[40]], [[30]], [[20]]], dtype=np.uint8), device="cpu")
+    assert out.shape == (3, 1, 1) and out.dtype == np.uint8
+
+
+def test_enhance_array__nan_and_inf_are_nodata():
+    img = dark_rgb(dtype="float32") / 255.0
+    img[:, 5, 5] = np.nan
+    img[1, 10, 10] = np.inf
+    out = enhance_array(img.astype(np.float32), device="cpu", params=FAST)
+    assert np.isnan(out[:, 5, 5]).all() and np.isnan(out[:, 10, 10]).all()
+    assert np.isfinite(np.delete(out.reshape(3, -1), [5 * 40 + 5, 10 * 40 + 10], axis=1)).all()
+
+
+def test_enhance_array__nodata_kept():
+    img = dark_rgb()
+    img[:, :6, :6] = 0
+    out = enhance_array(img, device="cpu", params=FAST, nodata=0)
+    assert (out[:, :6, :6] == 0).all() and (out[:, 6:, 6:] > 0).mean() > 0.99
+
+
+def test_enhance_array__all_nodata_error():
+    with pytest.raises(AllNoDataError, match="no valid pixel"):
+        enhance_array(np.full((3, 8, 8), np.nan, dtype=np.float32), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "match"),
+    [
+        (np.zeros((5, 8, 8), np.uint8), DimensionError, "1 to 4 bands"),
+        (np.zeros((8,), np.uint8), DimensionError, "expected a"),
+        (np.zeros((3, 0, 8), np.uint8), DimensionError, "empty"),
+        (np.zeros((3, 8, 8), bool), UnsupportedRasterError, "bool"),
+    ],
+    ids=["five-bands", "1d", "empty", "bool"],
+)
+def test_enhance_array__bad_input(image, error, match):
+    with pytest.raises(error, match=match):
+        enhance_array(image, device="cpu")
+
+
+def test_asm_params__defaults_are_the_papers():
+    p = ASMParams()
+    assert (p.lambda1, p.lambda2, p.lambda3, p.lambda4) == (1.0, 1.0, 0.5, 0.3)
+    assert (p.mu1, p.mu2, p.mu3, p.iterations) == (3.0, 3.0, 3.0, 3)
+    assert (p.alpha, p.b, p.sigma, p.alpha1, p.p, p.epsilon) == (0.1, 0.5, 0.3, 0.1, 0.15, 0.5)
+    assert p.asd_fraction == pytest.approx(1 / 50)
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [({"nope": 1}, "unknown ASM parameter 'nope'"), ({"sigma": -1.0}, "sigma"),
+     ({"iterations": 2.5}, "iterations"), ({"mu1": 0}, "mu1"), ({"superpixel_size": 10}, "multiple")],
+    ids=["unknown", "negative", "non-integer", "zero", "not-multiple"],
+)
+def test_asm_params__validation(values, match):
+    with pytest.raises(ParameterError, match=match):
+        ASMParams.from_mapping(values)
+
+
+def test_halo_depth__covers_support_and_is_rounded():
+    assert halo_depth(ASMParams()) % 16 == 0
+    assert halo_depth(ASMParams.from_mapping(FAST)) < halo_depth(ASMParams())
+
+
+def test_enhance__tiled_matches_whole():
+    scene = make_scene((3, 300, 260), seed=1, chunks=128)
+    tiled = enhance(scene, tile=128, device="cpu").values
+    whole = enhance_array(scene.values, device="cpu")
+    diff = np.abs(tiled.astype(int) - whole.astype(int))
+    assert diff.max() <= 1 and diff.mean() <= 0.1
+
+
+def test_enhance__tiled_matches_whole_when_tiles_are_much_smaller_than_scene():
+    params = ASMParams.from_mapping(FAST)
+    depth = halo_depth(params)
+    scene = make_scene((3, 4 * depth, 3 * depth + 20), seed=3, chunks=depth)
+    tiled = enhance(scene, tile=depth, device="cpu", params=params).values
+    whole = enhance_array(scene.values, device="cpu", params=params)
+    diff = np.abs(tiled.astype(int) - whole.astype(int))
+    assert diff.max() <= 1 and diff.mean() <= 0.1
+
+
+def test_enhance__keeps_crs_transform_and_nodata():
+    scene = make_scene((3, 40, 36), seed=4, nodata=0, chunks=20)
+    data = scene.values.copy()
+    data[:, :5, :5] = 0
+    scene = scene.copy(data=data)
+    out = enhance(scene, tile=32, device="cpu", params=FAST)
+    assert out.rio.crs == scene.rio.crs and out.rio.transform() == scene.rio.transform()
+    assert out.rio.nodata == 0 and out.dtype == scene.dtype and out.dims == scene.dims
+    values = out.values
+    assert (values[:, :5, :5] == 0).all() and (values[:, 5:, 5:] > 0).mean() > 0.99
+
+
+def test_enhance__float32_output_2d_scene():
+    scene = make_scene((40, 36), seed=5, chunks=20)
+    out = enhance(scene, tile=32, device="cpu", params=FAST, dtype="float32")
+    assert out.dims == ("y", "x") and out.dtype == np.float32 and np.isfinite(out.values).all()
+
+
+def test_enhance__bad_tile():
+    with pytest.raises(ParameterError, match="tile"):
+        enhance(make_scene((3, 16, 16)), tile=4, device="cpu")
+
+
+def test_cli_enhance__writes_cog(tmp_path, rgb_scene_file, runner):
+    from geo_ntl.io import open_scene
+
+    out = tmp_path / "bright.tif"
+    res = runner("enhance", rgb_scene_file, "--out", out, "--param", "iterations=1", "--tile", "32",
+                 "--device", "cpu")
+    assert res.exit_code == 0, res.stderr
+    src, dst = open_scene(rgb_scene_file), open_scene(out)
+    assert dst.shape == src.shape and dst.dtype == src.dtype and dst.rio.crs == src.rio.crs
+    assert float(dst.mean()) > float(src.mean())
+
+
+def test_cli_enhance__error_lines(tmp_path, rgb_scene_file, runner):
+    res = runner("enhance", rgb_scene_file, "--out", tmp_path / "o.tif", "--param", "bogus=1")
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and "bogus" in res.stderr
+    (tmp_path / "exists.tif").write_bytes(b"x")
+    res = runner("enhance", rgb_scene_file, "--out", tmp_path / "exists.tif")
+    assert res.exit_code == 2 and "--overwrite" in res.stderr
