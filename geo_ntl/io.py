@@ -29,6 +29,7 @@ from geo_ntl._atomic import PathLike, atomic_output, check_output_path
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
+    ClusterError,
     DimensionError,
     MissingCRSError,
     NotARasterError,
@@ -288,8 +289,17 @@ class _StagingFileWriter:
 def _store_distributed(data: dsa.Array, staging: Path) -> None:
     from distributed import Lock
 
+    from distributed.scheduler import KilledWorker
+
     lock = Lock(name=f"geo_ntl-write-{staging.name}")
-    dsa.store(data, _StagingFileWriter(staging), lock=lock)
+    try:
+        dsa.store(data, _StagingFileWriter(staging), lock=lock)
+    except KilledWorker as exc:
+        edge = max(max(data.chunks[1]), max(data.chunks[2]))
+        raise ClusterError(
+            f"dask workers died repeatedly computing a {edge}-pixel tile, most likely out of memory; "
+            "lower --tile, use fewer --threads-per-worker, or give workers more memory"
+        ) from exc
 
 
 class _WindowWriter:

@@ -195,3 +195,32 @@ def test_atomic_output__exception_removes_partial(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_cog__disk_full_leaves_nothing(tmp_path, rgb_scene, monkeypatch):
+    import errno
+
+    import geo_ntl.io as gio
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gio.rasterio.shutil, "copy", no_space)
+    with pytest.raises(OSError, match="No space"):
+        write_cog(rgb_scene, tmp_path / "full.tif")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli__disk_full_is_one_error_line(runner, rgb_scene_file, tmp_path, monkeypatch):
+    import errno
+
+    import geo_ntl.io as gio
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gio.rasterio.shutil, "copy", no_space)
+    result = runner("mosaic", rgb_scene_file, "--out", tmp_path / "m.tif", "--workers", "0")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "No space left" in result.stderr
+    assert not (tmp_path / "m.tif").exists()

@@ -62,3 +62,17 @@ def test_compute_context__unreachable_scheduler():
 def test_compute_context__negative_workers():
     with pytest.raises(InputError, match="--workers"), compute_context(workers=-1):
         pass
+
+
+def test_store_distributed__killed_worker_names_the_tile(tmp_path, monkeypatch):
+    from distributed.scheduler import KilledWorker
+
+    import geo_ntl.io as gio
+
+    def killed(*args, **kwargs):
+        raise KilledWorker("task", "worker")
+
+    monkeypatch.setattr(gio.dsa, "store", killed)
+    scene = make_scene((3, 64, 64), chunks=32)
+    with pytest.raises(ClusterError, match="32-pixel tile.*lower --tile"):
+        gio._store_distributed(scene.data, tmp_path / "s.tif")
