@@ -86,9 +86,13 @@ def _aggd(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gh = left / right
         rhat = np.abs(blocks).mean(1) ** 2 / sq.mean(1)
         rnorm = rhat * (gh**3 + 1) * (gh + 1) / (gh**2 + 1) ** 2
-    alpha = np.empty(blocks.shape[0])
-    for i, r in enumerate(rnorm):
-        alpha[i] = _GAM[np.argmin((_R_GAM - r) ** 2)] if np.isfinite(r) else np.nan
+    # r(gamma) increases monotonically, so the grid argmin of (r - rnorm)^2 is a nearest neighbour.
+    finite = np.isfinite(rnorm)
+    r = np.where(finite, rnorm, 0.0)
+    hi = np.clip(np.searchsorted(_R_GAM, r), 1, _R_GAM.size - 1)
+    lo = hi - 1
+    pick = np.where((_R_GAM[hi] - r) ** 2 < (_R_GAM[lo] - r) ** 2, hi, lo)
+    alpha = np.where(finite, _GAM[pick], np.nan)
     factor = np.sqrt(gamma(1.0 / alpha) / gamma(3.0 / alpha))
     return alpha, left * factor, right * factor
 

@@ -58,22 +58,58 @@ def ssim(output: np.ndarray, reference: np.ndarray, *, data_range: float | None 
     )
 
 
+def _valid_filter(x: np.ndarray, win: np.ndarray) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(x, win, mode="valid")
+
+
 def vif(output: np.ndarray, reference: np.ndarray, *, data_range: float | None = None) -> float:
     """Pixel-domain visual information fidelity (VIFp, Sheikh & Bovik 2006) on luma, 0-255 scale.
 
-    Computed with ``torchmetrics.functional.image.visual_information_fidelity``
-    (no torchvision, no downloads); inputs must be at least 41 x 41.
+    The multi-scale pixel-domain version of the authors' ``vifvec``/``vifp_mscale``:
+    four scales with Gaussian windows of side ``2^(5-s) + 1`` (sigma = side / 5),
+    'valid' filtering, decimation by 2 between scales and noise variance 2. Written
+    in numpy (no torch import); it agrees with ``torchmetrics.functional.image.visual_information_fidelity``
+    (checked on a noisy astronaut: same value to 1e-6). Images must be at least 41 x 41.
     """
-    import torch
-    from torchmetrics.functional.image import visual_information_fidelity
-
     a, b = as_255(output, data_range), as_255(reference, data_range)
     same_shape(a, b)
-    ya = torch.from_numpy(luma(a))[None, None]
-    yb = torch.from_numpy(luma(b))[None, None]
-    if min(ya.shape[-2:]) < 41:
-        raise ValueError(f"VIF needs images of at least 41 x 41 pixels, got {tuple(ya.shape[-2:])}")
-    return float(visual_information_fidelity(ya, yb))
+    dist, ref = luma(a), luma(b)
+    if min(ref.shape) < 41:
+        raise ValueError(f"VIF needs images of at least 41 x 41 pixels, got {ref.shape}")
+    sigma_nsq = 2.0
+    eps = 1e-10
+    num = den = 0.0
+    for scale in range(1, 5):
+        n = 2 ** (4 - scale + 1) + 1
+        t = np.arange(n) - (n - 1) / 2.0
+        g = np.exp(-(t**2) / (2 * (n / 5.0) ** 2))
+        win = np.outer(g, g)
+        win /= win.sum()
+        if scale > 1:
+            ref = _valid_filter(ref, win)[::2, ::2]
+            dist = _valid_filter(dist, win)[::2, ::2]
+        mu1, mu2 = _valid_filter(ref, win), _valid_filter(dist, win)
+        s1 = np.clip(_valid_filter(ref * ref, win) - mu1 * mu1, 0.0, None)
+        s2 = np.clip(_valid_filter(dist * dist, win) - mu2 * mu2, 0.0, None)
+        s12 = _valid_filter(ref * dist, win) - mu1 * mu2
+        gain = s12 / (s1 + eps)
+        sv = s2 - gain * s12
+        low1 = s1 < eps
+        gain[low1] = 0.0
+        sv[low1] = s2[low1]
+        s1[low1] = 0.0
+        low2 = s2 < eps
+        gain[low2] = 0.0
+        sv[low2] = 0.0
+        neg = gain < 0
+        sv[neg] = s2[neg]
+        gain[neg] = 0.0
+        sv[sv <= eps] = eps
+        num += float(np.sum(np.log10(1.0 + gain * gain * s1 / (sv + sigma_nsq))))
+        den += float(np.sum(np.log10(1.0 + s1 / sigma_nsq)))
+    return num / den if den > 0 else 1.0
 
 
 def _local_std(y: np.ndarray, size: int) -> np.ndarray:
