@@ -70,7 +70,7 @@ def test_store_distributed__killed_worker_names_the_tile(tmp_path, monkeypatch):
     import geo_ntl.io as gio
 
     def killed(*args, **kwargs):
-        raise KilledWorker("task", "worker")
+        raise KilledWorker("task", "worker", 3)
 
     monkeypatch.setattr(gio.dsa, "store", killed)
     scene = make_scene((3, 64, 64), chunks=32)
