@@ -23,6 +23,8 @@ from geo_ntl.enhance.superpixels import mask_z, slic_labels
 
 __all__ = ["asd_at", "enhance_block", "halo_depth"]
 
+#: Smallest illumination of the max-RGB ablation.
+MIN_LIGHT = 0.02
 #: The halo is rounded up to a multiple of this many pixels.
 HALO_ROUND = 16
 
@@ -157,6 +159,10 @@ def enhance_block(
     maps = initial_reflectance(x, asd_low, params, cell=cell)
     h0 = initial_weight(maps.gray_low, stats.e_g, params, cell=cell)
     r0 = maps.r0
+    if params.init == "max_rgb":
+        # LIME-style ablation: illumination = channel max, smoothed on the coarse grid.
+        light = upsample(cell_mean(x.amax(0, keepdim=True), cell), cell).clamp_min(MIN_LIGHT)
+        r0 = (x / light).clamp_(0.0, 1.0)
     r0_low = cell_mean(r0, cell)
     size = params.superpixel_size // cell
     labels = slic_labels(

@@ -48,6 +48,7 @@ PARAM_DOCS: dict[str, str] = {
     "z_scale": "scale delta mapping mean*range of a superpixel to Z = 1/(1 + mean*range/delta)",
     "h_sweeps": "damped-Jacobi sweeps per H subproblem (inexact HQS inner solve)",
     "m_sweeps": "Chebyshev iterations per HR subproblem (inexact HQS inner solve)",
+    "init": "initial reflectance: 'asm' (the paper, eqs. 23-29) or 'max_rgb' (LIME-style I / max_c I, ablation)",
     "cell": "side of the coarse grid (px) on which the smooth initial maps are computed",
 }
 
@@ -84,6 +85,8 @@ class ASMParams:
         Inner iterations of the H and HR subproblems.
     cell : int
         Coarse-grid side for the smooth initial maps.
+    init : {"asm", "max_rgb"}
+        Initial reflectance (the paper's, or a LIME-style ablation).
 
     Raises
     ------
@@ -127,6 +130,7 @@ class ASMParams:
     h_sweeps: int = 1
     m_sweeps: int = 5
     cell: int = 4
+    init: str = "asm"
 
     def __post_init__(self) -> None:
         positive = ("mu1", "mu2", "mu3", "lambda1", "gf_eps", "slic_compactness", "z_scale")
@@ -154,6 +158,8 @@ class ASMParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ParameterError(f"parameter {name} must be an integer in [{low}, {high}], got {value!r}")
+        if self.init not in ("asm", "max_rgb"):
+            raise ParameterError(f"parameter init must be 'asm' or 'max_rgb', got {self.init!r}")
         if self.superpixel_size % self.cell:
             raise ParameterError(
                 f"superpixel_size ({self.superpixel_size}) must be a multiple of cell ({self.cell})"
