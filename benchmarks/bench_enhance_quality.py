@@ -146,8 +146,10 @@ def paired(png_dir: Path) -> str:
             f"| {name} | {np.mean(s['psnr']):.2f} | {np.mean(s['ssim']):.4f} | {np.mean(s['vif']):.4f} | "
             f"{np.mean(s['lrsd']):.3f} |"
         )
-    lines.append("\nPaper, Table 1 (iSAID-dark2, proposed method): PSNR 22.14, SSIM 0.9201, VIF 0.2378, "
-                 "LRSD 5.74 (their data and LRSD definition; not comparable in absolute terms).\n")
+    lines.append(
+        "\nPaper, Table 1 (iSAID-dark2, proposed method): PSNR 22.14, SSIM 0.9201, VIF 0.2378, "
+        "LRSD 5.74 (their data and LRSD definition; not comparable in absolute terms).\n"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -182,10 +184,14 @@ def tiling() -> str:
     h, w = dark.shape[1:]
     rr = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
     cc = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
-    carrier = xr.DataArray(dsa.from_array(np.concatenate([xf, rr[None], cc[None]]), chunks=(-1, 256, 256)),
-                           dims=("band", "y", "x"))
+    carrier = xr.DataArray(
+        dsa.from_array(np.concatenate([xf, rr[None], cc[None]]), chunks=(-1, 256, 256)),
+        dims=("band", "y", "x"),
+    )
     for d in (depth // 2, depth // 4, 16):
-        func = _TileFunction(bands=3, depth=d, stats=stats, params=params, device=torch.device("cpu"))
+        func = _TileFunction(
+            bands=3, depth=d, stats=stats, params=params, device=torch.device("cpu")
+        )
         out = apply_tiled(carrier, func, depth=d, dtype=np.float32, bands_out=3).values
         rows.append((d, np.rint(out).clip(0, 255).astype(np.uint8)))
     lines = [
@@ -205,12 +211,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dicm-limit", type=int, default=64)
     ap.add_argument("--png-dir", type=Path, default=Path("/tmp/enhance_png"))
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "enhance_quality.md")
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "enhance_quality.md"
+    )
     ap.add_argument("--skip", nargs="*", default=[], choices=["dicm", "paired", "tiling"])
     args = ap.parse_args()
     parts = []
-    for name, fn in (("dicm", lambda: dicm(args.dicm_limit, args.png_dir)), ("paired", lambda: paired(args.png_dir)),
-                     ("tiling", tiling)):
+    for name, fn in (
+        ("dicm", lambda: dicm(args.dicm_limit, args.png_dir)),
+        ("paired", lambda: paired(args.png_dir)),
+        ("tiling", tiling),
+    ):
         if name in args.skip:
             continue
         text = fn()

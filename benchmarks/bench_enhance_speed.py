@@ -55,18 +55,33 @@ def main() -> None:
     rows = []
     for size in sizes:
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(size), str(args.threads), str(args.repeat), args.device],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(size),
+                str(args.threads),
+                str(args.repeat),
+                args.device,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = rows[-1]
         mp = size * size / 1e6
-        print(f"| {size}x{size} | {r['threads']} | {r['min_s']:.3f} | {r['median_s']:.3f} | "
-              f"{r['min_s'] / mp:.3f} | {mp / r['min_s']:.2f} | {r['peak_mb']:.0f} |", flush=True)
+        print(
+            f"| {size}x{size} | {r['threads']} | {r['min_s']:.3f} | {r['median_s']:.3f} | "
+            f"{r['min_s'] / mp:.3f} | {mp / r['min_s']:.2f} | {r['peak_mb']:.0f} |",
+            flush=True,
+        )
     print(time.strftime("measured %Y-%m-%d %H:%M"), "device", args.device)
 
 
 if __name__ == "__main__":
-    print("| size (RGB uint8) | torch threads | min s | median s | s/MP | MP/s | peak extra RSS MB |")
+    print(
+        "| size (RGB uint8) | torch threads | min s | median s | s/MP | MP/s | peak extra RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     main()

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from geo_ntl.enhance import ASMParams, enhance, enhance_array, halo_depth
-from geo_ntl.exceptions import AllNoDataError, DimensionError, ParameterError, UnsupportedRasterError
+from geo_ntl.exceptions import (
+    AllNoDataError,
+    DimensionError,
+    ParameterError,
+    UnsupportedRasterError,
+)
 from geo_ntl.testing import make_scene
 
 #: Cheaper parameters for tests that only check plumbing (smaller halo, fewer steps).
@@ -51,9 +56,7 @@ def test_enhance_array__uint16_full_range():
     assert out.dtype == np.uint16 and int(out.max()) <= 65535 and np.isfinite(out).all()
 
 
-@pytest.mark.parametrize(
-    "value", [0, 255, 77], ids=["black", "white", "constant"]
-)
+@pytest.mark.parametrize("value", [0, 255, 77], ids=["black", "white", "constant"])
 def test_enhance_array__flat_images_stay_flat(value):
     img = np.full((3, 20, 24), value, dtype=np.uint8)
     out = enhance_array(img, device="cpu", params=FAST)
@@ -112,8 +115,13 @@ def test_asm_params__defaults_are_the_papers():
 
 @pytest.mark.parametrize(
     ("values", "match"),
-    [({"nope": 1}, "unknown ASM parameter 'nope'"), ({"sigma": -1.0}, "sigma"),
-     ({"iterations": 2.5}, "iterations"), ({"mu1": 0}, "mu1"), ({"superpixel_size": 10}, "multiple")],
+    [
+        ({"nope": 1}, "unknown ASM parameter 'nope'"),
+        ({"sigma": -1.0}, "sigma"),
+        ({"iterations": 2.5}, "iterations"),
+        ({"mu1": 0}, "mu1"),
+        ({"superpixel_size": 10}, "multiple"),
+    ],
     ids=["unknown", "negative", "non-integer", "zero", "not-multiple"],
 )
 def test_asm_params__validation(values, match):
@@ -171,8 +179,18 @@ def test_cli_enhance__writes_cog(tmp_path, rgb_scene_file, runner):
     from geo_ntl.io import open_scene
 
     out = tmp_path / "bright.tif"
-    res = runner("enhance", rgb_scene_file, "--out", out, "--param", "iterations=1", "--tile", "32",
-                 "--device", "cpu")
+    res = runner(
+        "enhance",
+        rgb_scene_file,
+        "--out",
+        out,
+        "--param",
+        "iterations=1",
+        "--tile",
+        "32",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.stderr
     src, dst = open_scene(rgb_scene_file), open_scene(out)
     assert dst.shape == src.shape and dst.dtype == src.dtype and dst.rio.crs == src.rio.crs

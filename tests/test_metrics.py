@@ -31,14 +31,18 @@ def test_psnr__identical_is_inf_and_matches_skimage(astronaut, noisy):
     from skimage.metrics import peak_signal_noise_ratio
 
     assert metrics.psnr(astronaut, astronaut) == math.inf
-    assert metrics.psnr(noisy, astronaut) == pytest.approx(peak_signal_noise_ratio(astronaut, noisy), rel=1e-9)
+    assert metrics.psnr(noisy, astronaut) == pytest.approx(
+        peak_signal_noise_ratio(astronaut, noisy), rel=1e-9
+    )
 
 
 def test_psnr__known_value():
     a = np.zeros((4, 4), np.uint8)
     b = np.full((4, 4), 255, np.uint8)
     assert metrics.psnr(a, b) == pytest.approx(0.0)
-    assert metrics.psnr(np.zeros((4, 4), np.float32), np.full((4, 4), 0.1, np.float32)) == pytest.approx(20.0)
+    assert metrics.psnr(
+        np.zeros((4, 4), np.float32), np.full((4, 4), 0.1, np.float32)
+    ) == pytest.approx(20.0)
 
 
 def test_ssim__identical_is_one_and_matches_skimage_on_gray(astronaut, noisy):
@@ -46,8 +50,9 @@ def test_ssim__identical_is_one_and_matches_skimage_on_gray(astronaut, noisy):
 
     assert metrics.ssim(astronaut, astronaut) == pytest.approx(1.0)
     g1, g2 = astronaut[1].astype(float), noisy[1].astype(float)
-    ref = structural_similarity(g1, g2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                data_range=255)
+    ref = structural_similarity(
+        g1, g2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert metrics.ssim(noisy[1], astronaut[1]) == pytest.approx(ref, abs=1e-9)
     assert metrics.ssim(noisy, astronaut) < 0.8
 
@@ -112,8 +117,18 @@ def test_metrics__shape_mismatch_error(astronaut):
 
 def test_evaluate__keys(astronaut, noisy):
     out = metrics.evaluate(noisy, reference=astronaut, low_light=astronaut)
-    assert set(out) == {"brightness", "entropy", "average_gradient", "niqe", "ceiq", "loe", "psnr", "ssim",
-                        "vif", "lrsd"}
+    assert set(out) == {
+        "brightness",
+        "entropy",
+        "average_gradient",
+        "niqe",
+        "ceiq",
+        "loe",
+        "psnr",
+        "ssim",
+        "vif",
+        "lrsd",
+    }
     small = metrics.evaluate(np.zeros((3, 20, 20), np.uint8))
     assert small["niqe"] is None
 

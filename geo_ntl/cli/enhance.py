@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from geo_ntl.cli.options import device_opt, out_opt, overwrite_opt, param_opt, parse_params, tile_opt
+from geo_ntl.cli.options import (
+    device_opt,
+    out_opt,
+    overwrite_opt,
+    param_opt,
+    parse_params,
+    tile_opt,
+)
 
 
 @click.command("enhance")
@@ -13,12 +20,20 @@ from geo_ntl.cli.options import device_opt, out_opt, overwrite_opt, param_opt, p
 @param_opt
 @tile_opt
 @device_opt
-@click.option("--float32", "as_float", is_flag=True, help="Write float32 instead of the input dtype.")
+@click.option(
+    "--float32", "as_float", is_flag=True, help="Write float32 instead of the input dtype."
+)
 @overwrite_opt
 def enhance(
-    scene: str, out: str, params: tuple[str, ...], tile: int, device: str, as_float: bool, overwrite: bool
+    scene: str,
+    out: str,
+    params: tuple[str, ...],
+    tile: int,
+    device: str,
+    as_float: bool,
+    overwrite: bool,
 ) -> None:
-    """Enhance a low-light SCENE with the ASM / non-uniform illumination method.
+    r"""Enhance a low-light SCENE with the ASM / non-uniform illumination method.
 
     Keeps CRS, transform, shape, nodata and dtype (float32 with --float32).
     Parameters (see geo_ntl.enhance.PARAM_DOCS) with --param NAME=VALUE, e.g.

@@ -12,11 +12,17 @@ from geo_ntl.cli.options import json_opt
 
 @click.command("evaluate")
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--reference", type=click.Path(dir_okay=False), help="Clean reference image (PSNR/SSIM/VIF/LRSD).")
-@click.option("--low-light", "low_light", type=click.Path(dir_okay=False), help="The low-light input (LOE).")
+@click.option(
+    "--reference",
+    type=click.Path(dir_okay=False),
+    help="Clean reference image (PSNR/SSIM/VIF/LRSD).",
+)
+@click.option(
+    "--low-light", "low_light", type=click.Path(dir_okay=False), help="The low-light input (LOE)."
+)
 @json_opt
 def evaluate(output: str, reference: str | None, low_light: str | None, as_json: bool) -> None:
-    """Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
+    r"""Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
 
     Reads whole images into memory. No-reference metrics (brightness, entropy,
     average gradient, NIQE, CEIQ) always; LOE with --low-light; PSNR, SSIM, VIF
@@ -41,15 +47,24 @@ def evaluate(output: str, reference: str | None, low_light: str | None, as_json:
     low = load(low_light) if low_light else None
     for name, arr in (("reference", ref), ("low-light", low)):
         if arr is not None and arr.shape != out.shape:
-            raise InputError(f"the {name} image has shape {arr.shape} but the output has {out.shape}")
+            raise InputError(
+                f"the {name} image has shape {arr.shape} but the output has {out.shape}"
+            )
         if arr is not None and arr.dtype != out.dtype:
-            raise InputError(f"the {name} image is {arr.dtype} but the output is {out.dtype}; convert one")
+            raise InputError(
+                f"the {name} image is {arr.dtype} but the output is {out.dtype}; convert one"
+            )
     scores = run(out, reference=ref, low_light=low)
     if as_json:
-        clean = {k: (None if v is None or (isinstance(v, float) and math.isinf(v)) else v) for k, v in scores.items()}
+        clean = {
+            k: (None if v is None or (isinstance(v, float) and math.isinf(v)) else v)
+            for k, v in scores.items()
+        }
         if scores.get("psnr") == math.inf:
             clean["psnr"] = "inf"
-        click.echo(json.dumps({"output": output, "reference": reference, "metrics": clean}, indent=2))
+        click.echo(
+            json.dumps({"output": output, "reference": reference, "metrics": clean}, indent=2)
+        )
         return
     from rich.console import Console
     from rich.table import Table

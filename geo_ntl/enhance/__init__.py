@@ -41,4 +41,12 @@ from geo_ntl.enhance.core import halo_depth
 from geo_ntl.enhance.params import PARAM_DOCS, ASMParams
 from geo_ntl.enhance.stats import GlobalStats, global_stats
 
-__all__ = ["ASMParams", "GlobalStats", "PARAM_DOCS", "enhance", "enhance_array", "global_stats", "halo_depth"]
+__all__ = [
+    "ASMParams",
+    "GlobalStats",
+    "PARAM_DOCS",
+    "enhance",
+    "enhance_array",
+    "global_stats",
+    "halo_depth",
+]

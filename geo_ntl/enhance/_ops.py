@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 
 def sym_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
-    """Indices into an axis of length ``n`` realising a symmetric pad (any pad width)."""
+    """Return indices into an axis of length ``n`` realising a symmetric pad (any pad width)."""
     idx = torch.arange(-before, n + after, device=device)
     period = 2 * n
     idx = torch.remainder(idx, period)
@@ -50,7 +50,7 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def gaussian_radius(sigma: float) -> int:
-    """Truncation radius (3 sigma) of the Gaussian kernels."""
+    """Return the truncation radius (3 sigma) of the Gaussian kernels."""
     return int(math.ceil(3.0 * sigma)) if sigma > 0 else 0
 
 
@@ -80,7 +80,9 @@ def upsample(x: torch.Tensor, cell: int) -> torch.Tensor:
     """Bilinear interpolation from cell centres to pixel centres (edges clamped = symmetric)."""
     if cell == 1:
         return x
-    return F.interpolate(x.unsqueeze(0), scale_factor=cell, mode="bilinear", align_corners=False).squeeze(0)
+    return F.interpolate(
+        x.unsqueeze(0), scale_factor=cell, mode="bilinear", align_corners=False
+    ).squeeze(0)
 
 
 def grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +108,7 @@ def laplacian(x: torch.Tensor) -> torch.Tensor:
 
 
 def degree(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """Number of 4-neighbours of every pixel of an ``h x w`` grid (the diagonal of G^T G)."""
+    """Count the 4-neighbours of every pixel of an ``h x w`` grid (the diagonal of G^T G)."""
     d = torch.full((h, w), 4.0, device=device)
     d[0, :] -= 1
     d[-1, :] -= 1

@@ -155,7 +155,9 @@ def enhance_array(
     if squeeze:
         arr = arr[None]
     if arr.ndim != 3:
-        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {np.shape(image)}")
+        raise DimensionError(
+            f"expected a (band, y, x) or (y, x) array, got shape {np.shape(image)}"
+        )
     if not 1 <= arr.shape[0] <= MAX_BANDS:
         raise DimensionError(
             f"expected 1 to {MAX_BANDS} bands on the first axis, got shape {arr.shape}; "
@@ -256,8 +258,12 @@ def enhance(
     data = data.rechunk((-1, tile, tile))
     xf = data.map_blocks(_to_float, nodata, dtype=np.float32)
     stats = global_stats(xf, dtype=in_dtype, params=prm, device=dev)
-    rows = dsa.broadcast_to(dsa.arange(h, dtype=np.float32, chunks=tile)[:, None], (h, w), chunks=(tile, tile))
-    cols = dsa.broadcast_to(dsa.arange(w, dtype=np.float32, chunks=tile)[None, :], (h, w), chunks=(tile, tile))
+    rows = dsa.broadcast_to(
+        dsa.arange(h, dtype=np.float32, chunks=tile)[:, None], (h, w), chunks=(tile, tile)
+    )
+    cols = dsa.broadcast_to(
+        dsa.arange(w, dtype=np.float32, chunks=tile)[None, :], (h, w), chunks=(tile, tile)
+    )
     combined = dsa.concatenate([xf, rows[None], cols[None]], axis=0).rechunk((-1, tile, tile))
     spatial = {k: v for k, v in da3.coords.items() if "band" not in v.dims}
     carrier = xr.DataArray(combined, dims=da3.dims, coords=spatial)
@@ -266,10 +272,14 @@ def enhance(
     carrier = carrier.rio.write_transform(da3.rio.transform())
     depth = halo_depth(prm)
     func = _TileFunction(bands=bands, depth=depth, stats=stats, params=prm, device=dev)
-    enhanced = apply_tiled(carrier, func, depth=depth, dtype=np.float32, bands_out=bands, name="enhance")
+    enhanced = apply_tiled(
+        carrier, func, depth=depth, dtype=np.float32, bands_out=bands, name="enhance"
+    )
     nodata_out = nodata if nodata is not None else (np.nan if out_dtype.kind == "f" else None)
     result_data = enhanced.data.map_blocks(_from_float, out_dtype, nodata_out, dtype=out_dtype)
-    result = xr.DataArray(result_data, dims=da3.dims, coords=da3.coords, attrs=dict(da3.attrs), name=da3.name)
+    result = xr.DataArray(
+        result_data, dims=da3.dims, coords=da3.coords, attrs=dict(da3.attrs), name=da3.name
+    )
     if da3.rio.crs is not None:
         result = result.rio.write_crs(da3.rio.crs)
     result = result.rio.write_transform(da3.rio.transform())
@@ -283,7 +293,9 @@ def enhance(
 class _TileFunction:
     """Per-tile function: locate the block from its coordinate bands, crop to the scene, enhance."""
 
-    def __init__(self, *, bands: int, depth: int, stats: GlobalStats, params: ASMParams, device) -> None:
+    def __init__(
+        self, *, bands: int, depth: int, stats: GlobalStats, params: ASMParams, device
+    ) -> None:
         self.bands = bands
         self.depth = depth
         self.stats = stats

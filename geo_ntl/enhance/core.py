@@ -93,7 +93,10 @@ def asd_at(
     weights = []
     for axis in (0, 1):
         n_cells = grid.shape[axis]
-        centres = origin[axis] + (torch.arange(shape[axis], device=device, dtype=torch.float64) + 0.5) * step
+        centres = (
+            origin[axis]
+            + (torch.arange(shape[axis], device=device, dtype=torch.float64) + 0.5) * step
+        )
         pos = (centres / block[axis] - 0.5).clamp(0.0, n_cells - 1)
         i0 = pos.floor().long().clamp(max=n_cells - 1)
         i1 = (i0 + 1).clamp(max=n_cells - 1)
@@ -155,7 +158,9 @@ def enhance_block(
     hp, wp = math.ceil(h / cell) * cell, math.ceil(w / cell) * cell
     x = _pad_end(x, hp, wp)
     hl, wl = hp // cell, wp // cell
-    asd_low = asd_at(stats.asd, stats.block, (float(origin[0]), float(origin[1])), (hl, wl), float(cell), device)
+    asd_low = asd_at(
+        stats.asd, stats.block, (float(origin[0]), float(origin[1])), (hl, wl), float(cell), device
+    )
     maps = initial_reflectance(x, asd_low, params, cell=cell)
     h0 = initial_weight(maps.gray_low, stats.e_g, params, cell=cell)
     r0 = maps.r0

@@ -91,7 +91,9 @@ def initial_reflectance(
     blur_max = gaussian(a_low.amax(0), params.ae_sigma / step)
     ae_low = (a_low.mean(0) + params.b * blur_max).clamp_min(MIN_AE)
     ratio = (1.0 - g_low / ae_low) / (params.sigma + asd_low)
-    t_low = gaussian(ratio.clamp(params.alpha1, 1.0), params.t_sigma / step).clamp(params.alpha1, 1.0)
+    t_low = gaussian(ratio.clamp(params.alpha1, 1.0), params.t_sigma / step).clamp(
+        params.alpha1, 1.0
+    )
     # Full resolution: mean_c A = mean_c(a) * gray + mean_c(b) keeps the guide's edges.
     coarse = torch.stack((mean_a.mean(0), mean_b.mean(0), params.b * blur_max, t_low))
     fine = upsample(coarse, cell)

@@ -134,11 +134,34 @@ class ASMParams:
 
     def __post_init__(self) -> None:
         positive = ("mu1", "mu2", "mu3", "lambda1", "gf_eps", "slic_compactness", "z_scale")
-        non_negative = ("lambda2", "lambda3", "lambda4", "alpha", "b", "p", "gf_radius",
-                        "ae_sigma", "t_sigma", "el_sigma", "z_sigma")
-        for name in (*positive, *non_negative, "sigma", "alpha1", "epsilon", "asd_fraction", "h_max"):
+        non_negative = (
+            "lambda2",
+            "lambda3",
+            "lambda4",
+            "alpha",
+            "b",
+            "p",
+            "gf_radius",
+            "ae_sigma",
+            "t_sigma",
+            "el_sigma",
+            "z_sigma",
+        )
+        for name in (
+            *positive,
+            *non_negative,
+            "sigma",
+            "alpha1",
+            "epsilon",
+            "asd_fraction",
+            "h_max",
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
                 raise ParameterError(f"parameter {name} must be a finite number, got {value!r}")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -146,18 +169,31 @@ class ASMParams:
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ParameterError(f"parameter {name} must be >= 0, got {getattr(self, name)!r}")
-        ranges = {"sigma": (1e-6, 100.0), "alpha1": (1e-3, 1.0), "epsilon": (1e-6, 100.0),
-                  "asd_fraction": (1e-4, 1.0), "h_max": (1.0, 1e3)}
+        ranges = {
+            "sigma": (1e-6, 100.0),
+            "alpha1": (1e-3, 1.0),
+            "epsilon": (1e-6, 100.0),
+            "asd_fraction": (1e-4, 1.0),
+            "h_max": (1.0, 1e3),
+        }
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ParameterError(f"parameter {name} must be in [{low}, {high}], got {value!r}")
-        integers = {"iterations": (0, 50), "superpixel_size": (1, 512), "slic_iterations": (1, 10),
-                    "h_sweeps": (0, 50), "m_sweeps": (1, 200), "cell": (1, 16)}
+        integers = {
+            "iterations": (0, 50),
+            "superpixel_size": (1, 512),
+            "slic_iterations": (1, 10),
+            "h_sweeps": (0, 50),
+            "m_sweeps": (1, 200),
+            "cell": (1, 16),
+        }
         for name, (low, high) in integers.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ParameterError(f"parameter {name} must be an integer in [{low}, {high}], got {value!r}")
+                raise ParameterError(
+                    f"parameter {name} must be an integer in [{low}, {high}], got {value!r}"
+                )
         if self.init not in ("asm", "max_rgb"):
             raise ParameterError(f"parameter init must be 'asm' or 'max_rgb', got {self.init!r}")
         if self.superpixel_size % self.cell:
@@ -192,7 +228,11 @@ class ASMParams:
                 raise ParameterError(
                     f"unknown ASM parameter {name!r}; known parameters: {', '.join(sorted(known))}"
                 )
-            if known[name].type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                known[name].type in ("float", float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             if known[name].type in ("int", int) and isinstance(value, float) and value.is_integer():
                 value = int(value)

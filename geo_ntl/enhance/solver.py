@@ -81,7 +81,12 @@ def chebyshev(
 
 
 def hqs(
-    t: torch.Tensor, u: torch.Tensor, z: torch.Tensor, h0: torch.Tensor, r0: torch.Tensor, params: ASMParams
+    t: torch.Tensor,
+    u: torch.Tensor,
+    z: torch.Tensor,
+    h0: torch.Tensor,
+    r0: torch.Tensor,
+    params: ASMParams,
 ) -> torch.Tensor:
     """Run the alternating scheme and return HR.
 
@@ -132,24 +137,35 @@ def hqs(
         # H-subproblem (eqs. 13-15), damped Jacobi on the HQS normal equations.
         if pr.h_sweeps:
             rn = r + n
-            diag = (rn * rn).mul_(pr.lambda1).add_(deg_z, alpha=pr.mu1).add_(r * r * deg, alpha=pr.mu2)
+            diag = (
+                (rn * rn).mul_(pr.lambda1).add_(deg_z, alpha=pr.mu1).add_(r * r * deg, alpha=pr.mu2)
+            )
             diag.clamp_min_(1e-6)
             for _sweep in range(pr.h_sweeps):
                 gx, gy = grad(hmap)
                 res = grad_t(z * (z * gx).clamp_(-tau1, tau1), z * (z * gy).clamp_(-tau1, tau1))
                 res.mul_(-pr.mu1)
                 vx, vy = grad(r * hmap - u)
-                res.addcmul_(r, grad_t(vx.clamp_(-tau2, tau2), vy.clamp_(-tau2, tau2)), value=-pr.mu2)
+                res.addcmul_(
+                    r, grad_t(vx.clamp_(-tau2, tau2), vy.clamp_(-tau2, tau2)), value=-pr.mu2
+                )
                 res.addcmul_(rn, t - rn * hmap, value=pr.lambda1)
                 hmap.addcdiv_(res, diag).clamp_(1.0, pr.h_max)
         # HR-subproblem (eqs. 16-17), Chebyshev from the previous HR.
         gx, gy = grad(m)
         res0 = grad_t((gx - gux).clamp_(-tau3, tau3), (gy - guy).clamp_(-tau3, tau3)).mul_(-pr.mu3)
         res0.add_((t - hmap * n).sub_(m), alpha=pr.lambda1)
-        m = chebyshev(apply_m, res0, m, lo=pr.lambda1, hi=pr.lambda1 + 8 * pr.mu3, steps=pr.m_sweeps)
+        m = chebyshev(
+            apply_m, res0, m, lo=pr.lambda1, hi=pr.lambda1 + 8 * pr.mu3, steps=pr.m_sweeps
+        )
         # R (eq. 18) and N (eq. 20).
         r = (m / hmap).clamp_(0.0, 1.0)
         hh = hmap * hmap
-        n = (t - hmap * r).mul_(hmap).mul_(pr.lambda1).div_(hh.mul_(pr.lambda1).add_(z2, alpha=pr.lambda4))
+        n = (
+            (t - hmap * r)
+            .mul_(hmap)
+            .mul_(pr.lambda1)
+            .div_(hh.mul_(pr.lambda1).add_(z2, alpha=pr.lambda4))
+        )
         n.clamp_(0.0, 1.0)
     return m.clamp_(0.0, 1.0)

@@ -81,7 +81,10 @@ def _block_reduce(x, by: int, bx: int, how: str):
     import dask.array as dsa
 
     xp = dsa.pad(x, pad, mode="constant", constant_values=np.nan)
-    xp = xp.rechunk(xp.chunks[:-2] + (max(by, (xp.chunks[-2][0] // by) * by), max(bx, (xp.chunks[-1][0] // bx) * bx)))
+    xp = xp.rechunk(
+        xp.chunks[:-2]
+        + (max(by, (xp.chunks[-2][0] // by) * by), max(bx, (xp.chunks[-1][0] // bx) * bx))
+    )
     return dsa.coarsen(getattr(np, how), xp, {x.ndim - 2: by, x.ndim - 1: bx}, trim_excess=False)
 
 

@@ -24,12 +24,20 @@ _FAR = 1e6
 def _cell_index(origin: int, n: int, size: int, device: torch.device) -> tuple[torch.Tensor, int]:
     """Local cell index of each of ``n`` pixels starting at global ``origin``, and the cell count."""
     first = origin // size
-    idx = torch.div(torch.arange(origin, origin + n, device=device), size, rounding_mode="floor") - first
+    idx = (
+        torch.div(torch.arange(origin, origin + n, device=device), size, rounding_mode="floor")
+        - first
+    )
     return idx, int(idx[-1]) + 1
 
 
 def slic_labels(
-    features: torch.Tensor, origin: tuple[int, int], *, size: int, iterations: int, compactness: float
+    features: torch.Tensor,
+    origin: tuple[int, int],
+    *,
+    size: int,
+    iterations: int,
+    compactness: float,
 ) -> torch.Tensor:
     """Label every pixel of a ``(c, h, w)`` image with a superpixel id.
 
@@ -112,8 +120,12 @@ def mask_z(r0_low: torch.Tensor, labels: torch.Tensor, *, z_scale: float) -> tor
     n = int(flat.max()) + 1
     vals = r0_low.reshape(c, -1)
     idx = flat.expand(c, -1)
-    count = torch.zeros(n, device=vals.device, dtype=vals.dtype).index_add_(0, flat, torch.ones_like(vals[0]))
-    mean = torch.zeros(c, n, device=vals.device, dtype=vals.dtype).index_add_(1, flat, vals) / count.clamp_min(1)
+    count = torch.zeros(n, device=vals.device, dtype=vals.dtype).index_add_(
+        0, flat, torch.ones_like(vals[0])
+    )
+    mean = torch.zeros(c, n, device=vals.device, dtype=vals.dtype).index_add_(
+        1, flat, vals
+    ) / count.clamp_min(1)
     vmax = torch.full((c, n), -1.0, device=vals.device, dtype=vals.dtype).scatter_reduce_(
         1, idx, vals, reduce="amax", include_self=True
     )

@@ -33,7 +33,9 @@ def as_255(image: np.ndarray, data_range: float | None = None) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[0] > 4 or arr.shape[1] == 0 or arr.shape[2] == 0:
-        raise DimensionError(f"expected a (band, y, x) or (y, x) image with 1-4 bands, got shape {np.shape(image)}")
+        raise DimensionError(
+            f"expected a (band, y, x) or (y, x) image with 1-4 bands, got shape {np.shape(image)}"
+        )
     rng = default_range(arr.dtype) if data_range is None else float(data_range)
     if not rng > 0:
         raise InputError(f"data_range must be > 0, got {data_range!r}")

@@ -103,6 +103,7 @@ def _features(mscn: np.ndarray, block: int) -> np.ndarray:
     nby, nbx = h // block, w // block
     feats = []
     shifted = [np.roll(mscn, s, axis=(0, 1)) for s in ((0, 1), (1, 0), (1, 1), (1, -1))]
+
     def tiles(a: np.ndarray) -> np.ndarray:
         t = a[: nby * block, : nbx * block].reshape(nby, block, nbx, block)
         return t.transpose(2, 0, 1, 3).reshape(nbx * nby, block * block)
@@ -146,7 +147,9 @@ def niqe(image: np.ndarray, *, data_range: float | None = None) -> float:
     h, w = y.shape
     nby, nbx = h // NIQE_BLOCK, w // NIQE_BLOCK
     if nby * nbx < 2:
-        raise InputError(f"NIQE needs at least two {NIQE_BLOCK} x {NIQE_BLOCK} blocks, got an image of {h} x {w}")
+        raise InputError(
+            f"NIQE needs at least two {NIQE_BLOCK} x {NIQE_BLOCK} blocks, got an image of {h} x {w}"
+        )
     mu_p, cov_p, window = _pristine()
     img = y[: nby * NIQE_BLOCK, : nbx * NIQE_BLOCK]
     parts = []

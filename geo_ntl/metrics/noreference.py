@@ -9,8 +9,13 @@ from geo_ntl.metrics._common import as_255, luma, same_shape
 __all__ = ["brightness", "entropy", "average_gradient", "loe", "ceiq", "CEIQ_WEIGHTS", "CEIQ_RHO"]
 
 #: Linear epsilon-SVR weights of CEIQ (Yan, Li & Fu 2019), from the authors' model.
-CEIQ_WEIGHTS = (0.9040977940828352, 0.5918766787732892, 0.03660021086086118, -0.3329773895731023,
-                0.02318992223481331)
+CEIQ_WEIGHTS = (
+    0.9040977940828352,
+    0.5918766787732892,
+    0.03660021086086118,
+    -0.3329773895731023,
+    0.02318992223481331,
+)
 #: Bias rho of the CEIQ model (score = features . W - rho).
 CEIQ_RHO = -1.4026102186529432
 #: Short side, in pixels, to which :func:`loe` resizes both images.
@@ -96,12 +101,12 @@ def ceiq(image: np.ndarray, *, data_range: float | None = None) -> float:
     if min(g.shape) < 7:
         raise ValueError(f"CEIQ needs images of at least 7 x 7 pixels, got {g.shape}")
     e = np.rint(equalize_hist(g.astype(np.uint8), nbins=256) * 255.0)
-    s = structural_similarity(g, e, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0)
+    s = structural_similarity(
+        g, e, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0
+    )
     pg, pe = _hist(g, 128), _hist(e, 128)
     eps = 1e-12
     cross_ge = float(-(pg * np.log2(pe + eps)).sum())
     cross_eg = float(-(pe * np.log2(pg + eps)).sum())
     feats = np.array([s, _entropy_of(pg), _entropy_of(pe), cross_ge, cross_eg])
     return float(feats @ np.asarray(CEIQ_WEIGHTS) - CEIQ_RHO)
-
-
