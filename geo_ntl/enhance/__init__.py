@@ -18,6 +18,10 @@ Readings of formulas the extracted paper leaves ambiguous
   bilinearly between block centres (the paper does not say how the block
   values are spread back; bilinear avoids block seams). t is computed on the
   coarse grid because it is Gaussian-smoothed anyway.
+* eq. 29 per channel pushes every channel below (1 - t) A_e to zero where t < 1,
+  which shifts hues (red rings around white lamps on DICM image 06). By default
+  (``keep_hue=True``) R0 is computed from gray(I) and every channel is scaled by
+  the same gain; ``keep_hue=False`` is the literal per-channel formula.
 * eq. 30: E_G = scene mean of max_c R0, measured on an overview of at most 512
   pixels on the long side (the only way to know it before the tiled pass).
 * eq. 31: E_L = G(gray(I)) with sigma ``el_sigma`` = 10 px ("S" read as the input).

@@ -101,7 +101,15 @@ def initial_reflectance(
     t = fine[3]
     # R0 = 1 - (A_e - I) / (A_e t) = 1 - (1 - I / A_e) / t
     r0 = image / ae
-    r0 = (1.0 - (1.0 - r0) / t).clamp_(0.0, 1.0)
+    if params.keep_hue and image.shape[0] > 1:
+        # Apply eq. 29 to the gray level and scale every channel by the same factor: the
+        # per-channel form pushes channels below (1 - t) A_e to 0 where t < 1 (hue shifts,
+        # coloured rings around lamps).
+        q = gray / ae
+        gain = (1.0 - (1.0 - q) / t).clamp_(0.0, 1.0) / q.clamp_min(1e-4)
+        r0 = r0.mul_(gain).clamp_(0.0, 1.0)
+    else:
+        r0 = (1.0 - (1.0 - r0) / t).clamp_(0.0, 1.0)
     return InitMaps(gray=gray, gray_low=g_low, r0=r0, t_low=t_low)
 
 

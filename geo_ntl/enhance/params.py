@@ -48,6 +48,7 @@ PARAM_DOCS: dict[str, str] = {
     "z_scale": "scale delta mapping mean*range of a superpixel to Z = 1/(1 + mean*range/delta)",
     "h_sweeps": "damped-Jacobi sweeps per H subproblem (inexact HQS inner solve)",
     "m_sweeps": "Chebyshev iterations per HR subproblem (inexact HQS inner solve)",
+    "keep_hue": "apply eq. 29 to gray(I) and keep colour ratios (True) or per channel as printed (False)",
     "init": "initial reflectance: 'asm' (the paper, eqs. 23-29) or 'max_rgb' (LIME-style I / max_c I, ablation)",
     "cell": "side of the coarse grid (px) on which the smooth initial maps are computed",
 }
@@ -87,6 +88,8 @@ class ASMParams:
         Coarse-grid side for the smooth initial maps.
     init : {"asm", "max_rgb"}
         Initial reflectance (the paper's, or a LIME-style ablation).
+    keep_hue : bool
+        Apply eq. 29 to the gray level and keep colour ratios (default) or per channel.
 
     Raises
     ------
@@ -131,6 +134,7 @@ class ASMParams:
     m_sweeps: int = 5
     cell: int = 4
     init: str = "asm"
+    keep_hue: bool = True
 
     def __post_init__(self) -> None:
         positive = ("mu1", "mu2", "mu3", "lambda1", "gf_eps", "slic_compactness", "z_scale")
@@ -194,6 +198,8 @@ class ASMParams:
                 raise ParameterError(
                     f"parameter {name} must be an integer in [{low}, {high}], got {value!r}"
                 )
+        if not isinstance(self.keep_hue, bool):
+            raise ParameterError(f"parameter keep_hue must be True or False, got {self.keep_hue!r}")
         if self.init not in ("asm", "max_rgb"):
             raise ParameterError(f"parameter init must be 'asm' or 'max_rgb', got {self.init!r}")
         if self.superpixel_size % self.cell:
