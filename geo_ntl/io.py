@@ -57,6 +57,8 @@ DEFAULT_CHUNKS = 1024
 SUPPORTED_DTYPES = ("uint8", "uint16", "float32")
 #: Most bands a scene may have (RGB plus one extra such as NIR or alpha).
 MAX_BANDS = 4
+#: GDAL block cache (MB) while writing: bounds memory whatever the scene size.
+GDAL_CACHE_MB = 256
 #: Creation options of the GDAL COG driver used by :func:`write_cog`.
 COG_PROFILE: dict[str, str] = {
     "BLOCKSIZE": "512",
@@ -441,7 +443,8 @@ def write_cog(
             client = _active_client()
             if client is not None:
                 profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(staging, "w", **profile) as dst:
+            gdal_env = rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB)
+            with gdal_env, rasterio.open(staging, "w", **profile) as dst:
                 dst.update_tags(**_provenance_tags(stage, params, tags))
                 if descriptions is not None and len(descriptions) == count:
                     for index, text in enumerate(descriptions, start=1):
@@ -454,7 +457,7 @@ def write_cog(
                     dsa.store(data, _WindowWriter(dst), lock=threading.Lock())
             if client is not None:
                 _store_distributed(data, staging)
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB):
                 rasterio.shutil.copy(staging, tmp_cog, driver="COG", **cog_options)
         finally:
             staging.unlink(missing_ok=True)

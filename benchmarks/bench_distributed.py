@@ -1,0 +1,103 @@
+"""Scaling of the ASM enhancer on dask.distributed, measured side by side in one run.
+
+Three runs over the same scene, each writing a COG:
+
+* ``single``: this process, dask's threaded scheduler with 1 thread, torch with 1 thread;
+* ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
+* ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread.
+
+Prints the throughput of each, ``cluster-2 / cluster-1`` (goal >= 1.6 on a
+2-core machine), ``cluster-1 / single`` (the distributed path's overhead per
+worker; goal >= 0.9), whether the three outputs are byte-identical, and the
+peak RSS of each worker process (goal <= 2 GB for any scene size: memory
+depends on the tile, not the scene).
+
+Usage::
+
+    python benchmarks/bench_distributed.py --size 4096 --tile 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+from _common import dump, make_input_scene
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def enhance_scene(src: Path, dst: Path, tile: int) -> None:
+    from geo_ntl.enhance import enhance
+    from geo_ntl.io import open_scene, write_cog
+
+    scene = open_scene(src, chunks=tile)
+    write_cog(enhance(scene, device="cpu", tile=tile), dst, overwrite=True, stage="enhance")
+
+
+def run_single(src: Path, dst: Path, tile: int) -> float:
+    import dask
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    with dask.config.set(scheduler="threads", num_workers=1):
+        enhance_scene(src, dst, tile)
+    return time.perf_counter() - start
+
+
+def run_cluster(src: Path, dst: Path, tile: int, workers: int) -> tuple[float, list[float]]:
+    from geo_ntl.parallel import compute_context
+
+    with compute_context(workers=workers, threads_per_worker=1, dashboard=False) as context:
+        # Warm the workers (imports) so that only the work is timed.
+        context.client.run(lambda: __import__("geo_ntl.enhance") and None)
+        start = time.perf_counter()
+        enhance_scene(src, dst, tile)
+        elapsed = time.perf_counter() - start
+        rss = list(context.client.run(_peak_rss_mib).values())
+    return elapsed, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/geo_ntl_bench"))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    src = make_input_scene(args.workdir / f"in_{args.size}.tif", args.size)
+    megapixels = args.size**2 / 1e6
+
+    t1, rss1 = run_cluster(src, args.workdir / "c1.tif", args.tile, 1)
+    t2, rss2 = run_cluster(src, args.workdir / "c2.tif", args.tile, 2)
+    t0 = run_single(src, args.workdir / "s.tif", args.tile)
+    same = (args.workdir / "s.tif").read_bytes() == (args.workdir / "c1.tif").read_bytes() == (
+        args.workdir / "c2.tif"
+    ).read_bytes()
+    dump(
+        {
+            "size": args.size,
+            "tile": args.tile,
+            "single_s": round(t0, 1),
+            "cluster1_s": round(t1, 1),
+            "cluster2_s": round(t2, 1),
+            "single_mp_s": round(megapixels / t0, 3),
+            "cluster1_mp_s": round(megapixels / t1, 3),
+            "cluster2_mp_s": round(megapixels / t2, 3),
+            "speedup_2_vs_1_workers": round(t1 / t2, 2),
+            "cluster1_vs_single_throughput": round(t0 / t1, 3),
+            "byte_identical_outputs": same,
+            "worker_peak_rss_mib": [round(v) for v in rss1 + rss2],
+        },
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
