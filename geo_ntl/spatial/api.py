@@ -1,0 +1,363 @@
+"""One call from a night-light raster and two vector layers to cells, statistics and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from geo_ntl.exceptions import InputError, MissingDependencyError, ParameterError
+from geo_ntl.spatial.aggregate import RadianceMode, aggregate_night_light, permeable_fraction, road_density
+from geo_ntl.spatial.grid import DEFAULT_CELL_SIZE, DEFAULT_MIN_COVERAGE, Grid, GridKind, make_grid, raise_no_overlap
+from geo_ntl.spatial.stats import (
+    DEFAULT_ALPHA,
+    PERMUTATIONS,
+    GlobalStat,
+    LocalStat,
+    global_moran,
+    global_moran_bv,
+    local_moran,
+    local_moran_bv,
+)
+from geo_ntl.spatial.vectors import read_vector
+from geo_ntl.spatial.weights import DEFAULT_K, CellWeights, WeightsMethod, build_weights
+
+__all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json", "write_cells"]
+
+#: Analysed variables (columns of the cells table).
+VARIABLES = ("ntl", "road_density", "permeable_fraction")
+#: Label of cells left out of the statistics.
+NO_DATA, ISLAND = "no_data", "island"
+_FORMATS = {".gpkg": "GPKG", ".parquet": "parquet", ".geoparquet": "parquet"}
+
+
+@dataclass
+class ClusterResult:
+    """Cells with their values and local statistics, the global tests and what was done.
+
+    Attributes
+    ----------
+    cells : geopandas.GeoDataFrame
+        One row per cell: ``cell_id``, ``row``, ``col``, ``area_m2``, ``coverage``,
+        ``ntl_mean``, ``ntl_sum``, ``ntl_count`` (valid pixels), ``ntl`` (the
+        analysed night light), ``road_density`` (m/km²), ``permeable_fraction``,
+        ``analysed`` (bool), and per local test ``<key>_I``, ``<key>_p``,
+        ``<key>_label`` (HH, LL, HL, LH, ns; ``no_data`` for cells without
+        valid pixels, ``island`` for cells without neighbours).
+    global_stats : dict of str to GlobalStat
+        ``moran_ntl``, ``moran_road_density``, ``moran_permeable_fraction``,
+        ``moran_bv_ntl_road_density``, ``moran_bv_ntl_permeable_fraction``.
+    local_stats : dict of str to LocalStat
+        ``ntl`` (LISA), ``ntl_road_density`` and ``ntl_permeable_fraction``
+        (bivariate LISA: night light against the lag of the other variable).
+    local_variables : dict of str to (str, str or None)
+        Focal and lagged variable of each local test.
+    weights : CellWeights
+    grid : Grid
+    report : dict
+        Counts (cells, analysed, no-data cells, islands, dropped slivers),
+        vector repairs, and the parameters used.
+    """
+
+    cells: Any
+    global_stats: dict[str, GlobalStat]
+    local_stats: dict[str, LocalStat]
+    local_variables: dict[str, tuple[str, str | None]]
+    weights: CellWeights
+    grid: Grid
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: each global test's I, expected I, z and pseudo p, LISA counts, report."""
+        return {
+            "tests": {k: v.to_dict() for k, v in self.global_stats.items()},
+            "lisa": {k: v.counts() | {"threshold": v.threshold} for k, v in self.local_stats.items()},
+            **self.report,
+        }
+
+    def write(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the cells table (see :func:`write_cells`)."""
+        return write_cells(self.cells, path, overwrite=overwrite)
+
+    def write_figures(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """Write LISA maps and Moran scatterplots (see :func:`geo_ntl.spatial.plots.write_figures`)."""
+        from geo_ntl.spatial.plots import write_figures
+
+        return write_figures(self, directory, overwrite=overwrite)
+
+
+def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write a cells GeoDataFrame atomically as GeoPackage or GeoParquet, by extension.
+
+    Parameters
+    ----------
+    cells : geopandas.GeoDataFrame
+    path : str or os.PathLike
+        ``.gpkg`` (layer "cells") or ``.parquet`` / ``.geoparquet``.
+    overwrite : bool, default False
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        For another extension.
+    MissingDependencyError
+        For GeoParquet without pyarrow.
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    from geo_ntl.io import atomic_output
+
+    out = Path(path)
+    fmt = _FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ParameterError(
+            f"cannot tell the format of {out}: use a .gpkg (GeoPackage) or .parquet (GeoParquet) extension"
+        )
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "writing GeoParquet needs pyarrow: `pip install pyarrow`, or write a .gpkg"
+            ) from exc
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        if fmt == "GPKG":
+            cells.to_file(tmp, driver="GPKG", layer="cells")
+        else:
+            cells.to_parquet(tmp)
+    return out
+
+
+def _open(ntl: Any, chunks: int) -> Any:
+    from geo_ntl.io import open_scene
+
+    if isinstance(ntl, str | os.PathLike):
+        return open_scene(ntl, chunks=chunks)
+    if hasattr(ntl, "rio") and hasattr(ntl, "dims"):
+        return ntl
+    raise InputError(f"ntl must be a raster path or an xarray.DataArray, got {type(ntl).__name__}")
+
+
+def aggregate(
+    ntl: Any,
+    *,
+    roads: Any,
+    permeable: Any,
+    cell_size: float = DEFAULT_CELL_SIZE,
+    aoi: Any = None,
+    grid: GridKind = "square",
+    radiance: RadianceMode = "mean",
+    ntl_statistic: Literal["mean", "sum"] = "mean",
+    road_class_weights: Mapping[str, float] | None = None,
+    road_class_column: str = "highway",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    chunks: int = 1024,
+) -> tuple[Any, Grid, dict[str, Any]]:
+    """Build the grid and aggregate night light, road density and permeable fraction per cell.
+
+    Parameters
+    ----------
+    ntl : str, os.PathLike or xarray.DataArray
+        Night-light raster (opened lazily with :func:`geo_ntl.io.open_scene`).
+    roads, permeable : str, os.PathLike or GeoDataFrame
+        Road lines and permeable-surface polygons, any CRS (reprojected).
+    cell_size, aoi, grid, min_coverage
+        See :func:`geo_ntl.spatial.grid.make_grid`.
+    radiance : {"mean", "luma"}, default "mean"
+        See :func:`geo_ntl.spatial.aggregate.aggregate_night_light`.
+    ntl_statistic : {"mean", "sum"}, default "mean"
+        Which per-cell night light becomes the analysed ``ntl`` column.
+    road_class_weights, road_class_column
+        See :func:`geo_ntl.spatial.aggregate.road_density`.
+    chunks : int, default 1024
+        Chunk edge when ``ntl`` is a path.
+
+    Returns
+    -------
+    cells : geopandas.GeoDataFrame
+    grid : Grid
+    report : dict
+
+    Raises
+    ------
+    VectorDataError
+        Empty, unreadable or non-overlapping layers.
+    MissingCRSError
+        A layer without a CRS.
+    AllNoDataError
+        No valid pixel in any cell.
+    """
+    from geo_ntl.io import ensure_valid_data
+
+    if ntl_statistic not in ("mean", "sum"):
+        raise ParameterError(f"ntl_statistic must be 'mean' or 'sum', got {ntl_statistic!r}")
+    da = _open(ntl, chunks)
+    cells_grid = make_grid(da, cell_size=cell_size, kind=grid, aoi=aoi, min_coverage=min_coverage)
+    crs = cells_grid.frame.crs
+    road_layer = read_vector(roads, kind="lines", crs=crs, name="roads")
+    perm_layer = read_vector(permeable, kind="polygons", crs=crs, name="permeable surfaces")
+    import shapely
+
+    extent = shapely.box(*cells_grid.cells.total_bounds)
+    for name, layer in (("roads", road_layer), ("permeable surfaces", perm_layer)):
+        if not shapely.intersects(np.asarray(layer.geometry.array, dtype=object), extent).any():
+            raise_no_overlap(name, layer.total_bounds, cells_grid.frame.bounds)
+    ensure_valid_data(da)
+    light = aggregate_night_light(da, cells_grid, radiance=radiance)
+    cells = cells_grid.cells.copy()
+    cells["ntl_mean"] = light.mean
+    cells["ntl_sum"] = light.sum
+    cells["ntl_count"] = light.count
+    cells["ntl"] = light.mean if ntl_statistic == "mean" else np.where(light.count > 0, light.sum, np.nan)
+    cells["road_density"] = road_density(road_layer, cells_grid, class_weights=road_class_weights,
+                                         class_column=road_class_column)
+    cells["permeable_fraction"] = permeable_fraction(perm_layer, cells_grid)
+    report = {
+        "n_cells": int(len(cells)),
+        "n_no_data": int((light.count == 0).sum()),
+        "n_dropped_slivers": int(cells_grid.dropped.get("low_coverage", 0)),
+        "vectors": {
+            "roads": road_layer.attrs.get("geo_ntl_report", {}),
+            "permeable": perm_layer.attrs.get("geo_ntl_report", {}),
+        },
+        "parameters": {
+            "cell_size": float(cell_size), "grid": grid, "radiance": radiance, "ntl_statistic": ntl_statistic,
+            "min_coverage": float(min_coverage), "aoi": aoi is not None,
+            "road_class_weights": dict(road_class_weights) if road_class_weights else None,
+        },
+    }
+    return cells, cells_grid, report
+
+
+def cluster(
+    ntl: Any,
+    *,
+    roads: Any,
+    permeable: Any,
+    cell_size: float = DEFAULT_CELL_SIZE,
+    aoi: Any = None,
+    grid: GridKind = "square",
+    weights: WeightsMethod = "queen",
+    k: int = DEFAULT_K,
+    distance: float | None = None,
+    permutations: int = PERMUTATIONS,
+    seed: int = 0,
+    alpha: float = DEFAULT_ALPHA,
+    fdr: bool = False,
+    radiance: RadianceMode = "mean",
+    ntl_statistic: Literal["mean", "sum"] = "mean",
+    road_class_weights: Mapping[str, float] | None = None,
+    road_class_column: str = "highway",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    n_jobs: int = 1,
+    chunks: int = 1024,
+) -> ClusterResult:
+    """Spatial clustering of night light against road density and permeable surfaces.
+
+    Aggregates the raster and both layers to grid cells (:func:`aggregate`),
+    builds row-standardised weights (:func:`~geo_ntl.spatial.weights.build_weights`)
+    over the cells that hold valid pixels, drops islands, and runs global
+    Moran's I of each variable, bivariate Moran's I of night light with road
+    density and with permeable fraction, LISA of night light and the two
+    bivariate LISAs.
+
+    Parameters
+    ----------
+    ntl : str, os.PathLike or xarray.DataArray
+        Night-light raster, normally a cleaned COG.
+    roads, permeable : str, os.PathLike or GeoDataFrame
+        Road lines and permeable-surface polygons (any CRS, any format geopandas reads).
+    cell_size : float, default DEFAULT_CELL_SIZE
+        Cell size in metres.
+    aoi : polygon layer, path or shapely geometry, optional
+        Area of interest.
+    grid : {"square", "hex"}, default "square"
+    weights : {"queen", "rook", "knn", "distance"}, default "queen"
+    k : int, default DEFAULT_K
+        Neighbours for knn weights.
+    distance : float, optional
+        Band in metres for distance weights (default 1.5 cell sizes).
+    permutations : int, default PERMUTATIONS
+    seed : int, default 0
+        The same seed gives the same p-values and labels.
+    alpha : float, default DEFAULT_ALPHA
+    fdr : bool, default False
+        Label with the FDR cut-off (:func:`esda.fdr`) instead of ``alpha``.
+    radiance, ntl_statistic, road_class_weights, road_class_column, min_coverage, chunks
+        See :func:`aggregate`.
+    n_jobs : int, default 1
+        Threads for the local permutations (-1: all).
+
+    Returns
+    -------
+    ClusterResult
+
+    Raises
+    ------
+    GeoNTLError
+        Subclasses for every bad input (see :func:`aggregate`), and
+        :class:`~geo_ntl.exceptions.InputError` when a variable is constant.
+
+    Examples
+    --------
+    >>> from geo_ntl.spatial import cluster  # doctest: +SKIP
+    >>> res = cluster("clean.tif", roads="roads.gpkg", permeable="parks.gpkg", cell_size=50)  # doctest: +SKIP
+    >>> res.global_stats["moran_bv_ntl_road_density"].I  # doctest: +SKIP
+    """
+    cells, cells_grid, report = aggregate(
+        ntl, roads=roads, permeable=permeable, cell_size=cell_size, aoi=aoi, grid=grid, radiance=radiance,
+        ntl_statistic=ntl_statistic, road_class_weights=road_class_weights,
+        road_class_column=road_class_column, min_coverage=min_coverage, chunks=chunks,
+    )
+    has_data = cells["ntl_count"].to_numpy() > 0
+    cw = build_weights(cells_grid, method=weights, k=k, distance=distance, include=has_data)
+    analysed = cells.iloc[cw.cells]
+    values = {name: analysed[name].to_numpy(dtype=float) for name in VARIABLES}
+    opts = {"permutations": permutations, "seed": seed}
+    g = cw.graph
+    global_stats = {f"moran_{v}": global_moran(values[v], g, name=v, **opts) for v in VARIABLES}
+    for other in VARIABLES[1:]:
+        global_stats[f"moran_bv_ntl_{other}"] = global_moran_bv(
+            values["ntl"], values[other], g, names=("ntl", other), **opts)
+    lopts = {**opts, "alpha": alpha, "fdr": fdr, "n_jobs": n_jobs}
+    local_variables: dict[str, tuple[str, str | None]] = {"ntl": ("ntl", None)}
+    local_stats = {"ntl": local_moran(values["ntl"], g, name="ntl", **lopts)}
+    for other in VARIABLES[1:]:
+        key = f"ntl_{other}"
+        local_variables[key] = ("ntl", other)
+        local_stats[key] = local_moran_bv(values["ntl"], values[other], g, names=("ntl", other), **lopts)
+
+    cells["analysed"] = False
+    cells.loc[cells.index[cw.cells], "analysed"] = True
+    for key, stat in local_stats.items():
+        for suffix, data, fill in (("I", stat.Is, np.nan), ("p", stat.p_sim, np.nan)):
+            column = np.full(len(cells), fill)
+            column[cw.cells] = data
+            cells[f"{key}_{suffix}"] = column
+        labels = np.where(has_data, ISLAND, NO_DATA).astype(object)
+        labels[cw.cells] = stat.labels
+        cells[f"{key}_label"] = labels.astype(str)
+    report = {
+        **report,
+        "n_analysed": int(len(cw.cells)),
+        "n_islands": int(len(cw.islands)),
+        "weights": {"method": weights, "k": cw.k, "distance": cw.distance, "transformation": "row-standardised"},
+    }
+    report["parameters"].update({"permutations": int(permutations), "seed": int(seed), "alpha": float(alpha),
+                                 "fdr": bool(fdr)})
+    return ClusterResult(cells=cells, global_stats=global_stats, local_stats=local_stats,
+                         local_variables=local_variables, weights=cw, grid=cells_grid, report=report)
+
+
+def summary_json(result: ClusterResult) -> str:
+    """The :meth:`ClusterResult.summary` as indented JSON text."""
+    return json.dumps(result.summary(), indent=2, default=float)
