@@ -1,0 +1,102 @@
+"""Restoration commands over many scenes: one COG each, resume, mosaic, no clobbering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geo_ntl.io import open_scene, write_cog
+from geo_ntl.testing import make_scene
+
+FAST = ("--param", "iterations=1", "--tile", "32", "--device", "cpu", "--workers", "0")
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    big = make_scene((3, 60, 100), seed=9)
+    return [
+        write_cog(big.isel(x=slice(0, 60)), folder / "a.tif"),
+        write_cog(big.isel(x=slice(40, 100)), folder / "b.tif"),
+    ]
+
+
+def test_enhance__folder_to_out_dir_and_mosaic(runner, scenes, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = runner("enhance", scenes[0].parent, "--out-dir", out_dir, "--mosaic", tmp_path / "m.tif", *FAST)
+    assert result.exit_code == 0, result.stderr
+    outs = sorted(out_dir.glob("*.tif"))
+    assert [p.name for p in outs] == ["a_enhanced.tif", "b_enhanced.tif"]
+    mosaic = open_scene(tmp_path / "m.tif")
+    assert mosaic.shape == (3, 60, 100)
+    assert mosaic.rio.crs == open_scene(scenes[0]).rio.crs
+
+
+def test_enhance__rerun_skips_finished_scenes(runner, scenes, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert runner("enhance", *scenes, "--out-dir", out_dir, *FAST).exit_code == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out_dir.glob("*.tif")}
+    again = runner("enhance", *scenes, "--out-dir", out_dir, *FAST)
+    assert again.exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in out_dir.glob("*.tif")} == stamps
+
+
+def test_enhance__interrupted_run_resumes_to_identical_output(runner, scenes, tmp_path, monkeypatch):
+    import geo_ntl.enhance as enhance_module
+
+    reference_dir, resumed_dir = tmp_path / "ref", tmp_path / "resumed"
+    reference_dir.mkdir()
+    resumed_dir.mkdir()
+    assert runner("enhance", *scenes, "--out-dir", reference_dir, *FAST).exit_code == 0
+
+    real = enhance_module.enhance
+    calls = []
+
+    def interrupted(da, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(da, **kwargs)
+
+    monkeypatch.setattr(enhance_module, "enhance", interrupted)
+    result = runner("enhance", *scenes, "--out-dir", resumed_dir, *FAST)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert [p.name for p in resumed_dir.iterdir()] == ["a_enhanced.tif"]
+    first = (resumed_dir / "a_enhanced.tif").stat().st_mtime_ns
+
+    monkeypatch.setattr(enhance_module, "enhance", real)
+    assert runner("enhance", *scenes, "--out-dir", resumed_dir, *FAST).exit_code == 0
+    assert (resumed_dir / "a_enhanced.tif").stat().st_mtime_ns == first
+    for name in ("a_enhanced.tif", "b_enhanced.tif"):
+        assert (resumed_dir / name).read_bytes() == (reference_dir / name).read_bytes()
+
+
+def test_enhance__foreign_output_is_not_clobbered(runner, scenes, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "b_enhanced.tif").write_bytes(b"precious")
+    result = runner("enhance", *scenes, "--out-dir", out_dir, *FAST)
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+    assert (out_dir / "b_enhanced.tif").read_bytes() == b"precious"
+    assert not (out_dir / "a_enhanced.tif").exists()  # checked before any work
+
+
+def test_enhance__out_with_several_scenes(runner, scenes, tmp_path):
+    result = runner("enhance", *scenes, "--out", tmp_path / "x.tif", *FAST)
+    assert result.exit_code == 2 and "--out-dir" in result.stderr
+
+
+def test_enhance__glob_matching_nothing(runner, tmp_path):
+    result = runner("enhance", str(tmp_path / "*.tif"), "--out-dir", tmp_path, *FAST)
+    assert result.exit_code == 2 and "no scene matches" in result.stderr
+
+
+def test_enhance__all_nodata_scene(runner, tmp_path):
+    empty = make_scene((3, 20, 20), nodata=0)
+    path = write_cog(empty.copy(data=np.zeros((3, 20, 20), "uint8")), tmp_path / "e.tif")
+    result = runner("enhance", path, "--out", tmp_path / "o.tif", *FAST)
+    assert result.exit_code == 2 and "no valid pixel" in result.stderr
+    assert not (tmp_path / "o.tif").exists()
