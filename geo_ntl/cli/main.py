@@ -25,6 +25,8 @@ __all__ = ["COMMANDS", "cli", "main"]
 
 #: Command name -> ``"module:attribute"`` of its click command.
 COMMANDS: dict[str, str] = {
+    "cluster": "geo_ntl.cli.cluster:cluster",
+    "deblur": "geo_ntl.cli.deblur:deblur",
     "enhance": "geo_ntl.cli.enhance:enhance",
     "evaluate": "geo_ntl.cli.evaluate:evaluate",
     "info": "geo_ntl.cli.info:info",
@@ -66,7 +68,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
       geo-ntl info sample_aoi/helsinki/scene.tif
       geo-ntl deblur sample_aoi/helsinki/scene.tif --out clean.tif
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
