@@ -14,14 +14,27 @@ import rasterio
 from rasterio.transform import from_origin
 
 
-def make_input_scene(path: Path, size: int, *, bands: int = 3, seed: int = 0, strip: int = 1024) -> Path:
+def make_input_scene(
+    path: Path, size: int, *, bands: int = 3, seed: int = 0, strip: int = 1024
+) -> Path:
     """Write a night-light-like uint8 GeoTIFF strip by strip (never whole in memory)."""
     if path.exists():
         return path
     rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", width=size, height=size, count=bands, dtype="uint8",
-                   crs="EPSG:3067", transform=from_origin(385000, 6672000, 0.92, 0.92),
-                   tiled=True, blockxsize=512, blockysize=512, compress="DEFLATE", BIGTIFF="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=bands,
+        dtype="uint8",
+        crs="EPSG:3067",
+        transform=from_origin(385000, 6672000, 0.92, 0.92),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="DEFLATE",
+        BIGTIFF="IF_SAFER",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         for row in range(0, size, strip):
             h = min(strip, size - row)

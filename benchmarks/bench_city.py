@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import dump
 
 
@@ -37,8 +36,12 @@ def _quicklook(paths: list[Path], png: Path, width: int = 1400) -> None:
         with rasterio.open(path) as src:
             scale = max(src.width, src.height) / (width // len(paths))
             shape = (src.count, int(src.height / scale), int(src.width / scale))
-            array = src.read(out_shape=shape, resampling=rasterio.enums.Resampling.average).astype(float)
-        array = 255 * (np.clip(array / 255.0, 0, 1) ** 0.5)  # display gamma, as the sample AOI's quick-look
+            array = src.read(out_shape=shape, resampling=rasterio.enums.Resampling.average).astype(
+                float
+            )
+        array = 255 * (
+            np.clip(array / 255.0, 0, 1) ** 0.5
+        )  # display gamma, as the sample AOI's quick-look
         panels.append(np.transpose(array.astype("uint8"), (1, 2, 0)))
     height = max(p.shape[0] for p in panels)
     canvas = np.zeros((height, sum(p.shape[1] for p in panels) + 8 * (len(panels) - 1), 3), "uint8")
@@ -71,7 +74,12 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     pairs = synthetic_scenes(
-        args.scenes, out_dir=scenes_dir, size=args.size, overlap=args.overlap, seed=args.seed, overwrite=True
+        args.scenes,
+        out_dir=scenes_dir,
+        size=args.size,
+        overlap=args.overlap,
+        seed=args.seed,
+        overwrite=True,
     )
     simulate_s = time.perf_counter() - start
     degraded = [p.degraded for p in pairs]
@@ -81,8 +89,19 @@ def main() -> None:
         stale.unlink(missing_ok=True)
 
     command = [
-        sys.executable, "-m", "geo_ntl", "deblur", *map(str, degraded), "--out-dir", str(clean_dir),
-        "--mosaic", str(mosaic_path), "--workers", str(args.workers), "--device", "cpu",
+        sys.executable,
+        "-m",
+        "geo_ntl",
+        "deblur",
+        *map(str, degraded),
+        "--out-dir",
+        str(clean_dir),
+        "--mosaic",
+        str(mosaic_path),
+        "--workers",
+        str(args.workers),
+        "--device",
+        "cpu",
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()

@@ -77,9 +77,11 @@ def main() -> None:
     t1, rss1 = run_cluster(src, args.workdir / "c1.tif", args.tile, 1)
     t2, rss2 = run_cluster(src, args.workdir / "c2.tif", args.tile, 2)
     t0 = run_single(src, args.workdir / "s.tif", args.tile)
-    same = (args.workdir / "s.tif").read_bytes() == (args.workdir / "c1.tif").read_bytes() == (
-        args.workdir / "c2.tif"
-    ).read_bytes()
+    same = (
+        (args.workdir / "s.tif").read_bytes()
+        == (args.workdir / "c1.tif").read_bytes()
+        == (args.workdir / "c2.tif").read_bytes()
+    )
     dump(
         {
             "size": args.size,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import rasterio
 import rasterio.shutil
-
 from _common import dump, make_input_scene, peak_rss_of, timed
+
 from geo_ntl.io import COG_PROFILE, open_scene, write_cog
 from geo_ntl.tiling import apply_tiled
 
@@ -55,8 +55,10 @@ def main() -> None:
     t_gdal = min(timed(gdal_path, src, args.workdir / "gdal.tif") for _ in range(args.repeat))
     t_ours = min(timed(geo_ntl_path, src, args.workdir / "ours.tif") for _ in range(args.repeat))
     results.update(
-        gdal_cog_s=round(t_gdal, 2), geo_ntl_s=round(t_ours, 2),
-        gdal_cog_mp_s=round(megapixels / t_gdal, 1), geo_ntl_mp_s=round(megapixels / t_ours, 1),
+        gdal_cog_s=round(t_gdal, 2),
+        geo_ntl_s=round(t_ours, 2),
+        gdal_cog_mp_s=round(megapixels / t_gdal, 1),
+        geo_ntl_mp_s=round(megapixels / t_ours, 1),
         throughput_ratio=round(t_gdal / t_ours, 3),
     )
     if args.rss_size:
@@ -65,7 +67,7 @@ def main() -> None:
             import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
             from pathlib import Path
             from bench_io import geo_ntl_path
-            geo_ntl_path(Path({str(big)!r}), Path({str(args.workdir / 'ours_big.tif')!r}))
+            geo_ntl_path(Path({str(big)!r}), Path({str(args.workdir / "ours_big.tif")!r}))
         """)
         rss, _ = peak_rss_of(code)
         results.update(rss_size=args.rss_size, peak_rss_mib=round(rss, 1))

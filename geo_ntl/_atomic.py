@@ -45,7 +45,9 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
     """
     out = Path(path).expanduser().absolute()
     if out.is_dir():
-        raise OutputPathError(f"output {out} is a folder; give a file name such as {out / 'out.tif'}")
+        raise OutputPathError(
+            f"output {out} is a folder; give a file name such as {out / 'out.tif'}"
+        )
     if out.exists() and not overwrite:
         raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
     parent = out.parent
@@ -91,7 +93,9 @@ def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     'done'
     """
     out = check_output_path(path, overwrite=overwrite)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.parent
+    )
     os.close(fd)
     tmp = Path(name)
     tmp.unlink()
@@ -100,7 +104,9 @@ def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
         if not tmp.exists():
             raise OutputPathError(f"nothing was written to {out}")
         if out.exists() and not overwrite:
-            raise OutputExistsError(f"output {out} appeared while writing; pass --overwrite to replace it")
+            raise OutputExistsError(
+                f"output {out} appeared while writing; pass --overwrite to replace it"
+            )
         os.replace(tmp, out)
     finally:
         sidecars = [*tmp.parent.glob(tmp.name + ".*"), *tmp.parent.glob(tmp.name + "-*")]

@@ -40,7 +40,9 @@ def resolve_device(device: str | None = "auto") -> torch.device:
         raise InputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for but no CUDA GPU is available; use --device cpu")
+            raise InputError(
+                f"device {device!r} asked for but no CUDA GPU is available; use --device cpu"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise InputError(
                 f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)"

@@ -200,7 +200,9 @@ def plan_jobs(
     else:
         outs = [Path(out)]  # type: ignore[arg-type]
     if len(set(outs)) != len(outs):
-        raise InputError("two scenes have the same file name; give them distinct names or separate runs")
+        raise InputError(
+            "two scenes have the same file name; give them distinct names or separate runs"
+        )
     jobs = []
     for scene, target in zip(scenes, outs, strict=True):
         if scene.absolute() == target.absolute():

@@ -144,7 +144,9 @@ def open_scene(
         with rasterio.open(source) as src:
             count, dtypes, crs = src.count, src.dtypes, src.crs
     except RasterioIOError as exc:
-        raise NotARasterError(f"{source} is not a raster rasterio can open ({exc}); give a GeoTIFF") from exc
+        raise NotARasterError(
+            f"{source} is not a raster rasterio can open ({exc}); give a GeoTIFF"
+        ) from exc
     if crs is None and not allow_no_crs:
         raise MissingCRSError(
             f"{source} has no CRS; assign one (e.g. `rio edit-info --crs EPSG:3067 {source}` or "
@@ -260,7 +262,7 @@ def _cast(data: Any, dtype: np.dtype) -> Any:
 
 
 def _active_client() -> Any:
-    """The dask.distributed client in use, or None for the local schedulers."""
+    """Return the dask.distributed client in use, or None for the local schedulers."""
     try:
         from distributed import default_client
     except ImportError:
@@ -290,7 +292,6 @@ class _StagingFileWriter:
 
 def _store_distributed(data: dsa.Array, staging: Path) -> None:
     from distributed import Lock
-
     from distributed.scheduler import KilledWorker
 
     lock = Lock(name=f"geo_ntl-write-{staging.name}")

@@ -146,11 +146,15 @@ def mosaic_grid(
         raise UnsupportedRasterError(f"cannot mosaic pixel type {first['dtype']}")
     target = CRS.from_user_input(crs) if crs is not None else CRS.from_user_input(first["crs"])
     try:
-        footprints = [transform_bounds(info["crs"], target, *info["bounds"], densify_pts=21) for info in infos]
+        footprints = [
+            transform_bounds(info["crs"], target, *info["bounds"], densify_pts=21) for info in infos
+        ]
     except (ProjError, rasterio.errors.CRSError) as exc:
         raise InputError(f"cannot reproject the scenes to {target.to_string()}: {exc}") from exc
     if not all(np.isfinite(b).all() for b in footprints):
-        raise InputError(f"some scenes fall outside the valid area of {target.to_string()}; choose another --crs")
+        raise InputError(
+            f"some scenes fall outside the valid area of {target.to_string()}; choose another --crs"
+        )
     if resolution is None:
         if CRS.from_user_input(first["crs"]) == target:
             resolution = first["resolution"][0]
@@ -165,7 +169,9 @@ def mosaic_grid(
     top = max(b[3] for b in footprints)
     # Snap to the first scene's grid when it is in the target CRS at this resolution.
     x0, y0 = first["bounds"][0], first["bounds"][3]
-    if CRS.from_user_input(first["crs"]) == target and math.isclose(first["resolution"][0], resolution):
+    if CRS.from_user_input(first["crs"]) == target and math.isclose(
+        first["resolution"][0], resolution
+    ):
         left = x0 + math.floor((left - x0) / resolution + 1e-9) * resolution
         top = y0 + math.ceil((top - y0) / resolution - 1e-9) * resolution
     width = max(1, math.ceil((right - left) / resolution - 1e-9))
@@ -202,7 +208,16 @@ def _sources(paths: Sequence[PathLike], grid: MosaicGrid) -> list[_Source]:
                 and abs(offset_y - round(offset_y)) < 1e-6
             )
             sources.append(
-                _Source(os.fspath(path), bounds, src_crs, src.transform, src.width, src.height, src.nodata, aligned)
+                _Source(
+                    os.fspath(path),
+                    bounds,
+                    src_crs,
+                    src.transform,
+                    src.width,
+                    src.height,
+                    src.nodata,
+                    aligned,
+                )
             )
     return sources
 
@@ -224,13 +239,19 @@ def _read_on_grid(
     with rasterio.open(source.path) as src:
         if source.aligned:
             # Same CRS and pixel grid: a shifted window, copied pixel for pixel.
-            col_off = window.col_off - round((src.transform.c - grid.transform.c) / grid.transform.a)
-            row_off = window.row_off - round((src.transform.f - grid.transform.f) / grid.transform.e)
+            col_off = window.col_off - round(
+                (src.transform.c - grid.transform.c) / grid.transform.a
+            )
+            row_off = window.row_off - round(
+                (src.transform.f - grid.transform.f) / grid.transform.e
+            )
             shifted = Window(col_off, row_off, window.width, window.height)
             values = src.read(window=shifted, boundless=True, fill_value=src.nodata or 0)
             rows = np.arange(row_off, row_off + window.height)
             cols = np.arange(col_off, col_off + window.width)
-            valid = ((rows >= 0) & (rows < src.height))[:, None] & ((cols >= 0) & (cols < src.width))[None, :]
+            valid = ((rows >= 0) & (rows < src.height))[:, None] & (
+                (cols >= 0) & (cols < src.width)
+            )[None, :]
             invalid = nodata_mask(values, src.nodata)
             valid = valid if invalid is None else valid & ~invalid
             return values.astype(np.float64), valid
@@ -430,8 +451,16 @@ def write_mosaic_vrt(
         tiles_dir.mkdir(exist_ok=True)
         count, height, width = da.shape
         signature = hashlib.sha256(
-            json.dumps({"version": __version__, "params": params or {}, "shape": da.shape, "transform": list(da.rio.transform())},
-                       sort_keys=True, default=str).encode()
+            json.dumps(
+                {
+                    "version": __version__,
+                    "params": params or {},
+                    "shape": da.shape,
+                    "transform": list(da.rio.transform()),
+                },
+                sort_keys=True,
+                default=str,
+            ).encode()
         ).hexdigest()
         dtype = np.dtype(da.dtype).name
         nodata = da.rio.nodata
@@ -443,8 +472,14 @@ def write_mosaic_vrt(
                 path = tiles_dir / name
                 if not _tile_is_done(path, signature):
                     piece = da.isel(y=slice(r0, r0 + h), x=slice(c0, c0 + w))
-                    write_cog(piece, path, overwrite=True, stage="mosaic-tile", params=params,
-                              tags={"GEO_NTL_SIGNATURE": signature})
+                    write_cog(
+                        piece,
+                        path,
+                        overwrite=True,
+                        stage="mosaic-tile",
+                        params=params,
+                        tags={"GEO_NTL_SIGNATURE": signature},
+                    )
                 sources.append((f"{tiles_dir.name}/{name}", r0, c0, h, w))
         nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata}</NoDataValue>\n"
         bands = []

@@ -208,7 +208,9 @@ def _embedded(
         link = client.dashboard_link if dashboard else None
         if link:
             log.warning("dask dashboard: %s", link)
-        yield ComputeContext(client, kind, link, gpu_resource=n_gpus == 1 and kind == "local-cluster")
+        yield ComputeContext(
+            client, kind, link, gpu_resource=n_gpus == 1 and kind == "local-cluster"
+        )
 
 
 def gpu_annotations(context: ComputeContext, device: str) -> contextlib.AbstractContextManager[Any]:

@@ -204,7 +204,9 @@ def apply_tiled(
         result = _checked_output(func(block), block.shape[1:], n_out)
         inner = result[:, depth : depth + inner_shape[0], depth : depth + inner_shape[1]]
         inner = np.asarray(inner, dtype=out_dtype)
-        mask = nodata_mask(block[:, depth : depth + inner_shape[0], depth : depth + inner_shape[1]], in_nodata)
+        mask = nodata_mask(
+            block[:, depth : depth + inner_shape[0], depth : depth + inner_shape[1]], in_nodata
+        )
         if mask is not None and out_nodata is not None and mask.any():
             inner = inner.copy()
             inner[:, mask] = out_nodata
@@ -215,7 +217,9 @@ def apply_tiled(
         # Reflection by dask needs at least `depth` pixels; numpy pads any size.
         whole = data.rechunk((-1, -1, -1))
         out = whole.map_blocks(
-            lambda b: run_tile(np.pad(b, ((0, 0), (depth, depth), (depth, depth)), mode="symmetric")),
+            lambda b: run_tile(
+                np.pad(b, ((0, 0), (depth, depth), (depth, depth)), mode="symmetric")
+            ),
             dtype=out_dtype,
             chunks=((n_out,), *whole.chunks[1:]),
             name=name,

@@ -21,14 +21,20 @@ def test_python_m_help__does_not_import_torch():
     code = "import sys; from geo_ntl.cli.main import main; main(['--help']); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
-    assert subprocess.run([sys.executable, "-m", "geo_ntl", "--help"], capture_output=True).returncode == 0
+    assert (
+        subprocess.run([sys.executable, "-m", "geo_ntl", "--help"], capture_output=True).returncode
+        == 0
+    )
 
 
 def test_info__describes_cog(runner, rgb_scene_file):
     result = runner("info", rgb_scene_file)
     assert result.exit_code == 0, result.stderr
     assert "EPSG:3067" in result.stdout
-    assert "valid COG        yes" in result.stdout or "yes" in result.stdout.split("valid COG")[1].splitlines()[0]
+    assert (
+        "valid COG        yes" in result.stdout
+        or "yes" in result.stdout.split("valid COG")[1].splitlines()[0]
+    )
 
 
 def test_info__json(runner, rgb_scene_file):
@@ -63,8 +69,16 @@ def test_info__not_a_raster(runner, tmp_path):
 
 def test_info__scene_without_crs_still_described(runner, tmp_path):
     path = tmp_path / "nocrs.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
-                       transform=from_origin(0, 4, 1, 1)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=4,
+        count=1,
+        dtype="uint8",
+        transform=from_origin(0, 4, 1, 1),
+    ) as dst:
         dst.write(np.ones((1, 4, 4), "uint8"))
     result = runner("info", path)
     assert result.exit_code == 0

@@ -25,7 +25,9 @@ def scenes(tmp_path):
 def test_enhance__folder_to_out_dir_and_mosaic(runner, scenes, tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    result = runner("enhance", scenes[0].parent, "--out-dir", out_dir, "--mosaic", tmp_path / "m.tif", *FAST)
+    result = runner(
+        "enhance", scenes[0].parent, "--out-dir", out_dir, "--mosaic", tmp_path / "m.tif", *FAST
+    )
     assert result.exit_code == 0, result.stderr
     outs = sorted(out_dir.glob("*.tif"))
     assert [p.name for p in outs] == ["a_enhanced.tif", "b_enhanced.tif"]
@@ -44,7 +46,9 @@ def test_enhance__rerun_skips_finished_scenes(runner, scenes, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out_dir.glob("*.tif")} == stamps
 
 
-def test_enhance__interrupted_run_resumes_to_identical_output(runner, scenes, tmp_path, monkeypatch):
+def test_enhance__interrupted_run_resumes_to_identical_output(
+    runner, scenes, tmp_path, monkeypatch
+):
     import geo_ntl.enhance as enhance_module
 
     reference_dir, resumed_dir = tmp_path / "ref", tmp_path / "resumed"

@@ -29,8 +29,16 @@ DTYPES = ["uint8", "uint16", "float32"]
 def _write_plain(path, array, *, crs="EPSG:3067", nodata=None, dtype=None):
     dtype = dtype or array.dtype
     with rasterio.open(
-        path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
-        dtype=dtype, crs=crs, transform=from_origin(385000, 6672000, 0.92, 0.92), nodata=nodata,
+        path,
+        "w",
+        driver="GTiff",
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype=dtype,
+        crs=crs,
+        transform=from_origin(385000, 6672000, 0.92, 0.92),
+        nodata=nodata,
     ) as dst:
         dst.write(array.astype(dtype))
     return path
@@ -161,7 +169,11 @@ def test_open_scene__no_crs(tmp_path):
 
 @pytest.mark.parametrize(
     ("shape", "dtype", "match"),
-    [((5, 4, 4), "uint8", "5 bands"), ((1, 4, 4), "int32", "int32"), ((1, 4, 4), "float64", "float64")],
+    [
+        ((5, 4, 4), "uint8", "5 bands"),
+        ((1, 4, 4), "int32", "int32"),
+        ((1, 4, 4), "float64", "float64"),
+    ],
     ids=["five-bands", "int32", "float64"],
 )
 def test_open_scene__unsupported(tmp_path, shape, dtype, match):
@@ -179,7 +191,9 @@ def test_ensure_valid_data__all_nodata(tmp_path):
 def test_ensure_valid_data__one_valid_pixel_found(tmp_path):
     array = np.zeros((3, 600, 600), "uint8")
     array[:, 301, 299] = 7  # missed by the decimated look, found by the full check
-    ensure_valid_data(open_scene(_write_plain(tmp_path / "sparse.tif", array, nodata=0), chunks=128))
+    ensure_valid_data(
+        open_scene(_write_plain(tmp_path / "sparse.tif", array, nodata=0), chunks=128)
+    )
 
 
 def test_scene_info__plain_tiff_is_not_cog(tmp_path):

@@ -39,7 +39,8 @@ def test_mosaic__feathers_a_seam(tmp_path):
     left = make_scene((1, 40, 60), seed=1).copy(data=np.full((1, 40, 60), 100, "uint8"))
     right = left.copy(data=np.full((1, 40, 60), 200, "uint8"))
     right = right.assign_coords(x=right.x + 30 * 0.92).rio.write_transform(
-        rasterio.transform.from_origin(385000 + 30 * 0.92, 6672000, 0.92, 0.92))
+        rasterio.transform.from_origin(385000 + 30 * 0.92, 6672000, 0.92, 0.92)
+    )
     paths = [write_cog(left, tmp_path / "l.tif"), write_cog(right, tmp_path / "r.tif")]
     row = mosaic(paths, feather=10).values[0, 20]
     assert row[0] == 100 and row[-1] == 200
@@ -54,7 +55,9 @@ def test_mosaic__nodata_does_not_leak(tmp_path):
     data[:, :, 20:] = 0  # a hole of nodata in the first scene
     a = a.copy(data=data)
     b = a.copy(data=np.full((1, 30, 30), 150, "uint8"))
-    out = mosaic([write_cog(a, tmp_path / "a.tif"), write_cog(b, tmp_path / "b.tif")], feather=1).values
+    out = mosaic(
+        [write_cog(a, tmp_path / "a.tif"), write_cog(b, tmp_path / "b.tif")], feather=1
+    ).values
     assert (out[0, :, 25:] == 150).all()
 
 

@@ -42,7 +42,9 @@ def test_local_cluster__same_bytes_and_survives_a_killed_worker(reference, tmp_p
 
     with compute_context(workers=2, threads_per_worker=1, dashboard=False) as context:
         assert context.kind == "local-cluster"
-        out = write_cog(apply_tiled(scene.chunk({"y": 200, "x": 300}), blur_or_die, depth=3), tmp_path / "d.tif")
+        out = write_cog(
+            apply_tiled(scene.chunk({"y": 200, "x": 300}), blur_or_die, depth=3), tmp_path / "d.tif"
+        )
     assert marker.exists()
     assert out.read_bytes() == expected
 
@@ -53,8 +55,9 @@ def test_compute_context__threads_by_default_for_small_jobs():
 
 
 def test_compute_context__unreachable_scheduler():
-    with pytest.raises(ClusterError, match="no dask scheduler answered"), compute_context(
-        scheduler="tcp://127.0.0.1:9", timeout=1
+    with (
+        pytest.raises(ClusterError, match="no dask scheduler answered"),
+        compute_context(scheduler="tcp://127.0.0.1:9", timeout=1),
     ):
         pass
 

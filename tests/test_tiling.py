@@ -67,7 +67,9 @@ def test_apply_tiled__is_lazy():
 
 def test_apply_tiled__changes_band_count_and_dtype():
     scene = make_scene((3, 50, 40), chunks=16)
-    out = apply_tiled(scene, lambda b: b.mean(axis=0, keepdims=True), depth=1, bands_out=1, dtype="float32")
+    out = apply_tiled(
+        scene, lambda b: b.mean(axis=0, keepdims=True), depth=1, bands_out=1, dtype="float32"
+    )
     assert out.shape == (1, 50, 40) and out.dtype == np.float32
     np.testing.assert_allclose(out.values[0], scene.values.mean(axis=0), rtol=1e-6)
 

@@ -41,7 +41,12 @@ def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
         help="Output folder for several scenes (one COG per scene).",
     )(func)
     func = click.option(
-        "--out", "-o", "out", type=click.Path(dir_okay=False), default=None, help="Output COG (one scene)."
+        "--out",
+        "-o",
+        "out",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Output COG (one scene).",
     )(func)
     return func
 
@@ -105,11 +110,19 @@ def run_restoration(
 
     paths = expand_scenes(scenes)
     jobs = plan_jobs(
-        paths, out=out, out_dir=out_dir, suffix=suffix, stage=stage, params=params, overwrite=overwrite
+        paths,
+        out=out,
+        out_dir=out_dir,
+        suffix=suffix,
+        stage=stage,
+        params=params,
+        overwrite=overwrite,
     )
     if mosaic_out is not None:
         check_output_path(mosaic_out, overwrite=overwrite)
-    opened = {job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done}
+    opened = {
+        job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done
+    }
     for da in opened.values():
         ensure_valid_data(da)
     megapixels = 0.0

@@ -14,7 +14,9 @@ from geo_ntl.cli.options import device_opt, param_opt, parse_params, tile_opt
 @param_opt
 @tile_opt
 @device_opt
-@click.option("--float32", "as_float", is_flag=True, help="Write float32 instead of the input dtype.")
+@click.option(
+    "--float32", "as_float", is_flag=True, help="Write float32 instead of the input dtype."
+)
 def enhance(
     scenes: tuple[str, ...],
     out: str | None,

@@ -11,19 +11,52 @@ from geo_ntl.cli.options import cluster_opts, out_opt, overwrite_opt
 @click.argument("scenes", nargs=-1, required=True)
 @out_opt
 @click.option("--crs", default=None, help="Target CRS (default: the first scene's).")
-@click.option("--resolution", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Pixel size in target CRS units (default: the first scene's).")
-@click.option("--feather", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Width in pixels of the blending ramp at scene edges.")
-@click.option("--resampling", type=click.Choice(["nearest", "bilinear", "cubic"]), default="bilinear",
-              show_default=True, help="Resampling of scenes not on the mosaic grid.")
-@click.option("--vrt", is_flag=True, help="Write COG tiles and a VRT index (for very large areas; resumable).")
-@click.option("--vrt-tile", type=click.IntRange(min=256), default=8192, show_default=True,
-              help="Tile edge in pixels with --vrt.")
+@click.option(
+    "--resolution",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Pixel size in target CRS units (default: the first scene's).",
+)
+@click.option(
+    "--feather",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Width in pixels of the blending ramp at scene edges.",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["nearest", "bilinear", "cubic"]),
+    default="bilinear",
+    show_default=True,
+    help="Resampling of scenes not on the mosaic grid.",
+)
+@click.option(
+    "--vrt", is_flag=True, help="Write COG tiles and a VRT index (for very large areas; resumable)."
+)
+@click.option(
+    "--vrt-tile",
+    type=click.IntRange(min=256),
+    default=8192,
+    show_default=True,
+    help="Tile edge in pixels with --vrt.",
+)
 @cluster_opts
 @overwrite_opt
-def mosaic(scenes, out, crs, resolution, feather, resampling, vrt, vrt_tile, workers,
-           threads_per_worker, scheduler, overwrite) -> None:  # noqa: ANN001
+def mosaic(
+    scenes,
+    out,
+    crs,
+    resolution,
+    feather,
+    resampling,
+    vrt,
+    vrt_tile,
+    workers,
+    threads_per_worker,
+    scheduler,
+    overwrite,
+) -> None:  # noqa: ANN001
     """Reproject SCENES (files, folders or globs) to one grid and blend them seamlessly.
 
     Overlaps are feathered over --feather pixels, nodata never leaks in, and the
@@ -42,8 +75,22 @@ def mosaic(scenes, out, crs, resolution, feather, resampling, vrt, vrt_tile, wor
     paths = expand_scenes(scenes)
     grid = mosaic_grid(paths, crs=crs, resolution=resolution)
     megapixels = grid.width * grid.height / 1e6
-    with compute_context(workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
-                         megapixels=megapixels, n_scenes=1):
-        written = write_mosaic(paths, out, overwrite=overwrite, vrt=vrt, tile_size=vrt_tile, crs=crs,
-                               resolution=resolution, feather=feather, resampling=resampling)
+    with compute_context(
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        scheduler=scheduler,
+        megapixels=megapixels,
+        n_scenes=1,
+    ):
+        written = write_mosaic(
+            paths,
+            out,
+            overwrite=overwrite,
+            vrt=vrt,
+            tile_size=vrt_tile,
+            crs=crs,
+            resolution=resolution,
+            feather=feather,
+            resampling=resampling,
+        )
     click.echo(f"{written}: {grid.width} x {grid.height} px from {len(paths)} scene(s)")

@@ -95,7 +95,10 @@ def cluster_opts(func):  # noqa: ANN001, ANN201 - a click decorator
         help="Address of a running dask scheduler to join (default: $DASK_SCHEDULER_ADDRESS).",
     )(func)
     func = click.option(
-        "--threads-per-worker", type=click.IntRange(min=1), default=None, help="Threads per embedded worker."
+        "--threads-per-worker",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Threads per embedded worker.",
     )(func)
     func = click.option(
         "--workers",
