@@ -39,11 +39,20 @@ def enhance_scene(src: Path, dst: Path, tile: int) -> None:
     write_cog(enhance(scene, device="cpu", tile=tile), dst, overwrite=True, stage="enhance")
 
 
+def _warm_up() -> None:
+    import numpy as np
+
+    from geo_ntl.enhance import enhance_array
+
+    enhance_array(np.random.default_rng(0).random((3, 64, 64), dtype=np.float32), device="cpu")
+
+
 def run_single(src: Path, dst: Path, tile: int) -> float:
     import dask
     import torch
 
     torch.set_num_threads(1)
+    _warm_up()
     start = time.perf_counter()
     with dask.config.set(scheduler="threads", num_workers=1):
         enhance_scene(src, dst, tile)
@@ -54,8 +63,8 @@ def run_cluster(src: Path, dst: Path, tile: int, workers: int) -> tuple[float, l
     from geo_ntl.parallel import compute_context
 
     with compute_context(workers=workers, threads_per_worker=1, dashboard=False) as context:
-        # Warm the workers (imports) so that only the work is timed.
-        context.client.run(lambda: __import__("geo_ntl.enhance") and None)
+        # Warm the workers (imports, first torch calls) so that only the work is timed.
+        context.client.run(_warm_up)
         start = time.perf_counter()
         enhance_scene(src, dst, tile)
         elapsed = time.perf_counter() - start
