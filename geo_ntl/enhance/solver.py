@@ -1,4 +1,4 @@
-"""The alternating HQS scheme of eqs. 11-20 (torch, per channel, vectorised over bands).
+"""The alternating HQS scheme of eqs. 11-20 (torch, one band at a time, in preallocated buffers).
 
 Each outer iteration updates, as in Algorithm 1 of the paper:
 
@@ -27,13 +27,26 @@ is a fixed local stencil (one pixel of support per step), so tiles with a halo
 reproduce the whole-scene result exactly. With known eigenvalue bounds Chebyshev
 converges at CG's worst-case rate, ``(sqrt(k) - 1) / (sqrt(k) + 1)`` = 2/3 per
 step for the default k = 25. Nothing is factorised.
+
+Implementation (speed). The bands do not interact in eqs. 11-20, so the scheme
+runs one band at a time: a band's dozen working arrays (4 MB each at 1024^2)
+stay in the last-level cache, where a band-at-a-time element-wise pass is
+several times faster than one over all bands at once. Every array is allocated
+once per block (:class:`_Work`) and updated in place or through ``out=``: on
+Linux a fresh multi-megabyte tensor is a fresh ``mmap`` whose pages fault in on
+first touch, and those page faults, not the arithmetic, took most of the time
+of the former allocate-per-operation code (70% system time for a 48 MB add,
+the reason 2048^2 was 6.7x slower per pixel than 1024^2). Differences and
+their adjoints are computed on slices (no padded copies), the operator of the
+HR system is applied without forming G^T G x separately, and constant factors
+are folded into precomputed maps, so the arithmetic is the same as before, in
+about a third of the passes over memory.
 """
 
 from __future__ import annotations
 
 import torch
 
-from geo_ntl.enhance._ops import degree, grad, grad_t, laplacian
 from geo_ntl.enhance.params import ASMParams
 
 __all__ = ["chebyshev", "hqs"]
@@ -49,7 +62,7 @@ def chebyshev(
     apply_a : callable
         ``x -> A x``.
     rhs_residual : torch.Tensor
-        Initial residual ``b - A x``.
+        Initial residual ``b - A x`` (overwritten).
     x : torch.Tensor
         Starting point (updated in place and returned).
     lo, hi : float, keyword-only
@@ -61,10 +74,17 @@ def chebyshev(
     -------
     torch.Tensor
     """
+
+    def update(r: torch.Tensor, p: torch.Tensor, alpha: float) -> None:
+        r.sub_(apply_a(p), alpha=alpha)
+
+    return _chebyshev(update, rhs_residual, x, torch.empty_like(x), lo=lo, hi=hi, steps=steps)
+
+
+def _chebyshev(update, r, x, p, *, lo: float, hi: float, steps: int) -> torch.Tensor:
+    """Chebyshev iteration; ``update(r, p, alpha)`` does ``r -= alpha A p`` in place."""
     d = 0.5 * (hi + lo)
     c = 0.5 * (hi - lo)
-    r = rhs_residual
-    p = torch.empty_like(x)
     alpha = 0.0
     for i in range(steps):
         if i == 0:
@@ -73,11 +93,135 @@ def chebyshev(
         else:
             beta = 0.5 * (c * alpha) ** 2 if i == 1 else (0.5 * c * alpha) ** 2
             alpha = 1.0 / (d - beta / alpha)
-            p.mul_(beta).add_(r)
+            torch.add(r, p, alpha=beta, out=p)
         x.add_(p, alpha=alpha)
         if i + 1 < steps:
-            r = r - alpha * apply_a(p)
+            update(r, p, alpha)
     return x
+
+
+def _grad(x: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> None:
+    """Forward differences of a 2-D ``x`` into ``gx``, ``gy`` (zero last difference)."""
+    torch.sub(x[:, 1:], x[:, :-1], out=gx[:, :-1])
+    gx[:, -1] = 0.0
+    torch.sub(x[1:], x[:-1], out=gy[:-1])
+    gy[-1] = 0.0
+
+
+def _div(px: torch.Tensor, py: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``-G^T (px, py)`` (the discrete divergence) into ``out``; last differences must be 0."""
+    out[:, 0] = px[:, 0]
+    torch.sub(px[:, 1:], px[:, :-1], out=out[:, 1:])
+    out.add_(py)
+    out[1:].sub_(py[:-1])
+    return out
+
+
+class _Work:
+    """Per-band state and scratch arrays of the solver, allocated once per block."""
+
+    def __init__(self, h: int, w: int, device: torch.device, pr: ASMParams) -> None:
+        def new() -> torch.Tensor:
+            return torch.empty((h, w), dtype=torch.float32, device=device)
+
+        self.m, self.hmap, self.r, self.n = new(), new(), new(), new()
+        self.gx, self.gy, self.gux, self.guy = new(), new(), new(), new()
+        self.res, self.tmp, self.rn, self.diag = new(), new(), new(), new()
+        self.p = new()
+        self.z, self.zm1, self.mu1_deg_z, self.l4z2 = new(), new(), new(), new()
+        # Diagonal of lambda1 E + mu3 G^T G and mu2 * degree (Neumann 4-neighbour counts).
+        deg = torch.full((h, w), 4.0, device=device)
+        deg[0, :] -= 1
+        deg[-1, :] -= 1
+        deg[:, 0] -= 1
+        deg[:, -1] -= 1
+        self.diag_m = deg * pr.mu3 + pr.lambda1
+        self.mu2_deg = deg.mul_(pr.mu2)
+
+
+def _apply_m_update(r: torch.Tensor, p: torch.Tensor, alpha: float, work: _Work, mu3: float):
+    """``r -= alpha (lambda1 E + mu3 G^T G) p`` without a temporary (5 passes)."""
+    r.addcmul_(p, work.diag_m, value=-alpha)
+    s = alpha * mu3
+    r[:, 1:].add_(p[:, :-1], alpha=s)
+    r[:, :-1].add_(p[:, 1:], alpha=s)
+    r[1:].add_(p[:-1], alpha=s)
+    r[:-1].add_(p[1:], alpha=s)
+
+
+def _band(t, u, z, h0, r0, pr: ASMParams, w: _Work, out: torch.Tensor) -> None:
+    """Run the scheme on one ``(h, w)`` band; HR (clipped to [0, 1]) goes into ``out``."""
+    lam1, lam4, mu1, mu2, mu3 = pr.lambda1, pr.lambda4, pr.mu1, pr.mu2, pr.mu3
+    tau1 = pr.lambda2 / (2 * mu1)
+    tau2 = pr.lambda3 / (2 * mu2)
+    tau3 = pr.lambda3 / (2 * mu3)
+    m, hmap, r, n = w.m, w.hmap, w.r, w.n
+    gx, gy, res, tmp, rn, diag = w.gx, w.gy, w.res, w.tmp, w.rn, w.diag
+    m.copy_(t)
+    hmap.copy_(h0)
+    r.copy_(r0)
+    n.zero_()
+    w.z.copy_(z)
+    torch.mul(z, mu1, out=w.zm1)
+    # mu1 * (diagonal of G^T Z^2 G) = mu1 * sum over the 4 edges of z^2 at the edge's start.
+    torch.mul(z, z, out=tmp)
+    tmp.mul_(mu1)
+    dz = w.mu1_deg_z
+    dz.zero_()
+    dz[:, :-1] += tmp[:, :-1]
+    dz[:, 1:] += tmp[:, :-1]
+    dz[:-1, :] += tmp[:-1, :]
+    dz[1:, :] += tmp[:-1, :]
+    torch.mul(z, z, out=w.l4z2).mul_(lam4 / lam1)
+    _grad(u, w.gux, w.guy)
+    for it in range(pr.iterations):
+        if pr.h_sweeps:
+            # H-subproblem (eqs. 13-15), damped Jacobi on the HQS normal equations.
+            if it == 0:
+                rn.copy_(r)  # N = 0
+            else:
+                torch.add(r, n, out=rn)
+            torch.addcmul(dz, rn, rn, value=lam1, out=diag)
+            torch.mul(r, r, out=tmp)
+            diag.addcmul_(tmp, w.mu2_deg).clamp_min_(1e-6)
+            for _sweep in range(pr.h_sweeps):
+                # -mu1 G^T Z clip(Z G H)
+                _grad(hmap, gx, gy)
+                gx.mul_(w.z).clamp_(-tau1, tau1).mul_(w.zm1)
+                gy.mul_(w.z).clamp_(-tau1, tau1).mul_(w.zm1)
+                _div(gx, gy, res)
+                # -mu2 R G^T clip(G(R H - U))
+                torch.mul(r, hmap, out=tmp).sub_(u)
+                _grad(tmp, gx, gy)
+                gx.clamp_(-tau2, tau2)
+                gy.clamp_(-tau2, tau2)
+                res.addcmul_(r, _div(gx, gy, tmp), value=mu2)
+                # lambda1 (R + N)(T - (R + N) H)
+                torch.addcmul(t, rn, hmap, value=-1.0, out=tmp)
+                res.addcmul_(rn, tmp, value=lam1)
+                hmap.addcdiv_(res, diag).clamp_(1.0, pr.h_max)
+        # HR-subproblem (eqs. 16-17): residual b - A M, then Chebyshev from the previous HR.
+        _grad(m, gx, gy)
+        gx.sub_(w.gux).clamp_(-tau3, tau3)
+        gy.sub_(w.guy).clamp_(-tau3, tau3)
+        _div(gx, gy, res).mul_(mu3)
+        torch.addcmul(t, hmap, n, value=-1.0, out=tmp).sub_(m)
+        res.add_(tmp, alpha=lam1)
+        _chebyshev(
+            lambda rr, pp, a: _apply_m_update(rr, pp, a, w, mu3),
+            res,
+            m,
+            w.p,
+            lo=lam1,
+            hi=lam1 + 8 * mu3,
+            steps=pr.m_sweeps,
+        )
+        # R (eq. 18) and N (eq. 20).
+        torch.div(m, hmap, out=r).clamp_(0.0, 1.0)
+        torch.addcmul(t, hmap, r, value=-1.0, out=tmp).mul_(hmap)
+        torch.addcmul(w.l4z2, hmap, hmap, out=diag)
+        torch.div(tmp, diag, out=n).clamp_(0.0, 1.0)
+    torch.clamp(m, 0.0, 1.0, out=out)
 
 
 def hqs(
@@ -108,64 +252,13 @@ def hqs(
     Returns
     -------
     (c, h, w) torch.Tensor
-        The enhanced image HR, in [0, 1].
+        The enhanced image HR, in [0, 1] (a new tensor).
     """
-    pr = params
-    m = t.clone()
-    if pr.iterations == 0:
-        return m.clamp_(0.0, 1.0)
+    if params.iterations == 0:
+        return t.clamp(0.0, 1.0)
     c, h, w = t.shape
-    z2 = z * z
-    deg = degree(h, w, t.device)
-    deg_z = torch.zeros_like(z2)
-    deg_z[..., :, :-1] += z2[..., :, :-1]
-    deg_z[..., :, 1:] += z2[..., :, :-1]
-    deg_z[..., :-1, :] += z2[..., :-1, :]
-    deg_z[..., 1:, :] += z2[..., :-1, :]
-    tau1 = pr.lambda2 / (2 * pr.mu1)
-    tau2 = pr.lambda3 / (2 * pr.mu2)
-    tau3 = pr.lambda3 / (2 * pr.mu3)
-    gux, guy = grad(u)
-    hmap = h0.expand(c, h, w).clone()
-    r = r0.clone()
-    n = torch.zeros_like(t)
-
-    def apply_m(x: torch.Tensor) -> torch.Tensor:
-        return laplacian(x).mul_(pr.mu3).add_(x, alpha=pr.lambda1)
-
-    for _ in range(pr.iterations):
-        # H-subproblem (eqs. 13-15), damped Jacobi on the HQS normal equations.
-        if pr.h_sweeps:
-            rn = r + n
-            diag = (
-                (rn * rn).mul_(pr.lambda1).add_(deg_z, alpha=pr.mu1).add_(r * r * deg, alpha=pr.mu2)
-            )
-            diag.clamp_min_(1e-6)
-            for _sweep in range(pr.h_sweeps):
-                gx, gy = grad(hmap)
-                res = grad_t(z * (z * gx).clamp_(-tau1, tau1), z * (z * gy).clamp_(-tau1, tau1))
-                res.mul_(-pr.mu1)
-                vx, vy = grad(r * hmap - u)
-                res.addcmul_(
-                    r, grad_t(vx.clamp_(-tau2, tau2), vy.clamp_(-tau2, tau2)), value=-pr.mu2
-                )
-                res.addcmul_(rn, t - rn * hmap, value=pr.lambda1)
-                hmap.addcdiv_(res, diag).clamp_(1.0, pr.h_max)
-        # HR-subproblem (eqs. 16-17), Chebyshev from the previous HR.
-        gx, gy = grad(m)
-        res0 = grad_t((gx - gux).clamp_(-tau3, tau3), (gy - guy).clamp_(-tau3, tau3)).mul_(-pr.mu3)
-        res0.add_((t - hmap * n).sub_(m), alpha=pr.lambda1)
-        m = chebyshev(
-            apply_m, res0, m, lo=pr.lambda1, hi=pr.lambda1 + 8 * pr.mu3, steps=pr.m_sweeps
-        )
-        # R (eq. 18) and N (eq. 20).
-        r = (m / hmap).clamp_(0.0, 1.0)
-        hh = hmap * hmap
-        n = (
-            (t - hmap * r)
-            .mul_(hmap)
-            .mul_(pr.lambda1)
-            .div_(hh.mul_(pr.lambda1).add_(z2, alpha=pr.lambda4))
-        )
-        n.clamp_(0.0, 1.0)
-    return m.clamp_(0.0, 1.0)
+    out = torch.empty_like(t)
+    work = _Work(h, w, t.device, params)
+    for k in range(c):
+        _band(t[k], u[k], z[k], h0, r0[k], params, work, out[k])
+    return out
