@@ -1,0 +1,24 @@
+"""The deblooming GAN (NTL-Db-Net): model, blur-transfer training, weights, inference.
+
+Importing this package does not import torch; the torch modules
+(:mod:`~geo_ntl.deblur.model`, :mod:`~geo_ntl.deblur.losses`,
+:mod:`~geo_ntl.deblur.train`) load when used.
+
+Public API: :func:`deblur` (georeferenced scene, tiled, then the ASM
+enhancer), :func:`deblur_array` (in-memory array), :func:`get_model`,
+:func:`list_models` (shipped weights registry).
+"""
+
+from geo_ntl.deblur.inference import DEFAULT_HALO, DEFAULT_TILE, deblur, deblur_array
+from geo_ntl.deblur.weights import DEFAULT_WEIGHTS, get_meta, get_model, list_models
+
+__all__ = [
+    "DEFAULT_HALO",
+    "DEFAULT_TILE",
+    "DEFAULT_WEIGHTS",
+    "deblur",
+    "deblur_array",
+    "get_meta",
+    "get_model",
+    "list_models",
+]

@@ -49,6 +49,7 @@ __all__ = [
     "BLACK_FRACTION",
     "PHYSICAL_RANGES",
     "LAMP_DENSITY_RANGE",
+    "SKY_GLOW_RANGE",
     "MASK_WEIGHTS",
     "PairPool",
     "physical_blur",
@@ -66,6 +67,8 @@ STYLE_MIX = 0.5
 BLACK_FRACTION = 0.25
 #: Lamp densities (relative) drawn uniformly per city.
 LAMP_DENSITY_RANGE = (0.3, 2.5)
+#: Ambient sky-glow radiance (full scale = 1) drawn uniformly per city.
+SKY_GLOW_RANGE = (0.01, 0.08)
 #: Ranges drawn uniformly per city for the physical degradation.
 PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
     "alpha": (2.0, 4.0),  # Moffat core width (px)
@@ -375,8 +378,16 @@ def make_pool(
     for i in range(n_cities):
         city_seed = seed * 100_000 + i
         density = float(rng.uniform(*LAMP_DENSITY_RANGE))
+        glow = float(rng.uniform(*SKY_GLOW_RANGE))
         opts = physical_blur_options(rng)
-        clean, physical = synthetic_city((size, size), seed=city_seed, lamp_density=density, **opts)
+        clean, physical = synthetic_city(
+            (size, size), seed=city_seed, lamp_density=density, sky_glow=glow, **opts
+        )
+        # The sensor's exposure scales the truth too: the target is what an
+        # unblurred sensor with the same exposure would record (clipped).
+        clean = np.round(np.clip(clean.astype(np.float32) * opts["exposure"], 0, 255)).astype(
+            np.uint8
+        )
         if vgg16 is not None and style_images:
             styled = style_vgg(clean, physical, vgg16=vgg16, style_images=style_images)
         else:
@@ -385,8 +396,8 @@ def make_pool(
         out = mix * styled.astype(np.float32) + (1.0 - mix) * physical.astype(np.float32)
         blurred.append(np.round(out).astype(np.uint8))
         sharp.append(clean)
-        meta.append({"seed": city_seed, "lamp_density": density, "style_mix": mix,
-                     "dilation": opts["dilation"]})
+        meta.append({"seed": city_seed, "lamp_density": density, "sky_glow": glow, "style_mix": mix,
+                     "dilation": opts["dilation"], "exposure": opts["exposure"]})
         if progress is not None:
             progress()
     n_black = max(1, int(round(n_cities * BLACK_FRACTION)))

@@ -32,6 +32,7 @@ __all__ = [
     "save_weights",
     "sha256sum",
     "resolve_weights",
+    "register_shipped",
 ]
 
 #: Name of the weights used when none is given.
@@ -264,3 +265,57 @@ def save_weights(
     torch.save(obj, tmp)
     os.replace(tmp, p)
     return p
+
+
+#: Descriptive meta every shipped entry carries (training details come from the file).
+SHIPPED_META_DEFAULTS: dict[str, Any] = {
+    "bands": ["red", "green", "blue"],
+    "sensor": "Jilin-1 night-light RGB (~0.92 m), 8-bit; simulated training data",
+    "licence": "MIT (weights trained by the geo_ntl developers on procedurally generated data)",
+    "paper": "NTL-Db-Net: 'Making the Earth Clear at Night: A High-resolution Nighttime Light "
+    "Image Deblooming Network' (architecture and losses; no weights were published)",
+    "input_scale": "uint8 DN / 255 -> [-1, 1]",
+}
+
+
+def register_shipped(
+    source: str | os.PathLike[str], *, name: str, meta: dict[str, Any] | None = None
+) -> Path:
+    """Copy a trained generator into ``geo_ntl/weights`` (float16) and register it.
+
+    A maintenance helper for developers shipping new weights
+    (``python -m geo_ntl.deblur.weights RUN/generator.pt NAME``); it rewrites
+    ``registry.json`` with the file's SHA-256 and meta.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        Weights file written by ``geo-ntl train``.
+    name : str
+        Registry name.
+    meta : dict, optional
+        Extra meta (metrics, notes) merged over the file's own.
+
+    Returns
+    -------
+    pathlib.Path
+        The shipped file.
+    """
+    gen = load_generator(source)
+    file_meta = _read(Path(source)).get("meta", {})
+    full = {**SHIPPED_META_DEFAULTS, **file_meta, **(meta or {})}
+    dest = _weights_dir() / (name.replace("-", "_") + ".pt")
+    save_weights(gen, dest, meta=full, half=True, overwrite=True)
+    reg = _registry()
+    reg[name] = {"file": dest.name, "sha256": sha256sum(dest), "meta": full}
+    tmp = _weights_dir() / (REGISTRY_FILE + ".partial")
+    tmp.write_text(json.dumps(reg, indent=1) + "\n")
+    os.replace(tmp, _weights_dir() / REGISTRY_FILE)
+    _cached.cache_clear()
+    return dest
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance entry point
+    import sys
+
+    print(register_shipped(sys.argv[1], name=sys.argv[2]))

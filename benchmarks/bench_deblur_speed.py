@@ -1,0 +1,108 @@
+"""Consistency and speed of `geo-ntl deblur` (GAN only, no ASM) on CPU.
+
+1. Receptive field of the shipped generator (gradient mass, eval mode).
+2. Tiled vs whole: a crop of the sample AOI deblurred in tiles (tile 256) and
+   whole, for several halos; max |difference| in DN (target <= 2 at the default halo).
+3. Throughput: the pipeline (open_scene -> tiles with halo -> model -> stitching ->
+   COG write) against the bare generator forward pass on the same pixels
+   (one tensor, inference mode), in one run on the same machine; target ratio >= 0.8.
+
+    python benchmarks/bench_deblur_speed.py [--size 2048] [--threads N]
+        [--json benchmarks/results/deblur_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+AOI = ROOT / "sample_aoi" / "helsinki"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--size", type=int, default=2048, help="side of the throughput scene")
+    ap.add_argument("--tile", type=int, default=1024)
+    ap.add_argument("--crop", type=int, default=640, help="side of the tiled-vs-whole crop")
+    ap.add_argument("--halos", default="16,32,48,64")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--skip-rf", action="store_true")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "deblur_speed.json"))
+    args = ap.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from geo_ntl.deblur import DEFAULT_HALO, deblur, deblur_array, get_model
+    from geo_ntl.deblur.model import receptive_field
+    from geo_ntl.io import open_scene, write_cog
+    from geo_ntl.simulate.city import synthetic_city
+
+    res: dict = {"machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
+                 f"{torch.get_num_threads()} threads", "default_halo": DEFAULT_HALO}
+    model = get_model(args.weights)
+    if not args.skip_rf:
+        rf = {f"{m}": receptive_field(model, size=256, n_samples=2, mass=m)["effective_radius"]
+              for m in (0.99, 0.999)}
+        res["receptive_field"] = {"effective_radius_px": rf,
+                                  "theoretical_radius_px": 192}
+        print("rf", rf)
+
+    # 2. tiled vs whole on a crop of the AOI
+    with rasterio.open(AOI / "scene.tif") as src:
+        crop = src.read(window=((400, 400 + args.crop), (200, 200 + args.crop)))
+    whole = deblur_array(crop, weights=args.weights, device="cpu", halo=DEFAULT_HALO)
+    from geo_ntl.testing import make_scene
+
+    da = make_scene((3, args.crop, args.crop), seed=0)
+    da = da.copy(data=crop)
+    diffs = {}
+    for halo in [int(h) for h in args.halos.split(",")]:
+        tiled = deblur(da, weights=args.weights, device="cpu", enhance=False, tile=256,
+                       halo=halo).values
+        diffs[str(halo)] = int(np.abs(tiled.astype(int) - whole.astype(int)).max())
+        print("halo", halo, "max diff DN", diffs[str(halo)])
+    res["tiled_vs_whole_max_dn"] = diffs
+
+    # 3. throughput on a simulated scene
+    with tempfile.TemporaryDirectory() as tmp:
+        _, degraded = synthetic_city((args.size, args.size), seed=10_000_100, lamp_density=1.0)
+        src_path = Path(tmp) / "scene.tif"
+        template = make_scene((3, args.size, args.size), seed=0)
+        write_cog(template.copy(data=degraded), src_path)
+        mp = args.size * args.size / 1e6
+        x = torch.from_numpy(degraded.astype(np.float32) / 127.5 - 1.0)[None]
+        with torch.inference_mode():
+            model(x[..., :256, :256])  # warm-up
+            t0 = time.perf_counter()
+            model(x)
+            t_bare = time.perf_counter() - t0
+        del x
+        t0 = time.perf_counter()
+        scene = open_scene(src_path, chunks=args.tile)
+        out = deblur(scene, weights=args.weights, device="cpu", enhance=False, tile=args.tile)
+        write_cog(out, Path(tmp) / "out.tif", stage="deblur")
+        t_pipe = time.perf_counter() - t0
+    res["throughput"] = {
+        "scene_px": f"{args.size}x{args.size}", "tile": args.tile, "halo": DEFAULT_HALO,
+        "bare_forward_s_per_mp": round(t_bare / mp, 2),
+        "pipeline_s_per_mp": round(t_pipe / mp, 2),
+        "ratio_pipeline_over_bare_throughput": round(t_bare / t_pipe, 3),
+    }
+    print(json.dumps(res["throughput"]))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

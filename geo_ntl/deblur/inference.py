@@ -1,0 +1,365 @@
+"""Run the deblooming GAN on scenes (tiled, lazy) and on arrays.
+
+:func:`deblur` runs the generator through :func:`geo_ntl.tiling.apply_tiled`
+with a halo of :data:`DEFAULT_HALO` pixels (at least the generator's effective
+receptive field, see :func:`geo_ntl.deblur.model.receptive_field`) and then,
+unless ``enhance=False``, the ASM low-light enhancer
+(:func:`geo_ntl.enhance.enhance`).
+
+Band handling
+    3 bands are RGB. A 1-band (panchromatic) scene is replicated to three
+    identical channels, deblurred, and merged back as the mean of the three
+    output channels. 2- and 4-band scenes raise
+    :class:`~geo_ntl.exceptions.UnsupportedRasterError` (select three bands,
+    e.g. ``da.isel(band=[0, 1, 2])``): the network was trained on RGB only.
+
+Scaling
+    uint8 is read as 0..255. uint16 and float32 are divided by ``scale``,
+    by default the scene's largest valid value (one streamed pass), and the
+    result is multiplied back; the output keeps the input dtype (integers
+    rounded and clipped).
+
+Nodata and NaN
+    Nodata pixels (every band equal to the nodata value) and pixels with a NaN
+    band are fed to the network as black (no light) so they do not bloom into
+    their neighbours, and are nodata (or NaN for float scenes without a
+    nodata value) again in the result.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
+
+__all__ = [
+    "DEFAULT_TILE",
+    "DEFAULT_HALO",
+    "DEFAULT_BATCH_SIZE",
+    "deblur",
+    "deblur_array",
+]
+
+#: Tile edge in pixels (halo excluded).
+DEFAULT_TILE = 1024
+#: Halo in pixels on every side of a tile (multiple of 4; >= the effective
+#: receptive field of the shipped generator, measured in benchmarks/results/deblur.md).
+DEFAULT_HALO = 64
+#: Tiles per forward pass.
+DEFAULT_BATCH_SIZE = 4
+_MULT = 4  # the generator's down-sampling factor
+
+
+def _scale_for(dtype: np.dtype, data: Any, nodata: float | None) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    import dask.array as dsa
+
+    arr = data if isinstance(data, dsa.Array) else dsa.from_array(np.asarray(data))
+    valid = arr
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid = dsa.where(arr == nodata, 0, arr)
+    top = float(dsa.nanmax(valid).compute())
+    return top if np.isfinite(top) and top > 0 else 1.0
+
+
+def _check_bands(n: int) -> None:
+    if n not in (1, 3):
+        raise UnsupportedRasterError(
+            f"the deblooming GAN needs 1 (panchromatic) or 3 (RGB) bands, got {n}; select three "
+            "bands with da.isel(band=[0, 1, 2]) (or `gdal_translate -b 1 -b 2 -b 3`)"
+        )
+
+
+class _Runner:
+    """Picklable per-block function: scale, split into tiles, batch, run, merge."""
+
+    def __init__(self, *, weights: Any, device: str, depth: int, tile: int, batch_size: int,
+                 scale: float, nodata: float | None, bands: int, out_dtype: np.dtype) -> None:
+        self.weights = weights
+        self.device = device
+        self.depth = depth
+        self.tile = tile
+        self.batch_size = batch_size
+        self.scale = scale
+        self.nodata = nodata
+        self.bands = bands
+        self.out_dtype = np.dtype(out_dtype)
+
+    def _mask(self, block: np.ndarray) -> np.ndarray:
+        bad = np.zeros(block.shape[1:], dtype=bool)
+        if block.dtype.kind == "f":
+            bad |= np.isnan(block).any(axis=0)
+        if self.nodata is not None and not (isinstance(self.nodata, float) and np.isnan(self.nodata)):
+            bad |= (block == np.asarray(self.nodata, dtype=block.dtype)).all(axis=0)
+        return bad
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """Run the generator on a (N, 3, h, w) float32 batch in [-1, 1] (h, w multiples of 4)."""
+        import torch
+
+        from geo_ntl.deblur.weights import get_model
+
+        model = get_model(self.weights, device=self.device)
+        dev = torch.device(self.device)
+        with torch.inference_mode():
+            t = torch.from_numpy(x).to(dev)
+            if dev.type == "cuda":
+                half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                with torch.autocast("cuda", dtype=half):
+                    y = model(t)
+            else:
+                y = model(t)
+            return y.float().cpu().numpy()
+
+    def run_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Deblur a (3, H, W) float32 block in [0, 1] whose outer ``depth`` px are halo."""
+        d, tile = self.depth, self.tile
+        _, hb, wb = rgb.shape
+        out = np.zeros_like(rgb)
+        ys = list(range(d, hb - d, tile)) or [d]
+        xs = list(range(d, wb - d, tile)) or [d]
+        windows = []
+        for y0 in ys:
+            for x0 in xs:
+                y1, x1 = min(y0 + tile, hb - d), min(x0 + tile, wb - d)
+                windows.append((y0 - d, y1 + d, x0 - d, x1 + d))
+        groups: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+        for w in windows:
+            groups.setdefault((w[1] - w[0], w[3] - w[2]), []).append(w)
+        for (h, w), wins in groups.items():
+            ph, pw = (-h) % _MULT, (-w) % _MULT
+            for i in range(0, len(wins), self.batch_size):
+                chunk = wins[i : i + self.batch_size]
+                batch = np.stack([rgb[:, a:b, c:e] for a, b, c, e in chunk]) * 2.0 - 1.0
+                if ph or pw:
+                    batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+                res = (self._forward(batch.astype(np.float32))[:, :, :h, :w] + 1.0) * 0.5
+                for (a, b, c, e), r in zip(chunk, res, strict=True):
+                    out[:, a + d : b - d, c + d : e - d] = r[:, d : h - d, d : w - d]
+        return out
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        bad = self._mask(block)
+        x = block.astype(np.float32) / np.float32(self.scale)
+        x[:, bad] = 0.0
+        x = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0)
+        rgb = np.repeat(x, 3, axis=0) if self.bands == 1 else x
+        y = self.run_rgb(rgb)
+        if self.bands == 1:
+            y = y.mean(axis=0, keepdims=True)
+        y = y * np.float32(self.scale)
+        if self.out_dtype.kind in "ui":
+            info = np.iinfo(self.out_dtype)
+            y = np.clip(np.rint(y), info.min, info.max)
+        y = y.astype(self.out_dtype)
+        if bad.any():
+            fill = self.nodata if self.nodata is not None else np.nan
+            if self.out_dtype.kind == "f" or self.nodata is not None:
+                y[:, bad] = fill
+        return y
+
+
+def _check_options(tile: int, halo: int | None, batch_size: int) -> int:
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % _MULT:
+        raise ParameterError(f"tile must be a multiple of 4 and >= 16 pixels, got {tile!r}")
+    depth = DEFAULT_HALO if halo is None else halo
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0 or depth % _MULT:
+        raise TilingError(f"halo must be a non-negative multiple of 4 pixels, got {halo!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return depth
+
+
+def deblur_array(
+    image: np.ndarray,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str | None = "auto",
+    halo: int | None = None,
+    tile: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    scale: float | None = None,
+    nodata: float | None = None,
+) -> np.ndarray:
+    """Deblur an image held in memory with the GAN (no enhancement).
+
+    Parameters
+    ----------
+    image : (band, y, x) or (y, x) ndarray
+        1 or 3 bands; uint8, uint16 or float32.
+    weights : str or os.PathLike, optional
+        Shipped name or weights file; default the shipped model.
+    device : str, default "auto"
+        Torch device.
+    halo : int, optional
+        Reflection padding added around the image (default :data:`DEFAULT_HALO`).
+    tile : int, optional
+        Split the image into tiles of this edge with ``halo`` overlap; default
+        the whole image in one forward pass.
+    batch_size : int, default 4
+        Tiles per forward pass.
+    scale : float, optional
+        Value mapped to full scale; default 255 for uint8, else the image's maximum.
+    nodata : float, optional
+        Nodata value (pixels with every band equal to it are kept).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``.
+
+    Raises
+    ------
+    UnsupportedRasterError
+        For 2- or 4-band images.
+    WeightsNotFoundError, WeightsError
+        For missing or bad weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((3, 64, 64), dtype=np.uint8)
+    >>> deblur_array(img, device="cpu").shape
+    (3, 64, 64)
+    """
+    from geo_ntl._device import resolve_device
+    from geo_ntl.tiling import apply_whole
+
+    arr = np.asarray(image)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
+    _check_bands(arr.shape[0])
+    depth = _check_options(tile or DEFAULT_TILE, halo, batch_size)
+    dev = str(resolve_device(device))
+    sc = float(scale) if scale is not None else _scale_for(arr.dtype, arr, nodata)
+    h, w = arr.shape[1:]
+    runner = _Runner(weights=weights, device=dev, depth=depth,
+                     tile=tile or max(h, w) + _MULT, batch_size=batch_size, scale=sc,
+                     nodata=nodata, bands=arr.shape[0], out_dtype=arr.dtype)
+    out = apply_whole(arr, runner, depth=depth)
+    return out[0] if squeeze else out
+
+
+def deblur(
+    da: xr.DataArray,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str | None = "auto",
+    tile: int = DEFAULT_TILE,
+    halo: int | None = None,
+    enhance: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    scale: float | None = None,
+    enhance_params: dict[str, Any] | None = None,
+) -> xr.DataArray:
+    """Deblur (deblooming GAN) and optionally enhance (ASM) a georeferenced scene.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Scene ``(band, y, x)`` or ``(y, x)`` with 1 or 3 bands, numpy- or
+        dask-backed (e.g. :func:`geo_ntl.io.open_scene`).
+    weights : str or os.PathLike, optional
+        Shipped weights name (:func:`geo_ntl.deblur.list_models`) or a file
+        written by ``geo-ntl train``; default the shipped model.
+    device : str, default "auto"
+        Torch device; on CUDA the forward pass runs under bf16 (or fp16) autocast.
+    tile : int, default 1024
+        Tile edge in pixels (halo excluded), a multiple of 4. Memory per tile
+        on CPU is about ``60 x (tile + 2 halo)^2 x 4`` bytes per batch item.
+    halo : int, optional
+        Halo in pixels (multiple of 4); default :data:`DEFAULT_HALO`, chosen
+        from the generator's effective receptive field so tiled and whole
+        results differ by at most 2 DN.
+    enhance : bool, default True
+        Run :func:`geo_ntl.enhance.enhance` on the result.
+    batch_size : int, default 4
+        Tiles per forward pass (each dask chunk holds up to this many tiles).
+    scale : float, optional
+        See :func:`deblur_array`.
+    enhance_params : dict, optional
+        Passed to :func:`geo_ntl.enhance.enhance` as ``params``.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy result with the input's shape, dtype, dims, coords, CRS,
+        transform, attrs and nodata.
+
+    Raises
+    ------
+    UnsupportedRasterError
+        For 2- or 4-band scenes.
+    DimensionError, ParameterError, TilingError
+        For bad dims or options.
+    WeightsNotFoundError, WeightsError
+        For missing, corrupt or foreign weights (checked before any tile runs).
+
+    Notes
+    -----
+    The model is loaded once per process and device
+    (:func:`geo_ntl.deblur.get_model`) and runs under ``torch.inference_mode``.
+    Its norm layers use stored statistics, so each output pixel depends only
+    on input pixels within its receptive field, never on where a tile was cut.
+
+    References
+    ----------
+    .. [1] NTL-Db-Net, "Making the Earth Clear at Night: A High-resolution
+       Nighttime Light Image Deblooming Network".
+
+    Examples
+    --------
+    >>> from geo_ntl.testing import make_scene
+    >>> scene = make_scene((3, 64, 64))
+    >>> out = deblur(scene, device="cpu", enhance=False, tile=32)
+    >>> out.shape == scene.shape and out.dtype == scene.dtype
+    True
+    """
+    import dask.array as dsa
+
+    from geo_ntl._device import resolve_device
+    from geo_ntl.deblur.weights import get_model
+    from geo_ntl.tiling import apply_tiled
+
+    depth = _check_options(tile, halo, batch_size)
+    squeeze = da.dims == ("y", "x")
+    da3 = da.expand_dims("band").assign_coords(band=[1]) if squeeze else da
+    if da3.ndim != 3 or da3.dims[1:] != ("y", "x"):
+        raise DimensionError(
+            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
+            "reorder with da.transpose('band', 'y', 'x')"
+        )
+    _check_bands(da3.shape[0])
+    dtype = np.dtype(da3.dtype)
+    if dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise UnsupportedRasterError(f"dtype {dtype} is not supported; use uint8, uint16 or float32")
+    dev = str(resolve_device(device))
+    get_model(weights, device=dev)  # fail early on bad weights, and warm the cache
+    nodata = da3.rio.nodata
+    sc = float(scale) if scale is not None else _scale_for(dtype, da3.data, nodata)
+    # Each dask chunk holds up to batch_size tiles (a square of k x k tiles).
+    k = max(1, int(np.floor(np.sqrt(batch_size))))
+    chunk = tile * k
+    data = da3.data
+    if not isinstance(data, dsa.Array):
+        data = dsa.from_array(np.asarray(data), chunks=(-1, chunk, chunk))
+    carrier = da3.copy(data=data.rechunk((-1, chunk, chunk)))
+    runner = _Runner(weights=weights, device=dev, depth=depth, tile=tile, batch_size=batch_size,
+                     scale=sc, nodata=nodata, bands=da3.shape[0], out_dtype=dtype)
+    out = apply_tiled(carrier, runner, depth=depth, dtype=dtype, name="deblur")
+    if enhance:
+        from geo_ntl.enhance import enhance as asm_enhance
+
+        out = asm_enhance(out, params=enhance_params, device=dev, tile=tile)
+    out.attrs = dict(da3.attrs)
+    if nodata is not None:
+        out = out.rio.write_nodata(nodata, encoded=False)
+    return out.isel(band=0, drop=True) if squeeze else out

@@ -1,0 +1,484 @@
+"""Tests of the deblooming GAN: architecture, losses, weights, inference, training, CLI.
+
+Everything runs on CPU with tiny, seeded, untrained networks (``base=4``, one
+residual block) except the checks of the shipped weights file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import rasterio
+
+torch = pytest.importorskip("torch")
+
+from geo_ntl.deblur import deblur, deblur_array  # noqa: E402
+from geo_ntl.deblur import losses  # noqa: E402
+from geo_ntl.deblur.model import (  # noqa: E402
+    Discriminator,
+    Generator,
+    count_parameters,
+    receptive_field,
+    theoretical_receptive_radius,
+)
+from geo_ntl.deblur.weights import (  # noqa: E402
+    DEFAULT_WEIGHTS,
+    get_model,
+    list_models,
+    load_generator,
+    save_weights,
+    sha256sum,
+)
+from geo_ntl.exceptions import (  # noqa: E402
+    InputError,
+    OutputExistsError,
+    UnsupportedRasterError,
+    WeightsError,
+    WeightsNotFoundError,
+)
+from geo_ntl.io import write_cog  # noqa: E402
+from geo_ntl.testing import make_scene  # noqa: E402
+
+SEED = 0
+TINY = {"base": 4, "n_blocks": 1}
+#: Theoretical receptive radius of the tiny generator (one residual block).
+TINY_RADIUS = theoretical_receptive_radius(n_blocks=1)
+TINY_HALO = 76  # multiple of 4, >= TINY_RADIUS
+
+
+def _tiny_generator(seed: int = SEED) -> Generator:
+    torch.manual_seed(seed)
+    gen = Generator(**TINY)
+    gen_rng = torch.Generator().manual_seed(seed)
+    for m in gen.modules():
+        if isinstance(m, torch.nn.InstanceNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen_rng) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen_rng) + 0.5)
+    return gen.eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    # Tiny networks gain nothing from threads, and on a busy CPU they lose a lot.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    save_weights(_tiny_generator(), path, meta={"note": "test"})
+    return path
+
+
+# --- architecture ------------------------------------------------------------------------
+
+
+def test_generator__parameter_count_and_shape():
+    gen = Generator()
+    assert 3.6e6 < count_parameters(gen) < 3.8e6  # the paper's ~3.7 M
+    assert count_parameters(gen) == 3_705_987
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        y = gen.eval()(x)
+    assert y.shape == x.shape
+    assert float(y.abs().max()) <= 1.0
+
+
+def test_generator__instance_norm_tracks_running_stats():
+    norms = [m for m in Generator().modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert len(norms) == 5 + 3 * 3 * 3  # head, 2 down, 2 up + 3 per branch
+    assert all(m.track_running_stats and m.affine for m in norms)
+
+
+def test_discriminator__critic_map_shape():
+    critic = Discriminator()
+    out = critic(torch.rand(2, 3, 96, 96))
+    assert out.shape == (2, 1, 2, 2)
+    assert 100_000 < count_parameters(critic) < 200_000
+
+
+def test_theoretical_receptive_radius__three_blocks():
+    # 3 blocks x (6 + 3 + 6) quarter-res px x 4 + 12 px of full-res layers
+    assert theoretical_receptive_radius() == 192
+    assert TINY_RADIUS == 72
+
+
+def test_receptive_field__within_theoretical_radius():
+    rf = receptive_field(_tiny_generator(), size=160, n_samples=1)
+    assert rf["support_radius"] <= TINY_RADIUS
+    assert 0 < rf["effective_radius"] <= rf["support_radius"]
+
+
+def test_generator__eval_mode_is_tile_independent():
+    gen = _tiny_generator()
+    rng = np.random.default_rng(SEED)
+    x = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32))
+    y0, x0, size = 80, 76, 64  # multiples of 4: same sampling grid
+    with torch.no_grad():
+        whole = gen(x)[..., y0 : y0 + size, x0 : x0 + size]
+        crop = x[..., y0 - TINY_HALO : y0 + size + TINY_HALO, x0 - TINY_HALO : x0 + size + TINY_HALO]
+        tiled = gen(crop)[..., TINY_HALO:-TINY_HALO, TINY_HALO:-TINY_HALO]
+        assert torch.allclose(whole, tiled, atol=1e-5)
+        gen.train()  # per-instance statistics: depends on the crop
+        for m in gen.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        whole_t = gen(x)[..., y0 : y0 + size, x0 : x0 + size]
+        tiled_t = gen(crop)[..., TINY_HALO:-TINY_HALO, TINY_HALO:-TINY_HALO]
+        assert not torch.allclose(whole_t, tiled_t, atol=1e-3)
+
+
+# --- losses ------------------------------------------------------------------------------
+
+
+def test_hsi_loss__zero_for_identical_and_positive_otherwise():
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert float(losses.hsi_loss(x, x)) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses.hsi_loss(x, x.flip(-1))) > 1e-3
+
+
+def _rgb_from_hue(deg: float, sat: float = 0.6, inten: float = 0.5) -> torch.Tensor:
+    h = math.radians(deg)
+    c = torch.tensor([math.cos(h), math.cos(h - 2 * math.pi / 3), math.cos(h + 2 * math.pi / 3)])
+    rgb = inten * (1 + sat * c)
+    return (rgb * 2 - 1).view(1, 3, 1, 1)
+
+
+def test_hsi_loss__hue_is_circular():
+    near = losses.hsi_loss(_rgb_from_hue(359.0), _rgb_from_hue(1.0))
+    far = losses.hsi_loss(_rgb_from_hue(179.0), _rgb_from_hue(1.0))
+    assert float(near) < 1e-3 < float(far)
+
+
+def test_hsi_loss__hue_ignored_for_grey():
+    grey = torch.full((1, 3, 4, 4), 0.2)
+    dark = torch.full((1, 3, 4, 4), -1.0)
+    hsi = losses.rgb_to_hsi((dark + 1) / 2)
+    assert float(hsi["s"].abs().max()) == 0.0
+    assert float(losses.hsi_loss(grey, grey)) == pytest.approx(0.0, abs=1e-7)
+
+
+class _LinearCritic(torch.nn.Module):
+    def __init__(self, norm: float):
+        super().__init__()
+        w = torch.ones(1, 3, 4, 4)
+        self.w = w / w.norm() * norm
+
+    def forward(self, x):
+        return (x * self.w).sum(dim=(1, 2, 3))
+
+
+@pytest.mark.parametrize("norm,expected", [(1.0, 0.0), (2.0, 10.0), (0.5, 2.5)])
+def test_gradient_penalty__linear_critic(norm, expected):
+    real, fake = torch.rand(3, 3, 4, 4), torch.rand(3, 3, 4, 4)
+    gp = losses.gradient_penalty(_LinearCritic(norm), real, fake)
+    assert float(gp) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_perceptual_substitute__zero_for_identical():
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    sub = losses.make_perceptual(None)
+    assert float(sub(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(sub(x, torch.zeros_like(x))) > 0.1
+
+
+def test_vgg_perceptual__loads_torchvision_format(tmp_path):
+    from geo_ntl.deblur.vgg import build_vgg_features
+
+    feats = build_vgg_features("vgg13")
+    state = {f"features.{k}": v for k, v in feats.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision files carry a classifier
+    torch.save(state, tmp_path / "vgg13.pth")
+    loss = losses.make_perceptual(tmp_path / "vgg13.pth")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="vgg13"):
+        losses.make_perceptual(tmp_path / "bad.pth")
+
+
+def test_training_steps__reduce_content_loss():
+    from geo_ntl.deblur.blur_transfer import physical_blur
+
+    rng = np.random.default_rng(SEED)
+    sharp = np.full((2, 3, 32, 32), 10, np.uint8)
+    for img in sharp:
+        ys, xs = rng.integers(4, 28, 6), rng.integers(4, 28, 6)
+        img[:, ys, xs] = 250
+    blurred = np.stack([physical_blur(s_, seed=i) for i, s_ in enumerate(sharp)])
+    x, y = (torch.from_numpy(a.astype(np.float32) / 127.5 - 1) for a in (blurred, sharp))
+    torch.manual_seed(SEED)
+    gen = Generator(**TINY)
+    opt = torch.optim.Adam(gen.parameters(), lr=3e-3, betas=(0.5, 0.999))
+
+    def loss() -> torch.Tensor:
+        p = gen(x)
+        return (p - y).abs().mean() + 2 * losses.hsi_loss(p, y)
+
+    with torch.no_grad():
+        first = float(loss())
+    for _ in range(8):
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(loss()) < 0.8 * first
+
+
+# --- blur transfer -----------------------------------------------------------------------
+
+
+def test_make_pool__pairs_and_black_fraction():
+    from geo_ntl.deblur.blur_transfer import make_pool
+    from geo_ntl.deblur.real_stats import load_shipped_stats
+
+    pool = make_pool(n_cities=4, size=64, seed=SEED, stats=load_shipped_stats())
+    assert pool.blurred.shape == pool.sharp.shape == (5, 3, 64, 64)
+    assert pool.n_black == 1 and pool.sharp[-1].max() == 0
+    # blooming moves light locally: the pairs differ pixel by pixel but agree once smoothed
+    from scipy import ndimage
+
+    blurred, sharp = pool.blurred[:4].astype(float), pool.sharp[:4].astype(float)
+    smooth = lambda a: ndimage.gaussian_filter(a, (0, 0, 4, 4))  # noqa: E731
+    raw_diff = np.abs(blurred - sharp).mean()
+    assert raw_diff > 2.0
+    corr_raw = np.corrcoef(blurred.ravel(), sharp.ravel())[0, 1]
+    corr_smooth = np.corrcoef(smooth(blurred).ravel(), smooth(sharp).ravel())[0, 1]
+    assert corr_smooth > 0.9 and corr_smooth > corr_raw
+
+
+def test_halo_kernel__normalised_and_widening():
+    from geo_ntl.deblur.blur_transfer import halo_kernel
+    from geo_ntl.deblur.real_stats import load_shipped_stats
+
+    prof = load_shipped_stats()["halo_profile"]
+    k1, k2 = halo_kernel(prof), halo_kernel(prof, scale=1.4)
+    assert k1.sum() == pytest.approx(1.0, abs=1e-5) and k1.min() >= 0
+    assert k2.shape[0] > k1.shape[0]
+
+
+def test_measure_blooming_stats__synthetic_lamps():
+    from geo_ntl.deblur.real_stats import measure_blooming_stats
+    from geo_ntl.simulate.psf import moffat_psf
+    from scipy import signal
+
+    img = np.zeros((256, 256), np.float32)
+    img[64:192:32, 64:192:32] = 400.0
+    blurred = np.clip(signal.fftconvolve(img, moffat_psf(15, alpha=3.0, beta=2.0), "same"), 0, 1)
+    rgb = np.stack([blurred] * 3) + np.random.default_rng(0).normal(0, 0.01, (3, 256, 256))
+    stats = measure_blooming_stats(np.clip(rgb, 0, 1).astype(np.float32))
+    prof = np.asarray(stats["halo_profile"])
+    assert stats["n_blobs"] == 16
+    assert prof[0] == pytest.approx(1.0) and np.all(np.diff(prof[:6]) < 0)
+    with pytest.raises(InputError, match="saturated"):
+        measure_blooming_stats(np.zeros((3, 64, 64), np.float32))
+
+
+# --- weights registry ----------------------------------------------------------------------
+
+
+def test_weights__missing_file(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="neither an existing file"):
+        get_model(tmp_path / "nope.pt")
+
+
+def test_weights__corrupt_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00not a torch file" * 10)
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_generator(bad)
+
+
+def test_weights__foreign_architecture(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"arch": "resnet18", "state_dict": {}}, foreign)
+    with pytest.raises(WeightsError, match="ntl-db-net-generator-v1"):
+        load_generator(foreign)
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), plain)
+    with pytest.raises(WeightsError, match="not a geo_ntl weights file"):
+        load_generator(plain)
+
+
+def test_weights__mismatched_shapes(tmp_path, tiny_weights):
+    obj = torch.load(tiny_weights, weights_only=True)
+    obj["config"] = {"base": 8, "n_blocks": 1}
+    path = tmp_path / "wrong.pt"
+    torch.save(obj, path)
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_generator(path)
+
+
+def test_weights__checksum_mismatch(tiny_weights):
+    with pytest.raises(WeightsError, match="SHA-256"):
+        load_generator(tiny_weights, sha256="0" * 64)
+    assert load_generator(tiny_weights, sha256=sha256sum(tiny_weights)).config == {
+        "in_channels": 3, "out_channels": 3, **TINY
+    }
+
+
+def test_weights__fp16_round_trip(tmp_path):
+    gen = _tiny_generator()
+    path = save_weights(gen, tmp_path / "half.pt", half=True)
+    back = load_generator(path)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(gen(x), back(x), atol=2e-2)
+    with pytest.raises(OutputExistsError):
+        save_weights(gen, path)
+
+
+def test_list_models__shipped_entry_with_meta():
+    models = list_models()
+    assert DEFAULT_WEIGHTS in models
+    entry = models[DEFAULT_WEIGHTS]
+    assert len(entry["sha256"]) == 64
+    for key in ("bands", "sensor", "training", "licence", "paper"):
+        assert key in entry["meta"]
+    assert entry["meta"]["training"]["command"].startswith("geo-ntl train")
+
+
+def test_get_model__shipped_weights_load_and_are_cached():
+    gen = get_model(DEFAULT_WEIGHTS)
+    assert not gen.training and count_parameters(gen) == 0  # frozen
+    assert get_model() is gen
+
+
+# --- inference -----------------------------------------------------------------------------
+
+
+def test_deblur__keeps_grid_dtype_and_matches_whole(tiny_weights):
+    scene = make_scene((3, 100, 84), seed=3, chunks=40)
+    out = deblur(scene, weights=tiny_weights, device="cpu", enhance=False, tile=32,
+                 halo=TINY_HALO, batch_size=3)
+    assert out.shape == scene.shape and out.dtype == scene.dtype
+    assert out.rio.crs == scene.rio.crs and out.rio.transform() == scene.rio.transform()
+    whole = deblur_array(scene.values, weights=tiny_weights, device="cpu", halo=TINY_HALO)
+    diff = np.abs(out.values.astype(int) - whole.astype(int))
+    assert diff.max() <= 1
+
+
+def test_deblur__one_band_replicated_and_merged(tiny_weights):
+    scene = make_scene((1, 48, 48), seed=4)
+    out = deblur(scene.isel(band=0, drop=True), weights=tiny_weights, device="cpu",
+                 enhance=False, tile=32)
+    rgb = np.repeat(scene.values, 3, axis=0)
+    ref = deblur_array(rgb, weights=tiny_weights, device="cpu").astype(float).mean(axis=0)
+    assert out.dims == ("y", "x")
+    assert np.abs(out.values - ref).max() <= 1.0
+
+
+@pytest.mark.parametrize("bands", [2, 4])
+def test_deblur__two_or_four_bands_refused(tiny_weights, bands):
+    scene = make_scene((bands, 32, 32), seed=5)
+    with pytest.raises(UnsupportedRasterError, match="1 .panchromatic. or 3"):
+        deblur(scene, weights=tiny_weights, device="cpu", enhance=False)
+
+
+def test_deblur__nodata_and_nan_kept(tiny_weights):
+    scene = make_scene((3, 48, 48), dtype="float32", seed=6, nodata=-1.0)
+    values = scene.values.copy()
+    values[:, :8, :8] = -1.0
+    values[0, 20, 20] = np.nan
+    scene = scene.copy(data=values)
+    out = deblur(scene, weights=tiny_weights, device="cpu", enhance=False, tile=32).values
+    assert np.all(out[:, :8, :8] == -1.0)
+    assert np.all(out[:, 20, 20] == -1.0)
+    assert np.isfinite(out).all()
+    valid = out[:, 8:, 8:].reshape(3, -1)
+    assert (valid == -1.0).all(axis=0).sum() == 1  # only the NaN pixel became nodata
+    assert valid[:, valid[0] != -1.0].min() >= 0
+
+
+def test_deblur__scene_smaller_than_halo(tiny_weights):
+    scene = make_scene((3, 12, 20), seed=7)
+    out = deblur(scene, weights=tiny_weights, device="cpu", enhance=False, tile=16, halo=64)
+    assert out.values.shape == (3, 12, 20)
+
+
+def test_deblur__all_black_stays_dark():
+    scene = make_scene((3, 64, 64), seed=8)
+    black = scene.copy(data=np.zeros(scene.shape, np.uint8))
+    out = deblur(black, device="cpu", enhance=False, tile=64).values
+    assert out.max() <= 8
+
+
+# --- training API --------------------------------------------------------------------------
+
+
+def test_train__resume_and_existing_run(tmp_path, monkeypatch):
+    from geo_ntl.deblur import train as train_mod
+
+    monkeypatch.setattr(train_mod, "CALIBRATION_BATCHES", 2)
+    monkeypatch.setattr(train_mod, "Generator", lambda: Generator(**TINY))
+    cfg = train_mod.TrainConfig(steps=2, crop=96, batch=1, n_cities=1, city_size=96,
+                                n_critic=1, norm_freeze=0.5, checkpoint_every=1)
+    with pytest.raises(InputError, match="does not exist"):
+        train_mod.train(tmp_path / "run", config=cfg, device="cpu", resume=True, progress=False)
+    summary = train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
+    assert summary["steps"] == 2
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and log[1]["norm_frozen"]
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
+    cfg3 = train_mod.TrainConfig(**{**cfg.__dict__, "steps": 3})
+    summary = train_mod.train(tmp_path / "run", config=cfg3, device="cpu", resume=True,
+                              progress=False)
+    assert summary["steps"] == 3
+    gen = load_generator(tmp_path / "run" / "generator.pt")
+    assert gen.config["base"] == 4
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scene_file(tmp_path):
+    return write_cog(make_scene((3, 48, 48), seed=9), tmp_path / "scene.tif")
+
+
+def test_cli_deblur__writes_cog(runner, scene_file, tiny_weights, tmp_path):
+    out = tmp_path / "out.tif"
+    res = runner("deblur", scene_file, "--out", out, "--weights", tiny_weights, "--no-enhance",
+                 "--tile", "32", "--device", "cpu")
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as dst, rasterio.open(scene_file) as src:
+        assert dst.crs == src.crs and dst.transform == src.transform
+        assert dst.dtypes == src.dtypes and dst.shape == src.shape
+        assert dst.tags()["GEO_NTL_STAGE"] == "deblur"
+    res = runner("deblur", scene_file, "--out", out, "--weights", tiny_weights, "--no-enhance")
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and "--overwrite" in res.stderr
+
+
+def test_cli_deblur__missing_weights(runner, scene_file, tmp_path):
+    res = runner("deblur", scene_file, "--out", tmp_path / "o.tif", "--weights",
+                 tmp_path / "missing.pt")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error:") and "missing.pt" in res.stderr
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_deblur__corrupt_weights(runner, scene_file, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    res = runner("deblur", scene_file, "--out", tmp_path / "o.tif", "--weights", bad)
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and "corrupt" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_cli_deblur__two_band_scene(runner, tmp_path, tiny_weights):
+    path = write_cog(make_scene((2, 32, 32), seed=10), tmp_path / "two.tif")
+    res = runner("deblur", path, "--out", tmp_path / "o.tif", "--weights", tiny_weights)
+    assert res.exit_code == 2 and "got 2" in res.stderr
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_train__resume_without_checkpoint(runner, tmp_path):
+    res = runner("train", "--out-dir", tmp_path / "run", "--resume", "--no-progress")
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and "--resume" in res.stderr
