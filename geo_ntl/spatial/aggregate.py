@@ -84,13 +84,21 @@ def _pixel_centres(grid: Grid, y0: int, x0: int, h: int, w: int) -> tuple[np.nda
 
 
 def _aoi_valid(grid: Grid, y0: int, x0: int, h: int, w: int) -> np.ndarray | None:
+    """Pixels of a chunk whose centre lies inside the AOI (exact point-in-polygon)."""
     if grid.aoi is None:
         return None
-    from rasterio.features import geometry_mask
-    from rasterio.windows import Window, transform
+    import shapely
 
-    window_transform = transform(Window(x0, y0, w, h), grid.frame.transform)
-    return geometry_mask([grid.aoi], out_shape=(h, w), transform=window_transform, invert=True)
+    shapely.prepare(grid.aoi)
+    xs, ys = _pixel_centres(grid, y0, x0, h, w)
+    left, bottom, right, top = grid.aoi.bounds
+    inside = np.zeros((h, w), dtype=bool)
+    cols = np.flatnonzero((xs >= left) & (xs <= right))
+    rows = np.flatnonzero((ys >= bottom) & (ys <= top))
+    if cols.size and rows.size:
+        X, Y = np.meshgrid(xs[cols], ys[rows])
+        inside[np.ix_(rows, cols)] = shapely.contains_xy(grid.aoi, X, Y)
+    return inside
 
 
 def _starts(index: np.ndarray) -> np.ndarray:

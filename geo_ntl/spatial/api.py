@@ -91,6 +91,22 @@ class ClusterResult:
         return write_figures(self, directory, overwrite=overwrite)
 
 
+def cells_format(path: str | os.PathLike[str]) -> str:
+    """The writer for a cells path: "GPKG" or "parquet", from its extension.
+
+    Raises
+    ------
+    ParameterError
+        For an extension other than .gpkg, .parquet or .geoparquet.
+    """
+    fmt = _FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ParameterError(
+            f"cannot tell the format of {path}: use a .gpkg (GeoPackage) or .parquet (GeoParquet) extension"
+        )
+    return fmt
+
+
 def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write a cells GeoDataFrame atomically as GeoPackage or GeoParquet, by extension.
 
@@ -117,11 +133,7 @@ def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = F
     from geo_ntl.io import atomic_output
 
     out = Path(path)
-    fmt = _FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise ParameterError(
-            f"cannot tell the format of {out}: use a .gpkg (GeoPackage) or .parquet (GeoParquet) extension"
-        )
+    fmt = cells_format(out)
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401

@@ -296,7 +296,8 @@ def _local(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # esda's notice about 'alternative'
         n_perm = permutations if engine == "esda" else 0
-        common = {"transformation": "r", "permutations": n_perm, "seed": seed, "keep_simulations": False, "n_jobs": n_jobs}
+        common = {"transformation": "r", "permutations": n_perm, "seed": seed,
+                  "keep_simulations": engine == "esda", "n_jobs": n_jobs}
         if x is None:
             ml = esda.Moran_Local(y, graph, **common)
             zf = zn = ml.z
