@@ -1,0 +1,67 @@
+"""Execute the analysis notebooks with nbclient and check what they compute."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+NOTEBOOK = ROOT / "notebooks" / "spatial_clustering.ipynb"
+SAMPLE = ROOT / "sample_aoi" / "helsinki"
+
+
+def _tagged_output(nb, tag: str) -> str:
+    for cell in nb.cells:
+        if tag in cell.get("metadata", {}).get("tags", []):
+            texts = []
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":
+                    texts.append(out["text"])
+                elif "data" in out:
+                    texts.append(out["data"].get("text/markdown") or out["data"].get("text/plain", ""))
+            return "".join(texts)
+    raise AssertionError(f"no cell tagged {tag!r}")
+
+
+@pytest.fixture(scope="module")
+def executed():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    if not all((SAMPLE / name).exists() for name in ("truth.tif", "scene.tif", "roads.gpkg", "permeable.gpkg")):
+        pytest.skip("sample_aoi/helsinki is not present")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client.execute()
+    return nb
+
+
+def test_spatial_clustering_notebook__summary(executed):
+    summary = json.loads(_tagged_output(executed, "summary"))
+    assert summary["n_cells"] > 100 and summary["permutations"] == 999
+    for group in ("tests", "degraded_tests"):
+        assert set(summary[group]) == {"moran_ntl", "moran_road_density", "moran_permeable_fraction",
+                                       "moran_bv_ntl_road_density", "moran_bv_ntl_permeable_fraction"}
+        for test in summary[group].values():
+            assert all(math.isfinite(test[k]) for k in ("I", "expected_I", "z", "p_sim"))
+            assert 0 < test["p_sim"] <= 1
+    for counts in summary["lisa"].values():
+        assert set(counts) == {"HH", "LL", "HL", "LH", "ns"}
+        assert sum(counts.values()) == summary["n_cells"]
+    assert summary["lisa"]["ntl"]["HH"] > 0 and summary["lisa"]["ntl"]["LL"] > 0
+    assert summary["tests"]["moran_ntl"]["I"] > 0 and summary["tests"]["moran_ntl"]["p_sim"] <= 0.01
+
+
+def test_spatial_clustering_notebook__prose_matches_numbers(executed):
+    summary = json.loads(_tagged_output(executed, "summary"))
+    text = _tagged_output(executed, "interpretation")
+    for key, what in (("moran_bv_ntl_road_density", "road density (bivariate)"),
+                      ("moran_bv_ntl_permeable_fraction", "permeable fraction (bivariate)")):
+        test = summary["tests"][key]
+        line = next(ln for ln in text.splitlines() if what in ln)
+        assert f"I = {test['I']:+.3f}" in line
+        assert ("positive" if test["I"] > 0 else "negative") in line
+        assert ("not significant" in line) == (test["p_sim"] >= 0.05)
