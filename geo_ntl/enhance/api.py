@@ -71,23 +71,35 @@ def _out_dtype(in_dtype: np.dtype, dtype: Any) -> np.dtype:
 def _to_float(block: np.ndarray, nodata: float | None) -> np.ndarray:
     """Float32 copy with NaN where a pixel is nodata (all bands) or any band is not finite."""
     x = block.astype(np.float32, copy=True)
-    bad = ~np.isfinite(x).all(axis=0)
+    bad = None if block.dtype.kind in "ui" else ~np.isfinite(x).all(axis=0)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= (block == nodata).all(axis=0)
-    x[:, bad] = np.nan
+        is_nodata = (block == nodata).all(axis=0)
+        bad = is_nodata if bad is None else bad | is_nodata
+    if bad is not None and bad.any():
+        x[:, bad] = np.nan
     return x
 
 
-def _from_float(x: np.ndarray, out_dtype: np.dtype, nodata: float | None) -> np.ndarray:
+def _from_float(
+    x: np.ndarray, out_dtype: np.dtype, nodata: float | None, overwrite: bool = False
+) -> np.ndarray:
+    """Convert a float result (NaN = nodata) to ``out_dtype``; ``overwrite`` lets it reuse ``x``."""
+    if not overwrite and out_dtype.kind in "ui":
+        x = x.copy()
     bad = np.isnan(x)
+    any_bad = bool(bad.any())
     if out_dtype.kind in "ui":
         info = np.iinfo(out_dtype)
-        y = np.rint(np.nan_to_num(x, nan=0.0)).clip(info.min, info.max).astype(out_dtype)
-        if nodata is not None and bad.any():
+        if any_bad:
+            x[bad] = 0.0
+        np.rint(x, out=x)
+        np.clip(x, info.min, info.max, out=x)
+        y = x.astype(out_dtype)
+        if nodata is not None and any_bad:
             y[bad] = nodata
         return y
     y = x.astype(out_dtype)
-    if nodata is not None and bad.any():
+    if nodata is not None and any_bad:
         y[bad] = nodata
     return y
 
@@ -177,7 +189,7 @@ def enhance_array(
         nodata_out = np.nan
     else:
         nodata_out = nodata
-    out = _from_float(y, out_dtype, nodata_out)
+    out = _from_float(y, out_dtype, nodata_out, overwrite=True)
     return out[0] if squeeze else out
 
 

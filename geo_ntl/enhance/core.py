@@ -180,7 +180,7 @@ def enhance_block(
     z_low = gaussian(mask_z(r0_low, labels, z_scale=params.z_scale), params.z_sigma / cell)
     z = upsample(z_low, cell)
     t = r0 * h0
-    u = torch.exp(-z).mul_(t)
+    u = torch.neg(z).exp_().mul_(t)
     out = hqs(t, u, z, h0, r0, params)[:, :h, :w]
     result = out.mul_(stats.scale).cpu().numpy()
     if invalid.any():

@@ -35,8 +35,9 @@ MIN_AE = 1e-3
 def to_gray(image: torch.Tensor) -> torch.Tensor:
     """Gray image of a ``(band, y, x)`` tensor: BT.601 luma for 3 bands, the band mean otherwise."""
     if image.shape[0] == 3:
-        w = torch.tensor(LUMA_WEIGHTS, dtype=image.dtype, device=image.device)
-        return torch.einsum("c,chw->hw", w, image)
+        gray = torch.mul(image[0], LUMA_WEIGHTS[0])
+        gray.add_(image[1], alpha=LUMA_WEIGHTS[1])
+        return gray.add_(image[2], alpha=LUMA_WEIGHTS[2])
     return image.mean(0)
 
 
@@ -94,22 +95,23 @@ def initial_reflectance(
     t_low = gaussian(ratio.clamp(params.alpha1, 1.0), params.t_sigma / step).clamp(
         params.alpha1, 1.0
     )
-    # Full resolution: mean_c A = mean_c(a) * gray + mean_c(b) keeps the guide's edges.
-    coarse = torch.stack((mean_a.mean(0), mean_b.mean(0), params.b * blur_max, t_low))
+    # Full resolution: mean_c A = mean_c(a) * gray + mean_c(b) keeps the guide's edges
+    # (bilinear interpolation is linear, so the b-term is added on the coarse grid).
+    coarse = torch.stack((mean_a.mean(0), mean_b.mean(0).add_(blur_max, alpha=params.b), t_low))
     fine = upsample(coarse, cell)
-    ae = (fine[0] * gray + fine[1] + fine[2]).clamp_min(MIN_AE)
-    t = fine[3]
+    ae = fine[0].mul_(gray).add_(fine[1]).clamp_min_(MIN_AE)
+    t = fine[2]
     # R0 = 1 - (A_e - I) / (A_e t) = 1 - (1 - I / A_e) / t
-    r0 = image / ae
     if params.keep_hue and image.shape[0] > 1:
         # Apply eq. 29 to the gray level and scale every channel by the same factor: the
         # per-channel form pushes channels below (1 - t) A_e to 0 where t < 1 (hue shifts,
         # coloured rings around lamps).
-        q = gray / ae
-        gain = (1.0 - (1.0 - q) / t).clamp_(0.0, 1.0) / q.clamp_min(1e-4)
-        r0 = r0.mul_(gain).clamp_(0.0, 1.0)
+        q = torch.div(gray, ae)
+        gain = (q - 1.0).div_(t).add_(1.0).clamp_(0.0, 1.0)
+        gain.div_(q.clamp_min_(1e-4)).div_(ae)
+        r0 = torch.mul(image, gain).clamp_(0.0, 1.0)
     else:
-        r0 = (1.0 - (1.0 - r0) / t).clamp_(0.0, 1.0)
+        r0 = torch.div(image, ae).sub_(1.0).div_(t).add_(1.0).clamp_(0.0, 1.0)
     return InitMaps(gray=gray, gray_low=g_low, r0=r0, t_low=t_low)
 
 
@@ -137,4 +139,4 @@ def initial_weight(
     """
     e_l = gaussian(gray_low, params.el_sigma / (cell * pixel))
     h0 = 1.0 + params.p * torch.exp((1.0 - e_g) / (e_l + params.epsilon))
-    return upsample(h0[None], cell)[0].clamp(1.0, params.h_max)
+    return upsample(h0[None], cell)[0].clamp_(1.0, params.h_max)

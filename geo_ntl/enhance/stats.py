@@ -69,12 +69,42 @@ def _gray(x):
     return x.mean(axis=0)
 
 
+def _block_nanmean_np(x: np.ndarray, by: int, bx: int) -> np.ndarray:
+    """NaN-ignoring means of a numpy (…, y, x) array over by x bx blocks (torch, float32)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    ny, nx = math.ceil(h / by), math.ceil(w / bx)
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(-1, h, w)
+    pad = (0, nx * bx - w, 0, ny * by - h)
+
+    def block_sum(v: torch.Tensor) -> torch.Tensor:
+        v = F.pad(v, pad) if any(pad) else v
+        v = v.reshape(-1, ny * by, nx, bx).sum(-1)
+        return v.reshape(-1, ny, by, nx).sum(2)
+
+    nan = torch.isnan(t)
+    if bool(nan.any()):
+        sums = block_sum(torch.where(nan, 0.0, t))
+        count = block_sum((~nan).float())
+    else:
+        sums = block_sum(t)
+        rows = torch.clamp(h - torch.arange(ny) * by, max=by).float()
+        cols = torch.clamp(w - torch.arange(nx) * bx, max=bx).float()
+        count = (rows[:, None] * cols[None, :]).expand_as(sums)
+    mean = (sums / count).masked_fill_(count == 0, float("nan"))
+    return mean.reshape(*x.shape[:-2], ny, nx).numpy()
+
+
 def _block_reduce(x, by: int, bx: int, how: str):
     """Reduce a (…, y, x) numpy or dask array (NaN = missing) over by x bx blocks, padding with NaN."""
     h, w = x.shape[-2:]
     ny, nx = math.ceil(h / by), math.ceil(w / bx)
     pad = [(0, 0)] * (x.ndim - 2) + [(0, ny * by - h), (0, nx * bx - w)]
     if isinstance(x, np.ndarray):
+        if how == "nanmean":
+            return _block_nanmean_np(x, by, bx)
         xp = np.pad(x, pad, constant_values=np.nan)
         blocks = xp.reshape(*x.shape[:-2], ny, by, nx, bx)
         return getattr(np, how)(blocks, axis=(-3, -1))
@@ -131,7 +161,7 @@ def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats
 
         vmax = dsa.nanmax(data)
     else:
-        vmax = np.nanmax(data) if np.isfinite(data).any() else np.nan
+        vmax = np.fmax.reduce(data, axis=None) if data.size else np.nan  # NaN only if all NaN
     overview = _block_reduce(data, f, f, "nanmean")
     if lazy:
         import dask
