@@ -120,29 +120,32 @@ def _div(px: torch.Tensor, py: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 class _Work:
     """Per-band state and scratch arrays of the solver, allocated once per block."""
 
-    def __init__(self, h: int, w: int, device: torch.device, pr: ASMParams) -> None:
+    def __init__(self, h: int, w: int, device: torch.device) -> None:
         def new() -> torch.Tensor:
             return torch.empty((h, w), dtype=torch.float32, device=device)
 
-        self.m, self.hmap, self.r, self.n = new(), new(), new(), new()
+        self.hmap, self.r, self.n, self.p = new(), new(), new(), new()
         self.gx, self.gy, self.gux, self.guy = new(), new(), new(), new()
         self.res, self.tmp, self.rn, self.diag = new(), new(), new(), new()
-        self.p = new()
-        self.z, self.zm1, self.mu1_deg_z, self.l4z2 = new(), new(), new(), new()
-        # Diagonal of lambda1 E + mu3 G^T G and mu2 * degree (Neumann 4-neighbour counts).
-        deg = torch.full((h, w), 4.0, device=device)
-        deg[0, :] -= 1
-        deg[-1, :] -= 1
-        deg[:, 0] -= 1
-        deg[:, -1] -= 1
-        self.diag_m = deg * pr.mu3 + pr.lambda1
-        self.mu2_deg = deg.mul_(pr.mu2)
+        self.zm1, self.mu1_deg_z, self.l4z2 = new(), new(), new()
 
 
-def _apply_m_update(r: torch.Tensor, p: torch.Tensor, alpha: float, work: _Work, mu3: float):
-    """``r -= alpha (lambda1 E + mu3 G^T G) p`` without a temporary (5 passes)."""
-    r.addcmul_(p, work.diag_m, value=-alpha)
-    s = alpha * mu3
+def _edges_add_(dst: torch.Tensor, src: torch.Tensor, alpha: float) -> None:
+    """``dst += alpha * src`` on the first and last row and column (corner pixels twice)."""
+    for sl in ((0, slice(None)), (-1, slice(None)), (slice(None), 0), (slice(None), -1)):
+        dst[sl].add_(src[sl], alpha=alpha)
+
+
+def _apply_m_update(r: torch.Tensor, p: torch.Tensor, alpha: float, pr: ASMParams) -> None:
+    """``r -= alpha (lambda1 E + mu3 G^T G) p`` in place (no temporary).
+
+    The Neumann diagonal ``lambda1 + mu3 * degree`` is applied as the interior value
+    ``lambda1 + 4 mu3`` plus a correction on the edge rows and columns, so no
+    diagonal array is read.
+    """
+    s = alpha * pr.mu3
+    r.add_(p, alpha=-alpha * (pr.lambda1 + 4.0 * pr.mu3))
+    _edges_add_(r, p, s)
     r[:, 1:].add_(p[:, :-1], alpha=s)
     r[:, :-1].add_(p[:, 1:], alpha=s)
     r[1:].add_(p[:-1], alpha=s)
@@ -150,18 +153,17 @@ def _apply_m_update(r: torch.Tensor, p: torch.Tensor, alpha: float, work: _Work,
 
 
 def _band(t, u, z, h0, r0, pr: ASMParams, w: _Work, out: torch.Tensor) -> None:
-    """Run the scheme on one ``(h, w)`` band; HR (clipped to [0, 1]) goes into ``out``."""
+    """Run the scheme on one ``(h, w)`` band; ``out`` holds HR as it is solved, clipped at the end."""
     lam1, lam4, mu1, mu2, mu3 = pr.lambda1, pr.lambda4, pr.mu1, pr.mu2, pr.mu3
     tau1 = pr.lambda2 / (2 * mu1)
     tau2 = pr.lambda3 / (2 * mu2)
     tau3 = pr.lambda3 / (2 * mu3)
-    m, hmap, r, n = w.m, w.hmap, w.r, w.n
+    m, hmap, r, n = out, w.hmap, w.r, w.n
     gx, gy, res, tmp, rn, diag = w.gx, w.gy, w.res, w.tmp, w.rn, w.diag
     m.copy_(t)
     hmap.copy_(h0)
     r.copy_(r0)
     n.zero_()
-    w.z.copy_(z)
     torch.mul(z, mu1, out=w.zm1)
     # mu1 * (diagonal of G^T Z^2 G) = mu1 * sum over the 4 edges of z^2 at the edge's start.
     torch.mul(z, z, out=tmp)
@@ -182,13 +184,16 @@ def _band(t, u, z, h0, r0, pr: ASMParams, w: _Work, out: torch.Tensor) -> None:
             else:
                 torch.add(r, n, out=rn)
             torch.addcmul(dz, rn, rn, value=lam1, out=diag)
+            # + mu2 R^2 * degree (4 inside, fewer neighbours on the edges)
             torch.mul(r, r, out=tmp)
-            diag.addcmul_(tmp, w.mu2_deg).clamp_min_(1e-6)
+            diag.add_(tmp, alpha=4.0 * mu2)
+            _edges_add_(diag, tmp, -mu2)
+            diag.clamp_min_(1e-6)
             for _sweep in range(pr.h_sweeps):
                 # -mu1 G^T Z clip(Z G H)
                 _grad(hmap, gx, gy)
-                gx.mul_(w.z).clamp_(-tau1, tau1).mul_(w.zm1)
-                gy.mul_(w.z).clamp_(-tau1, tau1).mul_(w.zm1)
+                gx.mul_(z).clamp_(-tau1, tau1).mul_(w.zm1)
+                gy.mul_(z).clamp_(-tau1, tau1).mul_(w.zm1)
                 _div(gx, gy, res)
                 # -mu2 R G^T clip(G(R H - U))
                 torch.mul(r, hmap, out=tmp).sub_(u)
@@ -208,7 +213,7 @@ def _band(t, u, z, h0, r0, pr: ASMParams, w: _Work, out: torch.Tensor) -> None:
         torch.addcmul(t, hmap, n, value=-1.0, out=tmp).sub_(m)
         res.add_(tmp, alpha=lam1)
         _chebyshev(
-            lambda rr, pp, a: _apply_m_update(rr, pp, a, w, mu3),
+            lambda rr, pp, a: _apply_m_update(rr, pp, a, pr),
             res,
             m,
             w.p,
@@ -221,7 +226,7 @@ def _band(t, u, z, h0, r0, pr: ASMParams, w: _Work, out: torch.Tensor) -> None:
         torch.addcmul(t, hmap, r, value=-1.0, out=tmp).mul_(hmap)
         torch.addcmul(w.l4z2, hmap, hmap, out=diag)
         torch.div(tmp, diag, out=n).clamp_(0.0, 1.0)
-    torch.clamp(m, 0.0, 1.0, out=out)
+    m.clamp_(0.0, 1.0)
 
 
 def hqs(
@@ -258,7 +263,7 @@ def hqs(
         return t.clamp(0.0, 1.0)
     c, h, w = t.shape
     out = torch.empty_like(t)
-    work = _Work(h, w, t.device, params)
+    work = _Work(h, w, t.device)
     for k in range(c):
         _band(t[k], u[k], z[k], h0, r0[k], params, work, out[k])
     return out
