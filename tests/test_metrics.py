@@ -110,7 +110,19 @@ def test_ceiq__low_contrast_scores_lower(astronaut):
     assert metrics.ceiq(low) < metrics.ceiq(astronaut)
 
 
-def test_metrics__shape_mismatch_error(astronaut):
+def test_ceiq__ordinary_photo_scores_in_the_papers_range(astronaut):
+    # The paper reports about 3.3 for enhanced photos; the authors' examples span 1.7 to 3.6.
+    assert 2.0 < metrics.ceiq(astronaut) < 4.5
+
+
+def test_ceiq__dark_image_with_empty_bins_stays_bounded():
+    rng = np.random.default_rng(0)
+    dark = np.clip(rng.normal(12, 4, (3, 64, 64)), 0, 255).astype(np.uint8)  # few levels used
+    score = metrics.ceiq(dark)
+    assert math.isfinite(score) and -5.0 < score < 5.0
+
+
+
     with pytest.raises(DimensionError, match="shapes differ"):
         metrics.psnr(astronaut, astronaut[:, :10])
 
