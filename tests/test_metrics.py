@@ -122,7 +122,7 @@ def test_ceiq__dark_image_with_empty_bins_stays_bounded():
     assert math.isfinite(score) and -5.0 < score < 5.0
 
 
-
+def test_metrics__shape_mismatch_error(astronaut):
     with pytest.raises(DimensionError, match="shapes differ"):
         metrics.psnr(astronaut, astronaut[:, :10])
 
