@@ -203,3 +203,110 @@ def test_cli_enhance__error_lines(tmp_path, rgb_scene_file, runner):
     (tmp_path / "exists.tif").write_bytes(b"x")
     res = runner("enhance", rgb_scene_file, "--out", tmp_path / "exists.tif")
     assert res.exit_code == 2 and "--overwrite" in res.stderr
+
+
+def test_enhance__halo_option():
+    scene = make_scene((3, 64, 64), seed=6, chunks=32)
+    out = enhance(scene, tile=32, device="cpu", params=FAST, halo=8)
+    assert out.shape == scene.shape and out.dtype == scene.dtype
+    with pytest.raises(ParameterError, match="halo"):
+        enhance(scene, tile=32, device="cpu", halo=-1)
+
+
+@pytest.mark.parametrize("cell", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(3, 7, 5), (1, 1, 1), (2, 16, 33)], ids=["7x5", "1x1", "16x33"])
+def test_upsample__matches_torch_bilinear(cell, shape):
+    import torch
+    import torch.nn.functional as F
+
+    from geo_ntl.enhance._ops import upsample
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    ref = F.interpolate(x[None], scale_factor=cell, mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(upsample(x, cell), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.25, 2.5])
+def test_gaussian__matches_convolution_of_symmetric_padding(sigma):
+    import torch
+    import torch.nn.functional as F
+
+    from geo_ntl.enhance._ops import gaussian, gaussian_radius, gaussian_weights, sym_pad
+
+    x = torch.rand((2, 13, 11), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    r = gaussian_radius(sigma)
+    k = torch.tensor(gaussian_weights(sigma), dtype=torch.float64)
+    ref = F.conv2d(sym_pad(x[:, None], r, r), (k[:, None] * k[None, :])[None, None])[:, 0]
+    assert torch.allclose(gaussian(x, sigma), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("radius", [1, 3, 9])  # slices (<= BOX_SLICE_MAX) and cumsum paths
+def test_box__is_the_window_mean(radius):
+    import torch
+    import torch.nn.functional as F
+
+    from geo_ntl.enhance._ops import box, sym_pad
+
+    x = torch.rand((1, 12, 10), dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    size = 2 * radius + 1
+    ref = F.avg_pool2d(sym_pad(x, radius, radius)[None], size, stride=1)[0]
+    assert torch.allclose(box(x, radius), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_nan", [False, True], ids=["finite", "nan"])
+def test_block_nanmean__matches_numpy(with_nan):
+    import warnings
+
+    from geo_ntl.enhance.stats import _block_nanmean_np
+
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 37, 41)).astype(np.float32)
+    if with_nan:
+        x[:, :6, :8] = np.nan  # one whole block empty
+        x[1, -1, -1] = np.nan
+    by, bx = 6, 8
+    ny, nx = -(-37 // by), -(-41 // bx)
+    xp = np.pad(x, [(0, 0), (0, ny * by - 37), (0, nx * bx - 41)], constant_values=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmean(xp.reshape(3, ny, by, nx, bx), axis=(-3, -1))
+    np.testing.assert_allclose(_block_nanmean_np(x, by, bx), ref, atol=1e-6)
+
+
+def test_chebyshev__solves_the_hr_system():
+    import torch
+
+    from geo_ntl.enhance._ops import laplacian
+    from geo_ntl.enhance.solver import chebyshev
+
+    p = ASMParams()
+    h, w = 6, 5
+    gen = torch.Generator().manual_seed(4)
+    b = torch.rand((h, w), dtype=torch.float64, generator=gen)
+
+    def apply_a(v):
+        return p.lambda1 * v + p.mu3 * laplacian(v)
+
+    eye = torch.eye(h * w, dtype=torch.float64)
+    dense = torch.stack([apply_a(e.view(h, w)).reshape(-1) for e in eye], 1)
+    exact = torch.linalg.solve(dense, b.reshape(-1)).view(h, w)
+    x = torch.zeros_like(b)
+    x = chebyshev(apply_a, b - apply_a(x), x, lo=p.lambda1, hi=p.lambda1 + 8 * p.mu3, steps=60)
+    assert torch.allclose(x, exact, atol=1e-8)
+
+
+def test_hqs__bands_are_independent():
+    import torch
+
+    from geo_ntl.enhance.solver import hqs
+
+    gen = torch.Generator().manual_seed(5)
+    t = torch.rand((3, 20, 24), generator=gen) * 0.5
+    u = t * 0.7
+    z = torch.rand((3, 20, 24), generator=gen)
+    h0 = 1 + 0.2 * torch.rand((20, 24), generator=gen)
+    r0 = (t / h0).clamp(0, 1)
+    both = hqs(t, u, z, h0, r0, ASMParams())
+    one = hqs(t[1:2], u[1:2], z[1:2], h0, r0[1:2], ASMParams())
+    assert torch.allclose(both[1:2], one, atol=1e-6)
+    assert both.min() >= 0 and both.max() <= 1 and not torch.equal(both, t.clamp(0, 1))

@@ -204,6 +204,7 @@ def enhance(
     device: str | None = "auto",
     tile: int = DEFAULT_TILE,
     dtype: Any = None,
+    halo: int | None = None,
 ) -> xr.DataArray:
     """Enhance a georeferenced scene tile by tile (lazy, dask-backed).
 
@@ -221,6 +222,15 @@ def enhance(
         comes on top; memory per tile is about 60 float32 copies of the padded tile).
     dtype : {None, "float32"}, optional
         Output dtype; defaults to the input's.
+    halo : int, optional
+        Halo in pixels; defaults to :func:`~geo_ntl.enhance.core.halo_depth` (the
+        method's radius of support: tiles then match a whole-image run up to float
+        rounding). A smaller halo computes less (a 1024 tile with the default
+        240-px halo computes 2.2x its area) at the price of seams where a
+        superpixel assignment near the tile edge differs; measured on a
+        1024^2 night crop with 256-px tiles, half the default halo still gave at
+        most 1 DN (see ``benchmarks/results/enhance.md``). Larger tiles are the
+        safer way to cut the overhead (tile 2048: 1.5x).
 
     Returns
     -------
@@ -247,6 +257,8 @@ def enhance(
 
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16:
         raise ParameterError(f"tile must be an integer >= 16 pixels, got {tile!r}")
+    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo < 0):
+        raise ParameterError(f"halo must be None or an integer >= 0 pixels, got {halo!r}")
     squeeze = da.dims == ("y", "x")
     da3 = da.expand_dims("band").assign_coords(band=[1]) if squeeze else da
     if da3.ndim != 3 or da3.dims[1:] != ("y", "x"):
@@ -282,7 +294,7 @@ def enhance(
     if da3.rio.crs is not None:
         carrier = carrier.rio.write_crs(da3.rio.crs)
     carrier = carrier.rio.write_transform(da3.rio.transform())
-    depth = halo_depth(prm)
+    depth = halo_depth(prm) if halo is None else halo
     func = _TileFunction(bands=bands, depth=depth, stats=stats, params=prm, device=dev)
     enhanced = apply_tiled(
         carrier, func, depth=depth, dtype=np.float32, bands_out=bands, name="enhance"
