@@ -13,6 +13,8 @@ E_L and H0) are computed on a coarse grid of ``cell x cell`` pixel means and
 interpolated bilinearly back (the "fast guided filter" of He & Sun 2015), while
 A_e and R0 are evaluated at full resolution with the full-resolution gray image
 as guide, so edges stay sharp. The coarse grid is anchored at the scene origin.
+The full-resolution steps are written in place (three interpolated maps,
+then A_e, the gain and R0), because on CPU their cost is memory traffic.
 """
 
 from __future__ import annotations

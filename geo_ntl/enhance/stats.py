@@ -7,7 +7,9 @@ deviation (ASD) on blocks of 1/50 of the scene's height and width, the global
 exposure E_G (the scene mean of max_c R0, eq. 30) and the value that fills
 nodata pixels. :func:`global_stats` computes them from block sums and an
 overview (at most :data:`OVERVIEW_MAX` pixels on its long side), both of which
-are streaming dask reductions for a dask-backed scene.
+are streaming dask reductions for a dask-backed scene (for a numpy array, the
+NaN-aware block means are torch block sums: numpy's ``nanmean`` over reshaped
+blocks cost as much as the whole enhancement of the block).
 """
 
 from __future__ import annotations
