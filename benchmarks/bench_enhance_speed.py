@@ -88,7 +88,8 @@ def main() -> None:
         mp = size * size / 1e6
         print(
             f"| {size}x{size} | {r['threads']} | {r['min_s']:.3f} | {r['median_s']:.3f} | "
-            f"{r['cpu_s']:.3f} | {r['sys_s']:.3f} | {r['cpu_s'] / mp:.3f} | {r['min_s'] / mp:.3f} | "
+            f"{r['cpu_s']:.3f} | {r['sys_s']:.3f} | {r['cpu_s'] / mp:.3f} | "
+            f"{r['min_s'] / mp:.3f} | "
             f"{r['peak_mb']:.0f} |",
             flush=True,
         )
@@ -97,7 +98,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     print(
-        "| size (RGB uint8) | torch threads | wall min s | wall median s | CPU s | of which system s "
+        "| size (RGB uint8) | torch threads | wall min s | wall median s | CPU s "
+        "| of which system s "
         "| CPU s/MP | wall s/MP | peak extra RSS MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

@@ -89,7 +89,7 @@ def gaussian_weights(sigma: float) -> list[float]:
 
 
 def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (truncated at 3 sigma) of the last two axes of a ``(..., h, w)`` tensor."""
+    """Separable Gaussian blur (truncated at 3 sigma) of the last two axes of ``(..., h, w)``."""
     if gaussian_radius(sigma) == 0:
         return x
     k = gaussian_weights(sigma)

@@ -153,7 +153,7 @@ def _apply_m_update(r: torch.Tensor, p: torch.Tensor, alpha: float, pr: ASMParam
 
 
 def _band(t, u, z, h0, r0, pr: ASMParams, w: _Work, out: torch.Tensor) -> None:
-    """Run the scheme on one ``(h, w)`` band; ``out`` holds HR as it is solved, clipped at the end."""
+    """Run the scheme on one ``(h, w)`` band; ``out`` holds HR while solving, clipped at the end."""
     lam1, lam4, mu1, mu2, mu3 = pr.lambda1, pr.lambda4, pr.mu1, pr.mu2, pr.mu3
     tau1 = pr.lambda2 / (2 * mu1)
     tau2 = pr.lambda3 / (2 * mu2)
