@@ -33,13 +33,15 @@ def rl_deconvolve(img: np.ndarray, psf: np.ndarray, n_iter: int = RL_ITER) -> np
     from skimage.restoration import richardson_lucy
 
     x = img.astype(np.float64) / 255.0
-    out = np.stack([richardson_lucy(b, psf.astype(np.float64), num_iter=n_iter, clip=True)
-                    for b in x])
+    out = np.stack(
+        [richardson_lucy(b, psf.astype(np.float64), num_iter=n_iter, clip=True) for b in x]
+    )
     return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
-def isolated_lamps(truth: np.ndarray, *, min_peak: float = 150.0, sep: int = 12,
-                   max_n: int = 300) -> list[tuple[int, int]]:
+def isolated_lamps(
+    truth: np.ndarray, *, min_peak: float = 150.0, sep: int = 12, max_n: int = 300
+) -> list[tuple[int, int]]:
     """Bright local maxima of the truth's intensity with no other lit pixel within ``sep`` px."""
     inten = truth.astype(np.float32).mean(axis=0)
     peaks = (inten == ndimage.maximum_filter(inten, size=2 * sep + 1)) & (inten >= min_peak)
@@ -83,9 +85,13 @@ def cell_flux_ratio(out: np.ndarray, truth: np.ndarray, *, min_mean: float = 2.0
     r = np.asarray(ratios)
     if r.size == 0:
         return {"cells": 0}
-    return {"cells": int(r.size), "median_ratio": round(float(np.median(r)), 3),
-            "within_10pct": round(float(np.mean(np.abs(r - 1) <= 0.10)), 3),
-            "min": round(float(r.min()), 3), "max": round(float(r.max()), 3)}
+    return {
+        "cells": int(r.size),
+        "median_ratio": round(float(np.median(r)), 3),
+        "within_10pct": round(float(np.mean(np.abs(r - 1) <= 0.10)), 3),
+        "min": round(float(r.min()), 3),
+        "max": round(float(r.max()), 3),
+    }
 
 
 def evaluate(degraded: np.ndarray, truth: np.ndarray, psf: np.ndarray, weights: str | None) -> dict:
@@ -99,8 +105,11 @@ def evaluate(degraded: np.ndarray, truth: np.ndarray, psf: np.ndarray, weights: 
     rl = rl_deconvolve(degraded, psf)
     t_rl = time.perf_counter() - t0
     lamps = isolated_lamps(truth)
-    res: dict = {"pixels": int(truth.shape[1] * truth.shape[2]), "isolated_lamps": len(lamps),
-                 "seconds": {"gan": round(t_gan, 1), "rl": round(t_rl, 1)}}
+    res: dict = {
+        "pixels": int(truth.shape[1] * truth.shape[2]),
+        "isolated_lamps": len(lamps),
+        "seconds": {"gan": round(t_gan, 1), "rl": round(t_rl, 1)},
+    }
     for name, img in (("degraded", degraded), ("gan", gan), ("rl", rl), ("truth", truth)):
         entry: dict = {}
         if name != "truth":
@@ -147,18 +156,23 @@ def main() -> None:
     densities = np.linspace(0.5, 2.0, max(args.cities, 1))
     for i in range(args.cities):
         seed = HELD_OUT_SEED + i
-        clean, degraded = synthetic_city((args.size, args.size), seed=seed,
-                                         lamp_density=float(densities[i]), sky_glow=0.04)
+        clean, degraded = synthetic_city(
+            (args.size, args.size), seed=seed, lamp_density=float(densities[i]), sky_glow=0.04
+        )
         r, _, _ = evaluate(degraded, clean, psf_true, args.weights)
         r["seed"], r["lamp_density"] = seed, round(float(densities[i]), 2)
         print("city", seed, json.dumps(r))
         cities.append(r)
     results["held_out_cities"] = cities
     keys = ("degraded", "gan", "rl")
-    results["held_out_mean"] = {
-        k: {m: round(float(np.mean([c[k][m] for c in cities])), 3) for m in ("psnr", "ssim")}
-        for k in keys
-    } if cities else {}
+    results["held_out_mean"] = (
+        {
+            k: {m: round(float(np.mean([c[k][m] for c in cities])), 3) for m in ("psnr", "ssim")}
+            for k in keys
+        }
+        if cities
+        else {}
+    )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1))
     print(json.dumps(results["held_out_mean"]))

@@ -48,14 +48,18 @@ def main() -> None:
     from geo_ntl.io import open_scene, write_cog
     from geo_ntl.simulate.city import synthetic_city
 
-    res: dict = {"machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
-                 f"{torch.get_num_threads()} threads", "default_halo": DEFAULT_HALO}
+    res: dict = {
+        "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "default_halo": DEFAULT_HALO,
+    }
     model = get_model(args.weights)
     if not args.skip_rf:
-        rf = {f"{m}": receptive_field(model, size=256, n_samples=2, mass=m)["effective_radius"]
-              for m in (0.99, 0.999)}
-        res["receptive_field"] = {"effective_radius_px": rf,
-                                  "theoretical_radius_px": 192}
+        rf = {
+            f"{m}": receptive_field(model, size=256, n_samples=2, mass=m)["effective_radius"]
+            for m in (0.99, 0.999)
+        }
+        res["receptive_field"] = {"effective_radius_px": rf, "theoretical_radius_px": 192}
         print("rf", rf)
 
     # 2. tiled vs whole on a crop of the AOI
@@ -68,8 +72,9 @@ def main() -> None:
     da = da.copy(data=crop)
     diffs = {}
     for halo in [int(h) for h in args.halos.split(",")]:
-        tiled = deblur(da, weights=args.weights, device="cpu", enhance=False, tile=256,
-                       halo=halo).values
+        tiled = deblur(
+            da, weights=args.weights, device="cpu", enhance=False, tile=256, halo=halo
+        ).values
         diffs[str(halo)] = int(np.abs(tiled.astype(int) - whole.astype(int)).max())
         print("halo", halo, "max diff DN", diffs[str(halo)])
     res["tiled_vs_whole_max_dn"] = diffs
@@ -94,7 +99,9 @@ def main() -> None:
         write_cog(out, Path(tmp) / "out.tif", stage="deblur")
         t_pipe = time.perf_counter() - t0
     res["throughput"] = {
-        "scene_px": f"{args.size}x{args.size}", "tile": args.tile, "halo": DEFAULT_HALO,
+        "scene_px": f"{args.size}x{args.size}",
+        "tile": args.tile,
+        "halo": DEFAULT_HALO,
         "bare_forward_s_per_mp": round(t_bare / mp, 2),
         "pipeline_s_per_mp": round(t_pipe / mp, 2),
         "ratio_pipeline_over_bare_throughput": round(t_bare / t_pipe, 3),

@@ -15,8 +15,11 @@ import rasterio
 
 torch = pytest.importorskip("torch")
 
-from geo_ntl.deblur import deblur, deblur_array  # noqa: E402
-from geo_ntl.deblur import losses  # noqa: E402
+from geo_ntl.deblur import (  # noqa: E402
+    deblur,
+    deblur_array,
+    losses,  # noqa: E402
+)
 from geo_ntl.deblur.model import (  # noqa: E402
     Discriminator,
     Generator,
@@ -122,7 +125,9 @@ def test_generator__eval_mode_is_tile_independent():
     y0, x0, size = 80, 76, 64  # multiples of 4: same sampling grid
     with torch.no_grad():
         whole = gen(x)[..., y0 : y0 + size, x0 : x0 + size]
-        crop = x[..., y0 - TINY_HALO : y0 + size + TINY_HALO, x0 - TINY_HALO : x0 + size + TINY_HALO]
+        crop = x[
+            ..., y0 - TINY_HALO : y0 + size + TINY_HALO, x0 - TINY_HALO : x0 + size + TINY_HALO
+        ]
         tiled = gen(crop)[..., TINY_HALO:-TINY_HALO, TINY_HALO:-TINY_HALO]
         assert torch.allclose(whole, tiled, atol=1e-5)
         gen.train()  # per-instance statistics: depends on the crop
@@ -265,9 +270,10 @@ def test_halo_kernel__normalised_and_widening():
 
 
 def test_measure_blooming_stats__synthetic_lamps():
+    from scipy import signal
+
     from geo_ntl.deblur.real_stats import measure_blooming_stats
     from geo_ntl.simulate.psf import moffat_psf
-    from scipy import signal
 
     img = np.zeros((256, 256), np.float32)
     img[64:192:32, 64:192:32] = 400.0
@@ -320,7 +326,10 @@ def test_weights__checksum_mismatch(tiny_weights):
     with pytest.raises(WeightsError, match="SHA-256"):
         load_generator(tiny_weights, sha256="0" * 64)
     assert load_generator(tiny_weights, sha256=sha256sum(tiny_weights)).config == {
-        "in_channels": 3, "out_channels": 3, **TINY
+        "in_channels": 3,
+        "out_channels": 3,
+        "residual": True,
+        **TINY,
     }
 
 
@@ -355,8 +364,15 @@ def test_get_model__shipped_weights_load_and_are_cached():
 
 def test_deblur__keeps_grid_dtype_and_matches_whole(tiny_weights):
     scene = make_scene((3, 100, 84), seed=3, chunks=40)
-    out = deblur(scene, weights=tiny_weights, device="cpu", enhance=False, tile=32,
-                 halo=TINY_HALO, batch_size=3)
+    out = deblur(
+        scene,
+        weights=tiny_weights,
+        device="cpu",
+        enhance=False,
+        tile=32,
+        halo=TINY_HALO,
+        batch_size=3,
+    )
     assert out.shape == scene.shape and out.dtype == scene.dtype
     assert out.rio.crs == scene.rio.crs and out.rio.transform() == scene.rio.transform()
     whole = deblur_array(scene.values, weights=tiny_weights, device="cpu", halo=TINY_HALO)
@@ -366,8 +382,9 @@ def test_deblur__keeps_grid_dtype_and_matches_whole(tiny_weights):
 
 def test_deblur__one_band_replicated_and_merged(tiny_weights):
     scene = make_scene((1, 48, 48), seed=4)
-    out = deblur(scene.isel(band=0, drop=True), weights=tiny_weights, device="cpu",
-                 enhance=False, tile=32)
+    out = deblur(
+        scene.isel(band=0, drop=True), weights=tiny_weights, device="cpu", enhance=False, tile=32
+    )
     rgb = np.repeat(scene.values, 3, axis=0)
     ref = deblur_array(rgb, weights=tiny_weights, device="cpu").astype(float).mean(axis=0)
     assert out.dims == ("y", "x")
@@ -417,8 +434,16 @@ def test_train__resume_and_existing_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "CALIBRATION_BATCHES", 2)
     monkeypatch.setattr(train_mod, "Generator", lambda: Generator(**TINY))
-    cfg = train_mod.TrainConfig(steps=2, crop=96, batch=1, n_cities=1, city_size=96,
-                                n_critic=1, norm_freeze=0.5, checkpoint_every=1)
+    cfg = train_mod.TrainConfig(
+        steps=2,
+        crop=96,
+        batch=1,
+        n_cities=1,
+        city_size=96,
+        n_critic=1,
+        norm_freeze=0.5,
+        checkpoint_every=1,
+    )
     with pytest.raises(InputError, match="does not exist"):
         train_mod.train(tmp_path / "run", config=cfg, device="cpu", resume=True, progress=False)
     summary = train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
@@ -428,8 +453,9 @@ def test_train__resume_and_existing_run(tmp_path, monkeypatch):
     with pytest.raises(OutputExistsError, match="--resume"):
         train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
     cfg3 = train_mod.TrainConfig(**{**cfg.__dict__, "steps": 3})
-    summary = train_mod.train(tmp_path / "run", config=cfg3, device="cpu", resume=True,
-                              progress=False)
+    summary = train_mod.train(
+        tmp_path / "run", config=cfg3, device="cpu", resume=True, progress=False
+    )
     assert summary["steps"] == 3
     gen = load_generator(tmp_path / "run" / "generator.pt")
     assert gen.config["base"] == 4
@@ -445,8 +471,19 @@ def scene_file(tmp_path):
 
 def test_cli_deblur__writes_cog(runner, scene_file, tiny_weights, tmp_path):
     out = tmp_path / "out.tif"
-    res = runner("deblur", scene_file, "--out", out, "--weights", tiny_weights, "--no-enhance",
-                 "--tile", "32", "--device", "cpu")
+    res = runner(
+        "deblur",
+        scene_file,
+        "--out",
+        out,
+        "--weights",
+        tiny_weights,
+        "--no-enhance",
+        "--tile",
+        "32",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.stderr
     with rasterio.open(out) as dst, rasterio.open(scene_file) as src:
         assert dst.crs == src.crs and dst.transform == src.transform
@@ -457,8 +494,9 @@ def test_cli_deblur__writes_cog(runner, scene_file, tiny_weights, tmp_path):
 
 
 def test_cli_deblur__missing_weights(runner, scene_file, tmp_path):
-    res = runner("deblur", scene_file, "--out", tmp_path / "o.tif", "--weights",
-                 tmp_path / "missing.pt")
+    res = runner(
+        "deblur", scene_file, "--out", tmp_path / "o.tif", "--weights", tmp_path / "missing.pt"
+    )
     assert res.exit_code == 2
     assert res.stderr.startswith("error:") and "missing.pt" in res.stderr
     assert not (tmp_path / "o.tif").exists()

@@ -15,40 +15,108 @@ DEFAULT_BATCH = 4
 
 
 @click.command()
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Run folder (checkpoints, loss log, pool of pairs, generator.pt).")
-@click.option("--steps", default=DEFAULT_STEPS, show_default=True, type=click.IntRange(min=1),
-              help="Generator updates (each after 5 critic updates).")
-@click.option("--crop", default=DEFAULT_CROP, show_default=True, type=click.IntRange(min=96),
-              help="Training crop side in pixels (multiple of 4).")
-@click.option("--batch", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(min=1),
-              help="Crops per step.")
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder (checkpoints, loss log, pool of pairs, generator.pt).",
+)
+@click.option(
+    "--steps",
+    default=DEFAULT_STEPS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Generator updates (each after 5 critic updates).",
+)
+@click.option(
+    "--crop",
+    default=DEFAULT_CROP,
+    show_default=True,
+    type=click.IntRange(min=96),
+    help="Training crop side in pixels (multiple of 4).",
+)
+@click.option(
+    "--batch",
+    default=DEFAULT_BATCH,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Crops per step.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of data and weights.")
-@click.option("--cities", "n_cities", default=48, show_default=True, type=click.IntRange(min=1),
-              help="Procedural cities in the pool of training pairs.")
-@click.option("--city-size", default=256, show_default=True, type=click.IntRange(min=96),
-              help="Side of each procedural city in pixels.")
-@click.option("--adv-start", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Steps of content-only training before the adversarial loss starts.")
-@click.option("--norm-freeze", default=0.3, show_default=True, type=click.FloatRange(0, 1),
-              help="Fraction of steps after which the norm statistics are calibrated and frozen.")
-@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Steps between checkpoints.")
+@click.option(
+    "--cities",
+    "n_cities",
+    default=48,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Procedural cities in the pool of training pairs.",
+)
+@click.option(
+    "--city-size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=96),
+    help="Side of each procedural city in pixels.",
+)
+@click.option(
+    "--adv-start",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Steps of content-only training before the adversarial loss starts.",
+)
+@click.option(
+    "--norm-freeze",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Fraction of steps after which the norm statistics are calibrated and frozen.",
+)
+@click.option(
+    "--checkpoint-every",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Steps between checkpoints.",
+)
 @device_opt
 @click.option("--resume", is_flag=True, help="Continue the run in --out-dir from its checkpoint.")
-@click.option("--vgg-weights", type=click.Path(dir_okay=False),
-              help="Local torchvision VGG-13 state dict for the perceptual loss (a vgg16 file "
-              "beside it enables the VGG style transfer); default: SSIM + gradient substitute.")
-@click.option("--real-blurred", type=click.Path(file_okay=False),
-              help="Folder of real blurred night images to measure blooming statistics on "
-              "(default: the statistics shipped with geo_ntl).")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads for torch (default: torch's choice; 1 is faster on a busy CPU).")
+@click.option(
+    "--vgg-weights",
+    type=click.Path(dir_okay=False),
+    help="Local torchvision VGG-13 state dict for the perceptual loss (a vgg16 file "
+    "beside it enables the VGG style transfer); default: SSIM + gradient substitute.",
+)
+@click.option(
+    "--real-blurred",
+    type=click.Path(file_okay=False),
+    help="Folder of real blurred night images to measure blooming statistics on "
+    "(default: the statistics shipped with geo_ntl).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy CPU).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(out_dir: str, steps: int, crop: int, batch: int, seed: int, n_cities: int,
-          city_size: int, adv_start: int, norm_freeze: float, checkpoint_every: int,
-          device: str, resume: bool, vgg_weights: str | None, real_blurred: str | None,
-          threads: int | None, no_progress: bool) -> None:
+def train(
+    out_dir: str,
+    steps: int,
+    crop: int,
+    batch: int,
+    seed: int,
+    n_cities: int,
+    city_size: int,
+    adv_start: int,
+    norm_freeze: float,
+    checkpoint_every: int,
+    device: str,
+    resume: bool,
+    vgg_weights: str | None,
+    real_blurred: str | None,
+    threads: int | None,
+    no_progress: bool,
+) -> None:
     """Train the deblooming GAN on blur-transfer pairs of procedural cities.
 
     Writes OUT_DIR/generator.pt (use it with `geo-ntl deblur --weights`),
@@ -64,16 +132,30 @@ def train(out_dir: str, steps: int, crop: int, batch: int, seed: int, n_cities: 
     from geo_ntl.deblur.train import train as run_training
 
     cfg = TrainConfig(
-        steps=steps, crop=crop, batch=batch, seed=seed, n_cities=n_cities, city_size=city_size,
-        adv_start=adv_start, norm_freeze=norm_freeze, checkpoint_every=checkpoint_every,
-        vgg_weights=vgg_weights, real_blurred=real_blurred,
+        steps=steps,
+        crop=crop,
+        batch=batch,
+        seed=seed,
+        n_cities=n_cities,
+        city_size=city_size,
+        adv_start=adv_start,
+        norm_freeze=norm_freeze,
+        checkpoint_every=checkpoint_every,
+        vgg_weights=vgg_weights,
+        real_blurred=real_blurred,
     )
     command = None
     if "train" in sys.argv:
-        command = "geo-ntl " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train"):])
-    summary = run_training(out_dir, config=cfg, device=device, resume=resume,
-                           progress=not no_progress, command=command,
-                           threads=threads)
+        command = "geo-ntl " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") :])
+    summary = run_training(
+        out_dir,
+        config=cfg,
+        device=device,
+        resume=resume,
+        progress=not no_progress,
+        command=command,
+        threads=threads,
+    )
     click.echo(
         f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; "
         f"generator: {summary['generator']}"

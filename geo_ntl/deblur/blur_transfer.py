@@ -396,8 +396,16 @@ def make_pool(
         out = mix * styled.astype(np.float32) + (1.0 - mix) * physical.astype(np.float32)
         blurred.append(np.round(out).astype(np.uint8))
         sharp.append(clean)
-        meta.append({"seed": city_seed, "lamp_density": density, "sky_glow": glow, "style_mix": mix,
-                     "dilation": opts["dilation"], "exposure": opts["exposure"]})
+        meta.append(
+            {
+                "seed": city_seed,
+                "lamp_density": density,
+                "sky_glow": glow,
+                "style_mix": mix,
+                "dilation": opts["dilation"],
+                "exposure": opts["exposure"],
+            }
+        )
         if progress is not None:
             progress()
     n_black = max(1, int(round(n_cities * BLACK_FRACTION)))

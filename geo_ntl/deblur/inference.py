@@ -78,8 +78,19 @@ def _check_bands(n: int) -> None:
 class _Runner:
     """Picklable per-block function: scale, split into tiles, batch, run, merge."""
 
-    def __init__(self, *, weights: Any, device: str, depth: int, tile: int, batch_size: int,
-                 scale: float, nodata: float | None, bands: int, out_dtype: np.dtype) -> None:
+    def __init__(
+        self,
+        *,
+        weights: Any,
+        device: str,
+        depth: int,
+        tile: int,
+        batch_size: int,
+        scale: float,
+        nodata: float | None,
+        bands: int,
+        out_dtype: np.dtype,
+    ) -> None:
         self.weights = weights
         self.device = device
         self.depth = depth
@@ -94,7 +105,9 @@ class _Runner:
         bad = np.zeros(block.shape[1:], dtype=bool)
         if block.dtype.kind == "f":
             bad |= np.isnan(block).any(axis=0)
-        if self.nodata is not None and not (isinstance(self.nodata, float) and np.isnan(self.nodata)):
+        if self.nodata is not None and not (
+            isinstance(self.nodata, float) and np.isnan(self.nodata)
+        ):
             bad |= (block == np.asarray(self.nodata, dtype=block.dtype)).all(axis=0)
         return bad
 
@@ -241,9 +254,17 @@ def deblur_array(
     dev = str(resolve_device(device))
     sc = float(scale) if scale is not None else _scale_for(arr.dtype, arr, nodata)
     h, w = arr.shape[1:]
-    runner = _Runner(weights=weights, device=dev, depth=depth,
-                     tile=tile or max(h, w) + _MULT, batch_size=batch_size, scale=sc,
-                     nodata=nodata, bands=arr.shape[0], out_dtype=arr.dtype)
+    runner = _Runner(
+        weights=weights,
+        device=dev,
+        depth=depth,
+        tile=tile or max(h, w) + _MULT,
+        batch_size=batch_size,
+        scale=sc,
+        nodata=nodata,
+        bands=arr.shape[0],
+        out_dtype=arr.dtype,
+    )
     out = apply_whole(arr, runner, depth=depth)
     return out[0] if squeeze else out
 
@@ -340,7 +361,9 @@ def deblur(
     _check_bands(da3.shape[0])
     dtype = np.dtype(da3.dtype)
     if dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        raise UnsupportedRasterError(f"dtype {dtype} is not supported; use uint8, uint16 or float32")
+        raise UnsupportedRasterError(
+            f"dtype {dtype} is not supported; use uint8, uint16 or float32"
+        )
     dev = str(resolve_device(device))
     get_model(weights, device=dev)  # fail early on bad weights, and warm the cache
     nodata = da3.rio.nodata
@@ -352,8 +375,17 @@ def deblur(
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=(-1, chunk, chunk))
     carrier = da3.copy(data=data.rechunk((-1, chunk, chunk)))
-    runner = _Runner(weights=weights, device=dev, depth=depth, tile=tile, batch_size=batch_size,
-                     scale=sc, nodata=nodata, bands=da3.shape[0], out_dtype=dtype)
+    runner = _Runner(
+        weights=weights,
+        device=dev,
+        depth=depth,
+        tile=tile,
+        batch_size=batch_size,
+        scale=sc,
+        nodata=nodata,
+        bands=da3.shape[0],
+        out_dtype=dtype,
+    )
     out = apply_tiled(carrier, runner, depth=depth, dtype=dtype, name="deblur")
     if enhance:
         from geo_ntl.enhance import enhance as asm_enhance

@@ -132,7 +132,11 @@ def hsi_loss(pred: torch.Tensor, target: torch.Tensor, *, eps: float = HSI_EPS) 
 
 
 def gradient_penalty(
-    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, weight: float = GP_WEIGHT,
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    weight: float = GP_WEIGHT,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """WGAN-GP gradient penalty (Gulrajani et al., 2017).
@@ -164,7 +168,11 @@ def gradient_penalty(
 
 
 def critic_loss(
-    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, gp_weight: float = GP_WEIGHT,
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    gp_weight: float = GP_WEIGHT,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """WGAN-GP critic loss ``D(fake) - D(real) + GP``.
@@ -188,7 +196,9 @@ def generator_adversarial_loss(critic: nn.Module, fake: torch.Tensor) -> torch.T
     return -critic(fake).mean()
 
 
-def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _gaussian_window(
+    size: int, sigma: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     ax = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(ax**2) / (2 * sigma**2))
     g = g / g.sum()

@@ -131,6 +131,11 @@ class Generator(nn.Module):
         Channels of the first convolution (doubled by each down-sampling).
     n_blocks : int, default 3
         Number of multi-path residual blocks.
+    residual : bool, default True
+        Add the input to the tanh output and clamp to [-1, 1] (a global skip,
+        DeblurGAN's ``learn_residual``, on which NTL-Db-Net builds): the
+        network learns the correction rather than the whole image, which a
+        short CPU training needs.
 
     Notes
     -----
@@ -146,8 +151,11 @@ class Generator(nn.Module):
         out_channels: int = 3,
         base: int = 16,
         n_blocks: int = N_RES_BLOCKS,
+        residual: bool = True,
     ) -> None:
         super().__init__()
+        if residual and in_channels != out_channels:
+            raise ValueError("a residual generator needs in_channels == out_channels")
         c1, c2, c3 = base, base * 2, base * 4
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -179,11 +187,16 @@ class Generator(nn.Module):
             "out_channels": out_channels,
             "base": base,
             "n_blocks": n_blocks,
+            "residual": residual,
         }
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a (N, C, H, W) batch in [-1, 1] to a (N, C_out, H, W) batch in [-1, 1]."""
-        return self.net(x)
+        out = self.net(x)
+        if self.residual:
+            out = torch.clamp(x + out, -1.0, 1.0)
+        return out
 
 
 class CBAM(nn.Module):
@@ -363,7 +376,9 @@ def receptive_field(
     support = int(cheb[total > 0].max())
     return {
         "effective_radius": float(eff),
-        "theoretical_radius": float(theoretical_receptive_radius(n_blocks=model.config["n_blocks"])),
+        "theoretical_radius": float(
+            theoretical_receptive_radius(n_blocks=model.config["n_blocks"])
+        ),
         "support_radius": float(support),
         "mass": float(mass),
     }

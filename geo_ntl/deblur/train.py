@@ -16,7 +16,12 @@ in the model card):
   statistics are re-estimated over ``CALIBRATION_BATCHES`` batches with the
   current weights (dropout off, cumulative average) and frozen, and the rest
   of training adapts the network to those stored statistics, i.e. to exactly
-  the function used at inference (see :mod:`geo_ntl.deblur.model`).
+  the function used at inference (see :mod:`geo_ntl.deblur.model`). With
+  ``norm_freeze=0`` (the shipped model) the statistics are calibrated on the
+  untrained network and the whole run trains the inference-time function:
+  on night scenes, whose crops range from black to saturated, switching
+  from per-instance to stored statistics mid-run cost more than the short
+  CPU budget could recover.
 * Optionally the adversarial term starts after ``adv_start`` steps of
   content-only training (0 by default in the library; the shipped model's
   value is in its meta).
@@ -121,7 +126,10 @@ def set_norm_frozen(model: nn.Module, frozen: bool) -> None:
 
 @torch.no_grad()
 def calibrate_norm_stats(
-    model: Generator, batches: list[torch.Tensor] | Callable[[], torch.Tensor], *, n: int | None = None
+    model: Generator,
+    batches: list[torch.Tensor] | Callable[[], torch.Tensor],
+    *,
+    n: int | None = None,
 ) -> None:
     """Re-estimate the norm layers' running statistics as an exact average.
 
@@ -174,7 +182,9 @@ def _style_inputs(cfg: TrainConfig) -> tuple[object | None, list[np.ndarray] | N
     from geo_ntl.deblur.real_stats import load_image_rgb
     from geo_ntl.deblur.vgg import STYLE_LAYERS, load_vgg_features
 
-    vgg16_path = Path(cfg.vgg_weights).with_name(Path(cfg.vgg_weights).name.replace("vgg13", "vgg16"))
+    vgg16_path = Path(cfg.vgg_weights).with_name(
+        Path(cfg.vgg_weights).name.replace("vgg13", "vgg16")
+    )
     if not vgg16_path.is_file() or vgg16_path == Path(cfg.vgg_weights):
         return None, None
     vgg16 = load_vgg_features(vgg16_path, "vgg16", end=max(STYLE_LAYERS) + 1)
@@ -249,7 +259,9 @@ def train(
     cfg = config or TrainConfig()
     if resume:
         if not ckpt_path.is_file():
-            raise InputError(f"--resume given but {ckpt_path} does not exist; start without --resume")
+            raise InputError(
+                f"--resume given but {ckpt_path} does not exist; start without --resume"
+            )
         stored = json.loads((out / CONFIG_NAME).read_text())
         steps = max(cfg.steps, stored["steps"]) if config is not None else stored["steps"]
         cfg = TrainConfig(**{**stored, "steps": steps})
@@ -273,8 +285,12 @@ def train(
         stats = _load_stats(cfg)
         vgg16, style_imgs = _style_inputs(cfg)
         pool = make_pool(
-            n_cities=cfg.n_cities, size=cfg.city_size, seed=cfg.seed, stats=stats,
-            vgg16=vgg16, style_images=style_imgs,
+            n_cities=cfg.n_cities,
+            size=cfg.city_size,
+            seed=cfg.seed,
+            stats=stats,
+            vgg16=vgg16,
+            style_images=style_imgs,
         )
         pool.save(pool_path)
     (out / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=1))
@@ -307,10 +323,15 @@ def train(
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(
             {
-                "generator": gen.state_dict(), "critic": critic.state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                "step": step, "elapsed": elapsed, "np_rng": _rng_state(rng),
-                "gp_rng": gp_gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "generator": gen.state_dict(),
+                "critic": critic.state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "np_rng": _rng_state(rng),
+                "gp_rng": gp_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
             },
             tmp,
         )
@@ -321,8 +342,13 @@ def train(
     if progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                       TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+        bar = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+        )
         bar.start()
         task = bar.add_task("train", total=cfg.steps, completed=step, info="")
     last: dict = {}
@@ -331,7 +357,7 @@ def train(
             t0 = time.perf_counter()
             gen.train()
             critic.train()
-            if step == freeze_at and freeze_at > 0 and not (resume and step > freeze_at):
+            if step == freeze_at:
                 calibrate_norm_stats(gen, lambda: batch()[0], n=CALIBRATION_BATCHES)
             frozen = step >= freeze_at
             for group in opt_g.param_groups + opt_d.param_groups:
@@ -362,9 +388,15 @@ def train(
             step += 1
             elapsed += time.perf_counter() - t0
             last = {
-                "step": step, "g_loss": g_loss.item(), "adv": adv.item(), "l1": l1.item(),
-                "perceptual": perc.item(), "hsi": hsi.item(), **d_parts,
-                "lr": opt_g.param_groups[0]["lr"], "norm_frozen": frozen,
+                "step": step,
+                "g_loss": g_loss.item(),
+                "adv": adv.item(),
+                "l1": l1.item(),
+                "perceptual": perc.item(),
+                "hsi": hsi.item(),
+                **d_parts,
+                "lr": opt_g.param_groups[0]["lr"],
+                "norm_frozen": frozen,
                 "elapsed_s": round(elapsed, 2),
             }
             log.write(json.dumps(last) + "\n")
@@ -384,7 +416,9 @@ def train(
             "data": "blur-transfer pairs from geo_ntl.simulate procedural cities "
             f"({cfg.n_cities} cities of {cfg.city_size}px + {pool.n_black} black pairs, seed "
             f"{cfg.seed}); style step: "
-            + ("VGG-16 Gram matrices" if cfg.vgg_weights else "real-blooming statistics substitute"),
+            + (
+                "VGG-16 Gram matrices" if cfg.vgg_weights else "real-blooming statistics substitute"
+            ),
             "config": asdict(cfg),
             "steps": step,
             "seconds": round(elapsed, 1),

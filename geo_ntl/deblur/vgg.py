@@ -31,7 +31,26 @@ __all__ = [
 #: Convolution widths per VGG variant; ``"M"`` is a 2x2 max-pool.
 VGG_CONFIGS: dict[str, list[int | str]] = {
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg16": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 #: ImageNet normalisation the VGG weights expect (inputs in [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

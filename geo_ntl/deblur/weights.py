@@ -164,7 +164,8 @@ def load_generator(path: str | os.PathLike[str], *, sha256: str | None = None) -
         )
     obj = _read(p)
     try:
-        gen = Generator(**obj.get("config", {}))
+        # Files written before the global skip existed have no "residual" key.
+        gen = Generator(**{"residual": False, **obj.get("config", {})})
         state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
         gen.load_state_dict(state, strict=True)
     except (TypeError, RuntimeError) as exc:
@@ -259,8 +260,12 @@ def save_weights(
         k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
         for k, v in model.state_dict().items()
     }
-    obj = {"arch": GENERATOR_ARCH, "config": dict(model.config), "state_dict": state,
-           "meta": json.loads(json.dumps(meta or {}))}
+    obj = {
+        "arch": GENERATOR_ARCH,
+        "config": dict(model.config),
+        "state_dict": state,
+        "meta": json.loads(json.dumps(meta or {})),
+    }
     tmp = p.with_name(p.name + ".partial")
     torch.save(obj, tmp)
     os.replace(tmp, p)
