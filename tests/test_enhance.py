@@ -310,3 +310,39 @@ def test_hqs__bands_are_independent():
     one = hqs(t[1:2], u[1:2], z[1:2], h0, r0[1:2], ASMParams())
     assert torch.allclose(both[1:2], one, atol=1e-6)
     assert both.min() >= 0 and both.max() <= 1 and not torch.equal(both, t.clamp(0, 1))
+
+
+def test_enhance_block__region_matches_whole_block_inside_region():
+    import torch
+
+    from geo_ntl.enhance.api import _to_float
+    from geo_ntl.enhance.core import enhance_block
+    from geo_ntl.enhance.stats import global_stats
+
+    params = ASMParams.from_mapping(FAST)
+    img = _to_float(dark_rgb(shape=(3, 72, 80), seed=2), None)
+    cpu = torch.device("cpu")
+    stats = global_stats(img, dtype=np.dtype("uint8"), params=params, device=cpu)
+    full = enhance_block(img, origin=(0, 0), stats=stats, params=params, device=cpu)
+    region = (20, 50, 24, 56)
+    part = enhance_block(img, origin=(0, 0), stats=stats, params=params, device=cpu, region=region)
+    inside = (slice(None), slice(20, 50), slice(24, 56))
+    np.testing.assert_allclose(part[inside], full[inside], atol=1e-3)
+    assert (part[:, :20] == 0).all() and (part[:, 50:] == 0).all()
+
+
+def test_enhance_block__does_not_modify_its_input():
+    import torch
+
+    from geo_ntl.enhance.api import _to_float
+    from geo_ntl.enhance.core import enhance_block
+    from geo_ntl.enhance.stats import global_stats
+
+    params = ASMParams.from_mapping(FAST)
+    img = _to_float(dark_rgb(shape=(3, 24, 20)), None)
+    img[:, 3, 4] = np.nan
+    before = img.copy()
+    cpu = torch.device("cpu")
+    stats = global_stats(img, dtype=np.dtype("uint8"), params=params, device=cpu)
+    enhance_block(img, origin=(0, 0), stats=stats, params=params, device=cpu)
+    np.testing.assert_array_equal(img, before)

@@ -344,11 +344,15 @@ class _TileFunction:
         ys += (-(oy + ys)) % cell
         xs += (-(ox + xs)) % cell
         out = np.zeros((c, hb, wb), dtype=np.float32)
+        # The tile proper (the block without its halo), in the cropped block's coordinates:
+        # only there must the result be exact, so the solver runs on it plus its own support.
+        region = (d - ys, min(hb - d, ye) - ys, d - xs, min(wb - d, xe) - xs)
         out[:, ys:ye, xs:xe] = enhance_block(
             block[:c, ys:ye, xs:xe],
             origin=(oy + ys, ox + xs),
             stats=self.stats,
             params=self.params,
             device=self.device,
+            region=region if region[0] < region[1] and region[2] < region[3] else None,
         )
         return out

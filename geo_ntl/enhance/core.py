@@ -20,13 +20,33 @@ from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.solver import hqs
 from geo_ntl.enhance.stats import GlobalStats
 from geo_ntl.enhance.superpixels import mask_z, slic_labels
+from geo_ntl.exceptions import TilingError
 
-__all__ = ["asd_at", "enhance_block", "halo_depth"]
+__all__ = ["asd_at", "enhance_block", "halo_depth", "solver_support"]
 
 #: Smallest illumination of the max-RGB ablation.
 MIN_LIGHT = 0.02
 #: The halo is rounded up to a multiple of this many pixels.
 HALO_ROUND = 16
+
+
+def solver_support(params: ASMParams) -> int:
+    """Radius of support, in pixels, of the HQS solver alone.
+
+    Each outer iteration reaches ``2 h_sweeps + 2 + m_sweeps`` pixels (every
+    Jacobi sweep applies G then G^T, the HR residual one G and one G^T, every
+    Chebyshev step one 5-point stencil).
+
+    Parameters
+    ----------
+    params : ASMParams
+        Parameters.
+
+    Returns
+    -------
+    int
+    """
+    return params.iterations * (2 * params.h_sweeps + 2 + params.m_sweeps)
 
 
 def halo_depth(params: ASMParams) -> int:
@@ -55,8 +75,7 @@ def halo_depth(params: ASMParams) -> int:
     h0_low = gaussian_radius(params.el_sigma / c) + 1
     slic = (3 * params.slic_iterations + 2) * (params.superpixel_size // c)
     init_low = max(r0_low + 1 + slic + gaussian_radius(params.z_sigma / c) + 1, h0_low)
-    solver = params.iterations * (2 * params.h_sweeps + 2 + params.m_sweeps)
-    depth = (init_low + 1) * c + solver
+    depth = (init_low + 1) * c + solver_support(params)
     return int(math.ceil(depth / HALO_ROUND) * HALO_ROUND)
 
 
@@ -118,6 +137,28 @@ def _pad_end(x: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
     return x
 
 
+def _solver_window(
+    region: tuple[int, int, int, int] | None,
+    shape: tuple[int, int],
+    padded: tuple[int, int],
+    margin: int,
+) -> tuple[int, int, int, int]:
+    """Window of the padded block the solver must cover so ``region`` is exact."""
+    h, w = shape
+    hp, wp = padded
+    if region is None:
+        return 0, hp, 0, wp
+    ry0, ry1, rx0, rx1 = region
+    if not (0 <= ry0 < ry1 <= h and 0 <= rx0 < rx1 <= w):
+        raise TilingError(f"region {region} is not inside the block of shape {shape}")
+    y0, x0 = max(0, ry0 - margin), max(0, rx0 - margin)
+    # Within reach of the block's end, keep the end (and its padding to a cell multiple)
+    # so the solver sees the same boundary as a whole-scene run.
+    y1 = hp if ry1 + margin >= h else ry1 + margin
+    x1 = wp if rx1 + margin >= w else rx1 + margin
+    return y0, y1, x0, x1
+
+
 def enhance_block(
     pixels: np.ndarray,
     *,
@@ -125,6 +166,7 @@ def enhance_block(
     stats: GlobalStats,
     params: ASMParams,
     device: torch.device,
+    region: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """Enhance one ``(band, y, x)`` block lying wholly inside the scene.
 
@@ -140,6 +182,13 @@ def enhance_block(
         Parameters.
     device : torch.device
         Where to compute.
+    region : (row0, row1, col0, col1), optional
+        Part of the block whose output is needed (a tile without its halo). The
+        initialisation (coarse maps, superpixels, Z: cheap, and with the widest
+        support) still runs on the whole block, but the full-resolution solver
+        only on ``region`` plus :func:`solver_support` pixels (the block edge at
+        a scene edge is kept), so values inside ``region`` are those of the whole
+        block; outside it the result is 0. Default: the whole block.
 
     Returns
     -------
@@ -151,10 +200,11 @@ def enhance_block(
     invalid = ~np.isfinite(pixels).all(axis=0)
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(device)
     if invalid.any():
+        x = x.clone()  # never write into the caller's array
         inv_t = torch.from_numpy(invalid).to(device)
         fill = torch.tensor(stats.fill, dtype=torch.float32, device=device)[:, None]
         x[:, inv_t] = fill.expand(bands, int(inv_t.sum()))
-    x = x.div_(stats.scale).clamp_(0.0, 1.0)
+    x = torch.div(x, stats.scale).clamp_(0.0, 1.0)
     hp, wp = math.ceil(h / cell) * cell, math.ceil(w / cell) * cell
     x = _pad_end(x, hp, wp)
     hl, wl = hp // cell, wp // cell
@@ -179,9 +229,18 @@ def enhance_block(
     )
     z_low = gaussian(mask_z(r0_low, labels, z_scale=params.z_scale), params.z_sigma / cell)
     z = upsample(z_low, cell)
+    y0, y1, x0, x1 = _solver_window(region, (h, w), (hp, wp), solver_support(params))
+    if (y0, y1, x0, x1) != (0, hp, 0, wp):
+        r0, h0, z = r0[:, y0:y1, x0:x1], h0[y0:y1, x0:x1], z[:, y0:y1, x0:x1]
     t = r0 * h0
     u = torch.neg(z).exp_().mul_(t)
-    out = hqs(t, u, z, h0, r0, params)[:, :h, :w]
+    hr = hqs(t, u, z, h0, r0, params)
+    if (y0, y1, x0, x1) == (0, hp, 0, wp):
+        out = hr[:, :h, :w]
+    else:
+        out = torch.zeros((bands, h, w), dtype=hr.dtype, device=hr.device)
+        ry0, ry1, rx0, rx1 = region
+        out[:, ry0:ry1, rx0:rx1] = hr[:, ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
     result = out.mul_(stats.scale).cpu().numpy()
     if invalid.any():
         result[:, invalid] = np.nan
