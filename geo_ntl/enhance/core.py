@@ -197,7 +197,11 @@ def enhance_block(
     """
     bands, h, w = pixels.shape
     cell = params.cell
-    invalid = ~np.isfinite(pixels).all(axis=0)
+    # A finite sum means every value is finite (one read, no mask); else build the mask.
+    if np.isfinite(pixels.sum(dtype=np.float64)):
+        invalid = np.zeros(pixels.shape[1:], dtype=bool)
+    else:
+        invalid = ~np.isfinite(pixels).all(axis=0)
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(device)
     if invalid.any():
         x = x.clone()  # never write into the caller's array

@@ -86,8 +86,9 @@ def _block_nanmean_np(x: np.ndarray, by: int, bx: int) -> np.ndarray:
         v = v.reshape(-1, ny * by, nx, bx).sum(-1)
         return v.reshape(-1, ny, by, nx).sum(2)
 
-    nan = torch.isnan(t)
-    if bool(nan.any()):
+    # One summing pass tells whether there is any NaN (a finite sum means none); the
+    # mask is only built when there is.
+    if not bool(torch.isfinite(t.sum())) and bool((nan := torch.isnan(t)).any()):
         sums = block_sum(torch.where(nan, 0.0, t))
         count = block_sum((~nan).float())
     else:
