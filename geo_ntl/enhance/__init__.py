@@ -42,8 +42,9 @@ Readings of formulas the extracted paper leaves ambiguous
 Speed (CPU)
 -----------
 Measured single-threaded on a shared, loaded 2-core machine
-(``benchmarks/bench_enhance_speed.py``): about 0.6 s of CPU per megapixel from
-1024^2 to 4096^2 RGB (linear in pixels; peak memory about 100 MB per MP). What
+(``benchmarks/bench_enhance_speed.py``): 0.6-0.75 s of CPU per megapixel from
+1024^2 to 4096^2 RGB (linear in pixels; peak memory about 100 MB per MP), about
+0.9 s/MP through the tiled path. What
 made the former code slow was memory traffic, not arithmetic: every torch
 operation allocated a new full-size tensor, and multi-megabyte allocations are
 fresh ``mmap`` pages that fault in on first touch (system time was 70% of a

@@ -15,11 +15,13 @@ filter is truncated, SLIC uses only neighbouring seeds, and the solvers take a
 fixed number of local (Jacobi / Chebyshev) steps, so a tile with this halo
 computes exactly what the whole image computes; the only differences are float
 rounding (measured: at most 1 DN, mean < 0.01 DN on 8-bit scenes). The halo is
-a worst-case bound dominated by the superpixels (128 of its 240 px); with
-1024-px tiles it makes each tile compute 2.2x its area, with 2048-px tiles 1.5x.
-Since the cost per pixel no longer grows with the tile size (see
-:mod:`geo_ntl.enhance`), larger tiles are the safe way to cut that overhead;
-``enhance(..., halo=N)`` trades exactness for less work (measured seams in
+a worst-case bound dominated by the superpixels (128 of its 240 px), all
+coarse-grid work: a tile runs the initialisation on tile + halo (2.2x the area
+of a 1024 tile) but the full-resolution solver, most of the cost, only on the
+tile plus the solver's own 27-px support (1.1x), still exactly. Measured on a
+2048^2 scene: 0.93 CPU s/MP with 1024 tiles, 0.90 with 2048 tiles, against
+0.71 for the whole image in one piece. ``enhance(..., halo=N)`` trades
+exactness for less initialisation work (measured seams in
 ``benchmarks/results/enhance.md``).
 
 Dtypes. The output has the input's dtype (float32 on request) and scale:
@@ -231,12 +233,11 @@ def enhance(
     halo : int, optional
         Halo in pixels; defaults to :func:`~geo_ntl.enhance.core.halo_depth` (the
         method's radius of support: tiles then match a whole-image run up to float
-        rounding). A smaller halo computes less (a 1024 tile with the default
-        240-px halo computes 2.2x its area) at the price of seams where a
-        superpixel assignment near the tile edge differs; measured on a
-        1024^2 night crop with 256-px tiles, half the default halo still gave at
-        most 1 DN (see ``benchmarks/results/enhance.md``). Larger tiles are the
-        safer way to cut the overhead (tile 2048: 1.5x).
+        rounding). A smaller halo saves initialisation work (the solver already
+        runs only on the tile plus 27 px) at the price of seams where a
+        superpixel assignment near the tile edge differs; measured on a 1024^2
+        night crop with 256-px tiles: half the default halo gave 0 DN, a quarter
+        2 DN (see ``benchmarks/results/enhance.md``).
 
     Returns
     -------

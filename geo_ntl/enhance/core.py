@@ -4,7 +4,11 @@
 whose position in the scene is known. Every step is a local operator with a
 known radius of support, so :func:`halo_depth` can bound the radius of the whole
 chain; with that halo a tiled run reproduces a whole-scene run up to float
-rounding (see :mod:`geo_ntl.enhance.api`).
+rounding (see :mod:`geo_ntl.enhance.api`). Most of the halo serves the coarse-grid
+steps (guided filter, Gaussians, superpixels); the full-resolution solver reaches
+only :func:`solver_support` pixels, so a tile runs the solver on itself plus that
+margin (``region`` of :func:`enhance_block`) and the halo costs little beyond the
+cheap initialisation.
 """
 
 from __future__ import annotations
