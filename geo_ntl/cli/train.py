@@ -59,6 +59,13 @@ DEFAULT_BATCH = 4
     help="Side of each procedural city in pixels.",
 )
 @click.option(
+    "--lr",
+    default=1e-3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate of both networks (decays linearly to 0); the paper's is 1e-3.",
+)
+@click.option(
     "--adv-start",
     default=0,
     show_default=True,
@@ -107,6 +114,7 @@ def train(
     seed: int,
     n_cities: int,
     city_size: int,
+    lr: float,
     adv_start: int,
     norm_freeze: float,
     checkpoint_every: int,
@@ -138,6 +146,7 @@ def train(
         seed=seed,
         n_cities=n_cities,
         city_size=city_size,
+        lr=lr,
         adv_start=adv_start,
         norm_freeze=norm_freeze,
         checkpoint_every=checkpoint_every,
