@@ -353,6 +353,14 @@ def test_list_models__shipped_entry_with_meta():
     assert entry["meta"]["training"]["command"].startswith("geo-ntl train")
 
 
+def test_default_halo__covers_shipped_effective_receptive_field():
+    from geo_ntl.deblur import DEFAULT_HALO
+
+    rf = receptive_field(get_model(DEFAULT_WEIGHTS), size=224, n_samples=1, mass=0.99)
+    assert rf["effective_radius"] <= DEFAULT_HALO < rf["theoretical_radius"]
+    assert DEFAULT_HALO % 4 == 0
+
+
 def test_get_model__shipped_weights_load_and_are_cached():
     gen = get_model(DEFAULT_WEIGHTS)
     assert not gen.training and count_parameters(gen) == 0  # frozen

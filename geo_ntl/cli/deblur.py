@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from geo_ntl.cli._restore import restoration_options, run_restoration
-from geo_ntl.cli.options import device_opt, tile_opt
+from geo_ntl.cli.options import device_opt
+
+#: Tile edge of the GAN in pixels (halo excluded); the same as geo_ntl.deblur.DEFAULT_TILE.
+DEFAULT_TILE = 2048
 
 
 @click.command()
@@ -23,12 +26,16 @@ from geo_ntl.cli.options import device_opt, tile_opt
 )
 @click.option(
     "--batch-size",
-    default=4,
-    show_default=True,
     type=click.IntRange(min=1),
-    help="Tiles per forward pass.",
+    help="Tiles per forward pass (default: 4 on a GPU, 1 on a CPU).",
 )
-@tile_opt
+@click.option(
+    "--tile",
+    default=DEFAULT_TILE,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Tile edge in pixels (halo excluded); lower it to use less memory.",
+)
 @device_opt
 def deblur(
     scenes: tuple[str, ...],
@@ -38,7 +45,7 @@ def deblur(
     weights: str | None,
     no_enhance: bool,
     halo: int | None,
-    batch_size: int,
+    batch_size: int | None,
     tile: int,
     device: str,
     workers: int | None,
