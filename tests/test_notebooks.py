@@ -21,7 +21,9 @@ def _tagged_output(nb, tag: str) -> str:
                 if out.get("output_type") == "stream":
                     texts.append(out["text"])
                 elif "data" in out:
-                    texts.append(out["data"].get("text/markdown") or out["data"].get("text/plain", ""))
+                    texts.append(
+                        out["data"].get("text/markdown") or out["data"].get("text/plain", "")
+                    )
             return "".join(texts)
     raise AssertionError(f"no cell tagged {tag!r}")
 
@@ -30,11 +32,18 @@ def _tagged_output(nb, tag: str) -> str:
 def executed():
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    if not all((SAMPLE / name).exists() for name in ("truth.tif", "scene.tif", "roads.gpkg", "permeable.gpkg")):
+    if not all(
+        (SAMPLE / name).exists()
+        for name in ("truth.tif", "scene.tif", "roads.gpkg", "permeable.gpkg")
+    ):
         pytest.skip("sample_aoi/helsinki is not present")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     client.execute()
     return nb
 
@@ -43,8 +52,13 @@ def test_spatial_clustering_notebook__summary(executed):
     summary = json.loads(_tagged_output(executed, "summary"))
     assert summary["n_cells"] > 100 and summary["permutations"] == 999
     for group in ("tests", "degraded_tests"):
-        assert set(summary[group]) == {"moran_ntl", "moran_road_density", "moran_permeable_fraction",
-                                       "moran_bv_ntl_road_density", "moran_bv_ntl_permeable_fraction"}
+        assert set(summary[group]) == {
+            "moran_ntl",
+            "moran_road_density",
+            "moran_permeable_fraction",
+            "moran_bv_ntl_road_density",
+            "moran_bv_ntl_permeable_fraction",
+        }
         for test in summary[group].values():
             assert all(math.isfinite(test[k]) for k in ("I", "expected_I", "z", "p_sim"))
             assert 0 < test["p_sim"] <= 1
@@ -58,8 +72,10 @@ def test_spatial_clustering_notebook__summary(executed):
 def test_spatial_clustering_notebook__prose_matches_numbers(executed):
     summary = json.loads(_tagged_output(executed, "summary"))
     text = _tagged_output(executed, "interpretation")
-    for key, what in (("moran_bv_ntl_road_density", "road density (bivariate)"),
-                      ("moran_bv_ntl_permeable_fraction", "permeable fraction (bivariate)")):
+    for key, what in (
+        ("moran_bv_ntl_road_density", "road density (bivariate)"),
+        ("moran_bv_ntl_permeable_fraction", "permeable fraction (bivariate)"),
+    ):
         test = summary["tests"][key]
         line = next(ln for ln in text.splitlines() if what in ln)
         assert f"I = {test['I']:+.3f}" in line

@@ -94,7 +94,9 @@ def test_make_grid__cell_larger_than_scene():
         make_grid(scene(np.ones((20, 20))), cell_size=50)
 
 
-@pytest.mark.parametrize("kind,size", [("square", 3.61), ("square", 4.0), ("hex", 4.37)], ids=["sq-odd", "sq-int", "hex"])
+@pytest.mark.parametrize(
+    "kind,size", [("square", 3.61), ("square", 4.0), ("hex", 4.37)], ids=["sq-odd", "sq-int", "hex"]
+)
 def test_aggregate_night_light__equals_bruteforce_with_nodata(kind, size):
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 100, size=(3, 37, 41))
@@ -107,13 +109,17 @@ def test_aggregate_night_light__equals_bruteforce_with_nodata(kind, size):
     np.testing.assert_array_equal(light.count, counts)
     np.testing.assert_allclose(light.sum, sums, rtol=1e-9, atol=1e-6)
     with np.errstate(invalid="ignore"):
-        np.testing.assert_allclose(light.mean, np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+        np.testing.assert_allclose(
+            light.mean, np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        )
 
 
 def test_aggregate_night_light__aoi_clips_pixels():
     values = np.arange(40 * 40, dtype=float).reshape(40, 40)
     da = scene(values)
-    aoi = shapely.Polygon([(X0 + 3.13, Y0 - 2.71), (X0 + 33.29, Y0 - 5.17), (X0 + 20.41, Y0 - 36.07)])
+    aoi = shapely.Polygon(
+        [(X0 + 3.13, Y0 - 2.71), (X0 + 33.29, Y0 - 5.17), (X0 + 20.41, Y0 - 36.07)]
+    )
     grid = make_grid(da, cell_size=6.37, aoi=aoi, min_coverage=0)
     assert all(aoi.buffer(1e-6).covers(g) for g in grid.cells.geometry)
     light = aggregate_night_light(da, grid)
@@ -150,7 +156,9 @@ def test_road_density__equals_bruteforce():
     ]
     roads = gpd.GeoDataFrame(geometry=lines, crs=CRS)
     dens = road_density(roads, grid)
-    expected = np.array([sum(cell.intersection(line).length for line in lines) for cell in grid.cells.geometry])
+    expected = np.array(
+        [sum(cell.intersection(line).length for line in lines) for cell in grid.cells.geometry]
+    )
     np.testing.assert_allclose(dens, expected / (grid.cells["area_m2"].to_numpy() / 1e6))
     total = sum(line.intersection(shapely.box(X0, Y0 - 40, X0 + 40, Y0)).length for line in lines)
     assert (dens * grid.cells["area_m2"] / 1e6).sum() == pytest.approx(total)
@@ -158,8 +166,13 @@ def test_road_density__equals_bruteforce():
 
 def test_road_density__shared_edge_counted_once():
     grid = _cells_grid()
-    roads = gpd.GeoDataFrame(geometry=[shapely.LineString([(X0 + 10, Y0 - 2), (X0 + 10, Y0 - 8)]),
-                                       shapely.LineString([(X0, Y0 - 22), (X0, Y0 - 28)])], crs=CRS)
+    roads = gpd.GeoDataFrame(
+        geometry=[
+            shapely.LineString([(X0 + 10, Y0 - 2), (X0 + 10, Y0 - 8)]),
+            shapely.LineString([(X0, Y0 - 22), (X0, Y0 - 28)]),
+        ],
+        crs=CRS,
+    )
     length = road_density(roads, grid) * 100 / 1e6  # 10 x 10 m cells
     assert length.sum() == pytest.approx(12.0)  # 6 m inner edge (halved twice) + 6 m outer edge
     np.testing.assert_allclose(np.sort(length[length > 0]), [3.0, 3.0, 6.0])
@@ -167,17 +180,24 @@ def test_road_density__shared_edge_counted_once():
 
 def test_road_density__class_weights():
     grid = _cells_grid()
-    roads = gpd.GeoDataFrame({"highway": ["primary", "footway"]},
-                             geometry=[shapely.LineString([(X0 + 1, Y0 - 5), (X0 + 9, Y0 - 5)]),
-                                       shapely.LineString([(X0 + 1, Y0 - 6), (X0 + 9, Y0 - 6)])], crs=CRS)
+    roads = gpd.GeoDataFrame(
+        {"highway": ["primary", "footway"]},
+        geometry=[
+            shapely.LineString([(X0 + 1, Y0 - 5), (X0 + 9, Y0 - 5)]),
+            shapely.LineString([(X0 + 1, Y0 - 6), (X0 + 9, Y0 - 6)]),
+        ],
+        crs=CRS,
+    )
     dens = road_density(roads, grid, class_weights={"primary": 2.0, "footway": 0.5})
     assert dens.max() * 100 / 1e6 == pytest.approx(8 * 2.0 + 8 * 0.5)
 
 
 def test_permeable_fraction__holes_and_overlaps_equal_bruteforce():
     grid = _cells_grid()
-    park = shapely.Polygon([(X0 + 2, Y0 - 2), (X0 + 33, Y0 - 4), (X0 + 30, Y0 - 35), (X0 + 4, Y0 - 31)],
-                           holes=[[(X0 + 10, Y0 - 10), (X0 + 20, Y0 - 10), (X0 + 20, Y0 - 20), (X0 + 10, Y0 - 20)]])
+    park = shapely.Polygon(
+        [(X0 + 2, Y0 - 2), (X0 + 33, Y0 - 4), (X0 + 30, Y0 - 35), (X0 + 4, Y0 - 31)],
+        holes=[[(X0 + 10, Y0 - 10), (X0 + 20, Y0 - 10), (X0 + 20, Y0 - 20), (X0 + 10, Y0 - 20)]],
+    )
     lawn = shapely.box(X0 + 25, Y0 - 45, X0 + 50, Y0 - 25)  # overlaps the park, leaves the scene
     layer = gpd.GeoDataFrame(geometry=[park, lawn], crs=CRS)
     frac = permeable_fraction(layer, grid)
@@ -209,14 +229,22 @@ def test_read_vector__empty_and_wrong_type():
     with pytest.raises(VectorDataError, match="no features"):
         read_vector(gpd.GeoDataFrame(geometry=[], crs=CRS), kind="lines", crs=CRS, name="roads")
     with pytest.raises(VectorDataError, match="holds no lines"):
-        read_vector(gpd.GeoDataFrame(geometry=[shapely.Point(0, 0)], crs=CRS), kind="lines", crs=CRS, name="roads")
+        read_vector(
+            gpd.GeoDataFrame(geometry=[shapely.Point(0, 0)], crs=CRS),
+            kind="lines",
+            crs=CRS,
+            name="roads",
+        )
 
 
 # --------------------------------------------------------------------------- weights
 
 
-@pytest.mark.parametrize("kind,size,rook", [("square", 10, False), ("square", 10, True), ("hex", 9.3, False)],
-                         ids=["queen", "rook", "hex"])
+@pytest.mark.parametrize(
+    "kind,size,rook",
+    [("square", 10, False), ("square", 10, True), ("hex", 9.3, False)],
+    ids=["queen", "rook", "hex"],
+)
 def test_build_weights__equals_libpysal_contiguity(kind, size, rook):
     from libpysal.graph import Graph
 
@@ -231,7 +259,9 @@ def test_build_weights__islands_reported_and_dropped():
     grid = make_grid(scene(np.ones((50, 50))), cell_size=10)
     include = np.ones(len(grid.cells), dtype=bool)
     # isolate cell (0, 0): remove its three queen neighbours
-    pos = {(r, c): i for i, (r, c) in enumerate(zip(grid.cells["row"], grid.cells["col"], strict=True))}
+    pos = {
+        (r, c): i for i, (r, c) in enumerate(zip(grid.cells["row"], grid.cells["col"], strict=True))
+    }
     for rc in [(0, 1), (1, 0), (1, 1)]:
         include[pos[rc]] = False
     w = build_weights(grid, method="queen", include=include)
@@ -273,7 +303,8 @@ def test_global_moran__equals_esda(lattice):
     np.random.seed(5)
     ref = esda.Moran(y, g, permutations=PERMS)
     assert (ours.I, ours.expected_I, ours.z, ours.p_sim, ours.z_norm) == pytest.approx(
-        (ref.I, ref.EI, ref.z_sim, ref.p_sim, ref.z_norm))
+        (ref.I, ref.EI, ref.z_sim, ref.p_sim, ref.z_norm)
+    )
     bv = global_moran_bv(x, y, g, permutations=PERMS, seed=5)
     np.random.seed(5)
     ref = esda.Moran_BV(x, y, g, permutations=PERMS)
@@ -300,8 +331,11 @@ def test_local_moran__pvalues_equal_esda_algorithm_bruteforce(lattice):
     ids = draw_permuted_ids(g.n, 8, PERMS, seed=4)
     expected = np.empty(g.n)
     for i in range(g.n):
-        cols, weights = w.indices[w.indptr[i]:w.indptr[i + 1]], w.data[w.indptr[i]:w.indptr[i + 1]]
-        zrand = np.delete(zy, i)[ids[:, :len(cols)]]
+        cols, weights = (
+            w.indices[w.indptr[i] : w.indptr[i + 1]],
+            w.data[w.indptr[i] : w.indptr[i + 1]],
+        )
+        zrand = np.delete(zy, i)[ids[:, : len(cols)]]
         sims = zx[i] * (zrand @ weights) * (g.n - 1) / (zx @ zx)
         larger = (sims >= observed[i]).sum()
         expected[i] = (min(larger, PERMS - larger) + 1) / (PERMS + 1)
@@ -325,10 +359,19 @@ def test_local_moran__same_table_same_pvalues_as_esda(lattice):
     ours = local_moran(y, g, permutations=PERMS, seed=0)
     np.testing.assert_allclose(ours.Is, ref.Is)
     np.testing.assert_array_equal(ours.q, ref.q)
-    p = local_pvalues(ref.z, ref.z, ref.Is, g.transform("r").sparse, permutations=PERMS, seed=0, permuted_ids=ids)
+    p = local_pvalues(
+        ref.z, ref.z, ref.Is, g.transform("r").sparse, permutations=PERMS, seed=0, permuted_ids=ids
+    )
     np.testing.assert_array_equal(p, ref.p_sim)
-    p = local_pvalues(ref_bv.zx, ref_bv.zy, ref_bv.Is, g.transform("r").sparse, permutations=PERMS, seed=0,
-                      permuted_ids=ids)
+    p = local_pvalues(
+        ref_bv.zx,
+        ref_bv.zy,
+        ref_bv.Is,
+        g.transform("r").sparse,
+        permutations=PERMS,
+        seed=0,
+        permuted_ids=ids,
+    )
     np.testing.assert_array_equal(p, ref_bv.p_sim)
     via_esda = local_moran_bv(x, y, g, permutations=PERMS, seed=11, engine="esda")
     np.testing.assert_array_equal(via_esda.p_sim, ref_bv.p_sim)
@@ -379,7 +422,7 @@ def test_stats__constant_variable(lattice):
 
 
 def planted(tmp_path, *, nodata_block=False):
-    """64 x 64 m scene, 1 m pixels: bright 24 x 24 block, a dense road grid through it, parks far away."""
+    """64 x 64 m scene, 1 m pixels: bright 24 x 24 block, a road grid through it, parks far away."""
     rng = np.random.default_rng(0)
     light = rng.uniform(0, 5, size=(64, 64))
     light[8:32, 8:32] += 100.0
@@ -391,10 +434,14 @@ def planted(tmp_path, *, nodata_block=False):
     roads = [shapely.LineString([(X0 + v, Y0 - 6), (X0 + v, Y0 - 34)]) for v in range(9, 32, 3)]
     roads += [shapely.LineString([(X0 + 6, Y0 - v), (X0 + 34, Y0 - v)]) for v in range(9, 32, 3)]
     roads += [shapely.LineString([(X0, Y0 - 50.5), (X0 + 64, Y0 - 50.5)])]
-    gpd.GeoDataFrame({"highway": ["residential"] * len(roads)}, geometry=roads, crs=CRS).to_crs("EPSG:4326").to_file(
-        tmp_path / "roads.gpkg")
-    parks = [shapely.box(X0 + 36, Y0 - 64, X0 + 64, Y0 - 36), shapely.box(X0, Y0 - 64, X0 + 20, Y0 - 44),
-             shapely.box(X0 + 40, Y0 - 20, X0 + 64, Y0)]
+    gpd.GeoDataFrame({"highway": ["residential"] * len(roads)}, geometry=roads, crs=CRS).to_crs(
+        "EPSG:4326"
+    ).to_file(tmp_path / "roads.gpkg")
+    parks = [
+        shapely.box(X0 + 36, Y0 - 64, X0 + 64, Y0 - 36),
+        shapely.box(X0, Y0 - 64, X0 + 20, Y0 - 44),
+        shapely.box(X0 + 40, Y0 - 20, X0 + 64, Y0),
+    ]
     gpd.GeoDataFrame(geometry=parks, crs=CRS).to_file(tmp_path / "parks.gpkg")
     return ntl, tmp_path / "roads.gpkg", tmp_path / "parks.gpkg"
 
@@ -447,17 +494,45 @@ def _invoke(main, args):
 def test_cli_cluster__json_gpkg_and_figures(tmp_path):
     ntl, roads, parks = planted(tmp_path)
     out = tmp_path / "cells.gpkg"
-    code, stdout, _ = run_cli("cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 4,
-                              "--out", out, "--permutations", 19, "--json", "--figures", tmp_path / "figs")
+    code, stdout, _ = run_cli(
+        "cluster",
+        ntl,
+        "--roads",
+        roads,
+        "--permeable",
+        parks,
+        "--cell-size",
+        4,
+        "--out",
+        out,
+        "--permutations",
+        19,
+        "--json",
+        "--figures",
+        tmp_path / "figs",
+    )
     assert code == 0
     summary = json.loads(stdout)
-    assert set(summary["tests"]) == {"moran_ntl", "moran_road_density", "moran_permeable_fraction",
-                                     "moran_bv_ntl_road_density", "moran_bv_ntl_permeable_fraction"}
-    assert all(np.isfinite(t[k]) for t in summary["tests"].values() for k in ("I", "expected_I", "z", "p_sim"))
+    assert set(summary["tests"]) == {
+        "moran_ntl",
+        "moran_road_density",
+        "moran_permeable_fraction",
+        "moran_bv_ntl_road_density",
+        "moran_bv_ntl_permeable_fraction",
+    }
+    assert all(
+        np.isfinite(t[k])
+        for t in summary["tests"].values()
+        for k in ("I", "expected_I", "z", "p_sim")
+    )
     cells = gpd.read_file(out)
-    assert len(cells) == 256 and {"ntl_label", "ntl_road_density_p", "permeable_fraction"} <= set(cells.columns)
+    assert len(cells) == 256 and {"ntl_label", "ntl_road_density_p", "permeable_fraction"} <= set(
+        cells.columns
+    )
     assert len(list((tmp_path / "figs").glob("*.png"))) == 6
-    code, _, err = run_cli("cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 4, "--out", out)
+    code, _, err = run_cli(
+        "cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 4, "--out", out
+    )
     assert code == 2 and "--overwrite" in err
 
 
@@ -465,8 +540,22 @@ def test_cli_cluster__geoparquet(tmp_path):
     pytest.importorskip("pyarrow")
     ntl, roads, parks = planted(tmp_path)
     out = tmp_path / "cells.parquet"
-    code, _, _ = run_cli("cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 8,
-                         "--out", out, "--permutations", 9, "--grid", "hex")
+    code, _, _ = run_cli(
+        "cluster",
+        ntl,
+        "--roads",
+        roads,
+        "--permeable",
+        parks,
+        "--cell-size",
+        8,
+        "--out",
+        out,
+        "--permutations",
+        9,
+        "--grid",
+        "hex",
+    )
     assert code == 0 and len(gpd.read_parquet(out)) > 9
 
 
@@ -486,7 +575,9 @@ def test_cli_cluster__bad_input(tmp_path, case, message):
     ntl, roads, parks = planted(tmp_path)
     args = {"ntl": ntl, "roads": roads, "parks": parks, "size": 4, "out": tmp_path / "c.gpkg"}
     if case == "no_crs":
-        gpd.GeoDataFrame(geometry=[shapely.LineString([(X0, Y0), (X0 + 9, Y0 - 9)])]).to_file(tmp_path / "r.shp")
+        gpd.GeoDataFrame(geometry=[shapely.LineString([(X0, Y0), (X0 + 9, Y0 - 9)])]).to_file(
+            tmp_path / "r.shp"
+        )
         args["roads"] = tmp_path / "r.shp"
         (tmp_path / "r.prj").unlink(missing_ok=True)
     elif case == "empty":
@@ -505,8 +596,20 @@ def test_cli_cluster__bad_input(tmp_path, case, message):
         args["ntl"] = tmp_path / "nod.tif"
     elif case == "bad_ext":
         args["out"] = tmp_path / "c.csv"
-    code, _, err = run_cli("cluster", args["ntl"], "--roads", args["roads"], "--permeable", args["parks"],
-                           "--cell-size", args["size"], "--out", args["out"], "--permutations", 9)
+    code, _, err = run_cli(
+        "cluster",
+        args["ntl"],
+        "--roads",
+        args["roads"],
+        "--permeable",
+        args["parks"],
+        "--cell-size",
+        args["size"],
+        "--out",
+        args["out"],
+        "--permutations",
+        9,
+    )
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert not args["out"].exists()
@@ -514,11 +617,27 @@ def test_cli_cluster__bad_input(tmp_path, case, message):
 
 def test_cli_cluster__islands_reported(tmp_path):
     ntl, roads, parks = planted(tmp_path)
-    aoi = shapely.MultiPolygon([shapely.box(X0, Y0 - 40, X0 + 40, Y0), shapely.box(X0 + 52, Y0 - 64, X0 + 56, Y0 - 60)])
+    aoi = shapely.MultiPolygon(
+        [shapely.box(X0, Y0 - 40, X0 + 40, Y0), shapely.box(X0 + 52, Y0 - 64, X0 + 56, Y0 - 60)]
+    )
     gpd.GeoDataFrame(geometry=[aoi], crs=CRS).to_file(tmp_path / "aoi.gpkg")
-    code, stdout, _ = run_cli("cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 4,
-                              "--aoi", tmp_path / "aoi.gpkg", "--out", tmp_path / "c.gpkg", "--permutations", 9,
-                              "--json")
+    code, stdout, _ = run_cli(
+        "cluster",
+        ntl,
+        "--roads",
+        roads,
+        "--permeable",
+        parks,
+        "--cell-size",
+        4,
+        "--aoi",
+        tmp_path / "aoi.gpkg",
+        "--out",
+        tmp_path / "c.gpkg",
+        "--permutations",
+        9,
+        "--json",
+    )
     assert code == 0
     summary = json.loads(stdout)
     assert summary["n_islands"] == 1 and summary["n_analysed"] == 100

@@ -20,44 +20,115 @@ def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise click.BadParameter(f"expected CLASS=WEIGHT such as primary=2, got {text!r}",
-                                     param_hint="--road-weight")
+            raise click.BadParameter(
+                f"expected CLASS=WEIGHT such as primary=2, got {text!r}", param_hint="--road-weight"
+            )
     return weights
 
 
 @click.command()
 @click.argument("ntl", type=click.Path(dir_okay=False))
-@click.option("--roads", required=True, type=click.Path(dir_okay=False), help="Road lines (any vector format, any CRS).")
-@click.option("--permeable", required=True, type=click.Path(dir_okay=False),
-              help="Permeable-surface polygons (any vector format, any CRS).")
-@click.option("--cell-size", default=50.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Cell size in metres (square edge, or hexagon width across flats).")
+@click.option(
+    "--roads",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Road lines (any vector format, any CRS).",
+)
+@click.option(
+    "--permeable",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Permeable-surface polygons (any vector format, any CRS).",
+)
+@click.option(
+    "--cell-size",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cell size in metres (square edge, or hexagon width across flats).",
+)
 @out_opt
-@click.option("--aoi", type=click.Path(dir_okay=False), default=None, help="Area-of-interest polygons.")
+@click.option(
+    "--aoi", type=click.Path(dir_okay=False), default=None, help="Area-of-interest polygons."
+)
 @click.option("--grid", type=click.Choice(["square", "hex"]), default="square", show_default=True)
-@click.option("--weights", type=click.Choice(["queen", "rook", "knn", "distance"]), default="queen",
-              show_default=True, help="Spatial weights (row-standardised).")
-@click.option("--k", type=click.IntRange(min=1), default=8, show_default=True, help="Neighbours for knn weights.")
-@click.option("--distance", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Distance band in metres for distance weights [default: 1.5 x cell size].")
+@click.option(
+    "--weights",
+    type=click.Choice(["queen", "rook", "knn", "distance"]),
+    default="queen",
+    show_default=True,
+    help="Spatial weights (row-standardised).",
+)
+@click.option(
+    "--k",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Neighbours for knn weights.",
+)
+@click.option(
+    "--distance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Distance band in metres for distance weights [default: 1.5 x cell size].",
+)
 @click.option("--permutations", type=click.IntRange(min=1), default=999, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
-              help="Significance level of the LISA labels.")
-@click.option("--fdr", is_flag=True, help="Label with the false-discovery-rate cut-off instead of --alpha.")
-@click.option("--radiance", type=click.Choice(["mean", "luma"]), default="mean", show_default=True,
-              help="Per-pixel radiance of RGB rasters: band mean or Rec. 601 luma.")
-@click.option("--road-weight", "road_weights", multiple=True, metavar="CLASS=WEIGHT",
-              help="Weight a road class (OSM `highway` value) in the density (repeatable; others 1).")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Threads for the permutations (-1: all).")
-@click.option("--figures", type=click.Path(file_okay=False), default=None,
-              help="Write LISA maps and Moran scatterplots (PNG) into this folder.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Significance level of the LISA labels.",
+)
+@click.option(
+    "--fdr", is_flag=True, help="Label with the false-discovery-rate cut-off instead of --alpha."
+)
+@click.option(
+    "--radiance",
+    type=click.Choice(["mean", "luma"]),
+    default="mean",
+    show_default=True,
+    help="Per-pixel radiance of RGB rasters: band mean or Rec. 601 luma.",
+)
+@click.option(
+    "--road-weight",
+    "road_weights",
+    multiple=True,
+    metavar="CLASS=WEIGHT",
+    help="Weight a road class (OSM `highway` value) in the density (repeatable; others 1).",
+)
+@click.option(
+    "--jobs", type=int, default=1, show_default=True, help="Threads for the permutations (-1: all)."
+)
+@click.option(
+    "--figures",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write LISA maps and Moran scatterplots (PNG) into this folder.",
+)
 @json_opt
 @overwrite_opt
 def cluster(
-    ntl: str, roads: str, permeable: str, cell_size: float, out: str, aoi: str | None, grid: str,
-    weights: str, k: int, distance: float | None, permutations: int, seed: int, alpha: float, fdr: bool,
-    radiance: str, road_weights: tuple[str, ...], jobs: int, figures: str | None, as_json: bool,
+    ntl: str,
+    roads: str,
+    permeable: str,
+    cell_size: float,
+    out: str,
+    aoi: str | None,
+    grid: str,
+    weights: str,
+    k: int,
+    distance: float | None,
+    permutations: int,
+    seed: int,
+    alpha: float,
+    fdr: bool,
+    radiance: str,
+    road_weights: tuple[str, ...],
+    jobs: int,
+    figures: str | None,
+    as_json: bool,
     overwrite: bool,
 ) -> None:
     """Cluster night light of NTL against road density and permeable surfaces.
@@ -78,9 +149,10 @@ def cluster(
 
     from geo_ntl.exceptions import GeoNTLWarning
     from geo_ntl.io import check_output_path
+    from geo_ntl.spatial.api import cells_format, summary_json
     from geo_ntl.spatial.api import cluster as run_cluster
-    from geo_ntl.spatial.api import summary_json
 
+    cells_format(out)
     check_output_path(out, overwrite=overwrite)
     if figures is not None and not overwrite:
         for existing in sorted(Path(figures).glob("*.png")):
@@ -89,9 +161,21 @@ def cluster(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GeoNTLWarning)
         result = run_cluster(
-            ntl, roads=roads, permeable=permeable, cell_size=cell_size, aoi=aoi, grid=grid,  # type: ignore[arg-type]
-            weights=weights, k=k, distance=distance, permutations=permutations, seed=seed,  # type: ignore[arg-type]
-            alpha=alpha, fdr=fdr, radiance=radiance, road_class_weights=_parse_road_weights(road_weights),  # type: ignore[arg-type]
+            ntl,
+            roads=roads,
+            permeable=permeable,
+            cell_size=cell_size,
+            aoi=aoi,
+            grid=grid,  # type: ignore[arg-type]
+            weights=weights,
+            k=k,
+            distance=distance,
+            permutations=permutations,
+            seed=seed,  # type: ignore[arg-type]
+            alpha=alpha,
+            fdr=fdr,
+            radiance=radiance,
+            road_class_weights=_parse_road_weights(road_weights),  # type: ignore[arg-type]
             n_jobs=jobs,
         )
     for item in caught:
@@ -104,10 +188,15 @@ def cluster(
         click.echo(summary_json(result))
         return
     rep = result.report
-    click.echo(f"cells: {rep['n_cells']} ({rep['n_analysed']} analysed, {rep['n_no_data']} without data, "
-               f"{rep['n_islands']} islands); wrote {out}")
+    click.echo(
+        f"cells: {rep['n_cells']} ({rep['n_analysed']} analysed, {rep['n_no_data']} without data, "
+        f"{rep['n_islands']} islands); wrote {out}"
+    )
     for name, stat in result.global_stats.items():
-        click.echo(f"{name:<34} I={stat.I:+.4f}  E[I]={stat.expected_I:+.4f}  z={stat.z:+.2f}  p_sim={stat.p_sim:.4f}")
+        click.echo(
+            f"{name:<34} I={stat.I:+.4f}  E[I]={stat.expected_I:+.4f}  "
+            f"z={stat.z:+.2f}  p_sim={stat.p_sim:.4f}"
+        )
     for key, stat in result.local_stats.items():
         counts = " ".join(f"{lab}={n}" for lab, n in stat.counts().items())
         click.echo(f"lisa {key:<29} {counts}")

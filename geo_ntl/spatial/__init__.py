@@ -7,8 +7,20 @@ figures (:mod:`~geo_ntl.spatial.plots`) and the one-call :func:`cluster`.
 ``import geo_ntl`` does not import this package; libpysal and esda load here.
 """
 
-from geo_ntl.spatial.aggregate import NightLight, aggregate_night_light, permeable_fraction, road_density
-from geo_ntl.spatial.api import VARIABLES, ClusterResult, aggregate, cluster, summary_json, write_cells
+from geo_ntl.spatial.aggregate import (
+    NightLight,
+    aggregate_night_light,
+    permeable_fraction,
+    road_density,
+)
+from geo_ntl.spatial.api import (
+    VARIABLES,
+    ClusterResult,
+    aggregate,
+    cluster,
+    summary_json,
+    write_cells,
+)
 from geo_ntl.spatial.grid import Grid, make_grid
 from geo_ntl.spatial.plots import plot_lisa_map, plot_moran_scatter, write_figures
 from geo_ntl.spatial.stats import (

@@ -81,7 +81,9 @@ def _larger_numpy(zf, zn, observed, indptr, indices, data, self_w, ids, scaling)
 if HAVE_NUMBA:
 
     @njit(parallel=True, cache=True)
-    def _larger_numba(zf, zn, observed, indptr, indices, data, self_w, ids, scaling):  # pragma: no cover
+    def _larger_numba(
+        zf, zn, observed, indptr, indices, data, self_w, ids, scaling
+    ):  # pragma: no cover
         n = zf.shape[0]
         permutations, kmax = ids.shape
         below = np.empty((permutations, kmax))
@@ -164,12 +166,25 @@ def local_pvalues(
         ids = draw_permuted_ids(n, max_card, permutations, seed)
     else:
         ids = np.ascontiguousarray(permuted_ids, dtype=np.int64)
-    args = (z_focal, z_neighbour, observed, csr.indptr.astype(np.int64), csr.indices.astype(np.int64),
-            csr.data, self_w, ids, scaling)
+    args = (
+        z_focal,
+        z_neighbour,
+        observed,
+        csr.indptr.astype(np.int64),
+        csr.indices.astype(np.int64),
+        csr.data,
+        self_w,
+        ids,
+        scaling,
+    )
     if HAVE_NUMBA:
         import numba
 
-        threads = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else max(1, min(n_jobs, numba.config.NUMBA_NUM_THREADS))
+        threads = (
+            numba.config.NUMBA_NUM_THREADS
+            if n_jobs == -1
+            else max(1, min(n_jobs, numba.config.NUMBA_NUM_THREADS))
+        )
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:

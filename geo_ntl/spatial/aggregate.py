@@ -12,6 +12,7 @@ Roads and permeable surfaces are intersected exactly with the cell polygons
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ class NightLight:
     count: np.ndarray
 
 
-def _radiance(block: np.ndarray, mode: RadianceMode, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _radiance(
+    block: np.ndarray, mode: RadianceMode, nodata: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Radiance and validity of a ``(band, y, x)`` block."""
     from geo_ntl.io import nodata_mask
 
@@ -188,7 +191,8 @@ def aggregate_night_light(
     arr = arr.transpose("band", "y", "x")
     if radiance == "luma" and arr.sizes["band"] < 3:
         raise ParameterError(
-            f"radiance='luma' needs R, G and B bands; the raster has {arr.sizes['band']}: use 'mean'"
+            f"radiance='luma' needs R, G and B bands; the raster has {arr.sizes['band']}: "
+            "use 'mean'"
         )
     nodata = da.rio.nodata
     data = arr.data
@@ -203,8 +207,17 @@ def aggregate_night_light(
     x_offsets = np.concatenate([[0], np.cumsum(data.chunks[2])[:-1]])
     blocks = data.to_delayed()[0]
     reduce = dask.delayed(_reduce_block, pure=True)
+    # the tasks need only the lattice geometry: leave the cell table out so dask does not hash it
+    lattice = dataclasses.replace(grid, cells=None, lookup=np.empty((0, 0), dtype=np.int64))
     tasks = [
-        reduce(blocks[i, j], int(y_offsets[i]), int(x_offsets[j]), grid=grid, mode=radiance, nodata=nodata)
+        reduce(
+            blocks[i, j],
+            int(y_offsets[i]),
+            int(x_offsets[j]),
+            grid=lattice,
+            mode=radiance,
+            nodata=nodata,
+        )
         for i in range(blocks.shape[0])
         for j in range(blocks.shape[1])
     ]
@@ -284,7 +297,11 @@ def road_density(
                 f"road class weights need the column {class_column!r}, which the roads layer lacks "
                 f"(columns: {', '.join(map(str, roads.columns))})"
             )
-        bad = {k: v for k, v in class_weights.items() if not (float(v) >= 0 and math.isfinite(float(v)))}
+        bad = {
+            k: v
+            for k, v in class_weights.items()
+            if not (float(v) >= 0 and math.isfinite(float(v)))
+        }
         if bad:
             raise ParameterError(f"road class weights must be finite and >= 0, got {bad}")
         classes = roads[class_column].astype(str).to_numpy()

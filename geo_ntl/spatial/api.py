@@ -12,8 +12,20 @@ from typing import Any, Literal
 import numpy as np
 
 from geo_ntl.exceptions import InputError, MissingDependencyError, ParameterError
-from geo_ntl.spatial.aggregate import RadianceMode, aggregate_night_light, permeable_fraction, road_density
-from geo_ntl.spatial.grid import DEFAULT_CELL_SIZE, DEFAULT_MIN_COVERAGE, Grid, GridKind, make_grid, raise_no_overlap
+from geo_ntl.spatial.aggregate import (
+    RadianceMode,
+    aggregate_night_light,
+    permeable_fraction,
+    road_density,
+)
+from geo_ntl.spatial.grid import (
+    DEFAULT_CELL_SIZE,
+    DEFAULT_MIN_COVERAGE,
+    Grid,
+    GridKind,
+    make_grid,
+    raise_no_overlap,
+)
 from geo_ntl.spatial.stats import (
     DEFAULT_ALPHA,
     PERMUTATIONS,
@@ -73,10 +85,12 @@ class ClusterResult:
     report: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary: each global test's I, expected I, z and pseudo p, LISA counts, report."""
+        """Return a JSON-ready summary: global tests (I, E[I], z, pseudo p), LISA counts, report."""
         return {
             "tests": {k: v.to_dict() for k, v in self.global_stats.items()},
-            "lisa": {k: v.counts() | {"threshold": v.threshold} for k, v in self.local_stats.items()},
+            "lisa": {
+                k: v.counts() | {"threshold": v.threshold} for k, v in self.local_stats.items()
+            },
             **self.report,
         }
 
@@ -84,15 +98,17 @@ class ClusterResult:
         """Write the cells table (see :func:`write_cells`)."""
         return write_cells(self.cells, path, overwrite=overwrite)
 
-    def write_figures(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
-        """Write LISA maps and Moran scatterplots (see :func:`geo_ntl.spatial.plots.write_figures`)."""
+    def write_figures(
+        self, directory: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> list[Path]:
+        """Write LISA maps and Moran scatterplots (:func:`geo_ntl.spatial.plots.write_figures`)."""
         from geo_ntl.spatial.plots import write_figures
 
         return write_figures(self, directory, overwrite=overwrite)
 
 
 def cells_format(path: str | os.PathLike[str]) -> str:
-    """The writer for a cells path: "GPKG" or "parquet", from its extension.
+    """Return the writer for a cells path, "GPKG" or "parquet", from its extension.
 
     Raises
     ------
@@ -102,7 +118,8 @@ def cells_format(path: str | os.PathLike[str]) -> str:
     fmt = _FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise ParameterError(
-            f"cannot tell the format of {path}: use a .gpkg (GeoPackage) or .parquet (GeoParquet) extension"
+            f"cannot tell the format of {path}: use a .gpkg (GeoPackage) or .parquet "
+            "(GeoParquet) extension"
         )
     return fmt
 
@@ -229,9 +246,12 @@ def aggregate(
     cells["ntl_mean"] = light.mean
     cells["ntl_sum"] = light.sum
     cells["ntl_count"] = light.count
-    cells["ntl"] = light.mean if ntl_statistic == "mean" else np.where(light.count > 0, light.sum, np.nan)
-    cells["road_density"] = road_density(road_layer, cells_grid, class_weights=road_class_weights,
-                                         class_column=road_class_column)
+    cells["ntl"] = (
+        light.mean if ntl_statistic == "mean" else np.where(light.count > 0, light.sum, np.nan)
+    )
+    cells["road_density"] = road_density(
+        road_layer, cells_grid, class_weights=road_class_weights, class_column=road_class_column
+    )
     cells["permeable_fraction"] = permeable_fraction(perm_layer, cells_grid)
     report = {
         "n_cells": int(len(cells)),
@@ -242,8 +262,12 @@ def aggregate(
             "permeable": perm_layer.attrs.get("geo_ntl_report", {}),
         },
         "parameters": {
-            "cell_size": float(cell_size), "grid": grid, "radiance": radiance, "ntl_statistic": ntl_statistic,
-            "min_coverage": float(min_coverage), "aoi": aoi is not None,
+            "cell_size": float(cell_size),
+            "grid": grid,
+            "radiance": radiance,
+            "ntl_statistic": ntl_statistic,
+            "min_coverage": float(min_coverage),
+            "aoi": aoi is not None,
             "road_class_weights": dict(road_class_weights) if road_class_weights else None,
         },
     }
@@ -322,13 +346,22 @@ def cluster(
     Examples
     --------
     >>> from geo_ntl.spatial import cluster  # doctest: +SKIP
-    >>> res = cluster("clean.tif", roads="roads.gpkg", permeable="parks.gpkg", cell_size=50)  # doctest: +SKIP
+    >>> res = cluster("clean.tif", roads="roads.gpkg", permeable="parks.gpkg")  # doctest: +SKIP
     >>> res.global_stats["moran_bv_ntl_road_density"].I  # doctest: +SKIP
     """
     cells, cells_grid, report = aggregate(
-        ntl, roads=roads, permeable=permeable, cell_size=cell_size, aoi=aoi, grid=grid, radiance=radiance,
-        ntl_statistic=ntl_statistic, road_class_weights=road_class_weights,
-        road_class_column=road_class_column, min_coverage=min_coverage, chunks=chunks,
+        ntl,
+        roads=roads,
+        permeable=permeable,
+        cell_size=cell_size,
+        aoi=aoi,
+        grid=grid,
+        radiance=radiance,
+        ntl_statistic=ntl_statistic,
+        road_class_weights=road_class_weights,
+        road_class_column=road_class_column,
+        min_coverage=min_coverage,
+        chunks=chunks,
     )
     has_data = cells["ntl_count"].to_numpy() > 0
     cw = build_weights(cells_grid, method=weights, k=k, distance=distance, include=has_data)
@@ -339,14 +372,17 @@ def cluster(
     global_stats = {f"moran_{v}": global_moran(values[v], g, name=v, **opts) for v in VARIABLES}
     for other in VARIABLES[1:]:
         global_stats[f"moran_bv_ntl_{other}"] = global_moran_bv(
-            values["ntl"], values[other], g, names=("ntl", other), **opts)
+            values["ntl"], values[other], g, names=("ntl", other), **opts
+        )
     lopts = {**opts, "alpha": alpha, "fdr": fdr, "n_jobs": n_jobs}
     local_variables: dict[str, tuple[str, str | None]] = {"ntl": ("ntl", None)}
     local_stats = {"ntl": local_moran(values["ntl"], g, name="ntl", **lopts)}
     for other in VARIABLES[1:]:
         key = f"ntl_{other}"
         local_variables[key] = ("ntl", other)
-        local_stats[key] = local_moran_bv(values["ntl"], values[other], g, names=("ntl", other), **lopts)
+        local_stats[key] = local_moran_bv(
+            values["ntl"], values[other], g, names=("ntl", other), **lopts
+        )
 
     cells["analysed"] = False
     cells.loc[cells.index[cw.cells], "analysed"] = True
@@ -362,14 +398,32 @@ def cluster(
         **report,
         "n_analysed": int(len(cw.cells)),
         "n_islands": int(len(cw.islands)),
-        "weights": {"method": weights, "k": cw.k, "distance": cw.distance, "transformation": "row-standardised"},
+        "weights": {
+            "method": weights,
+            "k": cw.k,
+            "distance": cw.distance,
+            "transformation": "row-standardised",
+        },
     }
-    report["parameters"].update({"permutations": int(permutations), "seed": int(seed), "alpha": float(alpha),
-                                 "fdr": bool(fdr)})
-    return ClusterResult(cells=cells, global_stats=global_stats, local_stats=local_stats,
-                         local_variables=local_variables, weights=cw, grid=cells_grid, report=report)
+    report["parameters"].update(
+        {
+            "permutations": int(permutations),
+            "seed": int(seed),
+            "alpha": float(alpha),
+            "fdr": bool(fdr),
+        }
+    )
+    return ClusterResult(
+        cells=cells,
+        global_stats=global_stats,
+        local_stats=local_stats,
+        local_variables=local_variables,
+        weights=cw,
+        grid=cells_grid,
+        report=report,
+    )
 
 
 def summary_json(result: ClusterResult) -> str:
-    """The :meth:`ClusterResult.summary` as indented JSON text."""
+    """Return :meth:`ClusterResult.summary` as indented JSON text."""
     return json.dumps(result.summary(), indent=2, default=float)

@@ -278,7 +278,8 @@ def make_grid(
     if cell_size > min(width_m, height_m):
         raise ParameterError(
             f"cell size {cell_size} m is larger than the scene ({width_m:.1f} x {height_m:.1f} m); "
-            f"use a cell size of at most {min(width_m, height_m) / 3:.0f} m for a 3 x 3 grid or more"
+            f"use a cell size of at most {min(width_m, height_m) / 3:.0f} m "
+            "for a 3 x 3 grid or more"
         )
 
     left, bottom, right, top = frame.bounds
@@ -316,8 +317,10 @@ def make_grid(
         # clipping a box to the footprint box: plain coordinate clipping
         b = shapely.bounds(full)
         clipped = shapely.box(
-            np.maximum(b[:, 0], left), np.maximum(b[:, 1], bottom),
-            np.minimum(b[:, 2], right), np.minimum(b[:, 3], top),
+            np.maximum(b[:, 0], left),
+            np.maximum(b[:, 1], bottom),
+            np.minimum(b[:, 2], right),
+            np.minimum(b[:, 3], top),
         )
     else:
         clipped = shapely.intersection(full, clip_to)
@@ -326,7 +329,13 @@ def make_grid(
     coverage = area / full_area
     keep = (coverage >= min_coverage) & (area > 0)
     dropped = {"low_coverage": int(((area > 0) & ~keep).sum())}
-    rows, cols, clipped, area, coverage = rows[keep], cols[keep], clipped[keep], area[keep], coverage[keep]
+    rows, cols, clipped, area, coverage = (
+        rows[keep],
+        cols[keep],
+        clipped[keep],
+        area[keep],
+        coverage[keep],
+    )
     if len(rows) < MIN_CELLS:
         raise ParameterError(
             f"only {len(rows)} cells of {cell_size} m fit the scene"

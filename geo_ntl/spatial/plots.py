@@ -42,7 +42,9 @@ def _figure(ax: Any) -> tuple[Any, Any]:
 
 def _title(result: ClusterResult, key: str) -> str:
     focal, other = result.local_variables[key]
-    return f"LISA clusters: {focal}" if other is None else f"Bivariate LISA: {focal} vs lag of {other}"
+    return (
+        f"LISA clusters: {focal}" if other is None else f"Bivariate LISA: {focal} vs lag of {other}"
+    )
 
 
 def plot_lisa_map(result: ClusterResult, key: str, *, ax: Any = None) -> Any:
@@ -72,17 +74,36 @@ def plot_lisa_map(result: ClusterResult, key: str, *, ax: Any = None) -> Any:
     grid = result.grid
     if grid.kind == "square":
         image = np.full(grid.lattice_shape, np.nan)
-        image[result.cells["row"].to_numpy(), result.cells["col"].to_numpy() + grid.col_offset] = codes
+        image[result.cells["row"].to_numpy(), result.cells["col"].to_numpy() + grid.col_offset] = (
+            codes
+        )
         left, _, _, top = grid.frame.bounds
         n_rows, n_cols = grid.lattice_shape
         extent = (left, left + n_cols * grid.cell_size, top - n_rows * grid.cell_size, top)
-        ax.imshow(image, cmap=ListedColormap(list(LABEL_COLOURS.values())), vmin=-0.5,
-                  vmax=len(names) - 0.5, extent=extent, interpolation="nearest")
+        ax.imshow(
+            image,
+            cmap=ListedColormap(list(LABEL_COLOURS.values())),
+            vmin=-0.5,
+            vmax=len(names) - 0.5,
+            extent=extent,
+            interpolation="nearest",
+        )
     else:
         result.cells.plot(ax=ax, color=[LABEL_COLOURS[lab] for lab in labels], linewidth=0)
     present = [lab for lab in names if (labels == lab).any()]
-    ax.legend(handles=[Patch(facecolor=LABEL_COLOURS[lab], edgecolor="0.5", label=f"{lab} ({(labels == lab).sum()})")
-                       for lab in present], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.legend(
+        handles=[
+            Patch(
+                facecolor=LABEL_COLOURS[lab],
+                edgecolor="0.5",
+                label=f"{lab} ({(labels == lab).sum()})",
+            )
+            for lab in present
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+    )
     stat = result.local_stats[key]
     cut = f"FDR cut-off {stat.threshold:.2g}" if stat.fdr else f"p < {stat.alpha:g}"
     ax.set_title(f"{_title(result, key)}\n{stat.permutations} permutations, {cut}", fontsize=9)
@@ -127,8 +148,14 @@ def plot_moran_scatter(result: ClusterResult, key: str, *, ax: Any = None) -> An
         pick = np.random.default_rng(0).choice(len(zf), _SCATTER_MAX_POINTS, replace=False)
     else:
         pick = np.arange(len(zf))
-    ax.scatter(zf[pick], lag[pick], s=6, c=[LABEL_COLOURS[lab] for lab in labels[pick]],
-               edgecolors="none", rasterized=True)
+    ax.scatter(
+        zf[pick],
+        lag[pick],
+        s=6,
+        c=[LABEL_COLOURS[lab] for lab in labels[pick]],
+        edgecolors="none",
+        rasterized=True,
+    )
     gkey = f"moran_{focal}" if other is None else f"moran_bv_{focal}_{other}"
     slope = result.global_stats[gkey].I
     xs = np.array([zf.min(), zf.max()])
@@ -138,8 +165,11 @@ def plot_moran_scatter(result: ClusterResult, key: str, *, ax: Any = None) -> An
     ax.set_xlabel(f"{focal} (standardised)")
     ax.set_ylabel(f"spatial lag of {other or focal} (standardised)")
     p = result.global_stats[gkey].p_sim
-    ax.set_title(f"{'Moran' if other is None else 'Bivariate Moran'} scatterplot: I = {slope:.3f}, "
-                 f"pseudo p = {p:.3g}", fontsize=9)
+    ax.set_title(
+        f"{'Moran' if other is None else 'Bivariate Moran'} scatterplot: I = {slope:.3f}, "
+        f"pseudo p = {p:.3g}",
+        fontsize=9,
+    )
     return fig
 
 
@@ -172,8 +202,10 @@ def write_figures(
     folder.mkdir(parents=True, exist_ok=True)
     targets = []
     for key in result.local_stats:
-        targets += [(folder / f"lisa_{key}.png", plot_lisa_map, key),
-                    (folder / f"scatter_{key}.png", plot_moran_scatter, key)]
+        targets += [
+            (folder / f"lisa_{key}.png", plot_lisa_map, key),
+            (folder / f"scatter_{key}.png", plot_moran_scatter, key),
+        ]
     for path, _, _ in targets:
         check_output_path(path, overwrite=overwrite)
     written = []

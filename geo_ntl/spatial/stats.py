@@ -122,8 +122,11 @@ class LocalStat:
     seed: int
 
     def counts(self) -> dict[str, int]:
-        """Number of cells per label (all five labels present as keys)."""
-        return {lab: int((self.labels == lab).sum()) for lab in ("HH", "LL", "HL", "LH", NOT_SIGNIFICANT)}
+        """Count the cells per label (all five labels present as keys)."""
+        return {
+            lab: int((self.labels == lab).sum())
+            for lab in ("HH", "LL", "HL", "LH", NOT_SIGNIFICANT)
+        }
 
 
 @contextlib.contextmanager
@@ -138,7 +141,7 @@ def _seeded_global_rng(seed: int) -> Iterator[None]:
 
 
 def _as_graph(weights: Any) -> Any:
-    """A row-standardised libpysal Graph copy of ``weights`` (Graph or W)."""
+    """Return a row-standardised libpysal Graph copy of ``weights`` (Graph or W)."""
     from libpysal.graph import Graph
     from libpysal.weights import W
 
@@ -157,7 +160,9 @@ def _check_variable(values: Any, n: int, name: str) -> np.ndarray:
     if arr.shape[0] != n:
         raise InputError(f"{name} has {arr.shape[0]} values but the weights have {n} cells")
     if not np.isfinite(arr).all():
-        raise InputError(f"{name} holds {int((~np.isfinite(arr)).sum())} NaN/inf values; drop or fill them first")
+        raise InputError(
+            f"{name} holds {int((~np.isfinite(arr)).sum())} NaN/inf values; drop or fill them first"
+        )
     if np.ptp(arr) == 0:
         raise InputError(
             f"{name} is constant over all {n} cells ({arr[0]:g}); Moran's I is undefined: "
@@ -168,7 +173,9 @@ def _check_variable(values: Any, n: int, name: str) -> np.ndarray:
 
 def _check_permutations(permutations: int) -> int:
     if int(permutations) < 1:
-        raise ParameterError(f"permutations must be >= 1 (default {PERMUTATIONS}), got {permutations}")
+        raise ParameterError(
+            f"permutations must be >= 1 (default {PERMUTATIONS}), got {permutations}"
+        )
     return int(permutations)
 
 
@@ -214,11 +221,22 @@ def global_moran(
     graph = _as_graph(weights)
     arr = _check_variable(y, graph.n, name)
     with _seeded_global_rng(seed):
-        mi = esda.Moran(arr, graph, transformation="r", permutations=_check_permutations(permutations))
+        mi = esda.Moran(
+            arr, graph, transformation="r", permutations=_check_permutations(permutations)
+        )
     return GlobalStat(
-        test="moran", x=None, y=name, I=float(mi.I), expected_I=float(mi.EI), z=float(mi.z_sim),
-        p_sim=float(mi.p_sim), z_norm=float(mi.z_norm), p_norm=float(mi.p_norm), n=int(mi.n),
-        permutations=int(permutations), seed=int(seed),
+        test="moran",
+        x=None,
+        y=name,
+        I=float(mi.I),
+        expected_I=float(mi.EI),
+        z=float(mi.z_sim),
+        p_sim=float(mi.p_sim),
+        z_norm=float(mi.z_norm),
+        p_norm=float(mi.p_norm),
+        n=int(mi.n),
+        permutations=int(permutations),
+        seed=int(seed),
     )
 
 
@@ -255,11 +273,22 @@ def global_moran_bv(
     ax = _check_variable(x, graph.n, names[0])
     ay = _check_variable(y, graph.n, names[1])
     with _seeded_global_rng(seed):
-        mb = esda.Moran_BV(ax, ay, graph, transformation="r", permutations=_check_permutations(permutations))
+        mb = esda.Moran_BV(
+            ax, ay, graph, transformation="r", permutations=_check_permutations(permutations)
+        )
     return GlobalStat(
-        test="moran_bv", x=names[0], y=names[1], I=float(mb.I), expected_I=float(mb.EI_sim),
-        z=float(mb.z_sim), p_sim=float(mb.p_sim), z_norm=None, p_norm=None, n=len(ax),
-        permutations=int(permutations), seed=int(seed),
+        test="moran_bv",
+        x=names[0],
+        y=names[1],
+        I=float(mb.I),
+        expected_I=float(mb.EI_sim),
+        z=float(mb.z_sim),
+        p_sim=float(mb.p_sim),
+        z_norm=None,
+        p_norm=None,
+        n=len(ax),
+        permutations=int(permutations),
+        seed=int(seed),
     )
 
 
@@ -269,7 +298,9 @@ def _labels(q: np.ndarray, p_sim: np.ndarray, alpha: float, fdr: bool) -> tuple[
     if not 0 < alpha < 1:
         raise ParameterError(f"alpha must be in (0, 1), got {alpha}")
     threshold = float(esda.fdr(p_sim, alpha)) if fdr else float(alpha)
-    labels = np.array([QUADRANT_LABELS[int(v)] for v in range(1, 5)], dtype=object)[np.asarray(q, int) - 1]
+    labels = np.array([QUADRANT_LABELS[int(v)] for v in range(1, 5)], dtype=object)[
+        np.asarray(q, int) - 1
+    ]
     labels[~(p_sim < threshold)] = NOT_SIGNIFICANT
     return labels.astype(str), threshold
 
@@ -296,8 +327,13 @@ def _local(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # esda's notice about 'alternative'
         n_perm = permutations if engine == "esda" else 0
-        common = {"transformation": "r", "permutations": n_perm, "seed": seed,
-                  "keep_simulations": engine == "esda", "n_jobs": n_jobs}
+        common = {
+            "transformation": "r",
+            "permutations": n_perm,
+            "seed": seed,
+            "keep_simulations": engine == "esda",
+            "n_jobs": n_jobs,
+        }
         if x is None:
             ml = esda.Moran_Local(y, graph, **common)
             zf = zn = ml.z
@@ -307,12 +343,20 @@ def _local(
     if engine == "esda":
         p_sim = np.asarray(ml.p_sim, dtype=np.float64)
     else:
-        p_sim = local_pvalues(zf, zn, ml.Is, graph.sparse, permutations=permutations, seed=seed, n_jobs=n_jobs)
+        p_sim = local_pvalues(
+            zf, zn, ml.Is, graph.sparse, permutations=permutations, seed=seed, n_jobs=n_jobs
+        )
     labels, threshold = _labels(ml.q, p_sim, alpha, fdr)
     return LocalStat(
-        Is=np.asarray(ml.Is, dtype=np.float64), q=np.asarray(ml.q, dtype=np.int64), p_sim=p_sim,
-        labels=labels, threshold=threshold, alpha=float(alpha), fdr=bool(fdr),
-        permutations=permutations, seed=int(seed),
+        Is=np.asarray(ml.Is, dtype=np.float64),
+        q=np.asarray(ml.q, dtype=np.int64),
+        p_sim=p_sim,
+        labels=labels,
+        threshold=threshold,
+        alpha=float(alpha),
+        fdr=bool(fdr),
+        permutations=permutations,
+        seed=int(seed),
     )
 
 
@@ -357,8 +401,17 @@ def local_moran(
     """
     graph = _as_graph(weights)
     arr = _check_variable(y, graph.n, name)
-    return _local(None, arr, graph, permutations=permutations, seed=seed, alpha=alpha, fdr=fdr,
-                  n_jobs=n_jobs, engine=engine)
+    return _local(
+        None,
+        arr,
+        graph,
+        permutations=permutations,
+        seed=seed,
+        alpha=alpha,
+        fdr=fdr,
+        n_jobs=n_jobs,
+        engine=engine,
+    )
 
 
 def local_moran_bv(
@@ -387,5 +440,14 @@ def local_moran_bv(
     graph = _as_graph(weights)
     ax = _check_variable(x, graph.n, names[0])
     ay = _check_variable(y, graph.n, names[1])
-    return _local(ax, ay, graph, permutations=permutations, seed=seed, alpha=alpha, fdr=fdr,
-                  n_jobs=n_jobs, engine=engine)
+    return _local(
+        ax,
+        ay,
+        graph,
+        permutations=permutations,
+        seed=seed,
+        alpha=alpha,
+        fdr=fdr,
+        n_jobs=n_jobs,
+        engine=engine,
+    )

@@ -158,7 +158,8 @@ def read_vector(
             return out
         types = sorted({g.geom_type for g in geoms if g is not None})
         raise VectorDataError(
-            f"the {name} layer holds no {kind} (geometry types found: {', '.join(types) or 'none'}); "
+            f"the {name} layer holds no {kind} "
+            f"(geometry types found: {', '.join(types) or 'none'}); "
             f"give {_EXAMPLE[kind]} features"
         )
     out = gdf.loc[ok].copy()

@@ -18,7 +18,14 @@ import numpy as np
 from geo_ntl.exceptions import InputError, ParameterError
 from geo_ntl.spatial.grid import Grid
 
-__all__ = ["DEFAULT_K", "DISTANCE_FACTOR", "WeightsMethod", "CellWeights", "build_weights", "graph_from_edges"]
+__all__ = [
+    "DEFAULT_K",
+    "DISTANCE_FACTOR",
+    "WeightsMethod",
+    "CellWeights",
+    "build_weights",
+    "graph_from_edges",
+]
 
 WeightsMethod = Literal["queen", "rook", "knn", "distance"]
 #: Default number of neighbours for ``method="knn"``.
@@ -115,7 +122,9 @@ def _point_edges(
     from libpysal.graph import Graph
 
     centroids = grid.cells.geometry.iloc[np.flatnonzero(keep)].centroid
-    points = gpd.GeoSeries(centroids.to_numpy(), index=np.arange(len(centroids)), crs=grid.cells.crs)
+    points = gpd.GeoSeries(
+        centroids.to_numpy(), index=np.arange(len(centroids)), crs=grid.cells.crs
+    )
     if method == "knn":
         built = Graph.build_knn(points, k=k)
     else:
@@ -180,7 +189,9 @@ def build_weights(
         focal, neighbor = _lattice_edges(grid, keep, rook=method == "rook")
     else:
         if method == "knn" and not 1 <= k < n:
-            raise ParameterError(f"k must be between 1 and {n - 1} (the number of cells - 1), got {k}")
+            raise ParameterError(
+                f"k must be between 1 and {n - 1} (the number of cells - 1), got {k}"
+            )
         band = grid.cell_size * DISTANCE_FACTOR if distance is None else float(distance)
         if method == "distance" and not band > 0:
             raise ParameterError(f"the distance band must be positive metres, got {distance}")
