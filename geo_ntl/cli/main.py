@@ -72,6 +72,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # dask.distributed logs every connection at INFO through its own handlers.
+    for noisy in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(noisy).setLevel(level if verbose >= 2 else max(level, logging.WARNING))
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 
