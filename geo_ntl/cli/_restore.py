@@ -8,7 +8,9 @@ it is done one way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,7 @@ def run_restoration(
         The written (or already finished) outputs.
     """
     import rasterio
+    from dask.diagnostics import ProgressBar
 
     from geo_ntl._atomic import check_output_path
     from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs
@@ -142,6 +145,12 @@ def run_restoration(
         def process(job: Any) -> None:
             with gpu_annotations(context, device):
                 result = build(opened[job.scene])
+            # Tile progress on a terminal (the dashboard shows it on a cluster).
+            show = context.client is None and sys.stderr.isatty()
+            with ProgressBar(minimum=5, out=sys.stderr) if show else contextlib.nullcontext():
+                _write(result, job)
+
+        def _write(result: xr.DataArray, job: Any) -> None:
             write_cog(
                 result,
                 job.out,
