@@ -6,7 +6,7 @@ Three runs over the same scene, each writing a COG:
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
 * ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread.
 
-Prints the throughput of each, ``cluster-2 / cluster-1`` (goal >= 1.6 on a
+Each is run twice (best time kept). Prints the throughput of each, ``cluster-2 / cluster-1`` (goal >= 1.6 on a
 2-core machine), ``cluster-1 / single`` (the distributed path's overhead per
 worker; goal >= 0.9), whether the three outputs are byte-identical, and the
 peak RSS of each worker process (goal <= 2 GB for any scene size: memory
@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 from _common import dump, make_input_scene
+
+
+#: Timed runs of each configuration (the best is reported).
+REPEAT = 2
 
 
 def _peak_rss_mib() -> float:
@@ -53,10 +57,13 @@ def run_single(src: Path, dst: Path, tile: int) -> float:
 
     torch.set_num_threads(1)
     _warm_up()
-    start = time.perf_counter()
+    elapsed = float("inf")
     with dask.config.set(scheduler="threads", num_workers=1):
-        enhance_scene(src, dst, tile)
-    return time.perf_counter() - start
+        for _ in range(REPEAT):
+            start = time.perf_counter()
+            enhance_scene(src, dst, tile)
+            elapsed = min(elapsed, time.perf_counter() - start)
+    return elapsed
 
 
 def run_cluster(src: Path, dst: Path, tile: int, workers: int) -> tuple[float, list[float]]:
@@ -65,9 +72,11 @@ def run_cluster(src: Path, dst: Path, tile: int, workers: int) -> tuple[float, l
     with compute_context(workers=workers, threads_per_worker=1, dashboard=False) as context:
         # Warm the workers (imports, first torch calls) so that only the work is timed.
         context.client.run(_warm_up)
-        start = time.perf_counter()
-        enhance_scene(src, dst, tile)
-        elapsed = time.perf_counter() - start
+        elapsed = float("inf")
+        for _ in range(REPEAT):
+            start = time.perf_counter()
+            enhance_scene(src, dst, tile)
+            elapsed = min(elapsed, time.perf_counter() - start)
         rss = list(context.client.run(_peak_rss_mib).values())
     return elapsed, rss
 
