@@ -306,16 +306,32 @@ def _store_distributed(data: dsa.Array, staging: Path) -> None:
 
 
 class _WindowWriter:
-    """``dask.array.store`` target that writes each block to a rasterio window."""
+    """``dask.array.store`` target that writes each block to a rasterio window.
+
+    Writes are serialised by the writer's own lock. :meth:`close` takes that
+    lock too, so once it returns no thread is writing and none will: blocks
+    that finish after a failure elsewhere (dask returns on the first error while
+    other threads are still computing) are dropped instead of writing into a
+    closed dataset.
+    """
 
     def __init__(self, dataset: rasterio.io.DatasetWriter) -> None:
         self.dataset = dataset
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
         bands, rows, cols = key
         indexes = list(range(bands.start + 1, bands.stop + 1))
         window = Window.from_slices(rows, cols)
-        self.dataset.write(value, indexes=indexes, window=window)
+        with self._lock:
+            if not self._closed:
+                self.dataset.write(value, indexes=indexes, window=window)
+
+    def close(self) -> None:
+        """Wait for the write in progress, if any, and refuse later ones."""
+        with self._lock:
+            self._closed = True
 
 
 def _provenance_tags(
@@ -455,7 +471,11 @@ def write_cog(
                 if offsets is not None:
                     dst.offsets = tuple(np.broadcast_to(offsets, (count,)).tolist())
                 if client is None:
-                    dsa.store(data, _WindowWriter(dst), lock=threading.Lock())
+                    writer = _WindowWriter(dst)
+                    try:
+                        dsa.store(data, writer, lock=False)
+                    finally:
+                        writer.close()
             if client is not None:
                 _store_distributed(data, staging)
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB):
