@@ -225,10 +225,10 @@ def _sources(paths: Sequence[PathLike], grid: MosaicGrid) -> list[_Source]:
 def _edge_distance(source: _Source, grid: MosaicGrid, rows: slice, cols: slice) -> np.ndarray:
     """Distance in source pixels from each output pixel centre to the source scene's edge."""
     yy, xx = np.mgrid[rows, cols].astype(np.float64) + 0.5
-    x, y = grid.transform * (xx, yy)
+    x, y = grid.transform @ (xx, yy)
     if source.crs != grid.crs:
         x, y = Transformer.from_crs(grid.crs, source.crs, always_xy=True).transform(x, y)
-    col, row = ~source.transform * (x, y)
+    col, row = ~source.transform @ (x, y)
     return np.minimum.reduce([col, row, source.width - col, source.height - row])
 
 
@@ -281,8 +281,8 @@ def _blend_block(
 ) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]
     rows, cols = slice(r0, r1), slice(c0, c1)
-    left, top = grid.transform * (c0, r0)
-    right, bottom = grid.transform * (c1, r1)
+    left, top = grid.transform @ (c0, r0)
+    right, bottom = grid.transform @ (c1, r1)
     total = np.zeros((grid.count, r1 - r0, c1 - c0))
     weight_sum = np.zeros((r1 - r0, c1 - c0))
     window = Window(c0, r0, c1 - c0, r1 - r0)
