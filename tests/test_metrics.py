@@ -122,6 +122,50 @@ def test_ceiq__dark_image_with_empty_bins_stays_bounded():
     assert math.isfinite(score) and -5.0 < score < 5.0
 
 
+def _smooth_gray(seed=SEED, size=128):
+    from scipy import ndimage
+
+    # lightly smoothed texture (PIQE rates very flat images as bad: no salient blocks)
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=(size, size)), 1.0)
+    return np.rint(255 * (field - field.min()) / np.ptp(field)).astype(np.uint8)
+
+
+def test_piqe__noise_scores_worse_than_smooth(astronaut, noisy):
+    assert metrics.piqe(noisy) > metrics.piqe(astronaut) + 3.0  # measured 45.7 vs 38.6
+    smooth = _smooth_gray()
+    rng = np.random.default_rng(SEED + 1)
+    noisy = np.clip(smooth + rng.normal(0, 25, smooth.shape), 0, 255).astype(np.uint8)
+    clean_score, noisy_score = metrics.piqe(smooth), metrics.piqe(noisy)
+    assert 0.0 <= clean_score <= 100.0 and 0.0 <= noisy_score <= 100.0
+    assert noisy_score > clean_score + 20.0  # measured 60.0 vs 10.9
+
+
+def test_piqe__range_gray_and_rgb(astronaut):
+    rgb = metrics.piqe(astronaut)
+    gray = metrics.piqe(astronaut[1])
+    assert 0.0 < rgb < 100.0 and 0.0 < gray < 100.0
+    # float input on [0, 1] gives the same score as the uint8 image
+    assert metrics.piqe(astronaut.astype(np.float64) / 255.0) == pytest.approx(rgb, abs=1e-9)
+    assert metrics.piqe(np.full((64, 64), 7, np.uint8)) == 100.0  # uniform image: worst
+
+
+def test_piqe__too_small_error():
+    with pytest.raises(ValueError, match="at least 16 x 16"):
+        metrics.piqe(np.zeros((3, 15, 40), np.uint8))
+
+
+def test_piqe__matches_pypiqe(astronaut):
+    pypiqe = pytest.importorskip("pypiqe")
+    pytest.importorskip("cv2")
+    weights = np.array([0.299, 0.587, 0.114])
+    gray = np.rint(astronaut.transpose(1, 2, 0) @ weights).astype(np.uint8)
+    gray = gray[:250, :230]  # not a multiple of 16: exercises the padding
+    assert metrics.piqe(gray) == pytest.approx(pypiqe.piqe(gray)[0], abs=1e-6)
+    bgr = np.ascontiguousarray(astronaut.transpose(1, 2, 0)[..., ::-1])
+    assert metrics.piqe(astronaut) == pytest.approx(pypiqe.piqe(bgr)[0], abs=1.0)
+
+
 def test_metrics__shape_mismatch_error(astronaut):
     with pytest.raises(DimensionError, match="shapes differ"):
         metrics.psnr(astronaut, astronaut[:, :10])
@@ -134,6 +178,7 @@ def test_evaluate__keys(astronaut, noisy):
         "entropy",
         "average_gradient",
         "niqe",
+        "piqe",
         "ceiq",
         "loe",
         "psnr",
@@ -143,6 +188,8 @@ def test_evaluate__keys(astronaut, noisy):
     }
     small = metrics.evaluate(np.zeros((3, 20, 20), np.uint8))
     assert small["niqe"] is None
+    assert 0.0 <= out["piqe"] <= 100.0
+    assert metrics.evaluate(np.zeros((3, 10, 10), np.uint8))["piqe"] is None
 
 
 def test_cli_evaluate__json_and_table(tmp_path, rgb_scene_file, runner):

@@ -25,7 +25,7 @@ def evaluate(output: str, reference: str | None, low_light: str | None, as_json:
     r"""Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
 
     Reads whole images into memory. No-reference metrics (brightness, entropy,
-    average gradient, NIQE, CEIQ) always; LOE with --low-light; PSNR, SSIM, VIF
+    average gradient, NIQE, PIQE, CEIQ) always; LOE with --low-light; PSNR, SSIM, VIF
     and LRSD with --reference (same shape and dtype).
 
     \b
@@ -73,7 +73,7 @@ def evaluate(output: str, reference: str | None, low_light: str | None, as_json:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("better")
-    better = {"niqe": "lower", "loe": "lower", "lrsd": "lower"}
+    better = {"niqe": "lower", "piqe": "lower", "loe": "lower", "lrsd": "lower"}
     for name, value in scores.items():
         text = "n/a" if value is None else f"{value:.4f}"
         table.add_row(name, text, better.get(name, "higher" if name != "brightness" else "-"))

@@ -2,10 +2,10 @@
 
 Full-reference: :func:`psnr`, :func:`ssim`, :func:`vif`, :func:`lrsd`.
 No-reference: :func:`brightness`, :func:`entropy`, :func:`average_gradient`,
-:func:`niqe`, :func:`ceiq`, and :func:`loe` (which compares the output's
-lightness order with the input's). :func:`evaluate` runs them all. Everything
-runs offline; the NIQE pristine model ships in ``geo_ntl/data``. PIQE and
-BRISQUE are not included (no offline implementation without extra packages).
+:func:`niqe`, :func:`piqe`, :func:`ceiq`, and :func:`loe` (which compares the
+output's lightness order with the input's). :func:`evaluate` runs them all.
+Everything runs offline; the NIQE pristine model ships in ``geo_ntl/data``.
+BRISQUE is not included (no offline implementation without extra packages).
 No-reference scores only rank methods on the same inputs; look at the images.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from geo_ntl.metrics.niqe import niqe
 from geo_ntl.metrics.noreference import average_gradient, brightness, ceiq, entropy, loe
+from geo_ntl.metrics.piqe import piqe
 from geo_ntl.metrics.reference import lrsd, psnr, ssim, vif
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "loe",
     "lrsd",
     "niqe",
+    "piqe",
     "psnr",
     "ssim",
     "vif",
@@ -39,6 +41,7 @@ NO_REFERENCE = {
     "entropy": entropy,
     "average_gradient": average_gradient,
     "niqe": niqe,
+    "piqe": piqe,
     "ceiq": ceiq,
 }
 FULL_REFERENCE = {"psnr": psnr, "ssim": ssim, "vif": vif, "lrsd": lrsd}
