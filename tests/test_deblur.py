@@ -528,3 +528,30 @@ def test_cli_deblur__two_band_scene(runner, tmp_path, tiny_weights):
 def test_cli_train__resume_without_checkpoint(runner, tmp_path):
     res = runner("train", "--out-dir", tmp_path / "run", "--resume", "--no-progress")
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "--resume" in res.stderr
+
+
+def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
+    runner, scene_file, tiny_weights, tmp_path, monkeypatch
+):
+    """The command stages the GAN output on disk, so the enhancer's two passes do not rerun the GAN."""
+    import geo_ntl.deblur.inference as inference
+    from geo_ntl.deblur import deblur
+    from geo_ntl.io import open_scene
+
+    expected = deblur(open_scene(scene_file), weights=tiny_weights, device="cpu", tile=32).values
+    calls = []
+    original = inference._Runner.__call__
+
+    def counting(self, block):
+        calls.append(block.shape)
+        return original(self, block)
+
+    monkeypatch.setattr(inference._Runner, "__call__", counting)
+    out = tmp_path / "clean.tif"
+    res = runner("deblur", scene_file, "--out", out, "--weights", tiny_weights, "--tile", "32",
+                 "--device", "cpu", "--workers", "0")
+    assert res.exit_code == 0, res.stderr
+    assert len(calls) == 1  # the scene is smaller than the halo: one block, run once (not once per enhancer pass)
+    got = open_scene(out).values
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert not list(tmp_path.glob(".geo_ntl-gan-*"))  # the staging folder is gone

@@ -66,8 +66,16 @@ def deblur(
       geo-ntl deblur scene.tif --out clean.tif --weights runs/a/generator.pt --device cuda
       geo-ntl deblur scenes/ --out-dir clean/ --mosaic city.tif --workers 2
     """
+    import itertools
+    import tempfile
+    from pathlib import Path
+
+    import xarray as xr
+
     from geo_ntl.deblur import deblur as run_deblur
     from geo_ntl.deblur import get_model
+    from geo_ntl.enhance import enhance as asm_enhance
+    from geo_ntl.io import open_scene, write_cog
 
     if tile % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {tile}", param_hint="--tile")
@@ -81,26 +89,40 @@ def deblur(
         "halo": halo,
         "batch_size": batch_size,
     }
-    run_restoration(
-        scenes,
-        stage="deblur",
-        suffix="_clean",
-        params=params,
-        build=lambda da: run_deblur(
-            da.chunk({"y": tile, "x": tile}),
-            weights=weights,
+    # The enhancer's first pass reads the whole scene for its global statistics, then
+    # its tiles read it again: stage the GAN output on disk so the GAN runs once.
+    parents = [Path(p) for p in (out_dir, out and Path(out).absolute().parent) if p]
+    staging_parent = next((p for p in parents if p.is_dir()), None)
+    with tempfile.TemporaryDirectory(prefix=".geo_ntl-gan-", dir=staging_parent) as staging:
+        counter = itertools.count()
+
+        def build(da: xr.DataArray) -> xr.DataArray:
+            gan = run_deblur(
+                da.chunk({"y": tile, "x": tile}),
+                weights=weights,
+                device=device,
+                tile=tile,
+                halo=halo,
+                enhance=False,
+                batch_size=batch_size,
+            )
+            if no_enhance:
+                return gan
+            path = write_cog(gan, Path(staging) / f"gan_{next(counter)}.tif", compress="NONE")
+            return asm_enhance(open_scene(path, chunks=tile), device=device, tile=tile)
+
+        run_restoration(
+            scenes,
+            stage="deblur",
+            suffix="_clean",
+            params=params,
+            build=build,
+            out=out,
+            out_dir=out_dir,
+            mosaic_out=mosaic_out,
+            overwrite=overwrite,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            scheduler=scheduler,
             device=device,
-            tile=tile,
-            halo=halo,
-            enhance=not no_enhance,
-            batch_size=batch_size,
-        ),
-        out=out,
-        out_dir=out_dir,
-        mosaic_out=mosaic_out,
-        overwrite=overwrite,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        scheduler=scheduler,
-        device=device,
-    )
+        )
