@@ -340,6 +340,11 @@ def deblur(
     Its norm layers use stored statistics, so each output pixel depends only
     on input pixels within its receptive field, never on where a tile was cut.
 
+    With ``enhance=True`` the result stays lazy, so the enhancer's first pass
+    (whole-scene statistics) and its tiles each evaluate the GAN. To run the GAN
+    once, write ``deblur(..., enhance=False)`` to a file and enhance that file,
+    as ``geo-ntl deblur`` does.
+
     References
     ----------
     .. [1] NTL-Db-Net, "Making the Earth Clear at Night: A High-resolution
