@@ -121,6 +121,8 @@ def make_inputs(folder: Path, size: int) -> tuple[Path, Path, Path]:
     tif = folder / f"ntl_{size}.tif"
     roads, parks = folder / f"roads_{size}.gpkg", folder / f"parks_{size}.gpkg"
     if not tif.exists():
+        import rioxarray  # noqa: F401  (registers .rio)
+
         rng_data = dsa.random.default_rng(0).integers(
             0, 40, size=(1, size, size), chunks=(1, 2048, 2048), dtype=np.uint8
         )
