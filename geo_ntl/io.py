@@ -58,6 +58,7 @@ SUPPORTED_DTYPES = ("uint8", "uint16", "float32")
 #: Most bands a scene may have (RGB plus one extra such as NIR or alpha).
 MAX_BANDS = 4
 #: GDAL block cache (MB) while writing: bounds memory whatever the scene size.
+#: (rasterio passes GDAL_CACHEMAX to GDAL as bytes, so it is converted where it is set.)
 GDAL_CACHE_MB = 256
 #: Creation options of the GDAL COG driver used by :func:`write_cog`.
 COG_PROFILE: dict[str, str] = {
@@ -460,7 +461,7 @@ def write_cog(
             client = _active_client()
             if client is not None:
                 profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
-            gdal_env = rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB)
+            gdal_env = rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024)
             with gdal_env, rasterio.open(staging, "w", **profile) as dst:
                 dst.update_tags(**_provenance_tags(stage, params, tags))
                 if descriptions is not None and len(descriptions) == count:
@@ -478,7 +479,7 @@ def write_cog(
                         writer.close()
             if client is not None:
                 _store_distributed(data, staging)
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB):
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
                 rasterio.shutil.copy(staging, tmp_cog, driver="COG", **cog_options)
         finally:
             staging.unlink(missing_ok=True)
