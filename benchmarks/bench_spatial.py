@@ -9,7 +9,10 @@ Run from the repository root (takes several minutes; use `nice`):
     geo_ntl versus esda called directly on the same arrays and weights.
 (b) a synthetic single-band uint8 COG of 20000 x 20000 pixels (1 m) written to /tmp first, with a
     road network and overlapping park polygons, aggregated to 50 m cells; time and peak RSS of a
-    fresh process.
+    fresh process. Two more runs show what the memory follows: the same raster at 100 m cells, and
+    a 10000 x 10000 raster at 50 m cells -- the same number of cells from a quarter of the pixels.
+
+Each part's figures are kept in results/spatial.json, so `--part b` alone does not lose part (a).
 """
 
 from __future__ import annotations
@@ -162,12 +165,12 @@ def make_inputs(folder: Path, size: int) -> tuple[Path, Path, Path]:
     return tif, roads, parks
 
 
-def part_b_child(tif: str, roads: str, parks: str) -> None:
+def part_b_child(tif: str, roads: str, parks: str, cell_size: str) -> None:
     from geo_ntl.spatial import aggregate
 
     warnings.simplefilter("ignore")
     t = time.perf_counter()
-    cells, grid, report = aggregate(tif, roads=roads, permeable=parks, cell_size=50.0)
+    cells, grid, report = aggregate(tif, roads=roads, permeable=parks, cell_size=float(cell_size))
     seconds = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -184,21 +187,34 @@ def part_b_child(tif: str, roads: str, parks: str) -> None:
     )
 
 
-def part_b(size: int) -> dict:
+def _aggregate_in_child(size: int, cell_size: float) -> dict:
     folder = Path("/tmp/geo_ntl_bench_spatial")
     folder.mkdir(exist_ok=True)
     t = time.perf_counter()
     tif, roads, parks = make_inputs(folder, size)
     prep = time.perf_counter() - t
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(tif), str(roads), str(parks)],
+        [sys.executable, __file__, "--child", str(tif), str(roads), str(parks), str(cell_size)],
         check=True,
         capture_output=True,
         text=True,
     )
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res.update({"size": size, "prep_s": prep, "cog_mb": tif.stat().st_size / 2**20})
+    res.update(
+        {
+            "size": size,
+            "cell_size": cell_size,
+            "prep_s": prep,
+            "cog_mb": tif.stat().st_size / 2**20,
+            "gdal_cachemax": os.environ.get("GDAL_CACHEMAX", "geo_ntl default"),
+        }
+    )
     return res
+
+
+def part_b(size: int) -> dict:
+    runs = [(size, 50.0), (size, 100.0), (size // 2, 50.0)]
+    return {"runs": [_aggregate_in_child(s, c) for s, c in runs]}
 
 
 def report(a: dict | None, b: dict | None) -> str:
@@ -242,18 +258,23 @@ def report(a: dict | None, b: dict | None) -> str:
             )
         lines.append("")
     if b:
+        first = b["runs"][0]
         lines += [
-            f"## (b) aggregation of a {b['size']} x {b['size']} raster to 50 m cells",
+            f"## (b) aggregation of a {first['size']} x {first['size']} raster to 50 m cells",
             "",
-            f"Synthetic single-band uint8 COG ({b['cog_mb']:.0f} MB DEFLATE, 1 m pixels, "
-            "1024-px chunks), about 20,200 road lines and 5,000 overlapping park polygons; "
-            "measured in a fresh process.",
+            "Synthetic single-band uint8 COGs (DEFLATE, 1 m pixels, 1024-px chunks), about "
+            "20,000 road lines and 5,000 overlapping park polygons; each row a fresh process "
+            f"(GDAL_CACHEMAX: {first['gdal_cachemax']}).",
             "",
-            "| cells | seconds | peak RSS (MB) |",
-            "|---|---|---|",
-            f"| {b['cells']:,} | {b['seconds']:.1f} | {b['peak_rss_mb']:.0f} |",
-            "",
+            "| raster | COG (MB) | cell (m) | cells | seconds | peak RSS (MB) |",
+            "|---|---|---|---|---|---|",
         ]
+        for r in b["runs"]:
+            lines.append(
+                f"| {r['size']} x {r['size']} | {r['cog_mb']:.0f} | {r['cell_size']:.0f} | "
+                f"{r['cells']:,} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -263,7 +284,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1000)
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--child", nargs=3)
+    parser.add_argument("--child", nargs=4)
     args = parser.parse_args()
     if args.child:
         part_b_child(*args.child)
@@ -275,7 +296,11 @@ def main() -> None:
     if b:
         print(json.dumps(b, indent=1), flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(report(a, b))
+    store = OUT.with_suffix(".json")
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    kept.update({k: v for k, v in (("a", a), ("b", b)) if v is not None})
+    store.write_text(json.dumps(kept, indent=1))
+    OUT.write_text(report(kept.get("a"), kept.get("b")))
     print(OUT.read_text())
 
 

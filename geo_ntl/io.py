@@ -57,9 +57,16 @@ DEFAULT_CHUNKS = 1024
 SUPPORTED_DTYPES = ("uint8", "uint16", "float32")
 #: Most bands a scene may have (RGB plus one extra such as NIR or alpha).
 MAX_BANDS = 4
-#: GDAL block cache (MB) while writing: bounds memory whatever the scene size.
+#: GDAL block cache (MB) for reading and writing: bounds memory whatever the scene size.
 #: (rasterio passes GDAL_CACHEMAX to GDAL as bytes, so it is converted where it is set.)
 GDAL_CACHE_MB = 256
+
+# GDAL's default block cache is 5 % of the machine's RAM (1.2 GB on 24 GiB, 6 GB on 128 GiB) and
+# keeps every block a scene read passes through until it is full: streaming a 20000 x 20000 scene
+# once then costs as much memory as the scene. geo_ntl reads each block about once (plus halos), so
+# it caps the cache unless the user chose a size. Set here, before any read, so the dask worker
+# processes geo_ntl starts inherit it. (A bare number is MB to GDAL.)
+os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 #: Creation options of the GDAL COG driver used by :func:`write_cog`.
 COG_PROFILE: dict[str, str] = {
     "BLOCKSIZE": "512",

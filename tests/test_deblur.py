@@ -208,6 +208,23 @@ def test_vgg_perceptual__loads_torchvision_format(tmp_path):
         losses.make_perceptual(tmp_path / "bad.pth")
 
 
+def test_flux_loss__sees_created_light_not_moved_light():
+    dark = torch.full((1, 3, 48, 48), -1.0)
+    lamp = dark.clone()
+    lamp[..., 10, 10] = 1.0
+    moved = dark.clone()
+    moved[..., 13, 14] = 1.0  # same 24 px block
+    halo = lamp.clone()
+    halo[..., 5:16, 5:16] += 0.1  # a faint halo adds light
+    assert float(losses.flux_loss(lamp, lamp)) == 0.0
+    assert float(losses.flux_loss(moved, lamp)) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses.flux_loss(halo, lamp)) > 10 * float((moved - lamp).abs().mean()) / 100
+    # the pixel L1 is larger for the moved lamp than for the faint halo, the flux loss is not
+    assert float((moved - lamp).abs().mean()) > 0
+    with pytest.raises(ValueError, match="smaller than cell"):
+        losses.flux_loss(dark[..., :16, :16], dark[..., :16, :16])
+
+
 def test_training_steps__reduce_content_loss():
     from geo_ntl.deblur.blur_transfer import physical_blur
 
@@ -451,6 +468,7 @@ def test_train__resume_and_existing_run(tmp_path, monkeypatch):
         n_critic=1,
         norm_freeze=0.5,
         checkpoint_every=1,
+        flux_weight=50.0,
     )
     with pytest.raises(InputError, match="does not exist"):
         train_mod.train(tmp_path / "run", config=cfg, device="cpu", resume=True, progress=False)
@@ -458,6 +476,7 @@ def test_train__resume_and_existing_run(tmp_path, monkeypatch):
     assert summary["steps"] == 2
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and log[1]["norm_frozen"]
+    assert any(r["flux"] > 0 for r in log)  # a black pair can give exactly 0
     with pytest.raises(OutputExistsError, match="--resume"):
         train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
     cfg3 = train_mod.TrainConfig(**{**cfg.__dict__, "steps": 3})

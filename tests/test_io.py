@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 
 import dask.array as dsa
@@ -238,3 +239,24 @@ def test_cli__disk_full_is_one_error_line(runner, rgb_scene_file, tmp_path, monk
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "No space left" in result.stderr
     assert not (tmp_path / "m.tif").exists()
+
+
+@pytest.mark.parametrize("user_value", [None, "64"])
+def test_gdal_block_cache__capped_unless_the_user_sets_it(user_value):
+    # GDAL's default cache (5 % of RAM) would keep every block a streamed scene passes through
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
+    if user_value is not None:
+        env["GDAL_CACHEMAX"] = user_value
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, geo_ntl.io; print(os.environ['GDAL_CACHEMAX'])"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    from geo_ntl.io import GDAL_CACHE_MB
+
+    assert out.stdout.strip() == (user_value or str(GDAL_CACHE_MB))

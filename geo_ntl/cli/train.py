@@ -73,6 +73,13 @@ DEFAULT_BATCH = 4
     help="Steps of content-only training before the adversarial loss starts.",
 )
 @click.option(
+    "--flux-weight",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Weight of the block-flux loss (light moved, not created; not in the paper).",
+)
+@click.option(
     "--norm-freeze",
     default=0.3,
     show_default=True,
@@ -116,6 +123,7 @@ def train(
     city_size: int,
     lr: float,
     adv_start: int,
+    flux_weight: float,
     norm_freeze: float,
     checkpoint_every: int,
     device: str,
@@ -148,6 +156,7 @@ def train(
         city_size=city_size,
         lr=lr,
         adv_start=adv_start,
+        flux_weight=flux_weight,
         norm_freeze=norm_freeze,
         checkpoint_every=checkpoint_every,
         vgg_weights=vgg_weights,

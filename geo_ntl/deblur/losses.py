@@ -37,6 +37,7 @@ __all__ = [
     "generator_adversarial_loss",
     "ssim",
     "gradient_l1",
+    "flux_loss",
     "PerceptualLoss",
     "PerceptualSubstitute",
     "make_perceptual",
@@ -55,6 +56,8 @@ HSI_EPS = 0.01
 #: Gaussian window of the SSIM (as Wang et al. 2004).
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
+#: Side (px) of the cells over which :func:`flux_loss` compares total light.
+FLUX_CELL = 24
 
 
 def _to01(x: torch.Tensor) -> torch.Tensor:
@@ -236,6 +239,32 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     dxp, dyp = pred[..., :, 1:] - pred[..., :, :-1], pred[..., 1:, :] - pred[..., :-1, :]
     dxt, dyt = target[..., :, 1:] - target[..., :, :-1], target[..., 1:, :] - target[..., :-1, :]
     return (dxp - dxt).abs().mean() + (dyp - dyt).abs().mean()
+
+
+def flux_loss(pred: torch.Tensor, target: torch.Tensor, *, cell: int = FLUX_CELL) -> torch.Tensor:
+    """L1 distance between the mean light of two batches over ``cell`` x ``cell`` blocks.
+
+    Blooming moves light, it does not create it: a deblooming network should
+    put a halo's light back into its lamp, not delete or add it. Pixel losses
+    barely see a faint halo spread over hundreds of pixels; block means do.
+    Not part of the paper's loss (a geo_ntl addition, off unless
+    ``TrainConfig.flux_weight > 0``).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(N, C, H, W)`` batches in [-1, 1].
+    cell : int, default 24
+        Block side in pixels; a partial last row/column of blocks is ignored.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar mean absolute difference of the block means on the [0, 1] scale.
+    """
+    if min(pred.shape[-2:]) < cell:
+        raise ValueError(f"flux_loss: image {tuple(pred.shape[-2:])} smaller than cell {cell}")
+    return (F.avg_pool2d(_to01(pred), cell) - F.avg_pool2d(_to01(target), cell)).abs().mean()
 
 
 class PerceptualSubstitute(nn.Module):

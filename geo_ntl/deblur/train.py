@@ -22,6 +22,10 @@ in the model card):
   on night scenes, whose crops range from black to saturated, switching
   from per-instance to stored statistics mid-run cost more than the short
   CPU budget could recover.
+* Optionally a flux term ``flux_weight * L_flux`` (:func:`losses.flux_loss`,
+  block means of 24 px) is added to the generator loss: blooming moves light,
+  and the pixel losses barely see it spread over a wide faint halo. Off (0)
+  by default; the shipped model's value is in its meta.
 * Optionally the adversarial term starts after ``adv_start`` steps of
   content-only training (0 by default in the library; the shipped model's
   value is in its meta).
@@ -86,6 +90,7 @@ class TrainConfig:
     content_weight: float = losses.CONTENT_WEIGHT
     hsi_weight: float = losses.HSI_WEIGHT
     adv_weight: float = 1.0
+    flux_weight: float = 0.0
     adv_start: int = 0
     norm_freeze: float = 0.3
     n_cities: int = 48
@@ -105,6 +110,8 @@ class TrainConfig:
             )
         if self.crop > self.city_size:
             raise ParameterError(f"crop {self.crop} is larger than city_size {self.city_size}")
+        if self.flux_weight < 0:
+            raise ParameterError(f"flux_weight must be >= 0, got {self.flux_weight}")
         if not 0.0 <= self.norm_freeze <= 1.0:
             raise ParameterError(f"norm_freeze must be in [0, 1], got {self.norm_freeze}")
 
@@ -382,7 +389,13 @@ def train(
             perc = perceptual(pred, y)
             hsi = losses.hsi_loss(pred, y)
             adv = losses.generator_adversarial_loss(critic, pred) if use_adv else pred.new_zeros(())
-            g_loss = cfg.adv_weight * adv + cfg.content_weight * (perc + l1) + cfg.hsi_weight * hsi
+            flux = losses.flux_loss(pred, y) if cfg.flux_weight > 0 else pred.new_zeros(())
+            g_loss = (
+                cfg.adv_weight * adv
+                + cfg.content_weight * (perc + l1)
+                + cfg.hsi_weight * hsi
+                + cfg.flux_weight * flux
+            )
             g_loss.backward()
             opt_g.step()
             step += 1
@@ -394,6 +407,7 @@ def train(
                 "l1": l1.item(),
                 "perceptual": perc.item(),
                 "hsi": hsi.item(),
+                "flux": flux.item(),
                 **d_parts,
                 "lr": opt_g.param_groups[0]["lr"],
                 "norm_frozen": frozen,
