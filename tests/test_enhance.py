@@ -346,3 +346,30 @@ def test_enhance_block__does_not_modify_its_input():
     stats = global_stats(img, dtype=np.dtype("uint8"), params=params, device=cpu)
     enhance_block(img, origin=(0, 0), stats=stats, params=params, device=cpu)
     np.testing.assert_array_equal(img, before)
+
+
+@pytest.mark.parametrize("dtype, passes", [("uint8", 1), ("uint16", 2)])
+def test_global_stats__lazy_scene_read_once_when_white_level_is_known(dtype, passes):
+    import dask.array as dsa
+    import torch
+
+    from geo_ntl.enhance.api import _to_float
+    from geo_ntl.enhance.stats import global_stats
+
+    params = ASMParams.from_mapping(FAST)
+    img = _to_float(dark_rgb(shape=(3, 96, 80), seed=4), None)
+    reads = []
+
+    def read(block: np.ndarray) -> np.ndarray:
+        if block.size:  # dask also calls it once on an empty array for its meta
+            reads.append(block.shape)
+        return block
+
+    lazy = dsa.from_array(img, chunks=(3, 32, 40)).map_blocks(read, dtype=img.dtype)
+    n_chunks = 3 * 2
+    cpu = torch.device("cpu")
+    eager = global_stats(img, dtype=np.dtype(dtype), params=params, device=cpu)
+    streamed = global_stats(lazy, dtype=np.dtype(dtype), params=params, device=cpu)
+    assert len(reads) == passes * n_chunks
+    assert streamed.scale == eager.scale and streamed.fill == pytest.approx(eager.fill, rel=1e-5)
+    np.testing.assert_allclose(streamed.asd, eager.asd, atol=1e-5)

@@ -166,24 +166,33 @@ def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats
     else:
         vmax = np.fmax.reduce(data, axis=None) if data.size else np.nan  # NaN only if all NaN
     overview = _block_reduce(data, f, f, "nanmean")
+
+    def block_moments(scale: float):
+        # ASD: std of gray(I / scale) on blocks anchored at the scene origin.
+        gray = (_gray(data) / scale).clip(0.0, 1.0)
+        return _block_reduce(gray, by, bx, "nanmean"), _block_reduce(gray * gray, by, bx, "nanmean")
+
+    # uint8's white level does not depend on the data: then one pass over a lazy scene reads it
+    # once for everything; otherwise the moments need the maximum first (a second pass).
+    scale_known = np.dtype(dtype) == np.uint8
+    s1 = s2 = None
     if lazy:
         import dask
 
-        vmax, overview = dask.compute(vmax, overview)
+        if scale_known:
+            moments = block_moments(white_level(dtype, np.nan))
+            vmax, overview, s1, s2 = dask.compute(vmax, overview, *moments)
+        else:
+            vmax, overview = dask.compute(vmax, overview)
     vmax = float(vmax)
     if not np.isfinite(vmax) or np.isnan(overview).all():
         raise AllNoDataError("the image has no valid pixel (all nodata, NaN or infinite)")
     scale = white_level(dtype, vmax)
     fill = tuple(float(v) if np.isfinite(v) else 0.0 for v in np.nanmean(overview, axis=(1, 2)))
-    # ASD: std of gray(I / scale) on blocks anchored at the scene origin.
-    gray = _gray(data) / scale
-    gray = gray.clip(0.0, 1.0)
-    s1 = _block_reduce(gray, by, bx, "nanmean")
-    s2 = _block_reduce(gray * gray, by, bx, "nanmean")
-    if lazy:
-        import dask
-
-        s1, s2 = dask.compute(s1, s2)
+    if s1 is None:
+        s1, s2 = block_moments(scale)
+        if lazy:
+            s1, s2 = dask.compute(s1, s2)
     asd = np.sqrt(np.clip(np.nan_to_num(s2 - s1 * s1), 0.0, None)).astype(np.float32)
     # E_G on the overview: fill holes, scale, R0 at the overview's pixel size.
     ov = np.where(np.isnan(overview), np.asarray(fill, dtype=np.float32)[:, None, None], overview)
