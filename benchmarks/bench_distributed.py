@@ -12,9 +12,14 @@ worker; goal >= 0.9), whether the three outputs are byte-identical, and the
 peak RSS of each worker process (goal <= 2 GB for any scene size: memory
 depends on the tile, not the scene).
 
+With ``--memory-only`` it makes one timed run on a cluster of ``--workers``
+workers and reports the workers' peak RSS: the check that memory per worker is
+bounded on a 20000 x 20000 x 3 scene.
+
 Usage::
 
     python benchmarks/bench_distributed.py --size 4096 --tile 1024
+    python benchmarks/bench_distributed.py --size 20000 --tile 1024 --memory-only --workers 2
 """
 
 from __future__ import annotations
@@ -66,14 +71,16 @@ def run_single(src: Path, dst: Path, tile: int) -> float:
     return elapsed
 
 
-def run_cluster(src: Path, dst: Path, tile: int, workers: int) -> tuple[float, list[float]]:
+def run_cluster(
+    src: Path, dst: Path, tile: int, workers: int, repeat: int = REPEAT
+) -> tuple[float, list[float]]:
     from geo_ntl.parallel import compute_context
 
     with compute_context(workers=workers, threads_per_worker=1, dashboard=False) as context:
         # Warm the workers (imports, first torch calls) so that only the work is timed.
         context.client.run(_warm_up)
         elapsed = float("inf")
-        for _ in range(REPEAT):
+        for _ in range(repeat):
             start = time.perf_counter()
             enhance_scene(src, dst, tile)
             elapsed = min(elapsed, time.perf_counter() - start)
@@ -87,10 +94,28 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/geo_ntl_bench"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--memory-only", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="with --memory-only")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     src = make_input_scene(args.workdir / f"in_{args.size}.tif", args.size)
     megapixels = args.size**2 / 1e6
+    if args.memory_only:
+        out = args.workdir / f"mem_{args.size}.tif"
+        t, rss = run_cluster(src, out, args.tile, args.workers, repeat=1)
+        dump(
+            {
+                "size": args.size,
+                "tile": args.tile,
+                "workers": args.workers,
+                "seconds": round(t, 1),
+                "mp_s": round(megapixels / t, 3),
+                "worker_peak_rss_mib": [round(v) for v in rss],
+            },
+            args.json,
+        )
+        out.unlink(missing_ok=True)
+        return
 
     t1, rss1 = run_cluster(src, args.workdir / "c1.tif", args.tile, 1)
     t2, rss2 = run_cluster(src, args.workdir / "c2.tif", args.tile, 2)

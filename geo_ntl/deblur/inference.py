@@ -45,13 +45,13 @@ __all__ = [
 ]
 
 #: Tile edge in pixels (halo excluded). Large, so the halo costs little:
-#: (2048 + 2 x 72)^2 / 2048^2 = 1.15 x the scene's pixels.
+#: (2048 + 2 x 100)^2 / 2048^2 = 1.20 x the scene's pixels.
 DEFAULT_TILE = 2048
 #: Halo in pixels on every side of a tile (multiple of 4). The shipped
 #: generator's effective receptive field holds 99 % of its gradient mass within
-#: 70 px (99.9 % within 102 px; theoretical radius 192 px); tiled and whole
-#: results differ by <= 1 DN from a 48 px halo up (benchmarks/results/deblur.md).
-DEFAULT_HALO = 72
+#: 99 px (99.9 % within 110-120 px; theoretical radius 192 px); see
+#: benchmarks/results/deblur.md for tiled-versus-whole differences per halo.
+DEFAULT_HALO = 100
 #: Tiles per forward pass on a GPU; on a CPU batching gains nothing and
 #: multiplies memory, so tiles run one at a time there.
 DEFAULT_BATCH_SIZE = 4
