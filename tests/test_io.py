@@ -9,6 +9,7 @@ import dask.array as dsa
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 
@@ -75,6 +76,59 @@ def test_write_cog__overviews_and_tiles_on_larger_scene(tmp_path):
         assert src.overviews(1) == [2, 4]
         assert src.compression.name == "zstd"
     assert cog_validate(out, quiet=True)[0]
+
+
+@pytest.mark.parametrize(
+    "width, height", [(512, 512), (513, 513), (1025, 300), (2049, 700), (5000, 12000)]
+)
+def test_cog_overview_factors__match_gdal_cog_driver(tmp_path, width, height):
+    from geo_ntl.io import COG_PROFILE, cog_overview_factors
+
+    src = tmp_path / "empty.tif"
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:3067",
+        transform=from_origin(0, 0, 1, 1),
+        tiled=True,
+        sparse_ok=True,
+    ):
+        pass
+    rasterio.shutil.copy(src, tmp_path / "cog.tif", driver="COG", **COG_PROFILE)
+    with rasterio.open(tmp_path / "cog.tif") as cog:
+        assert cog_overview_factors(width, height, 512) == cog.overviews(1)
+
+
+@pytest.mark.parametrize("dtype, nodata", [("uint8", 0), ("float32", None)])
+def test_write_cog__overviews_equal_gdal_cog_drivers(tmp_path, dtype, nodata):
+    # write_cog builds the overviews itself (uncompressed, before encoding): they must be the
+    # ones GDAL's COG driver would have made from the same pixels
+    from geo_ntl.io import COG_PROFILE
+
+    scene = make_scene((3, 1300, 1100), dtype=dtype, chunks=500, seed=5)
+    if nodata is not None:
+        scene = scene.rio.write_nodata(nodata)
+        scene[:, 100:400, 200:700] = nodata
+    ours = write_cog(scene, tmp_path / "ours.tif")
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(ours) as src:
+        profile = {**src.profile, "driver": "GTiff", "compress": "NONE"}
+        with rasterio.open(plain, "w", **profile) as dst:
+            dst.write(src.read())
+    rasterio.shutil.copy(plain, tmp_path / "gdal.tif", driver="COG", **COG_PROFILE)
+    with rasterio.open(ours) as a, rasterio.open(tmp_path / "gdal.tif") as b:
+        assert a.overviews(1) == b.overviews(1) == [2, 4]
+        for level in range(len(a.overviews(1))):
+            with (
+                rasterio.open(ours, overview_level=level) as oa,
+                rasterio.open(tmp_path / "gdal.tif", overview_level=level) as ob,
+            ):
+                np.testing.assert_array_equal(oa.read(), ob.read())
 
 
 def test_write_cog__scale_offset_kept(tmp_path):
