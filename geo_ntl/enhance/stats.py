@@ -7,9 +7,10 @@ deviation (ASD) on blocks of 1/50 of the scene's height and width, the global
 exposure E_G (the scene mean of max_c R0, eq. 30) and the value that fills
 nodata pixels. :func:`global_stats` computes them from block sums and an
 overview (at most :data:`OVERVIEW_MAX` pixels on its long side), both of which
-are streaming dask reductions for a dask-backed scene (for a numpy array, the
-NaN-aware block means are torch block sums: numpy's ``nanmean`` over reshaped
-blocks cost as much as the whole enhancement of the block).
+come from one task per chunk of a dask-backed scene (partial block sums added
+up on the client; see :func:`_lazy_pass`), and for a numpy array from torch
+block sums (numpy's ``nanmean`` over reshaped blocks cost as much as the whole
+enhancement of the block).
 """
 
 from __future__ import annotations
@@ -72,13 +73,14 @@ def _gray(x):
 
 
 def _block_nanmean_np(x: np.ndarray, by: int, bx: int) -> np.ndarray:
-    """NaN-ignoring means of a numpy (…, y, x) array over by x bx blocks (torch, float32)."""
+    """NaN-ignoring means of a numpy (…, y, x) array over by x bx blocks (torch, float64 sums)."""
     import torch
     import torch.nn.functional as F
 
     h, w = x.shape[-2:]
     ny, nx = math.ceil(h / by), math.ceil(w / bx)
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(-1, h, w)
+    # float64: the ASD is sqrt(E[g^2] - E[g]^2), which float32 sums of dark scenes cancel away
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).reshape(-1, h, w)
     pad = (0, nx * bx - w, 0, ny * by - h)
 
     def block_sum(v: torch.Tensor) -> torch.Tensor:
@@ -90,35 +92,118 @@ def _block_nanmean_np(x: np.ndarray, by: int, bx: int) -> np.ndarray:
     # mask is only built when there is.
     if not bool(torch.isfinite(t.sum())) and bool((nan := torch.isnan(t)).any()):
         sums = block_sum(torch.where(nan, 0.0, t))
-        count = block_sum((~nan).float())
+        count = block_sum((~nan).double())
     else:
         sums = block_sum(t)
-        rows = torch.clamp(h - torch.arange(ny) * by, max=by).float()
-        cols = torch.clamp(w - torch.arange(nx) * bx, max=bx).float()
+        rows = torch.clamp(h - torch.arange(ny) * by, max=by).double()
+        cols = torch.clamp(w - torch.arange(nx) * bx, max=bx).double()
         count = (rows[:, None] * cols[None, :]).expand_as(sums)
     mean = (sums / count).masked_fill_(count == 0, float("nan"))
     return mean.reshape(*x.shape[:-2], ny, nx).numpy()
 
 
-def _block_reduce(x, by: int, bx: int, how: str):
-    """Reduce a (…, y, x) numpy or dask array (NaN = missing) over by x bx blocks, padding with NaN."""
-    h, w = x.shape[-2:]
-    ny, nx = math.ceil(h / by), math.ceil(w / bx)
-    pad = [(0, 0)] * (x.ndim - 2) + [(0, ny * by - h), (0, nx * bx - w)]
-    if isinstance(x, np.ndarray):
-        if how == "nanmean":
-            return _block_nanmean_np(x, by, bx)
-        xp = np.pad(x, pad, constant_values=np.nan)
-        blocks = xp.reshape(*x.shape[:-2], ny, by, nx, bx)
-        return getattr(np, how)(blocks, axis=(-3, -1))
-    import dask.array as dsa
+def _block_reduce(x: np.ndarray, by: int, bx: int) -> np.ndarray:
+    """NaN-ignoring means of a numpy (…, y, x) array over by x bx blocks anchored at (0, 0)."""
+    return _block_nanmean_np(x, by, bx)
 
-    xp = dsa.pad(x, pad, mode="constant", constant_values=np.nan)
-    xp = xp.rechunk(
-        xp.chunks[:-2]
-        + (max(by, (xp.chunks[-2][0] // by) * by), max(bx, (xp.chunks[-1][0] // bx) * bx))
-    )
-    return dsa.coarsen(getattr(np, how), xp, {x.ndim - 2: by, x.ndim - 1: bx}, trim_excess=False)
+
+def _starts(index: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.flatnonzero(np.diff(index)) + 1])
+
+
+def _partial_block_sums(
+    x: np.ndarray, y0: int, x0: int, by: int, bx: int
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Sums and counts of the non-NaN values of a chunk over the scene's by x bx blocks.
+
+    The chunk starts at scene pixel ``(y0, x0)``; blocks are anchored at the
+    scene origin, so a block cut by chunk edges gets partial sums from each
+    chunk. Returns the first block row and column the chunk touches, then
+    ``sums`` (float64) and ``counts`` (int64), both ``(…, n_block_rows, n_block_cols)``.
+    """
+    h, w = x.shape[-2:]
+    rows = (y0 + np.arange(h)) // by
+    cols = (x0 + np.arange(w)) // bx
+    rs, cs = _starts(rows), _starts(cols)
+
+    def block_sums(v: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(v, rs, axis=-2, dtype=np.float64), cs, axis=-1)
+
+    sums = block_sums(x)
+    if np.isfinite(sums).all():  # no NaN in the chunk (the usual case): counts are block areas
+        areas = np.diff(np.append(rs, h))[:, None] * np.diff(np.append(cs, w))[None, :]
+        counts = np.broadcast_to(areas, sums.shape)
+    else:
+        valid = ~np.isnan(x)
+        sums = block_sums(np.where(valid, x, 0.0))
+        counts = block_sums(valid).astype(np.int64)
+    return int(rows[0]), int(cols[0]), sums, counts
+
+
+def _chunk_partials(
+    block: np.ndarray,
+    y0: int,
+    x0: int,
+    *,
+    f: int,
+    by: int,
+    bx: int,
+    scale: float | None,
+    first: bool,
+) -> dict:
+    """Everything the scene-wide statistics need from one chunk, as small arrays.
+
+    ``first``: the chunk's maximum and its overview sums; ``scale`` (when known):
+    the sums of gray(I / scale) and of its square over the ASD blocks.
+    """
+    out: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunk
+        if first:
+            out["max"] = float(np.nanmax(block)) if block.size else np.nan
+            out["overview"] = _partial_block_sums(block, y0, x0, f, f)
+        if scale is not None:
+            gray = (_gray(block) / scale).clip(0.0, 1.0)
+            out["m1"] = _partial_block_sums(gray, y0, x0, by, bx)
+            out["m2"] = _partial_block_sums(gray * gray, y0, x0, by, bx)
+    return out
+
+
+def _accumulate(parts: list[tuple[int, int, np.ndarray, np.ndarray]], shape: tuple) -> np.ndarray:
+    """NaN-ignoring block means from the per-chunk partial sums (NaN where a block is empty)."""
+    total = np.zeros(shape, dtype=np.float64)
+    count = np.zeros(shape, dtype=np.int64)
+    for r0, c0, sums, counts in parts:
+        nr, nc = sums.shape[-2:]
+        total[..., r0 : r0 + nr, c0 : c0 + nc] += sums
+        count[..., r0 : r0 + nr, c0 : c0 + nc] += counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _lazy_pass(data, *, f: int, by: int, bx: int, scale: float | None, first: bool) -> list[dict]:
+    """One task per chunk of a dask ``(band, y, x)`` array; the small results come back.
+
+    A dask ``coarsen`` over blocks that do not align with the chunks would
+    rechunk into hundreds of small tasks, which cost about a millisecond each
+    on dask.distributed; here a scene of N chunks is N tasks besides its reads.
+    """
+    import dask
+
+    if data.numblocks[0] != 1:
+        data = data.rechunk({0: -1})
+    y_off = np.concatenate([[0], np.cumsum(data.chunks[1])[:-1]])
+    x_off = np.concatenate([[0], np.cumsum(data.chunks[2])[:-1]])
+    blocks = data.to_delayed()[0]
+    task = dask.delayed(_chunk_partials, pure=True)
+    tasks = [
+        task(
+            blocks[i, j], int(y_off[i]), int(x_off[j]), f=f, by=by, bx=bx, scale=scale, first=first
+        )
+        for i in range(blocks.shape[0])
+        for j in range(blocks.shape[1])
+    ]
+    return list(dask.compute(*tasks))
 
 
 def global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
@@ -159,40 +244,37 @@ def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats
     by = max(1, math.ceil(h * params.asd_fraction))
     bx = max(1, math.ceil(w * params.asd_fraction))
     f = max(1, math.ceil(max(h, w) / OVERVIEW_MAX))
-    if lazy:
-        import dask.array as dsa
-
-        vmax = dsa.nanmax(data)
-    else:
-        vmax = np.fmax.reduce(data, axis=None) if data.size else np.nan  # NaN only if all NaN
-    overview = _block_reduce(data, f, f, "nanmean")
-
-    def block_moments(scale: float):
-        # ASD: std of gray(I / scale) on blocks anchored at the scene origin.
-        gray = (_gray(data) / scale).clip(0.0, 1.0)
-        return _block_reduce(gray, by, bx, "nanmean"), _block_reduce(gray * gray, by, bx, "nanmean")
-
+    ov_shape = (bands, math.ceil(h / f), math.ceil(w / f))
+    asd_shape = (math.ceil(h / by), math.ceil(w / bx))
     # uint8's white level does not depend on the data: then one pass over a lazy scene reads it
     # once for everything; otherwise the moments need the maximum first (a second pass).
-    scale_known = np.dtype(dtype) == np.uint8
+    known = white_level(dtype, np.nan) if np.dtype(dtype) == np.uint8 else None
     s1 = s2 = None
     if lazy:
-        import dask
-
-        if scale_known:
-            moments = block_moments(white_level(dtype, np.nan))
-            vmax, overview, s1, s2 = dask.compute(vmax, overview, *moments)
-        else:
-            vmax, overview = dask.compute(vmax, overview)
+        parts = _lazy_pass(data, f=f, by=by, bx=bx, scale=known, first=True)
+        maxima = [p["max"] for p in parts if np.isfinite(p["max"])]
+        vmax = max(maxima) if maxima else np.nan
+        overview = _accumulate([p["overview"] for p in parts], ov_shape)
+        if known is not None:
+            s1 = _accumulate([p["m1"] for p in parts], asd_shape)
+            s2 = _accumulate([p["m2"] for p in parts], asd_shape)
+    else:
+        vmax = np.fmax.reduce(data, axis=None) if data.size else np.nan  # NaN only if all NaN
+        overview = _block_reduce(data, f, f)
     vmax = float(vmax)
     if not np.isfinite(vmax) or np.isnan(overview).all():
         raise AllNoDataError("the image has no valid pixel (all nodata, NaN or infinite)")
     scale = white_level(dtype, vmax)
     fill = tuple(float(v) if np.isfinite(v) else 0.0 for v in np.nanmean(overview, axis=(1, 2)))
     if s1 is None:
-        s1, s2 = block_moments(scale)
         if lazy:
-            s1, s2 = dask.compute(s1, s2)
+            parts = _lazy_pass(data, f=f, by=by, bx=bx, scale=scale, first=False)
+            s1 = _accumulate([p["m1"] for p in parts], asd_shape)
+            s2 = _accumulate([p["m2"] for p in parts], asd_shape)
+        else:
+            # ASD: std of gray(I / scale) on blocks anchored at the scene origin.
+            gray = (_gray(data) / scale).clip(0.0, 1.0)
+            s1, s2 = _block_reduce(gray, by, bx), _block_reduce(gray * gray, by, bx)
     asd = np.sqrt(np.clip(np.nan_to_num(s2 - s1 * s1), 0.0, None)).astype(np.float32)
     # E_G on the overview: fill holes, scale, R0 at the overview's pixel size.
     ov = np.where(np.isnan(overview), np.asarray(fill, dtype=np.float32)[:, None, None], overview)
