@@ -114,7 +114,7 @@ def _starts(index: np.ndarray) -> np.ndarray:
 def _partial_block_sums(
     x: np.ndarray, y0: int, x0: int, by: int, bx: int
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Sums and counts of the non-NaN values of a chunk over the scene's by x bx blocks.
+    """Sum and count the non-NaN values of a chunk over the scene's by x bx blocks.
 
     The chunk starts at scene pixel ``(y0, x0)``; blocks are anchored at the
     scene origin, so a block cut by chunk edges gets partial sums from each
