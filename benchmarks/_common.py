@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -55,12 +54,34 @@ def timed(func, *args, repeat: int = 1, **kwargs) -> float:
     return best
 
 
+def vm_hwm_mib() -> float:
+    """Peak resident set of this process's memory map (``VmHWM``), in MiB.
+
+    Unlike ``ru_maxrss``, which Linux carries over from the parent through
+    fork and exec (a child started by a big process "peaks" at the parent's
+    size), ``VmHWM`` starts afresh with each program.
+    """
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024.0
+
+
 def peak_rss_of(code: str) -> tuple[float, str]:
-    """Run Python `code` in a child process; return its peak RSS in MiB and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024.0, proc.stdout
+    """Run Python `code` in a child process; return its peak RSS (VmHWM) in MiB and its stdout."""
+    probe = "\nimport sys as _s, _common as _c\nprint('VMHWM', _c.vm_hwm_mib(), file=_s.stderr)\n"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n" + code + probe,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peak = next(
+        float(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("VMHWM")
+    )
+    return peak, proc.stdout
 
 
 def dump(results: dict, out: Path | None) -> None:

@@ -25,19 +25,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
 from _common import dump, make_input_scene
-
 
 #: Timed runs of each configuration (the best is reported).
 REPEAT = 3
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    from _common import vm_hwm_mib  # workers import it from the script's folder
+
+    return vm_hwm_mib()
 
 
 def enhance_scene(src: Path, dst: Path, tile: int) -> None:
