@@ -79,3 +79,19 @@ def test_store_distributed__killed_worker_names_the_tile(tmp_path, monkeypatch):
     scene = make_scene((3, 64, 64), chunks=32)
     with pytest.raises(ClusterError, match="32-pixel tile.*lower --tile"):
         gio._store_distributed(scene.data, tmp_path / "s.tif")
+
+
+def test_row_bands__cover_the_rows_once_in_bands_of_a_few_tasks_per_thread():
+    from geo_ntl.io import BAND_TASKS_PER_THREAD, _row_bands
+
+    chunks = (200, 200, 200, 100)
+    bands = _row_bands(chunks, n_cols=3, threads=2)
+    assert bands == [(0, 600), (600, 700)]  # ceil(4 * 2 / 3) = 3 chunk rows per band
+    assert _row_bands(chunks, n_cols=100, threads=1) == [
+        (0, 200),
+        (200, 400),
+        (400, 600),
+        (600, 700),
+    ]
+    assert _row_bands(chunks, n_cols=1, threads=64) == [(0, 700)]
+    assert BAND_TASKS_PER_THREAD >= 2  # enough queued work to keep every thread busy
