@@ -371,10 +371,15 @@ def _store_distributed(data: dsa.Array, staging: Path) -> None:
     lock = Lock(name=f"geo_ntl-write-{staging.name}")
     writer = _StagingFileWriter(staging)
     count, _, width = data.shape
+    # Optimise (fuse) the graph once: re-optimising each band's slice fuses differently, and
+    # the scheduler then sees one key with two definitions (dask/dask#9888).
+    import dask
+
+    (data,) = dask.optimize(data)
     try:
         for y0, y1 in _row_bands(data.chunks[1], data.numblocks[2], threads):
             region = (slice(0, count), slice(y0, y1), slice(0, width))
-            dsa.store(data[:, y0:y1, :], writer, lock=lock, regions=region)
+            dsa.store(data[:, y0:y1, :], writer, lock=lock, regions=region, optimize_graph=False)
     except KilledWorker as exc:
         edge = max(max(data.chunks[1]), max(data.chunks[2]))
         raise ClusterError(
