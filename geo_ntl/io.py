@@ -343,7 +343,7 @@ def _build_staging_overviews(staging: Path, blocksize: int) -> None:
 
 
 #: Tile tasks per worker thread in one band of rows stored by a cluster (see :func:`_row_bands`).
-BAND_TASKS_PER_THREAD = 4
+BAND_TASKS_PER_THREAD = 8
 
 
 def _row_bands(chunks_y: tuple[int, ...], n_cols: int, threads: int) -> list[tuple[int, int]]:

@@ -85,7 +85,7 @@ def test_row_bands__cover_the_rows_once_in_bands_of_a_few_tasks_per_thread():
     from geo_ntl.io import BAND_TASKS_PER_THREAD, _row_bands
 
     chunks = (200, 200, 200, 100)
-    bands = _row_bands(chunks, n_cols=3, threads=2)
+    bands = _row_bands(chunks, n_cols=3, threads=1)
     assert bands == [(0, 600), (600, 700)]  # ceil(4 * 2 / 3) = 3 chunk rows per band
     assert _row_bands(chunks, n_cols=100, threads=1) == [
         (0, 200),
