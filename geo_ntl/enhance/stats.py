@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geo_ntl._runs import run_starts, sum_runs
 from geo_ntl.enhance.init import LUMA_WEIGHTS
 from geo_ntl.enhance.params import ASMParams
 from geo_ntl.exceptions import AllNoDataError
@@ -107,10 +108,6 @@ def _block_reduce(x: np.ndarray, by: int, bx: int) -> np.ndarray:
     return _block_nanmean_np(x, by, bx)
 
 
-def _starts(index: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.flatnonzero(np.diff(index)) + 1])
-
-
 def _partial_block_sums(
     x: np.ndarray, y0: int, x0: int, by: int, bx: int
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -124,10 +121,10 @@ def _partial_block_sums(
     h, w = x.shape[-2:]
     rows = (y0 + np.arange(h)) // by
     cols = (x0 + np.arange(w)) // bx
-    rs, cs = _starts(rows), _starts(cols)
+    rs, cs = run_starts(rows), run_starts(cols)
 
     def block_sums(v: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(np.add.reduceat(v, rs, axis=-2, dtype=np.float64), cs, axis=-1)
+        return sum_runs(v, rs, cs, dtype=np.float64)
 
     sums = block_sums(x)
     if np.isfinite(sums).all():  # no NaN in the chunk (the usual case): counts are block areas

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from geo_ntl._runs import run_starts, sum_runs
 from geo_ntl.exceptions import AllNoDataError, ParameterError
 from geo_ntl.spatial.grid import Grid
 
@@ -104,10 +105,6 @@ def _aoi_valid(grid: Grid, y0: int, x0: int, h: int, w: int) -> np.ndarray | Non
     return inside
 
 
-def _starts(index: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.flatnonzero(np.diff(index)) + 1])
-
-
 def _reduce_block(
     block: np.ndarray, y0: int, x0: int, *, grid: Grid, mode: RadianceMode, nodata: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,9 +120,9 @@ def _reduce_block(
     if grid.kind == "square":
         rows, _ = grid.lattice_of_points(np.zeros_like(ys), ys)
         _, cols = grid.lattice_of_points(xs, np.zeros_like(xs))
-        rs, cs = _starts(rows), _starts(cols)
-        sums = np.add.reduceat(np.add.reduceat(rad, rs, axis=0), cs, axis=1)
-        counts = np.add.reduceat(np.add.reduceat(valid.astype(np.int64), rs, axis=0), cs, axis=1)
+        rs, cs = run_starts(rows), run_starts(cols)
+        sums = sum_runs(rad, rs, cs)
+        counts = sum_runs(valid.astype(np.int64), rs, cs)
         flat = rows[rs][:, None] * n_cols + cols[cs][None, :]
         return flat.ravel(), sums.ravel(), counts.ravel()
     rows, cols = grid.lattice_of_points(xs[None, :], ys[:, None])

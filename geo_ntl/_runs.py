@@ -1,0 +1,47 @@
+"""Sums over runs of equal labels along the last two axes of an array (block reductions).
+
+Both the per-cell aggregation of night light (:mod:`geo_ntl.spatial.aggregate`)
+and the enhancer's scene statistics (:mod:`geo_ntl.enhance.stats`) reduce a
+chunk of pixels onto blocks anchored at the scene origin: each pixel row and
+column has a block label that never decreases, so a block is a run of equal
+labels and ``numpy.add.reduceat`` at the run starts sums it in one pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["run_starts", "sum_runs"]
+
+
+def run_starts(labels: np.ndarray) -> np.ndarray:
+    """Return where each run of equal values starts in a 1-D non-decreasing label array."""
+    return np.concatenate([[0], np.flatnonzero(np.diff(labels)) + 1])
+
+
+def sum_runs(
+    values: np.ndarray,
+    row_starts: np.ndarray,
+    col_starts: np.ndarray,
+    *,
+    dtype: np.dtype | type | None = None,
+) -> np.ndarray:
+    """Sum ``values`` (…, h, w) over the blocks that the row and column runs delimit.
+
+    Parameters
+    ----------
+    values : ndarray
+        Array whose last two axes are rows and columns.
+    row_starts, col_starts : ndarray
+        Run starts from :func:`run_starts`.
+    dtype : numpy dtype, optional
+        Accumulator type (e.g. float64 for float32 input).
+
+    Returns
+    -------
+    ndarray
+        ``(…, len(row_starts), len(col_starts))`` block sums.
+    """
+    return np.add.reduceat(
+        np.add.reduceat(values, row_starts, axis=-2, dtype=dtype), col_starts, axis=-1
+    )
