@@ -50,6 +50,36 @@ def test_apply_tiled__equals_whole_image(height, width, bands, chunk_y, chunk_x,
     np.testing.assert_array_equal(tiled, whole)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    height=st.integers(1, 60),
+    width=st.integers(1, 60),
+    chunk=st.integers(1, 25),
+    depth=st.integers(0, 7),
+)
+def test_apply_tiled__with_origin_locates_every_block(height, width, chunk, depth):
+    scene = make_scene((1, height, width), chunks=chunk)
+
+    def scene_position(block: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+        rows, cols = np.indices(block.shape[1:])
+        return np.stack([rows + origin[0], cols + origin[1]])
+
+    out = apply_tiled(
+        scene, scene_position, depth=depth, dtype="int64", bands_out=2, with_origin=True
+    ).values
+    np.testing.assert_array_equal(out, np.indices((height, width)))
+
+
+def test_apply_tiled__one_task_per_tile():
+    # The halo is cut from the neighbouring chunks inside the tile's own task: no slicing and
+    # concatenation tasks (each costs a scheduler round trip on dask.distributed).
+    scene = make_scene((3, 96, 80), chunks=32)
+    out = apply_tiled(scene, lambda b: b, depth=5, name="probe").data
+    own_tasks = [key for key in dict(out.dask) if str(key[0]).startswith("probe")]
+    assert len(own_tasks) == 3 * 3
+    assert len(dict(out.dask)) == len(dict(scene.data.dask)) + 3 * 3
+
+
 def test_apply_tiled__keeps_georeferencing(rgb_scene_any):
     out = apply_tiled(rgb_scene_any, lambda b: b // 2, depth=3)
     assert out.rio.crs == rgb_scene_any.rio.crs

@@ -5,11 +5,10 @@ once (dask reductions) for the quantities the paper takes over the whole image
 (:class:`~geo_ntl.enhance.stats.GlobalStats`: white level, ASD blocks of 1/50
 of the scene, E_G on an overview, nodata fill). The second runs
 :func:`~geo_ntl.enhance.core.enhance_block` per tile through
-:func:`geo_ntl.tiling.apply_tiled`. Two extra bands holding each pixel's scene
-row and column travel with the pixels, so a tile knows where it lies: the coarse
-grid, the superpixel seeds and the ASD blocks are anchored at the scene origin,
-and the reflected halo at scene edges is cropped off so edge tiles see the same
-boundary as the whole image. The halo (:func:`~geo_ntl.enhance.core.halo_depth`,
+:func:`geo_ntl.tiling.apply_tiled`, which tells each tile where it lies
+(``with_origin``): the coarse grid, the superpixel seeds and the ASD blocks are
+anchored at the scene origin, and the reflected halo at scene edges is cropped
+off so edge tiles see the same boundary as the whole image. The halo (:func:`~geo_ntl.enhance.core.halo_depth`,
 192 px with the defaults) is the radius of support of the whole chain: every
 filter is truncated, SLIC uses only neighbouring seeds, and the solvers take a
 fixed number of local (Jacobi / Chebyshev) steps, so a tile with this halo
@@ -289,22 +288,26 @@ def enhance(
     data = data.rechunk((-1, tile, tile))
     xf = data.map_blocks(_to_float, nodata, dtype=np.float32)
     stats = global_stats(xf, dtype=in_dtype, params=prm, device=dev)
-    rows = dsa.broadcast_to(
-        dsa.arange(h, dtype=np.float32, chunks=tile)[:, None], (h, w), chunks=(tile, tile)
-    )
-    cols = dsa.broadcast_to(
-        dsa.arange(w, dtype=np.float32, chunks=tile)[None, :], (h, w), chunks=(tile, tile)
-    )
-    combined = dsa.concatenate([xf, rows[None], cols[None]], axis=0).rechunk((-1, tile, tile))
+    # The tiles get the pixels as stored (a quarter of float32's bytes in their halos); each
+    # converts its own block. The scene's nodata is left off so that apply_tiled leaves the
+    # masking to the enhancer (NaN inside, nodata_out outside).
     spatial = {k: v for k, v in da3.coords.items() if "band" not in v.dims}
-    carrier = xr.DataArray(combined, dims=da3.dims, coords=spatial)
+    carrier = xr.DataArray(data, dims=da3.dims, coords=spatial)
     if da3.rio.crs is not None:
         carrier = carrier.rio.write_crs(da3.rio.crs)
     carrier = carrier.rio.write_transform(da3.rio.transform())
     depth = halo_depth(prm) if halo is None else halo
-    func = _TileFunction(bands=bands, depth=depth, stats=stats, params=prm, device=dev)
+    func = _TileFunction(
+        bands=bands, depth=depth, stats=stats, params=prm, device=dev, nodata=nodata
+    )
     enhanced = apply_tiled(
-        carrier, func, depth=depth, dtype=np.float32, bands_out=bands, name="enhance"
+        carrier,
+        func,
+        depth=depth,
+        dtype=np.float32,
+        bands_out=bands,
+        name="enhance",
+        with_origin=True,
     )
     nodata_out = nodata if nodata is not None else (np.nan if out_dtype.kind == "f" else None)
     result_data = enhanced.data.map_blocks(_from_float, out_dtype, nodata_out, dtype=out_dtype)
@@ -322,34 +325,41 @@ def enhance(
 
 
 class _TileFunction:
-    """Per-tile function: locate the block from its coordinate bands, crop to the scene, enhance."""
+    """Per-tile function: crop the block to the scene (its halo is reflected at edges), enhance."""
 
     def __init__(
-        self, *, bands: int, depth: int, stats: GlobalStats, params: ASMParams, device
+        self,
+        *,
+        bands: int,
+        depth: int,
+        stats: GlobalStats,
+        params: ASMParams,
+        device,
+        nodata: float | None,
     ) -> None:
         self.bands = bands
         self.depth = depth
         self.stats = stats
         self.params = params
         self.device = device
+        self.nodata = nodata
 
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        c, d = self.bands, self.depth
+    def __call__(self, block: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+        d = self.depth
         hb, wb = block.shape[1:]
-        oy = int(block[c, d, d]) - d
-        ox = int(block[c + 1, d, d]) - d
+        oy, ox = origin
         height, width = self.stats.shape
         cell = self.params.cell
         ys, ye = max(0, -oy), min(hb, height - oy)
         xs, xe = max(0, -ox), min(wb, width - ox)
         ys += (-(oy + ys)) % cell
         xs += (-(ox + xs)) % cell
-        out = np.zeros((c, hb, wb), dtype=np.float32)
+        out = np.zeros((self.bands, hb, wb), dtype=np.float32)
         # The tile proper (the block without its halo), in the cropped block's coordinates:
         # only there must the result be exact, so the solver runs on it plus its own support.
         region = (d - ys, min(hb - d, ye) - ys, d - xs, min(wb - d, xe) - xs)
         out[:, ys:ye, xs:xe] = enhance_block(
-            block[:c, ys:ye, xs:xe],
+            _to_float(block[:, ys:ye, xs:xe], self.nodata),
             origin=(oy + ys, ox + xs),
             stats=self.stats,
             params=self.params,
