@@ -14,6 +14,11 @@ depth. Choose ``depth`` at least the operator's radius of support (for a CNN,
 its effective receptive field; for iterative global solvers, the distance
 beyond which the influence falls below the tolerance you accept).
 
+With ``boundary="none"`` the scene's own edges get no halo: blocks there are
+smaller, and the function meets the scene edge as it would on the whole image
+(a CNN's own padding, say). The guarantee is then tiled == ``func(whole image)``
+and no pixel is computed twice at the scene's border.
+
 The graph has one task per tile: it takes the tile's chunk and its (up to
 eight) neighbouring chunks, cuts the halo from them, reflects at the scene's
 edges and runs the function. ``dask.array.overlap`` builds the same extended
@@ -26,7 +31,8 @@ which was most of the distributed path's overhead.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import dask.array as dsa
 import numpy as np
@@ -37,17 +43,50 @@ from dask.highlevelgraph import HighLevelGraph
 from geo_ntl.exceptions import DimensionError, TilingError
 from geo_ntl.io import DEFAULT_CHUNKS, nodata_mask
 
-__all__ = ["TileFunction", "apply_tiled", "apply_whole", "rechunk_for_depth"]
+__all__ = [
+    "Boundary",
+    "TileFunction",
+    "TilePlacement",
+    "apply_tiled",
+    "apply_whole",
+    "rechunk_for_depth",
+]
 
-#: ``func(block) -> block``: ``(band, h + 2 depth, w + 2 depth)`` in, ``(bands_out, same h, same w)`` out.
-#: With ``apply_tiled(..., with_origin=True)`` it is called as ``func(block, origin)``.
+#: ``func(block) -> block``: ``(band, h + halo, w + halo)`` in, ``(bands_out, same h, same w)`` out.
+#: With ``apply_tiled(..., placement=True)`` it is called as ``func(block, placement)``.
 TileFunction = Callable[..., np.ndarray]
+
+#: What a block holds beyond the scene's edges: a symmetric reflection, or nothing.
+Boundary = Literal["reflect", "none"]
+
+
+@dataclass(frozen=True)
+class TilePlacement:
+    """Where a block given to a tile function lies in the scene.
+
+    Attributes
+    ----------
+    origin : tuple of int
+        Scene ``(row, col)`` of ``block[:, 0, 0]``; negative where a reflected
+        halo lies beyond the scene's top or left edge.
+    halo : tuple of int
+        Halo widths ``(top, bottom, left, right)`` around the tile proper; only
+        the tile proper of the function's result is kept.
+    """
+
+    origin: tuple[int, int]
+    halo: tuple[int, int, int, int]
 
 
 def _check_depth(depth: int) -> int:
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 0:
         raise TilingError(f"depth must be a non-negative integer number of pixels, got {depth!r}")
     return int(depth)
+
+
+def _check_boundary(boundary: str) -> None:
+    if boundary not in ("reflect", "none"):
+        raise TilingError(f'boundary must be "reflect" or "none", got {boundary!r}')
 
 
 def _checked_output(result: np.ndarray, expected: tuple[int, int], bands_out: int) -> np.ndarray:
@@ -67,6 +106,7 @@ def apply_whole(
     *,
     depth: int,
     bands_out: int | None = None,
+    boundary: Boundary = "reflect",
 ) -> np.ndarray:
     """Apply ``func`` to a whole ``(band, y, x)`` array padded by ``depth``.
 
@@ -82,12 +122,15 @@ def apply_whole(
         Halo width in pixels (symmetric reflection at the edges).
     bands_out : int, optional
         Number of bands ``func`` returns; defaults to the input's.
+    boundary : {"reflect", "none"}, default "reflect"
+        ``"none"`` runs ``func`` on the array as it is (no padding).
 
     Returns
     -------
     (bands_out, y, x) ndarray
     """
-    depth = _check_depth(depth)
+    _check_boundary(boundary)
+    depth = 0 if boundary == "none" else _check_depth(depth)
     if array.ndim != 3:
         raise DimensionError(f"expected a (band, y, x) array, got shape {array.shape}")
     bands_out = array.shape[0] if bands_out is None else bands_out
@@ -132,11 +175,13 @@ def _extended_block(
     neighbourhood: list[list[np.ndarray]],
     positions: tuple[tuple[int, ...], tuple[int, ...]],
     depth: int,
+    reflect: bool,
 ) -> np.ndarray:
     """Assemble a chunk with its halo from the chunks around it, reflecting at scene edges.
 
     ``neighbourhood[r][c]`` is the chunk at row offset ``positions[0][r]`` and column offset
-    ``positions[1][c]`` (each in -1, 0, 1) from the tile's own chunk.
+    ``positions[1][c]`` (each in -1, 0, 1) from the tile's own chunk. Without ``reflect``
+    the scene's edges get no halo.
     """
     row_offsets, col_offsets = positions
     rows = [
@@ -150,6 +195,8 @@ def _extended_block(
         for row, dy in zip(neighbourhood, row_offsets, strict=True)
     ]
     block = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
+    if not reflect:
+        return block
     pad_y = (0 if -1 in row_offsets else depth, 0 if 1 in row_offsets else depth)
     pad_x = (0 if -1 in col_offsets else depth, 0 if 1 in col_offsets else depth)
     if pad_y == (0, 0) and pad_x == (0, 0):
@@ -158,47 +205,58 @@ def _extended_block(
 
 
 def _tile_task(
-    run_tile: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+    run_tile: Callable[[np.ndarray, TilePlacement], np.ndarray],
     neighbourhood: list[list[np.ndarray]],
     positions: tuple[tuple[int, ...], tuple[int, ...]],
     depth: int,
-    origin: tuple[int, int],
+    reflect: bool,
+    placement: TilePlacement,
 ) -> np.ndarray:
-    return run_tile(_extended_block(neighbourhood, positions, depth), origin)
+    return run_tile(_extended_block(neighbourhood, positions, depth, reflect), placement)
 
 
 def _map_tiles(
     data: dsa.Array,
-    run_tile: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+    run_tile: Callable[[np.ndarray, TilePlacement], np.ndarray],
     *,
     depth: int,
+    boundary: Boundary,
     bands_out: int,
     dtype: np.dtype,
     name: str | None,
     token: Any,
 ) -> dsa.Array:
     """One task per chunk of ``data``: the chunk, its halo from its neighbours, ``run_tile``."""
-    out_name = f"{name or 'tile'}-{tokenize(data.name, depth, bands_out, dtype, token)}"
+    out_name = f"{name or 'tile'}-{tokenize(data.name, depth, boundary, bands_out, dtype, token)}"
     starts_y = np.concatenate([[0], np.cumsum(data.chunks[1])]).astype(int)
     starts_x = np.concatenate([[0], np.cumsum(data.chunks[2])]).astype(int)
     n_y, n_x = data.numblocks[1:]
     reach = (-1, 0, 1) if depth > 0 else (0,)
+    reflect = boundary == "reflect"
     graph: dict[tuple[Any, ...], Any] = {}
     for i in range(n_y):
         row_offsets = tuple(dy for dy in reach if 0 <= i + dy < n_y)
+        top = depth if reflect or i > 0 else 0
+        bottom = depth if reflect or i < n_y - 1 else 0
         for j in range(n_x):
             col_offsets = tuple(dx for dx in reach if 0 <= j + dx < n_x)
+            left = depth if reflect or j > 0 else 0
+            right = depth if reflect or j < n_x - 1 else 0
             neighbourhood = [
                 [(data.name, 0, i + dy, j + dx) for dx in col_offsets] for dy in row_offsets
             ]
-            origin = (int(starts_y[i]) - depth, int(starts_x[j]) - depth)
+            placement = TilePlacement(
+                origin=(int(starts_y[i]) - top, int(starts_x[j]) - left),
+                halo=(top, bottom, left, right),
+            )
             graph[(out_name, 0, i, j)] = (
                 _tile_task,
                 run_tile,
                 neighbourhood,
                 (row_offsets, col_offsets),
                 depth,
-                origin,
+                reflect,
+                placement,
             )
     layer = HighLevelGraph.from_collections(out_name, graph, dependencies=[data])
     return dsa.Array(
@@ -231,7 +289,8 @@ def apply_tiled(
     nodata: float | None = None,
     chunks: int | None = None,
     name: str | None = None,
-    with_origin: bool = False,
+    placement: bool = False,
+    boundary: Boundary = "reflect",
 ) -> xr.DataArray:
     """Run ``func`` over overlapping windows of a scene, lazily.
 
@@ -243,7 +302,8 @@ def apply_tiled(
         ``chunks`` (default :data:`geo_ntl.io.DEFAULT_CHUNKS`).
     func : callable
         ``func(block) -> result``: ``block`` is ``(band, h + 2*depth, w + 2*depth)``
-        in the input dtype, ``result`` is ``(bands_out, h + 2*depth, w + 2*depth)``.
+        in the input dtype (less at the scene's edges with ``boundary="none"``),
+        ``result`` is ``(bands_out, same height, same width)``.
         It runs once per tile, possibly in several threads or processes at
         once, so it must not change shared state.
     depth : int
@@ -260,10 +320,14 @@ def apply_tiled(
         Rechunk to tiles of this edge first.
     name : str, optional
         Prefix of the dask task names (shows in the dashboard).
-    with_origin : bool, default False
-        Call ``func(block, origin)``, where ``origin = (row, col)`` is the scene
-        position of ``block[:, 0, 0]`` (``-depth`` at the top and left edges,
-        whose halo is reflected), for functions anchored to the scene's grid.
+    placement : bool, default False
+        Call ``func(block, placement)`` with the block's :class:`TilePlacement`
+        (its scene origin and halo widths), for functions anchored to the
+        scene's grid or that split blocks themselves.
+    boundary : {"reflect", "none"}, default "reflect"
+        Halo beyond the scene's edges: a symmetric reflection (every block has
+        ``depth`` on every side), or none (the function sees the scene edge;
+        no pixel beyond the scene is computed).
 
     Returns
     -------
@@ -288,6 +352,7 @@ def apply_tiled(
     ((3, 100, 80), True)
     """
     depth = _check_depth(depth)
+    _check_boundary(boundary)
     da3, squeeze = _to_band_yx(da)
     in_nodata = da3.rio.nodata
     out_nodata = in_nodata if nodata is None else nodata
@@ -302,15 +367,14 @@ def apply_tiled(
         data = data.rechunk((-1, chunks, chunks))
     data = rechunk_for_depth(data, depth)
 
-    def run_tile(block: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
-        inner_shape = (block.shape[1] - 2 * depth, block.shape[2] - 2 * depth)
-        produced = func(block, origin) if with_origin else func(block)
-        result = _checked_output(produced, block.shape[1:], n_out)
-        inner = result[:, depth : depth + inner_shape[0], depth : depth + inner_shape[1]]
-        inner = np.asarray(inner, dtype=out_dtype)
-        mask = nodata_mask(
-            block[:, depth : depth + inner_shape[0], depth : depth + inner_shape[1]], in_nodata
+    def run_tile(block: np.ndarray, where: TilePlacement) -> np.ndarray:
+        result = _checked_output(
+            func(block, where) if placement else func(block), block.shape[1:], n_out
         )
+        top, bottom, left, right = where.halo
+        core = (slice(top, block.shape[1] - bottom), slice(left, block.shape[2] - right))
+        inner = np.asarray(result[:, core[0], core[1]], dtype=out_dtype)
+        mask = nodata_mask(block[:, core[0], core[1]], in_nodata)
         if mask is not None and out_nodata is not None and mask.any():
             inner = inner.copy()
             inner[:, mask] = out_nodata
@@ -324,10 +388,11 @@ def apply_tiled(
         data,
         run_tile,
         depth=depth,
+        boundary=boundary,
         bands_out=n_out,
         dtype=out_dtype,
         name=name,
-        token=(func, in_nodata, out_nodata, with_origin),
+        token=(func, in_nodata, out_nodata, placement),
     )
 
     coords = {key: value for key, value in da3.coords.items() if "band" not in value.dims}

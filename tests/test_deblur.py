@@ -561,9 +561,9 @@ def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
     calls = []
     original = inference._Runner.__call__
 
-    def counting(self, block):
+    def counting(self, block, placement=None):
         calls.append(block.shape)
-        return original(self, block)
+        return original(self, block, placement)
 
     monkeypatch.setattr(inference._Runner, "__call__", counting)
     out = tmp_path / "clean.tif"

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from geo_ntl.exceptions import DimensionError, TilingError
 from geo_ntl.testing import make_scene
-from geo_ntl.tiling import apply_tiled, apply_whole, rechunk_for_depth
+from geo_ntl.tiling import TilePlacement, apply_tiled, apply_whole, rechunk_for_depth
 
 
 def _local_operator(depth: int, seed: int):
@@ -57,17 +57,56 @@ def test_apply_tiled__equals_whole_image(height, width, bands, chunk_y, chunk_x,
     chunk=st.integers(1, 25),
     depth=st.integers(0, 7),
 )
-def test_apply_tiled__with_origin_locates_every_block(height, width, chunk, depth):
+def test_apply_tiled__placement_locates_every_block(height, width, chunk, depth):
     scene = make_scene((1, height, width), chunks=chunk)
 
-    def scene_position(block: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    def scene_position(block: np.ndarray, placement: TilePlacement) -> np.ndarray:
         rows, cols = np.indices(block.shape[1:])
-        return np.stack([rows + origin[0], cols + origin[1]])
+        return np.stack([rows + placement.origin[0], cols + placement.origin[1]])
 
-    out = apply_tiled(
-        scene, scene_position, depth=depth, dtype="int64", bands_out=2, with_origin=True
+    for boundary in ("reflect", "none"):
+        out = apply_tiled(
+            scene,
+            scene_position,
+            depth=depth,
+            dtype="int64",
+            bands_out=2,
+            placement=True,
+            boundary=boundary,
+        ).values
+        np.testing.assert_array_equal(out, np.indices((height, width)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    height=st.integers(1, 70),
+    width=st.integers(1, 70),
+    chunk_y=st.integers(1, 40),
+    chunk_x=st.integers(1, 40),
+    depth=st.integers(0, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_apply_tiled__no_boundary_equals_func_on_whole_image(
+    height, width, chunk_y, chunk_x, depth, seed
+):
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 255, (3, height, width)).astype("uint8")
+    scene = make_scene((3, height, width))
+    scene = scene.copy(data=dsa.from_array(array, chunks=(3, chunk_y, chunk_x)))
+    func = _local_operator(depth, seed)
+    seen: list[tuple[int, ...]] = []
+
+    def recording(block: np.ndarray, placement: TilePlacement) -> np.ndarray:
+        seen.append((block.shape[1], block.shape[2]))
+        return func(block)
+
+    tiled = apply_tiled(
+        scene, recording, depth=depth, dtype="float64", boundary="none", placement=True
     ).values
-    np.testing.assert_array_equal(out, np.indices((height, width)))
+    np.testing.assert_array_equal(tiled, func(array))
+    np.testing.assert_array_equal(tiled, apply_whole(array, func, depth=depth, boundary="none"))
+    # Nothing beyond the scene is computed: the blocks cover the scene plus interior halos only.
+    assert all(h <= height and w <= width for h, w in seen)
 
 
 def test_apply_tiled__one_task_per_tile():

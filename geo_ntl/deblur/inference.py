@@ -1,10 +1,13 @@
 """Run the deblooming GAN on scenes (tiled, lazy) and on arrays.
 
 :func:`deblur` runs the generator through :func:`geo_ntl.tiling.apply_tiled`
-with a halo of :data:`DEFAULT_HALO` pixels (at least the generator's effective
-receptive field, see :func:`geo_ntl.deblur.model.receptive_field`) and then,
-unless ``enhance=False``, the ASM low-light enhancer
-(:func:`geo_ntl.enhance.enhance`).
+with a halo of :data:`DEFAULT_HALO` pixels between tiles (at least the
+generator's effective receptive field, see
+:func:`geo_ntl.deblur.model.receptive_field`) and then, unless
+``enhance=False``, the ASM low-light enhancer (:func:`geo_ntl.enhance.enhance`).
+The scene's own edges get no halo (``boundary="none"``): the generator meets
+them with its own padding, as it does on a whole image and as it did on the
+edges of its training crops, so no pixel beyond the scene is computed.
 
 Band handling
     3 bands are RGB. A 1-band (panchromatic) scene is replicated to three
@@ -35,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
+from geo_ntl.tiling import TilePlacement
 
 __all__ = [
     "DEFAULT_TILE",
@@ -44,8 +48,9 @@ __all__ = [
     "deblur_array",
 ]
 
-#: Tile edge in pixels (halo excluded). Large, so the halo costs little:
-#: (2048 + 2 x 100)^2 / 2048^2 = 1.20 x the scene's pixels.
+#: Tile edge in pixels (halo excluded). Large, so the halo costs little: an
+#: interior tile computes (2048 + 2 x 100)^2 / 2048^2 = 1.20 x its pixels, a
+#: scene of 2 x 2 tiles 1.10 x, a scene of one tile 1.0 x.
 DEFAULT_TILE = 2048
 #: Halo in pixels on every side of a tile (multiple of 4). The shipped
 #: generator's effective receptive field holds 99 % of its gradient mass within
@@ -56,6 +61,14 @@ DEFAULT_HALO = 100
 #: multiplies memory, so tiles run one at a time there.
 DEFAULT_BATCH_SIZE = 4
 _MULT = 4  # the generator's down-sampling factor
+#: Smallest window edge the generator takes: its quarter-resolution blocks reflect-pad 6 px
+#: (5x5 convolutions at dilation 3), which needs more than 6 px there.
+_MIN_WINDOW = 32
+
+
+def _pad_to_valid(size: int) -> int:
+    """Pixels to add to a window edge so the generator can run on it."""
+    return _MIN_WINDOW - size if size < _MIN_WINDOW else (-size) % _MULT
 
 
 def _scale_for(dtype: np.dtype, data: Any, nodata: float | None) -> float:
@@ -133,40 +146,46 @@ class _Runner:
                 y = model(t)
             return y.float().cpu().numpy()
 
-    def run_rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """Deblur a (3, H, W) float32 block in [0, 1] whose outer ``depth`` px are halo."""
+    def run_rgb(
+        self, rgb: np.ndarray, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ) -> np.ndarray:
+        """Deblur a (3, H, W) float32 block in [0, 1] whose outer ``halo`` px (top, bottom,
+        left, right) are context from neighbouring blocks.
+
+        The block's core is cut into windows of ``tile`` px, each run with ``depth`` px of
+        context around it where the block has them (a block side without halo is the
+        scene's edge, which the generator meets with its own padding).
+        """
         d, tile = self.depth, self.tile
         _, hb, wb = rgb.shape
+        top, bottom, left, right = halo
         out = np.zeros_like(rgb)
-        ys = list(range(d, hb - d, tile)) or [d]
-        xs = list(range(d, wb - d, tile)) or [d]
-        windows = []
-        for y0 in ys:
-            for x0 in xs:
-                y1, x1 = min(y0 + tile, hb - d), min(x0 + tile, wb - d)
-                windows.append((y0 - d, y1 + d, x0 - d, x1 + d))
-        groups: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
-        for w in windows:
-            groups.setdefault((w[1] - w[0], w[3] - w[2]), []).append(w)
-        for (h, w), wins in groups.items():
-            ph, pw = (-h) % _MULT, (-w) % _MULT
-            for i in range(0, len(wins), self.batch_size):
-                chunk = wins[i : i + self.batch_size]
-                batch = np.stack([rgb[:, a:b, c:e] for a, b, c, e in chunk]) * 2.0 - 1.0
+        groups: dict[tuple[int, int], list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
+        for y0 in range(top, max(hb - bottom, top + 1), tile):
+            for x0 in range(left, max(wb - right, left + 1), tile):
+                core = (y0, min(y0 + tile, hb - bottom), x0, min(x0 + tile, wb - right))
+                ext = (max(0, y0 - d), min(hb, core[1] + d), max(0, x0 - d), min(wb, core[3] + d))
+                groups.setdefault((ext[1] - ext[0], ext[3] - ext[2]), []).append((core, ext))
+        for (h, w), windows in groups.items():
+            ph, pw = _pad_to_valid(h), _pad_to_valid(w)
+            for i in range(0, len(windows), self.batch_size):
+                chunk = windows[i : i + self.batch_size]
+                batch = np.stack([rgb[:, a:b, c:e] for _, (a, b, c, e) in chunk]) * 2.0 - 1.0
                 if ph or pw:
                     batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
                 res = (self._forward(batch.astype(np.float32))[:, :, :h, :w] + 1.0) * 0.5
-                for (a, b, c, e), r in zip(chunk, res, strict=True):
-                    out[:, a + d : b - d, c + d : e - d] = r[:, d : h - d, d : w - d]
+                for ((y0, y1, x0, x1), (a, _, c, _)), r in zip(chunk, res, strict=True):
+                    out[:, y0:y1, x0:x1] = r[:, y0 - a : y1 - a, x0 - c : x1 - c]
         return out
 
-    def __call__(self, block: np.ndarray) -> np.ndarray:
+    def __call__(self, block: np.ndarray, placement: TilePlacement | None = None) -> np.ndarray:
+        """Deblur a block; without ``placement`` the whole block is the tile proper."""
         bad = self._mask(block)
         x = block.astype(np.float32) / np.float32(self.scale)
         x[:, bad] = 0.0
         x = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0)
         rgb = np.repeat(x, 3, axis=0) if self.bands == 1 else x
-        y = self.run_rgb(rgb)
+        y = self.run_rgb(rgb, placement.halo if placement is not None else (0, 0, 0, 0))
         if self.bands == 1:
             y = y.mean(axis=0, keepdims=True)
         y = y * np.float32(self.scale)
@@ -216,7 +235,8 @@ def deblur_array(
     device : str, default "auto"
         Torch device.
     halo : int, optional
-        Reflection padding added around the image (default :data:`DEFAULT_HALO`).
+        Context around each tile when ``tile`` splits the image (default
+        :data:`DEFAULT_HALO`); the image's own edges are not padded.
     tile : int, optional
         Split the image into tiles of this edge with ``halo`` overlap; default
         the whole image in one forward pass.
@@ -272,7 +292,7 @@ def deblur_array(
         bands=arr.shape[0],
         out_dtype=arr.dtype,
     )
-    out = apply_whole(arr, runner, depth=depth)
+    out = apply_whole(arr, runner, depth=depth, boundary="none")
     return out[0] if squeeze else out
 
 
@@ -305,9 +325,9 @@ def deblur(
         about ``300 x (tile + 2 halo)^2`` bytes per batch item (about 1.4 GB
         for the default tile); lower it on small machines.
     halo : int, optional
-        Halo in pixels (multiple of 4); default :data:`DEFAULT_HALO`, chosen
-        from the generator's effective receptive field so tiled and whole
-        results differ by at most 2 DN.
+        Halo in pixels between tiles (multiple of 4); default
+        :data:`DEFAULT_HALO`, chosen from the generator's effective receptive
+        field so tiled and whole results differ by at most 2 DN.
     enhance : bool, default True
         Run :func:`geo_ntl.enhance.enhance` on the result.
     batch_size : int, optional
@@ -401,7 +421,15 @@ def deblur(
         bands=da3.shape[0],
         out_dtype=dtype,
     )
-    out = apply_tiled(carrier, runner, depth=depth, dtype=dtype, name="deblur")
+    out = apply_tiled(
+        carrier,
+        runner,
+        depth=depth,
+        dtype=dtype,
+        name="deblur",
+        placement=True,
+        boundary="none",
+    )
     if enhance:
         from geo_ntl.enhance import enhance as asm_enhance
 

@@ -6,7 +6,7 @@ once (dask reductions) for the quantities the paper takes over the whole image
 of the scene, E_G on an overview, nodata fill). The second runs
 :func:`~geo_ntl.enhance.core.enhance_block` per tile through
 :func:`geo_ntl.tiling.apply_tiled`, which tells each tile where it lies
-(``with_origin``): the coarse grid, the superpixel seeds and the ASD blocks are
+(``placement=True``): the coarse grid, the superpixel seeds and the ASD blocks are
 anchored at the scene origin, and the reflected halo at scene edges is cropped
 off so edge tiles see the same boundary as the whole image. The halo (:func:`~geo_ntl.enhance.core.halo_depth`,
 192 px with the defaults) is the radius of support of the whole chain: every
@@ -40,6 +40,7 @@ from geo_ntl.enhance.core import enhance_block, halo_depth
 from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.stats import GlobalStats, global_stats
 from geo_ntl.exceptions import DimensionError, ParameterError, UnsupportedRasterError
+from geo_ntl.tiling import TilePlacement
 
 __all__ = ["enhance", "enhance_array"]
 
@@ -307,7 +308,7 @@ def enhance(
         dtype=np.float32,
         bands_out=bands,
         name="enhance",
-        with_origin=True,
+        placement=True,
     )
     nodata_out = nodata if nodata is not None else (np.nan if out_dtype.kind == "f" else None)
     result_data = enhanced.data.map_blocks(_from_float, out_dtype, nodata_out, dtype=out_dtype)
@@ -344,10 +345,10 @@ class _TileFunction:
         self.device = device
         self.nodata = nodata
 
-    def __call__(self, block: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    def __call__(self, block: np.ndarray, placement: TilePlacement) -> np.ndarray:
         d = self.depth
         hb, wb = block.shape[1:]
-        oy, ox = origin
+        oy, ox = placement.origin
         height, width = self.stats.shape
         cell = self.params.cell
         ys, ye = max(0, -oy), min(hb, height - oy)
