@@ -6,7 +6,7 @@ Three runs over the same scene, each writing a COG:
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
 * ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread.
 
-They run in three rounds of (single, cluster-1, cluster-2), best time of each kept.
+They run in rounds of (single, cluster-1, cluster-2) (``--rounds``, default 3), best time of each kept.
 Each configuration starts fresh every round and first enhances, untimed, a
 second scene of the same size (other pixels): the first scene a process runs
 is 15-25 % slower (glibc maps every large temporary afresh until its mmap
@@ -23,7 +23,7 @@ bounded on a 20000 x 20000 x 3 scene.
 
 Usage::
 
-    python benchmarks/bench_distributed.py --size 4096 --tile 1024
+    python benchmarks/bench_distributed.py --size 4096 --tile 1024 [--rounds 5]
     python benchmarks/bench_distributed.py --size 20000 --tile 1024 --memory-only --workers 2
 """
 
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/geo_ntl_bench"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=REPEAT, help="rounds of the three runs")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="with --memory-only")
     args = parser.parse_args()
@@ -127,7 +128,7 @@ def main() -> None:
     cold: dict[str, list[float]] = {"single": [], "cluster1": [], "cluster2": []}
     rss1: list[float] = []
     rss2: list[float] = []
-    for _ in range(REPEAT):
+    for _ in range(args.rounds):
         c, t = run_single(src, warm, args.workdir / "s.tif", args.tile)
         cold["single"].append(c)
         runs["single"].append(t)
