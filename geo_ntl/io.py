@@ -362,7 +362,17 @@ def _row_bands(chunks_y: tuple[int, ...], n_cols: int, threads: int) -> list[tup
     ]
 
 
+#: Bands of rows a cluster computes at once (see :func:`_store_distributed`).
+BANDS_IN_FLIGHT = 2
+
+
 def _store_distributed(data: dsa.Array, staging: Path) -> None:
+    """Store ``data`` into the staging file from the cluster's workers, band by band.
+
+    Two bands are in flight at a time: the next band is submitted while the current one
+    computes, so workers do not idle at band boundaries, and the chunks two neighbouring
+    bands share (the halo rows) are read once -- the scheduler sees the same keys in both.
+    """
     from distributed import Lock
     from distributed.scheduler import KilledWorker
 
@@ -376,16 +386,32 @@ def _store_distributed(data: dsa.Array, staging: Path) -> None:
     import dask
 
     (data,) = dask.optimize(data)
+    in_flight: list[Any] = []
     try:
         for y0, y1 in _row_bands(data.chunks[1], data.numblocks[2], threads):
             region = (slice(0, count), slice(y0, y1), slice(0, width))
-            dsa.store(data[:, y0:y1, :], writer, lock=lock, regions=region, optimize_graph=False)
+            band = dsa.store(
+                data[:, y0:y1, :],
+                writer,
+                lock=lock,
+                regions=region,
+                optimize_graph=False,
+                compute=False,
+            )
+            in_flight.append(client.compute(band))
+            if len(in_flight) >= BANDS_IN_FLIGHT:
+                in_flight.pop(0).result()
+        for future in in_flight:
+            future.result()
     except KilledWorker as exc:
         edge = max(max(data.chunks[1]), max(data.chunks[2]))
         raise ClusterError(
             f"dask workers died repeatedly computing a {edge}-pixel tile, most likely out of memory; "
             "lower --tile, use fewer --threads-per-worker, or give workers more memory"
         ) from exc
+    finally:
+        for future in in_flight:
+            future.cancel()
 
 
 class _WindowWriter:
