@@ -2,7 +2,7 @@
 
 Three runs over the same scene, each writing a COG:
 
-* ``single``: a fresh process, dask's threaded scheduler with 1 thread, torch with 1 thread;
+* ``single``: a fresh process, dask's threaded scheduler with 1 thread, torch and BLAS with 1 thread;
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
 * ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread.
 
@@ -62,9 +62,11 @@ def _timed(func, *args) -> float:
 def _single_process(src: Path, warm: Path, dst: Path, tile: int) -> tuple[float, float]:
     import dask
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
-    with dask.config.set(scheduler="threads", num_workers=1):
+    # One BLAS thread too, as dask.distributed gives its workers (OPENBLAS_NUM_THREADS=1 etc.).
+    with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=1):
         cold = _timed(enhance_scene, warm, dst, tile)
         return cold, _timed(enhance_scene, src, dst, tile)
 
