@@ -129,14 +129,15 @@ def apply_whole(
     -------
     (bands_out, y, x) ndarray
     """
+    _check_depth(depth)
     _check_boundary(boundary)
-    depth = 0 if boundary == "none" else _check_depth(depth)
+    pad = 0 if boundary == "none" else int(depth)
     if array.ndim != 3:
         raise DimensionError(f"expected a (band, y, x) array, got shape {array.shape}")
     bands_out = array.shape[0] if bands_out is None else bands_out
-    padded = np.pad(array, ((0, 0), (depth, depth), (depth, depth)), mode="symmetric")
+    padded = np.pad(array, ((0, 0), (pad, pad), (pad, pad)), mode="symmetric")
     result = _checked_output(func(padded), padded.shape[1:], bands_out)
-    return result[:, depth : depth + array.shape[1], depth : depth + array.shape[2]]
+    return result[:, pad : pad + array.shape[1], pad : pad + array.shape[2]]
 
 
 def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:

@@ -176,6 +176,13 @@ def test_apply_tiled__func_must_keep_shape():
 def test_apply_tiled__bad_depth(depth):
     with pytest.raises(TilingError, match="non-negative integer"):
         apply_tiled(make_scene((3, 8, 8)), lambda b: b, depth=depth)
+    with pytest.raises(TilingError, match="non-negative integer"):
+        apply_whole(np.zeros((3, 8, 8)), lambda b: b, depth=depth, boundary="none")
+
+
+def test_apply_tiled__bad_boundary():
+    with pytest.raises(TilingError, match="boundary"):
+        apply_tiled(make_scene((3, 8, 8)), lambda b: b, depth=1, boundary="wrap")
 
 
 def test_apply_tiled__bad_dims():
