@@ -2,18 +2,20 @@
 
 Three runs over the same scene, each writing a COG:
 
-* ``single``: a fresh process, dask's threaded scheduler with 1 thread, torch and BLAS with 1 thread;
+* ``single``: a fresh process, dask's threaded scheduler, torch and BLAS with 1 thread each;
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
 * ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread.
 
-They run in rounds of (single, cluster-1, cluster-2) (``--rounds``, default 3), best time of each kept.
-Each configuration starts fresh every round and first enhances, untimed, a
-second scene of the same size (other pixels): the first scene a process runs
-is 15-25 % slower (glibc maps every large temporary afresh until its mmap
-threshold has grown), and a warm-up on a different scene keeps GDAL's block
-cache from serving the timed scene. That cold start is printed too. Prints the throughput of each, ``cluster-2 / cluster-1`` (goal >= 1.6 on a
-2-core machine), ``cluster-1 / single`` (the distributed path's overhead per
-worker; goal >= 0.9), whether the three outputs are byte-identical, and the
+They run in rounds of (single, cluster-1, cluster-2) (``--rounds``, default 3),
+best time of each kept. Each configuration starts fresh every round and first
+enhances, untimed, a second scene of the same size (other pixels): the first
+scene a process runs is slower (measured 7-23 % for the single process, 33-62 %
+for a fresh cluster: glibc maps every large temporary afresh until its mmap
+threshold has grown, and workers import torch on their first task), and a
+warm-up on a different scene keeps GDAL's block cache from serving the timed
+scene. That cold start is printed too. Prints the throughput of each,
+``cluster-2 / cluster-1`` (goal >= 1.6 on a 2-core machine), ``cluster-1 /
+single`` (the distributed path's overhead per worker; goal >= 0.9), whether the three outputs are byte-identical, and the
 peak RSS of each worker process (goal <= 2 GB for any scene size: memory
 depends on the tile, not the scene).
 

@@ -6,12 +6,13 @@ once (dask reductions) for the quantities the paper takes over the whole image
 of the scene, E_G on an overview, nodata fill). The second runs
 :func:`~geo_ntl.enhance.core.enhance_block` per tile through
 :func:`geo_ntl.tiling.apply_tiled`, which tells each tile where it lies
-(``placement=True``): the coarse grid, the superpixel seeds and the ASD blocks are
-anchored at the scene origin, and the reflected halo at scene edges is cropped
-off so edge tiles see the same boundary as the whole image. The halo (:func:`~geo_ntl.enhance.core.halo_depth`,
-192 px with the defaults) is the radius of support of the whole chain: every
-filter is truncated, SLIC uses only neighbouring seeds, and the solvers take a
-fixed number of local (Jacobi / Chebyshev) steps, so a tile with this halo
+(``placement=True``): the coarse grid, the superpixel seeds and the ASD blocks
+are anchored at the scene origin, and the reflected halo at scene edges is
+cropped off so edge tiles see the same boundary as the whole image. The halo
+(:func:`~geo_ntl.enhance.core.halo_depth`, 192 px with the defaults) is the
+radius of support of the whole chain: every filter is truncated, SLIC uses
+only neighbouring seeds, and the solvers take a fixed number of local
+(Jacobi / Chebyshev) steps, so a tile with this halo
 computes exactly what the whole image computes; the only differences are float
 rounding (measured: at most 1 DN, mean < 0.01 DN on 8-bit scenes). The halo is
 a worst-case bound dominated by the superpixels (128 of its 240 px), all
