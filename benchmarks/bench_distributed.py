@@ -16,8 +16,8 @@ warm-up on a different scene keeps GDAL's block cache from serving the timed
 scene. That cold start is printed too. Prints the throughput of each,
 ``cluster-2 / cluster-1`` (goal >= 1.6 on a 2-core machine), ``cluster-1 /
 single`` (the distributed path's overhead per worker; goal >= 0.9), whether
-the three outputs are byte-identical, and the peak RSS of each worker process (goal <= 2 GB for any scene size: memory
-depends on the tile, not the scene).
+the three outputs are byte-identical, and the peak RSS of each worker process
+(goal <= 2 GB for any scene size: memory depends on the tile, not the scene).
 
 With ``--memory-only`` it makes one timed run on a cluster of ``--workers``
 workers and reports the workers' peak RSS: the check that memory per worker is
