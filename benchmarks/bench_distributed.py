@@ -1,12 +1,14 @@
 """Scaling of the ASM enhancer on dask.distributed, measured side by side in one run.
 
-Three runs over the same scene, each writing a COG:
+Four runs, each writing a COG:
 
 * ``single``: a fresh process, dask's threaded scheduler, torch and BLAS with 1 thread each;
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
-* ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread.
+* ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread;
+* ``pair``: two ``single`` processes at once, one scene each (:func:`run_pair`): what the
+  machine's two cores give to two independent copies of the work, without dask.distributed.
 
-They run in rounds of (single, cluster-1, cluster-2) (``--rounds``, default 3),
+They run in rounds of (single, cluster-1, cluster-2, pair) (``--rounds``, default 3),
 best time of each kept. Each configuration starts fresh every round and first
 enhances, untimed, a second scene of the same size (other pixels): the first
 scene a process runs is slower (measured 7-23 % for the single process, 33-62 %
@@ -15,7 +17,8 @@ threshold has grown, and workers import torch on their first task), and a
 warm-up on a different scene keeps GDAL's block cache from serving the timed
 scene. That cold start is printed too. Prints the throughput of each,
 ``cluster-2 / cluster-1`` (goal >= 1.6 on a 2-core machine), ``cluster-1 /
-single`` (the distributed path's overhead per worker; goal >= 0.9), whether
+single`` (the distributed path's overhead per worker; goal >= 0.9), ``2 single /
+pair`` (the ceiling that ``cluster-2 / cluster-1`` is read against), whether
 the three outputs are byte-identical, and the peak RSS of each worker process
 (goal <= 2 GB for any scene size: memory depends on the tile, not the scene).
 
@@ -61,7 +64,9 @@ def _timed(func, *args) -> float:
     return time.perf_counter() - start
 
 
-def _single_process(src: Path, warm: Path, dst: Path, tile: int) -> tuple[float, float]:
+def _single_process(
+    src: Path, warm: Path, dst: Path, tile: int, barrier: object | None = None
+) -> tuple[float, float]:
     import dask
     import torch
     from threadpoolctl import threadpool_limits
@@ -70,6 +75,8 @@ def _single_process(src: Path, warm: Path, dst: Path, tile: int) -> tuple[float,
     # One BLAS thread too, as dask.distributed gives its workers (OPENBLAS_NUM_THREADS=1 etc.).
     with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=1):
         cold = _timed(enhance_scene, warm, dst, tile)
+        if barrier is not None:
+            barrier.wait()  # the pair's timed runs start together
         return cold, _timed(enhance_scene, src, dst, tile)
 
 
@@ -80,6 +87,25 @@ def run_single(src: Path, warm: Path, dst: Path, tile: int) -> tuple[float, floa
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_single_process, src, warm, dst, tile).result()
+
+
+def run_pair(src: Path, warm: Path, workdir: Path, tile: int) -> float:
+    """Seconds for two fresh single processes that each enhance one scene at the same time.
+
+    Each warms up on the other's scene, both wait at a barrier, then both are timed: two scenes
+    in the slower one's time. No dask.distributed at all, so ``2 * single / pair`` is what this
+    machine's two cores give to two independent copies of the work -- the ceiling beside which
+    ``cluster-2 / cluster-1`` is read.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
+        barrier = manager.Barrier(2)
+        first = pool.submit(_single_process, src, warm, workdir / "p1.tif", tile, barrier)
+        second = pool.submit(_single_process, warm, src, workdir / "p2.tif", tile, barrier)
+        return max(first.result()[1], second.result()[1])
 
 
 def run_cluster(
@@ -128,7 +154,7 @@ def main() -> None:
     warm = make_input_scene(args.workdir / f"warm_{args.size}.tif", args.size, seed=1)
     # Rounds of (single, 1 worker, 2 workers), so that drifts in the machine's speed hit all three
     # alike; a fresh process or cluster each round (its start is not timed).
-    runs: dict[str, list[float]] = {"single": [], "cluster1": [], "cluster2": []}
+    runs: dict[str, list[float]] = {"single": [], "cluster1": [], "cluster2": [], "pair": []}
     cold: dict[str, list[float]] = {"single": [], "cluster1": [], "cluster2": []}
     rss1: list[float] = []
     rss2: list[float] = []
@@ -142,7 +168,8 @@ def main() -> None:
         c, t, rss2 = run_cluster(src, warm, args.workdir / "c2.tif", args.tile, 2)
         cold["cluster2"].append(c)
         runs["cluster2"].append(t)
-    t0, t1, t2 = (min(runs[k]) for k in ("single", "cluster1", "cluster2"))
+        runs["pair"].append(run_pair(src, warm, args.workdir, args.tile))
+    t0, t1, t2, tp = (min(runs[k]) for k in ("single", "cluster1", "cluster2", "pair"))
     same = (
         (args.workdir / "s.tif").read_bytes()
         == (args.workdir / "c1.tif").read_bytes()
@@ -160,7 +187,9 @@ def main() -> None:
             "single_mp_s": round(megapixels / t0, 3),
             "cluster1_mp_s": round(megapixels / t1, 3),
             "cluster2_mp_s": round(megapixels / t2, 3),
+            "pair_s": round(tp, 1),
             "speedup_2_vs_1_workers": round(t1 / t2, 2),
+            "pair_vs_single_throughput": round(2 * t0 / tp, 2),
             "cluster1_vs_single_throughput": round(t0 / t1, 3),
             "byte_identical_outputs": same,
             "worker_peak_rss_mib": [round(v) for v in rss1 + rss2],
