@@ -38,6 +38,7 @@ from geo_ntl.deblur.weights import (  # noqa: E402
 from geo_ntl.exceptions import (  # noqa: E402
     InputError,
     OutputExistsError,
+    ParameterError,
     UnsupportedRasterError,
     WeightsError,
     WeightsNotFoundError,
@@ -223,6 +224,26 @@ def test_flux_loss__sees_created_light_not_moved_light():
     assert float((moved - lamp).abs().mean()) > 0
     with pytest.raises(ValueError, match="smaller than cell"):
         losses.flux_loss(dark[..., :16, :16], dark[..., :16, :16])
+
+
+def test_lamp_loss__sees_wide_lamps_and_rings_not_background():
+    dark = torch.full((1, 3, 48, 48), -1.0)
+    lamp = dark.clone()
+    lamp[..., 20:23, 20:23] = 1.0
+    wide = dark.clone()
+    wide[..., 18:25, 18:25] = 1.0  # same lamp left 7 px wide
+    lit = lamp + 0.2 * (lamp < 0)  # a lamp on a lit background, and the same with a dark ring
+    dug = lit.clone()
+    dug[..., 17:26, 17:26] = torch.where(lit[..., 17:26, 17:26] < 0, -1.0, 1.0)
+    far = lamp.clone()
+    far[..., 40:, 40:] = 0.0  # wrong background far from the lamp
+    assert float(losses.lamp_loss(lamp, lamp)) == 0.0
+    assert float(losses.lamp_loss(far, lamp)) == 0.0
+    # the wide lamp costs about its extra area over the 17 x 17 lamp region, not over 48 x 48
+    assert float(losses.lamp_loss(wide, lamp)) == pytest.approx(40 / 17**2, rel=1e-5)
+    assert float(losses.lamp_loss(wide, lamp)) > 5 * float((wide - lamp).abs().mean() / 2)
+    assert float(losses.lamp_loss(dug, lit)) > 0
+    assert float(losses.lamp_loss(lamp, dark)) == 0.0  # no lamp in the target: nothing to compare
 
 
 def test_training_steps__reduce_content_loss():
@@ -486,6 +507,43 @@ def test_train__resume_and_existing_run(tmp_path, monkeypatch):
     assert summary["steps"] == 3
     gen = load_generator(tmp_path / "run" / "generator.pt")
     assert gen.config["base"] == 4
+
+
+def test_train__fine_tunes_from_init_weights(tmp_path, monkeypatch):
+    from geo_ntl.deblur import train as train_mod
+
+    monkeypatch.setattr(train_mod, "Generator", lambda: Generator(**TINY))
+    torch.manual_seed(SEED + 1)
+    start = Generator(**TINY)
+    for m in start.modules():  # stored norm statistics that calibration would overwrite
+        if isinstance(m, torch.nn.InstanceNorm2d) and m.running_mean is not None:
+            m.running_mean.fill_(0.25)
+    save_weights(start, tmp_path / "start.pt", meta={})
+    cfg = train_mod.TrainConfig(
+        steps=1,
+        crop=96,
+        batch=1,
+        n_cities=1,
+        city_size=96,
+        adv_weight=0.0,
+        lamp_weight=100.0,
+        init_weights=str(tmp_path / "start.pt"),
+    )
+    train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
+    tuned = load_generator(tmp_path / "run" / "generator.pt")
+    before, after = start.state_dict(), tuned.state_dict()
+    means = [k for k in after if k.endswith("running_mean")]
+    assert means and all(torch.equal(after[k], before[k]) for k in means)  # kept, frozen
+    weights = [k for k in after if k.endswith("weight")]
+    # one small step from the start: close to it, far closer than a fresh random init
+    fresh = Generator(**TINY).state_dict()
+    moved = sum(float((after[k] - before[k]).abs().sum()) for k in weights)
+    spread = sum(float((fresh[k] - before[k]).abs().sum()) for k in weights)
+    assert 0 < moved < 0.05 * spread
+    log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert "lamp" in log
+    with pytest.raises(ParameterError, match="lamp_weight"):
+        train_mod.TrainConfig(lamp_weight=-1.0).check()
 
 
 # --- command line --------------------------------------------------------------------------

@@ -80,6 +80,18 @@ DEFAULT_BATCH = 4
     help="Weight of the block-flux loss (light moved, not created; not in the paper).",
 )
 @click.option(
+    "--lamp-weight",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Weight of the L1 loss over lamps and the 7 px around them (not in the paper).",
+)
+@click.option(
+    "--init-weights",
+    help="Start the generator from these weights (a model name or a file: fine-tuning) "
+    "instead of random ones; their norm statistics stay frozen.",
+)
+@click.option(
     "--norm-freeze",
     default=0.3,
     show_default=True,
@@ -124,6 +136,8 @@ def train(
     lr: float,
     adv_start: int,
     flux_weight: float,
+    lamp_weight: float,
+    init_weights: str | None,
     norm_freeze: float,
     checkpoint_every: int,
     device: str,
@@ -143,6 +157,7 @@ def train(
       geo-ntl train --out-dir runs/a --steps 2000
       geo-ntl train --out-dir runs/a --steps 4000 --resume
       geo-ntl train --out-dir runs/b --real-blurred my_scenes/ --device cuda
+      geo-ntl train --out-dir runs/c --init-weights ntl-db-net-jilin1-sim --lamp-weight 100
     """
     from geo_ntl.deblur.train import TrainConfig
     from geo_ntl.deblur.train import train as run_training
@@ -157,6 +172,8 @@ def train(
         lr=lr,
         adv_start=adv_start,
         flux_weight=flux_weight,
+        lamp_weight=lamp_weight,
+        init_weights=init_weights,
         norm_freeze=norm_freeze,
         checkpoint_every=checkpoint_every,
         vgg_weights=vgg_weights,

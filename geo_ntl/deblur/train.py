@@ -26,6 +26,12 @@ in the model card):
   block means of 24 px) is added to the generator loss: blooming moves light,
   and the pixel losses barely see it spread over a wide faint halo. Off (0)
   by default; the shipped model's value is in its meta.
+* Optionally a lamp term ``lamp_weight * L_lamp`` (:func:`losses.lamp_loss`): L1
+  averaged over the target's lamps and the 7 px around them only, where a lamp left
+  wide or a dark ring dug around it barely moves the mean L1 of a whole crop.
+* Optionally the generator starts from a weights file (``init_weights``, a name or a
+  path: fine-tuning) instead of random weights, with the norm statistics stored in the
+  file kept frozen throughout; its critic starts afresh.
 * Optionally the adversarial term starts after ``adv_start`` steps of
   content-only training (0 by default in the library; the shipped model's
   value is in its meta).
@@ -91,6 +97,7 @@ class TrainConfig:
     hsi_weight: float = losses.HSI_WEIGHT
     adv_weight: float = 1.0
     flux_weight: float = 0.0
+    lamp_weight: float = 0.0
     adv_start: int = 0
     norm_freeze: float = 0.3
     n_cities: int = 48
@@ -98,6 +105,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     vgg_weights: str | None = None
     real_blurred: str | None = None
+    init_weights: str | None = None
 
     def check(self) -> None:
         """Raise :class:`ParameterError` for inconsistent options."""
@@ -112,6 +120,8 @@ class TrainConfig:
             raise ParameterError(f"crop {self.crop} is larger than city_size {self.city_size}")
         if self.flux_weight < 0:
             raise ParameterError(f"flux_weight must be >= 0, got {self.flux_weight}")
+        if self.lamp_weight < 0:
+            raise ParameterError(f"lamp_weight must be >= 0, got {self.lamp_weight}")
         if not 0.0 <= self.norm_freeze <= 1.0:
             raise ParameterError(f"norm_freeze must be in [0, 1], got {self.norm_freeze}")
 
@@ -303,6 +313,11 @@ def train(
     (out / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=1))
 
     gen, critic = Generator().to(dev), Discriminator().to(dev)
+    if cfg.init_weights and not resume:
+        from geo_ntl.deblur.weights import load_generator, resolve_weights
+
+        path, sha = resolve_weights(cfg.init_weights)
+        gen.load_state_dict(load_generator(path, sha256=sha).state_dict())
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     decay = lambda s: max(0.0, 1.0 - s / cfg.steps)  # noqa: E731
@@ -320,7 +335,8 @@ def train(
         rng.bit_generator.state = ck["np_rng"]
         gp_gen.set_state(ck["gp_rng"])
         torch.set_rng_state(ck["torch_rng"])
-    freeze_at = int(round(cfg.norm_freeze * cfg.steps))
+    # A fine-tuned generator keeps the norm statistics it was trained with, frozen throughout.
+    freeze_at = 0 if cfg.init_weights else int(round(cfg.norm_freeze * cfg.steps))
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
         x, y = sample_batch(pool, batch=cfg.batch, crop=cfg.crop, rng=rng)
@@ -364,7 +380,7 @@ def train(
             t0 = time.perf_counter()
             gen.train()
             critic.train()
-            if step == freeze_at:
+            if step == freeze_at and not cfg.init_weights:
                 calibrate_norm_stats(gen, lambda: batch()[0], n=CALIBRATION_BATCHES)
             frozen = step >= freeze_at
             for group in opt_g.param_groups + opt_d.param_groups:
@@ -390,11 +406,13 @@ def train(
             hsi = losses.hsi_loss(pred, y)
             adv = losses.generator_adversarial_loss(critic, pred) if use_adv else pred.new_zeros(())
             flux = losses.flux_loss(pred, y) if cfg.flux_weight > 0 else pred.new_zeros(())
+            lamp = losses.lamp_loss(pred, y) if cfg.lamp_weight > 0 else pred.new_zeros(())
             g_loss = (
                 cfg.adv_weight * adv
                 + cfg.content_weight * (perc + l1)
                 + cfg.hsi_weight * hsi
                 + cfg.flux_weight * flux
+                + cfg.lamp_weight * lamp
             )
             g_loss.backward()
             opt_g.step()
@@ -408,6 +426,7 @@ def train(
                 "perceptual": perc.item(),
                 "hsi": hsi.item(),
                 "flux": flux.item(),
+                "lamp": lamp.item(),
                 **d_parts,
                 "lr": opt_g.param_groups[0]["lr"],
                 "norm_frozen": frozen,
