@@ -475,21 +475,20 @@ def test_deblur__all_black_stays_dark():
 # --- training API --------------------------------------------------------------------------
 
 
+def _tiny_run_config(train_mod, **options):
+    """A training run of one 96 px city and one crop per step (the smallest the critic takes)."""
+    return train_mod.TrainConfig(
+        **{"crop": 96, "batch": 1, "n_cities": 1, "city_size": 96, **options}
+    )
+
+
 def test_train__resume_and_existing_run(tmp_path, monkeypatch):
     from geo_ntl.deblur import train as train_mod
 
     monkeypatch.setattr(train_mod, "CALIBRATION_BATCHES", 2)
     monkeypatch.setattr(train_mod, "Generator", lambda: Generator(**TINY))
-    cfg = train_mod.TrainConfig(
-        steps=2,
-        crop=96,
-        batch=1,
-        n_cities=1,
-        city_size=96,
-        n_critic=1,
-        norm_freeze=0.5,
-        checkpoint_every=1,
-        flux_weight=50.0,
+    cfg = _tiny_run_config(
+        train_mod, steps=2, n_critic=1, norm_freeze=0.5, checkpoint_every=1, flux_weight=50.0
     )
     with pytest.raises(InputError, match="does not exist"):
         train_mod.train(tmp_path / "run", config=cfg, device="cpu", resume=True, progress=False)
@@ -519,12 +518,9 @@ def test_train__fine_tunes_from_init_weights(tmp_path, monkeypatch):
         if isinstance(m, torch.nn.InstanceNorm2d) and m.running_mean is not None:
             m.running_mean.fill_(0.25)
     save_weights(start, tmp_path / "start.pt", meta={})
-    cfg = train_mod.TrainConfig(
+    cfg = _tiny_run_config(
+        train_mod,
         steps=1,
-        crop=96,
-        batch=1,
-        n_cities=1,
-        city_size=96,
         adv_weight=0.0,
         lamp_weight=100.0,
         init_weights=str(tmp_path / "start.pt"),
