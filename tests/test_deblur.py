@@ -603,10 +603,17 @@ def test_cli_train__resume_without_checkpoint(runner, tmp_path):
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "--resume" in res.stderr
 
 
+def test_cli_train__missing_init_weights_fails_before_making_pairs(runner, tmp_path):
+    run = tmp_path / "run"
+    res = runner("train", "--out-dir", run, "--init-weights", tmp_path / "no.pt", "--no-progress")
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and "no.pt" in res.stderr
+    assert not (run / "pool.npz").exists()
+
+
 def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
     runner, scene_file, tiny_weights, tmp_path, monkeypatch
 ):
-    """The command stages the GAN output on disk, so the enhancer's two passes do not rerun the GAN."""
+    """The command stages the GAN output on disk: the enhancer's two passes do not rerun the GAN."""
     import geo_ntl.deblur.inference as inference
     from geo_ntl.deblur import deblur
     from geo_ntl.io import open_scene
@@ -621,10 +628,13 @@ def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
 
     monkeypatch.setattr(inference._Runner, "__call__", counting)
     out = tmp_path / "clean.tif"
-    res = runner("deblur", scene_file, "--out", out, "--weights", tiny_weights, "--tile", "32",
-                 "--device", "cpu", "--workers", "0")
+    res = runner(
+        "deblur", scene_file, "--out", out, "--weights", tiny_weights, "--tile", "32",
+        "--device", "cpu", "--workers", "0",
+    )  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    assert len(calls) == 1  # the scene is smaller than the halo: one block, run once (not once per enhancer pass)
+    # the scene is smaller than the halo: one block, run once (not once per enhancer pass)
+    assert len(calls) == 1
     got = open_scene(out).values
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     assert not list(tmp_path.glob(".geo_ntl-gan-*"))  # the staging folder is gone

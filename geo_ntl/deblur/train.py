@@ -295,6 +295,13 @@ def train(
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
+    init_state = None
+    if cfg.init_weights and not resume:  # checked before the (slow) pool of pairs is made
+        from geo_ntl.deblur.weights import load_generator, resolve_weights
+
+        path, sha = resolve_weights(cfg.init_weights)
+        init_state = load_generator(path, sha256=sha).state_dict()
+
     pool_path = out / POOL_NAME
     if pool_path.is_file():
         pool = PairPool.load(pool_path)
@@ -313,11 +320,8 @@ def train(
     (out / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=1))
 
     gen, critic = Generator().to(dev), Discriminator().to(dev)
-    if cfg.init_weights and not resume:
-        from geo_ntl.deblur.weights import load_generator, resolve_weights
-
-        path, sha = resolve_weights(cfg.init_weights)
-        gen.load_state_dict(load_generator(path, sha256=sha).state_dict())
+    if init_state is not None:
+        gen.load_state_dict(init_state)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     decay = lambda s: max(0.0, 1.0 - s / cfg.steps)  # noqa: E731
