@@ -1,34 +1,40 @@
 """Scaling of the ASM enhancer on dask.distributed, measured side by side in one run.
 
-Four runs, each writing a COG:
+Four runs, each writing one COG per scene:
 
 * ``single``: a fresh process, dask's threaded scheduler, torch and BLAS with 1 thread each;
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
 * ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread;
-* ``pair``: two ``single`` processes at once, one scene each (:func:`run_pair`): what the
-  machine's two cores give to two independent copies of the work, without dask.distributed.
+* ``pair``: two ``single`` processes at once, each with half of the scenes (:func:`run_pair`):
+  what the machine's two cores give to two independent copies of the work, without
+  dask.distributed.
+
+``--scenes K`` (default 1) times K scenes of ``--size`` (distinct pixels) per run, through
+:func:`geo_ntl.batch.run_jobs` as ``geo-ntl enhance`` runs them: one after the other in the
+single process, :func:`geo_ntl.parallel.scenes_in_flight` (2) at a time on the clusters.
+With one scene the pair runs that scene and the warm-up scene.
 
 They run in rounds of (single, cluster-1, cluster-2, pair) (``--rounds``, default 3),
 best time of each kept. Each configuration starts fresh every round and first
-enhances, untimed, a second scene of the same size (other pixels): the first
+enhances, untimed, a scene of the same size that is not timed (other pixels): the first
 scene a process runs is slower (measured 7-23 % for the single process, 33-62 %
 for a fresh cluster: glibc maps every large temporary afresh until its mmap
 threshold has grown, and workers import torch on their first task), and a
 warm-up on a different scene keeps GDAL's block cache from serving the timed
-scene. That cold start is printed too. Prints the throughput of each,
+scenes. That cold start is printed too. Prints the throughput of each,
 ``cluster-2 / cluster-1`` (goal >= 1.6 on a 2-core machine), ``cluster-1 /
-single`` (the distributed path's overhead per worker; goal >= 0.9), ``2 single /
-pair`` (the ceiling that ``cluster-2 / cluster-1`` is read against), whether
-the three outputs are byte-identical, and the peak RSS of each worker process
-(goal <= 2 GB for any scene size: memory depends on the tile, not the scene).
+single`` (the distributed path's overhead per worker; goal >= 0.9), ``pair /
+single`` (the ceiling that ``cluster-2 / cluster-1`` is read against), whether
+the outputs are byte-identical across configurations, and the peak RSS of each worker
+process (goal <= 2 GB for any scene size: memory depends on the tile, not the scene).
 
 With ``--memory-only`` it makes one timed run on a cluster of ``--workers``
 workers and reports the workers' peak RSS: the check that memory per worker is
-bounded on a 20000 x 20000 x 3 scene.
+bounded on a 20000 x 20000 x 3 scene (``--scenes 2``: two such scenes, two in flight).
 
 Usage::
 
-    python benchmarks/bench_distributed.py --size 4096 --tile 1024 [--rounds 5]
+    python benchmarks/bench_distributed.py --size 4096 --tile 1024 [--rounds 5] [--scenes 4]
     python benchmarks/bench_distributed.py --size 20000 --tile 1024 --memory-only --workers 2
 """
 
@@ -50,12 +56,18 @@ def _peak_rss_mib() -> float:
     return vm_hwm_mib()
 
 
-def enhance_scene(src: Path, dst: Path, tile: int) -> None:
+def enhance_scenes(srcs: list[Path], dsts: list[Path], tile: int, in_flight: int = 1) -> None:
+    """Enhance each scene into its COG, ``in_flight`` at a time, as ``geo-ntl enhance`` does."""
+    from geo_ntl.batch import SceneJob, run_jobs
     from geo_ntl.enhance import enhance
     from geo_ntl.io import open_scene, write_cog
 
-    scene = open_scene(src, chunks=tile)
-    write_cog(enhance(scene, device="cpu", tile=tile), dst, overwrite=True, stage="enhance")
+    def process(job: SceneJob) -> None:
+        scene = open_scene(job.scene, chunks=tile)
+        write_cog(enhance(scene, device="cpu", tile=tile), job.out, overwrite=True, stage="enhance")
+
+    jobs = [SceneJob(src, dst, "", False) for src, dst in zip(srcs, dsts, strict=True)]
+    run_jobs(jobs, process, progress=False, in_flight=in_flight)
 
 
 def _timed(func, *args) -> float:
@@ -65,7 +77,7 @@ def _timed(func, *args) -> float:
 
 
 def _single_process(
-    src: Path, warm: Path, dst: Path, tile: int, barrier: object | None = None
+    srcs: list[Path], warm: Path, dsts: list[Path], tile: int, barrier: object | None = None
 ) -> tuple[float, float]:
     import dask
     import torch
@@ -74,49 +86,66 @@ def _single_process(
     torch.set_num_threads(1)
     # One BLAS thread too, as dask.distributed gives its workers (OPENBLAS_NUM_THREADS=1 etc.).
     with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=1):
-        cold = _timed(enhance_scene, warm, dst, tile)
+        cold = _timed(enhance_scenes, [warm], [dsts[0]], tile)
         if barrier is not None:
             barrier.wait()  # the pair's timed runs start together
-        return cold, _timed(enhance_scene, src, dst, tile)
+        return cold, _timed(enhance_scenes, srcs, dsts, tile)
 
 
-def run_single(src: Path, warm: Path, dst: Path, tile: int) -> tuple[float, float]:
+def run_single(srcs: list[Path], warm: Path, dsts: list[Path], tile: int) -> tuple[float, float]:
     """(cold, warm) seconds in a fresh process."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_single_process, src, warm, dst, tile).result()
+        return pool.submit(_single_process, srcs, warm, dsts, tile).result()
 
 
-def run_pair(src: Path, warm: Path, workdir: Path, tile: int) -> float:
-    """Seconds for two fresh single processes that each enhance one scene at the same time.
+def run_pair(srcs: list[Path], warm: Path, workdir: Path, tile: int) -> tuple[float, int]:
+    """Seconds for two fresh single processes that share the scenes, and how many they ran.
 
-    Each warms up on the other's scene, both wait at a barrier, then both are timed: two scenes
-    in the slower one's time. No dask.distributed at all, so ``2 * single / pair`` is what this
-    machine's two cores give to two independent copies of the work -- the ceiling beside which
-    ``cluster-2 / cluster-1`` is read.
+    The scenes are dealt alternately to the two processes (with one scene, the second runs the
+    warm-up scene and warms up on the first). Each warms up on a scene it will not time, both wait
+    at a barrier, then both are timed: all scenes in the slower one's time. No dask.distributed
+    at all, so ``pair / single`` throughput is what this machine's two cores give to two
+    independent copies of the work -- the ceiling beside which ``cluster-2 / cluster-1`` is read.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    halves = [srcs[0::2], srcs[1::2]] if len(srcs) > 1 else [srcs, [warm]]
+    warms = [warm, warm] if len(srcs) > 1 else [warm, srcs[0]]
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
         barrier = manager.Barrier(2)
-        first = pool.submit(_single_process, src, warm, workdir / "p1.tif", tile, barrier)
-        second = pool.submit(_single_process, warm, src, workdir / "p2.tif", tile, barrier)
-        return max(first.result()[1], second.result()[1])
+        futures = [
+            pool.submit(
+                _single_process,
+                half,
+                warm_scene,
+                [workdir / f"p{i}_{k}.tif" for k in range(len(half))],
+                tile,
+                barrier,
+            )
+            for i, (half, warm_scene) in enumerate(zip(halves, warms, strict=True))
+        ]
+        return max(f.result()[1] for f in futures), sum(len(h) for h in halves)
 
 
 def run_cluster(
-    src: Path, warm: Path | None, dst: Path, tile: int, workers: int
+    srcs: list[Path], warm: Path | None, dsts: list[Path], tile: int, workers: int
 ) -> tuple[float, float, list[float]]:
     """(cold, warm) seconds on a fresh cluster, and the workers' peak RSS."""
-    from geo_ntl.parallel import compute_context
+    from geo_ntl.parallel import compute_context, scenes_in_flight
 
     with compute_context(workers=workers, threads_per_worker=1, dashboard=False) as context:
-        cold = _timed(enhance_scene, warm, dst, tile) if warm is not None else float("nan")
-        elapsed = _timed(enhance_scene, src, dst, tile)
+        in_flight = scenes_in_flight(context)
+        cold = (
+            _timed(enhance_scenes, [warm], [dsts[0]], tile, in_flight)
+            if warm is not None
+            else float("nan")
+        )
+        elapsed = _timed(enhance_scenes, srcs, dsts, tile, in_flight)
         rss = list(context.client.run(_peak_rss_mib).values())
     return cold, elapsed, rss
 
@@ -125,22 +154,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--scenes", type=int, default=1, help="timed scenes per run")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/geo_ntl_bench"))
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--rounds", type=int, default=REPEAT, help="rounds of the three runs")
+    parser.add_argument("--rounds", type=int, default=REPEAT, help="rounds of the four runs")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="with --memory-only")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    src = make_input_scene(args.workdir / f"in_{args.size}.tif", args.size)
-    megapixels = args.size**2 / 1e6
+    srcs = [
+        make_input_scene(
+            args.workdir / (f"in_{args.size}.tif" if k == 0 else f"in_{args.size}_{k}.tif"),
+            args.size,
+            seed=0 if k == 0 else 10 + k,
+        )
+        for k in range(args.scenes)
+    ]
+    megapixels = args.scenes * args.size**2 / 1e6
+
+    def outputs(name: str) -> list[Path]:
+        return [args.workdir / f"{name}{k}.tif" for k in range(args.scenes)]
+
     if args.memory_only:
-        out = args.workdir / f"mem_{args.size}.tif"
-        _, t, rss = run_cluster(src, None, out, args.tile, args.workers)
+        mem = outputs(f"mem_{args.size}_")
+        _, t, rss = run_cluster(srcs, None, mem, args.tile, args.workers)
         dump(
             {
                 "size": args.size,
                 "tile": args.tile,
+                "scenes": args.scenes,
                 "workers": args.workers,
                 "seconds": round(t, 1),
                 "mp_s": round(megapixels / t, 3),
@@ -148,37 +190,40 @@ def main() -> None:
             },
             args.json,
         )
-        out.unlink(missing_ok=True)
+        for path in mem:
+            path.unlink(missing_ok=True)
         return
 
     warm = make_input_scene(args.workdir / f"warm_{args.size}.tif", args.size, seed=1)
-    # Rounds of (single, 1 worker, 2 workers), so that drifts in the machine's speed hit all three
-    # alike; a fresh process or cluster each round (its start is not timed).
+    # Rounds of (single, 1 worker, 2 workers, pair), so that drifts in the machine's speed hit all
+    # four alike; a fresh process or cluster each round (its start is not timed).
     runs: dict[str, list[float]] = {"single": [], "cluster1": [], "cluster2": [], "pair": []}
     cold: dict[str, list[float]] = {"single": [], "cluster1": [], "cluster2": []}
     rss1: list[float] = []
     rss2: list[float] = []
+    pair_scenes = 0
     for _ in range(args.rounds):
-        c, t = run_single(src, warm, args.workdir / "s.tif", args.tile)
+        c, t = run_single(srcs, warm, outputs("s"), args.tile)
         cold["single"].append(c)
         runs["single"].append(t)
-        c, t, rss1 = run_cluster(src, warm, args.workdir / "c1.tif", args.tile, 1)
+        c, t, rss1 = run_cluster(srcs, warm, outputs("c1_"), args.tile, 1)
         cold["cluster1"].append(c)
         runs["cluster1"].append(t)
-        c, t, rss2 = run_cluster(src, warm, args.workdir / "c2.tif", args.tile, 2)
+        c, t, rss2 = run_cluster(srcs, warm, outputs("c2_"), args.tile, 2)
         cold["cluster2"].append(c)
         runs["cluster2"].append(t)
-        runs["pair"].append(run_pair(src, warm, args.workdir, args.tile))
+        t, pair_scenes = run_pair(srcs, warm, args.workdir, args.tile)
+        runs["pair"].append(t)
     t0, t1, t2, tp = (min(runs[k]) for k in ("single", "cluster1", "cluster2", "pair"))
-    same = (
-        (args.workdir / "s.tif").read_bytes()
-        == (args.workdir / "c1.tif").read_bytes()
-        == (args.workdir / "c2.tif").read_bytes()
+    same = all(
+        a.read_bytes() == b.read_bytes() == c.read_bytes()
+        for a, b, c in zip(outputs("s"), outputs("c1_"), outputs("c2_"), strict=True)
     )
     dump(
         {
             "size": args.size,
             "tile": args.tile,
+            "scenes": args.scenes,
             "runs_s": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
             "cold_first_scene_s": {k: [round(v, 2) for v in vs] for k, vs in cold.items()},
             "single_s": round(t0, 1),
@@ -188,8 +233,9 @@ def main() -> None:
             "cluster1_mp_s": round(megapixels / t1, 3),
             "cluster2_mp_s": round(megapixels / t2, 3),
             "pair_s": round(tp, 1),
+            "pair_scenes": pair_scenes,
             "speedup_2_vs_1_workers": round(t1 / t2, 2),
-            "pair_vs_single_throughput": round(2 * t0 / tp, 2),
+            "pair_vs_single_throughput": round((pair_scenes / tp) / (args.scenes / t0), 2),
             "cluster1_vs_single_throughput": round(t0 / t1, 3),
             "byte_identical_outputs": same,
             "worker_peak_rss_mib": [round(v) for v in rss1 + rss2],

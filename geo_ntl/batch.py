@@ -226,8 +226,17 @@ def run_jobs(
     process: Callable[[SceneJob], None],
     *,
     progress: bool = True,
+    in_flight: int = 1,
 ) -> list[Path]:
-    """Run ``process`` on every job not done yet, in order.
+    """Run ``process`` on every job not done yet, ``in_flight`` jobs at a time.
+
+    With ``in_flight`` > 1 the jobs run in that many threads of this process,
+    each submitting its own scene's graph to the same dask.distributed client.
+    A scene has phases in which the cluster's workers wait on this process --
+    its scene-wide statistics are summed before any tile starts, and its COG is
+    encoded here after the last tile -- and a second scene's tiles fill them.
+    Outputs do not depend on the order or overlap of jobs: each is written
+    atomically from its own scene.
 
     Parameters
     ----------
@@ -235,24 +244,74 @@ def run_jobs(
         From :func:`plan_jobs`.
     process : callable
         Writes ``job.out`` from ``job.scene`` (atomically, recording
-        ``{"GEO_NTL_JOB": job.signature}`` in its tags).
+        ``{"GEO_NTL_JOB": job.signature}`` in its tags). Must be thread-safe
+        when ``in_flight`` > 1.
     progress : bool, default True
         Show a progress bar on stderr.
+    in_flight : int, default 1
+        Jobs processed at the same time; see :func:`geo_ntl.parallel.scenes_in_flight`.
 
     Returns
     -------
     list of pathlib.Path
         Every job's output, done now or before.
+
+    Raises
+    ------
+    Exception
+        The first error a job raised, after the jobs already running have
+        finished (their outputs are complete and count as done for a rerun);
+        jobs not yet started are not started.
     """
     from rich.progress import Progress
 
+    if in_flight < 1:
+        raise InputError(f"in_flight must be 1 or more, got {in_flight}")
     todo = [job for job in jobs if not job.done]
     for job in jobs:
         if job.done:
             log.warning("%s: already done by an earlier run, kept", job.out)
     with Progress(transient=True, disable=not progress or len(todo) < 2) as bar:
         task = bar.add_task("scenes", total=len(todo))
-        for job in todo:
-            process(job)
-            bar.advance(task)
+        if in_flight == 1 or len(todo) < 2:
+            for job in todo:
+                process(job)
+                bar.advance(task)
+        else:
+            _run_overlapped(todo, process, in_flight, lambda: bar.advance(task))
     return [job.out for job in jobs]
+
+
+def _run_overlapped(
+    todo: Sequence[SceneJob],
+    process: Callable[[SceneJob], None],
+    in_flight: int,
+    advance: Callable[[], None],
+) -> None:
+    """Run jobs in order in ``in_flight`` threads; stop starting new ones after an error."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    pending = list(reversed(todo))
+    running: set[Future[None]] = set()
+    error: BaseException | None = None
+    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="geo_ntl-scene")
+    try:
+        while pending or running:
+            while pending and error is None and len(running) < in_flight:
+                running.add(pool.submit(process, pending.pop()))
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                exc = future.exception()
+                if exc is None:
+                    advance()
+                elif error is None:
+                    error = exc
+    except BaseException:
+        # Interrupted (Ctrl-C): start nothing more; running scenes stop when the cluster closes.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if error is not None:
+        raise error

@@ -44,10 +44,12 @@ from geo_ntl.exceptions import ClusterError, InputError
 
 __all__ = [
     "AUTO_CLUSTER_MEGAPIXELS",
+    "CLUSTER_SCENES_IN_FLIGHT",
     "DEFAULT_CONNECT_TIMEOUT",
     "ComputeContext",
     "compute_context",
     "gpu_annotations",
+    "scenes_in_flight",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 AUTO_CLUSTER_MEGAPIXELS = 400.0
 #: Seconds to wait for an existing scheduler to answer.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Scenes a cluster works on at once in a multi-scene run (see :func:`scenes_in_flight`).
+CLUSTER_SCENES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -267,3 +271,24 @@ def gpu_annotations(context: ComputeContext, device: str) -> contextlib.Abstract
     if context.gpu_resource and str(device).startswith(("cuda", "auto")):
         return dask.annotate(resources={"GPU": 1})
     return contextlib.nullcontext()
+
+
+def scenes_in_flight(context: ComputeContext) -> int:
+    """How many scenes of a multi-scene run to process at the same time.
+
+    On a dask.distributed cluster, :data:`CLUSTER_SCENES_IN_FLIGHT` (2): each
+    scene has serial phases run by this process (its scene-wide statistics are
+    summed, and its COG encoded, while no tile of it can run), and the other
+    scene's tasks keep the workers busy meanwhile. With the threaded scheduler, 1:
+    every scene already uses all of this process's threads.
+
+    Parameters
+    ----------
+    context : ComputeContext
+        The active compute context.
+
+    Returns
+    -------
+    int
+    """
+    return 1 if context.client is None else CLUSTER_SCENES_IN_FLIGHT

@@ -104,3 +104,20 @@ def test_enhance__all_nodata_scene(runner, tmp_path):
     result = runner("enhance", path, "--out", tmp_path / "o.tif", *FAST)
     assert result.exit_code == 2 and "no valid pixel" in result.stderr
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_enhance__cluster_run_overlapping_scenes_gives_the_same_bytes(runner, scenes, tmp_path):
+    from geo_ntl.io import write_cog as write
+
+    more = [write(open_scene(scenes[0]).isel(y=slice(10, 50)), scenes[0].with_name("c.tif"))]
+    threads_dir, cluster_dir = tmp_path / "threads", tmp_path / "cluster"
+    threads_dir.mkdir()
+    cluster_dir.mkdir()
+    assert runner("enhance", *scenes, *more, "--out-dir", threads_dir, *FAST).exit_code == 0
+    cluster = [*FAST[:-1], "2", "--threads-per-worker", "1"]  # --workers 2: two scenes at once
+    result = runner("enhance", *scenes, *more, "--out-dir", cluster_dir, *cluster)
+    assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in threads_dir.iterdir())
+    assert names == sorted(p.name for p in cluster_dir.iterdir()) and len(names) == 3
+    for name in names:
+        assert (cluster_dir / name).read_bytes() == (threads_dir / name).read_bytes()

@@ -10,6 +10,7 @@ from geo_ntl.exceptions import (
     AllNoDataError,
     DimensionError,
     ParameterError,
+    TilingError,
     UnsupportedRasterError,
 )
 from geo_ntl.testing import make_scene
@@ -329,6 +330,43 @@ def test_enhance_block__region_matches_whole_block_inside_region():
     inside = (slice(None), slice(20, 50), slice(24, 56))
     np.testing.assert_allclose(part[inside], full[inside], atol=1e-3)
     assert (part[:, :20] == 0).all() and (part[:, 50:] == 0).all()
+
+
+@pytest.mark.parametrize("region", [None, (20, 50, 24, 56)])
+def test_enhance_block__solver_pieces_give_the_same_values_as_one_solve(monkeypatch, region):
+    import torch
+
+    import geo_ntl.enhance.core as core
+    from geo_ntl.enhance.api import _to_float
+    from geo_ntl.enhance.stats import global_stats
+
+    params = ASMParams.from_mapping(FAST)
+    img = _to_float(dark_rgb(shape=(3, 72, 80), seed=3), None)
+    cpu = torch.device("cpu")
+    stats = global_stats(img, dtype=np.dtype("uint8"), params=params, device=cpu)
+    results = {}
+    for piece in (None, 16, 7):
+        monkeypatch.setattr(core, "CPU_SOLVER_PIECE", piece)
+        results[piece] = core.enhance_block(
+            img, origin=(0, 0), stats=stats, params=params, device=cpu, region=region
+        )
+    assert np.array_equal(results[16], results[None])
+    assert np.array_equal(results[7], results[None])
+
+
+def test_enhance_block__region_outside_the_block_is_refused():
+    import torch
+
+    from geo_ntl.enhance.api import _to_float
+    from geo_ntl.enhance.core import enhance_block
+    from geo_ntl.enhance.stats import global_stats
+
+    params = ASMParams.from_mapping(FAST)
+    img = _to_float(dark_rgb(shape=(3, 24, 20)), None)
+    cpu = torch.device("cpu")
+    stats = global_stats(img, dtype=np.dtype("uint8"), params=params, device=cpu)
+    with pytest.raises(TilingError, match="not inside the block"):
+        enhance_block(img, origin=(0, 0), stats=stats, params=params, device=cpu, region=(5, 30, 0, 8))
 
 
 def test_enhance_block__does_not_modify_its_input():

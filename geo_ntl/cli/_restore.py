@@ -109,7 +109,7 @@ def run_restoration(
     from geo_ntl._atomic import check_output_path
     from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs
     from geo_ntl.io import ensure_valid_data, open_scene, write_cog
-    from geo_ntl.parallel import compute_context, gpu_annotations
+    from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
 
     paths = expand_scenes(scenes)
     jobs = plan_jobs(
@@ -163,7 +163,7 @@ def run_restoration(
             )
             click.echo(f"wrote {job.out}")
 
-        outputs = run_jobs(jobs, process)
+        outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
         if mosaic_out is not None:
             from geo_ntl.mosaic import write_mosaic
 
