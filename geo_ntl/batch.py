@@ -282,6 +282,19 @@ def run_jobs(
     return [job.out for job in jobs]
 
 
+def _prioritised(process: Callable[[SceneJob], None], job: SceneJob, rank: int) -> None:
+    """Run ``process(job)`` with its dask tasks at priority ``-rank``: earlier scenes first.
+
+    Without priorities, scenes in flight share the workers evenly, finish their tiles
+    together and leave the workers idle together while this process encodes their COGs.
+    With them, the earlier scene's tasks run first and the later one's fill the gaps.
+    """
+    import dask
+
+    with dask.annotate(priority=-rank):
+        process(job)
+
+
 def _run_overlapped(
     todo: Sequence[SceneJob],
     process: Callable[[SceneJob], None],
@@ -298,7 +311,8 @@ def _run_overlapped(
     try:
         while pending or running:
             while pending and error is None and len(running) < in_flight:
-                running.add(pool.submit(process, pending.pop()))
+                rank = len(todo) - len(pending)
+                running.add(pool.submit(_prioritised, process, pending.pop(), rank))
             if not running:
                 break
             finished, running = wait(running, return_when=FIRST_COMPLETED)

@@ -60,3 +60,15 @@ def test_run_jobs__error_lets_running_jobs_finish_and_starts_no_more(tmp_path):
 def test_run_jobs__in_flight_must_be_positive(tmp_path):
     with pytest.raises(InputError, match="in_flight"):
         run_jobs(_jobs(tmp_path, 2), lambda job: None, in_flight=0)
+
+
+def test_run_jobs__earlier_scenes_get_higher_dask_priority(tmp_path):
+    import dask
+
+    seen: dict[str, int] = {}
+
+    def process(job):
+        seen[job.scene.name] = dask.get_annotations().get("priority")
+
+    run_jobs(_jobs(tmp_path, 3), process, in_flight=2)
+    assert seen == {"s0.tif": 0, "s1.tif": -1, "s2.tif": -2}
