@@ -18,9 +18,11 @@ rounding (measured: at most 1 DN, mean < 0.01 DN on 8-bit scenes). The halo is
 a worst-case bound dominated by the superpixels (128 of its 240 px), all
 coarse-grid work: a tile runs the initialisation on tile + halo (2.2x the area
 of a 1024 tile) but the full-resolution solver, most of the cost, only on the
-tile plus the solver's own 27-px support (1.1x), still exactly. Measured on a
-2048^2 scene: 0.93 CPU s/MP with 1024 tiles, 0.90 with 2048 tiles, against
-0.71 for the whole image in one piece. ``enhance(..., halo=N)`` trades
+tile plus the solver's own 27-px support (1.1x), still exactly (on CPU in
+512-px pieces, each with that support: see :mod:`~geo_ntl.enhance.solver`).
+Measured on a 2048^2 scene before the solver ran in pieces: 0.93 CPU s/MP with
+1024 tiles, 0.90 with 2048 tiles, against 0.71 for the whole image in one
+piece. ``enhance(..., halo=N)`` trades
 exactness for less initialisation work (measured seams in
 ``benchmarks/results/enhance.md``).
 
