@@ -32,9 +32,9 @@ Implementation (speed). The bands do not interact in eqs. 11-20, so the scheme
 runs one band at a time, and on CPU :func:`geo_ntl.enhance.core.enhance_block`
 gives it pieces of at most 512 + 2 x 27 px (its support): a band's fifteen
 working arrays (1.3 MB each) then stay in the last-level cache, where an
-element-wise pass is several times faster than one streamed from memory (a
-whole 1078^2 region, 4.6 MB per array, measured 15 % slower alone and 28 % slower
-with both cores busy). Every array is allocated
+element-wise pass is faster than one streamed from memory (against one solve
+of a whole 1078^2 region, 4.6 MB per array, the pieces measured 15 % faster
+alone and 28 % faster with both cores busy). Every array is allocated
 once per block (:class:`_Work`) and updated in place or through ``out=``: on
 Linux a fresh multi-megabyte tensor is a fresh ``mmap`` whose pages fault in on
 first touch, and those page faults, not the arithmetic, took most of the time
