@@ -197,15 +197,11 @@ def _solve_in_pieces(
     whole-region solve streams its arrays from memory, which two workers contend for).
     """
     bands = r0.shape[0]
-    h, w = shape
     padded = (r0.shape[-2], r0.shape[-1])
     margin = solver_support(params)
     _solver_window(region, shape, padded, margin)  # checks that the region lies in the block
-    if region == (0, h, 0, w) and piece is None:
-        windows = [((0, h, 0, w), (0, padded[0], 0, padded[1]))]
-    else:
-        windows = [(p, _solver_window(p, shape, padded, margin)) for p in _pieces(region, piece)]
-    out = torch.zeros((bands, h, w), dtype=r0.dtype, device=r0.device)
+    windows = [(p, _solver_window(p, shape, padded, margin)) for p in _pieces(region, piece)]
+    out = torch.zeros((bands, *shape), dtype=r0.dtype, device=r0.device)
     for (py0, py1, px0, px1), (y0, y1, x0, x1) in windows:
         r0_w, h0_w, z_w = r0[:, y0:y1, x0:x1], h0[y0:y1, x0:x1], z[:, y0:y1, x0:x1]
         t = r0_w * h0_w
