@@ -2,7 +2,8 @@
 
 Four runs, each writing one COG per scene:
 
-* ``single``: a fresh process, dask's threaded scheduler, torch and BLAS with 1 thread each;
+* ``single``: a fresh process, dask's threaded scheduler, torch and BLAS with 1 thread each,
+  glibc's allocator tuned as ``geo-ntl`` tunes it (:func:`geo_ntl.allocator.tune_allocator`);
 * ``cluster-1``: an embedded LocalCluster of 1 worker process x 1 thread;
 * ``cluster-2``: an embedded LocalCluster of 2 worker processes x 1 thread;
 * ``pair``: two ``single`` processes at once, each with half of the scenes (:func:`run_pair`):
@@ -83,6 +84,9 @@ def _single_process(
     import torch
     from threadpoolctl import threadpool_limits
 
+    from geo_ntl.allocator import tune_allocator
+
+    tune_allocator()  # as `geo-ntl enhance --workers 0` does; cluster workers get it at spawn
     torch.set_num_threads(1)
     # One BLAS thread too, as dask.distributed gives its workers (OPENBLAS_NUM_THREADS=1 etc.).
     with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=1):

@@ -18,14 +18,17 @@ geo_ntl never schedules work itself: every stage builds a dask graph, and
   :data:`AUTO_CLUSTER_MEGAPIXELS`), the threaded scheduler otherwise: starting
   worker processes costs seconds, which a laptop-sized scene does not repay.
 
-Embedded workers are started without the ``MALLOC_TRIM_THRESHOLD_=65536``
-that dask.distributed puts in its workers' environment by default: setting it
-freezes glibc's mmap threshold, so every large torch temporary becomes a fresh
-mmap that faults its pages in, which measured 1.9x slower for the ASM enhancer
-(5.0 s -> 9.5 s on a 2048^2 scene). Workers you start yourself for geo_ntl
-should be started with ``MALLOC_TRIM_THRESHOLD_`` unset too. Their statistical
-profiler is off as well (``distributed.worker.profile.enabled``), which took
-about 30 % of the enhancer's task time on this 2-core machine.
+Embedded workers start with geo_ntl's allocator settings
+(:data:`geo_ntl.allocator.ALLOCATOR_ENVIRON`) in place of the
+``MALLOC_TRIM_THRESHOLD_=65536`` that dask.distributed puts in its workers'
+environment by default: that setting freezes glibc's mmap threshold, so every
+large torch temporary became a fresh mmap that faults its pages in (1.9x slower
+for the ASM enhancer, 5.0 s -> 9.5 s on a 2048^2 scene); geo_ntl's keep freed
+tile-sized blocks in the process for the next tile (see :mod:`geo_ntl.allocator`).
+Workers you start yourself for geo_ntl should get the same environment (the
+README's cluster section lists it). Their statistical profiler is off as well
+(``distributed.worker.profile.enabled``), which took about 30 % of the
+enhancer's task time on this 2-core machine.
 
 Tasks that need a GPU are annotated with the ``GPU`` worker resource when the
 cluster's workers declare one (``dask worker ... --resources GPU=1``).
@@ -192,8 +195,12 @@ def _embedded(
     import dask
     from distributed import Client, LocalCluster
 
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}))
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    from geo_ntl.allocator import ALLOCATOR_ENVIRON
+
+    environ = {
+        **dask.config.get("distributed.nanny.pre-spawn-environ", default={}),
+        **ALLOCATOR_ENVIRON,
+    }
     settings = {
         "distributed.nanny.pre-spawn-environ": environ,
         # The statistical profiler samples every thread's stack every 10 ms; on the

@@ -7,6 +7,7 @@ import os
 import pytest
 from scipy import ndimage
 
+from geo_ntl.allocator import ALLOCATOR_ENVIRON
 from geo_ntl.exceptions import ClusterError, InputError
 from geo_ntl.io import write_cog
 from geo_ntl.parallel import compute_context
@@ -42,6 +43,8 @@ def test_local_cluster__same_bytes_and_survives_a_killed_worker(reference, tmp_p
 
     with compute_context(workers=2, threads_per_worker=1, dashboard=False) as context:
         assert context.kind == "local-cluster"
+        environs = context.client.run(lambda: {k: os.environ.get(k) for k in ALLOCATOR_ENVIRON})
+        assert all(env == ALLOCATOR_ENVIRON for env in environs.values())
         out = write_cog(
             apply_tiled(scene.chunk({"y": 200, "x": 300}), blur_or_die, depth=3), tmp_path / "d.tif"
         )

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import click
 
 from geo_ntl._version import __version__
+from geo_ntl.allocator import tune_allocator
 from geo_ntl.exceptions import GeoNTLError
 
 __all__ = ["COMMANDS", "cli", "main"]
@@ -77,6 +78,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
         logging.getLogger(noisy).setLevel(level if verbose >= 2 else max(level, logging.WARNING))
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    # This process is geo-ntl's own: keep tile-sized blocks for reuse (see geo_ntl.allocator).
+    tune_allocator()
 
 
 def _one_line(message: str) -> str:
