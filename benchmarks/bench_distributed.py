@@ -35,7 +35,7 @@ bounded on a 20000 x 20000 x 3 scene (``--scenes 2``: two such scenes, two in fl
 
 Usage::
 
-    python benchmarks/bench_distributed.py --size 4096 --tile 1024 [--rounds 5] [--scenes 4]
+    python benchmarks/bench_distributed.py --size 4096 --tile 1024 [--rounds 5] [--scenes 4] [--compress ZSTD]
     python benchmarks/bench_distributed.py --size 20000 --tile 1024 --memory-only --workers 2
 """
 
@@ -57,7 +57,9 @@ def _peak_rss_mib() -> float:
     return vm_hwm_mib()
 
 
-def enhance_scenes(srcs: list[Path], dsts: list[Path], tile: int, in_flight: int = 1) -> None:
+def enhance_scenes(
+    srcs: list[Path], dsts: list[Path], tile: int, in_flight: int = 1, compress: str = "DEFLATE"
+) -> None:
     """Enhance each scene into its COG, ``in_flight`` at a time, as ``geo-ntl enhance`` does."""
     from geo_ntl.batch import SceneJob, run_jobs
     from geo_ntl.enhance import enhance
@@ -65,7 +67,8 @@ def enhance_scenes(srcs: list[Path], dsts: list[Path], tile: int, in_flight: int
 
     def process(job: SceneJob) -> None:
         scene = open_scene(job.scene, chunks=tile)
-        write_cog(enhance(scene, device="cpu", tile=tile), job.out, overwrite=True, stage="enhance")
+        result = enhance(scene, device="cpu", tile=tile)
+        write_cog(result, job.out, overwrite=True, stage="enhance", compress=compress)
 
     jobs = [SceneJob(src, dst, "", False) for src, dst in zip(srcs, dsts, strict=True)]
     run_jobs(jobs, process, progress=False, in_flight=in_flight)
@@ -78,7 +81,12 @@ def _timed(func, *args) -> float:
 
 
 def _single_process(
-    srcs: list[Path], warm: Path, dsts: list[Path], tile: int, barrier: object | None = None
+    srcs: list[Path],
+    warm: Path,
+    dsts: list[Path],
+    tile: int,
+    compress: str,
+    barrier: object | None = None,
 ) -> tuple[float, float]:
     import dask
     import torch
@@ -90,22 +98,26 @@ def _single_process(
     torch.set_num_threads(1)
     # One BLAS thread too, as dask.distributed gives its workers (OPENBLAS_NUM_THREADS=1 etc.).
     with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=1):
-        cold = _timed(enhance_scenes, [warm], [dsts[0]], tile)
+        cold = _timed(enhance_scenes, [warm], [dsts[0]], tile, 1, compress)
         if barrier is not None:
             barrier.wait()  # the pair's timed runs start together
-        return cold, _timed(enhance_scenes, srcs, dsts, tile)
+        return cold, _timed(enhance_scenes, srcs, dsts, tile, 1, compress)
 
 
-def run_single(srcs: list[Path], warm: Path, dsts: list[Path], tile: int) -> tuple[float, float]:
+def run_single(
+    srcs: list[Path], warm: Path, dsts: list[Path], tile: int, compress: str
+) -> tuple[float, float]:
     """(cold, warm) seconds in a fresh process."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_single_process, srcs, warm, dsts, tile).result()
+        return pool.submit(_single_process, srcs, warm, dsts, tile, compress).result()
 
 
-def run_pair(srcs: list[Path], warm: Path, workdir: Path, tile: int) -> tuple[float, int]:
+def run_pair(
+    srcs: list[Path], warm: Path, workdir: Path, tile: int, compress: str
+) -> tuple[float, int]:
     """Seconds for two fresh single processes that share the scenes, and how many they ran.
 
     The scenes are dealt alternately to the two processes (with one scene, the second runs the
@@ -129,6 +141,7 @@ def run_pair(srcs: list[Path], warm: Path, workdir: Path, tile: int) -> tuple[fl
                 warm_scene,
                 [workdir / f"p{i}_{k}.tif" for k in range(len(half))],
                 tile,
+                compress,
                 barrier,
             )
             for i, (half, warm_scene) in enumerate(zip(halves, warms, strict=True))
@@ -137,7 +150,7 @@ def run_pair(srcs: list[Path], warm: Path, workdir: Path, tile: int) -> tuple[fl
 
 
 def run_cluster(
-    srcs: list[Path], warm: Path | None, dsts: list[Path], tile: int, workers: int
+    srcs: list[Path], warm: Path | None, dsts: list[Path], tile: int, workers: int, compress: str
 ) -> tuple[float, float, list[float]]:
     """(cold, warm) seconds on a fresh cluster, and the workers' peak RSS."""
     from geo_ntl.parallel import compute_context, scenes_in_flight
@@ -145,11 +158,11 @@ def run_cluster(
     with compute_context(workers=workers, threads_per_worker=1, dashboard=False) as context:
         in_flight = scenes_in_flight(context)
         cold = (
-            _timed(enhance_scenes, [warm], [dsts[0]], tile, in_flight)
+            _timed(enhance_scenes, [warm], [dsts[0]], tile, in_flight, compress)
             if warm is not None
             else float("nan")
         )
-        elapsed = _timed(enhance_scenes, srcs, dsts, tile, in_flight)
+        elapsed = _timed(enhance_scenes, srcs, dsts, tile, in_flight, compress)
         rss = list(context.client.run(_peak_rss_mib).values())
     return cold, elapsed, rss
 
@@ -164,6 +177,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=REPEAT, help="rounds of the four runs")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="with --memory-only")
+    parser.add_argument("--compress", default="DEFLATE", help="COG compression of the outputs")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     srcs = [
@@ -181,7 +195,7 @@ def main() -> None:
 
     if args.memory_only:
         mem = outputs(f"mem_{args.size}_")
-        _, t, rss = run_cluster(srcs, None, mem, args.tile, args.workers)
+        _, t, rss = run_cluster(srcs, None, mem, args.tile, args.workers, args.compress)
         dump(
             {
                 "size": args.size,
@@ -207,16 +221,16 @@ def main() -> None:
     rss2: list[float] = []
     pair_scenes = 0
     for _ in range(args.rounds):
-        c, t = run_single(srcs, warm, outputs("s"), args.tile)
+        c, t = run_single(srcs, warm, outputs("s"), args.tile, args.compress)
         cold["single"].append(c)
         runs["single"].append(t)
-        c, t, rss1 = run_cluster(srcs, warm, outputs("c1_"), args.tile, 1)
+        c, t, rss1 = run_cluster(srcs, warm, outputs("c1_"), args.tile, 1, args.compress)
         cold["cluster1"].append(c)
         runs["cluster1"].append(t)
-        c, t, rss2 = run_cluster(srcs, warm, outputs("c2_"), args.tile, 2)
+        c, t, rss2 = run_cluster(srcs, warm, outputs("c2_"), args.tile, 2, args.compress)
         cold["cluster2"].append(c)
         runs["cluster2"].append(t)
-        t, pair_scenes = run_pair(srcs, warm, args.workdir, args.tile)
+        t, pair_scenes = run_pair(srcs, warm, args.workdir, args.tile, args.compress)
         runs["pair"].append(t)
     t0, t1, t2, tp = (min(runs[k]) for k in ("single", "cluster1", "cluster2", "pair"))
     same = all(
@@ -228,6 +242,7 @@ def main() -> None:
             "size": args.size,
             "tile": args.tile,
             "scenes": args.scenes,
+            "compress": args.compress,
             "runs_s": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
             "cold_first_scene_s": {k: [round(v, 2) for v in vs] for k, vs in cold.items()},
             "single_s": round(t0, 1),

@@ -38,7 +38,14 @@ from rasterio.windows import Window
 from geo_ntl._atomic import PathLike, atomic_output
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import InputError, MissingCRSError, UnsupportedRasterError
-from geo_ntl.io import DEFAULT_CHUNKS, SUPPORTED_DTYPES, nodata_mask, scene_info, write_cog
+from geo_ntl.io import (
+    DEFAULT_CHUNKS,
+    SUPPORTED_DTYPES,
+    Compression,
+    nodata_mask,
+    scene_info,
+    write_cog,
+)
 
 __all__ = [
     "DEFAULT_FEATHER",
@@ -371,6 +378,7 @@ def write_mosaic(
     overwrite: bool = False,
     vrt: bool = False,
     tile_size: int = 8192,
+    compress: Compression = "DEFLATE",
     **kwargs: Any,
 ) -> Path:
     """Mosaic scenes into one COG, or into COG tiles indexed by a VRT.
@@ -390,6 +398,8 @@ def write_mosaic(
         same mosaic is kept, so an interrupted run resumes where it stopped.
     tile_size : int, default 8192
         Tile edge for ``vrt``.
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
+        COG compression (see :func:`geo_ntl.io.write_cog`).
     **kwargs
         Passed to :func:`mosaic`.
 
@@ -400,8 +410,12 @@ def write_mosaic(
     da = mosaic(paths, **kwargs)
     params = {"scenes": [os.fspath(p) for p in paths], **{k: str(v) for k, v in kwargs.items()}}
     if vrt:
-        return write_mosaic_vrt(da, out, overwrite=overwrite, tile_size=tile_size, params=params)
-    return write_cog(da, out, overwrite=overwrite, stage="mosaic", params=params)
+        return write_mosaic_vrt(
+            da, out, overwrite=overwrite, tile_size=tile_size, params=params, compress=compress
+        )
+    return write_cog(
+        da, out, overwrite=overwrite, stage="mosaic", params=params, compress=compress
+    )
 
 
 def _tile_is_done(path: Path, signature: str) -> bool:
@@ -421,6 +435,7 @@ def write_mosaic_vrt(
     overwrite: bool = False,
     tile_size: int = 8192,
     params: dict[str, Any] | None = None,
+    compress: Compression = "DEFLATE",
 ) -> Path:
     """Write a lazy mosaic as COG tiles plus a VRT index; resumable per tile.
 
@@ -436,6 +451,8 @@ def write_mosaic_vrt(
         Tile edge in pixels.
     params : dict, optional
         Provenance recorded in every tile; tiles whose signature differs are redone.
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
+        Compression of the tiles.
 
     Returns
     -------
@@ -479,6 +496,7 @@ def write_mosaic_vrt(
                         stage="mosaic-tile",
                         params=params,
                         tags={"GEO_NTL_SIGNATURE": signature},
+                        compress=compress,
                     )
                 sources.append((f"{tiles_dir.name}/{name}", r0, c0, h, w))
         nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata}</NoDataValue>\n"

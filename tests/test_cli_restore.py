@@ -121,3 +121,31 @@ def test_enhance__cluster_run_overlapping_scenes_gives_the_same_bytes(runner, sc
     assert names == sorted(p.name for p in cluster_dir.iterdir()) and len(names) == 3
     for name in names:
         assert (cluster_dir / name).read_bytes() == (threads_dir / name).read_bytes()
+
+
+def test_enhance__compress_option_changes_the_codec_not_the_pixels(runner, scenes, tmp_path):
+    import rasterio
+
+    outs = {}
+    for codec in ("deflate", "zstd"):
+        out_dir = tmp_path / codec
+        out_dir.mkdir()
+        result = runner(
+            "enhance", *scenes, "--out-dir", out_dir, "--mosaic", out_dir / "m.tif",
+            "--compress", codec, *FAST,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        outs[codec] = sorted(out_dir.glob("*.tif"))
+        for path in outs[codec]:
+            with rasterio.open(path) as src:
+                assert src.compression.name.upper() == codec.upper()
+    for deflated, zstd in zip(outs["deflate"], outs["zstd"], strict=True):
+        with rasterio.open(deflated) as a, rasterio.open(zstd) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_enhance__unknown_compression_is_a_usage_error(runner, scenes, tmp_path):
+    result = runner("enhance", scenes[0], "--out", tmp_path / "x.tif", "--compress", "jpeg", *FAST)
+    assert result.exit_code == 2
+    assert "--compress" in result.stderr
+    assert not (tmp_path / "x.tif").exists()

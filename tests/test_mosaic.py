@@ -122,3 +122,17 @@ def test_cli_mosaic__writes(runner, tiles, tmp_path):
     result = runner("mosaic", *paths, "--out", tmp_path / "m.tif", "--workers", "0")
     assert result.exit_code == 0, result.stderr
     np.testing.assert_array_equal(open_scene(tmp_path / "m.tif").values, big.values)
+
+
+def test_cli_mosaic__vrt_tiles_in_the_chosen_compression(runner, tiles, tmp_path):
+    import rasterio
+
+    big, paths = tiles
+    out = tmp_path / "m.vrt"
+    args = ("--out", out, "--vrt", "--vrt-tile", "256", "--compress", "zstd", "--workers", "0")
+    result = runner("mosaic", *paths, *args)
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_array_equal(open_scene(out).values, big.values)
+    for path in (tmp_path / "m_tiles").glob("*.tif"):
+        with rasterio.open(path) as src:
+            assert src.compression.name == "zstd"

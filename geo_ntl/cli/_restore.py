@@ -25,9 +25,10 @@ Stage = Callable[[xr.DataArray], xr.DataArray]
 
 def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """Options shared by the restoration commands (outputs, cluster, mosaic)."""
-    from geo_ntl.cli.options import cluster_opts, overwrite_opt
+    from geo_ntl.cli.options import cluster_opts, compress_opt, overwrite_opt
 
     func = overwrite_opt(func)
+    func = compress_opt(func)
     func = cluster_opts(func)
     func = click.option(
         "--mosaic",
@@ -70,6 +71,7 @@ def run_restoration(
     device: str = "auto",
     dtype: str | None = None,
     allow_no_crs: bool = False,
+    compress: str = "DEFLATE",
 ) -> list[Path]:
     """Run one stage over scenes and write one COG each (plus an optional mosaic).
 
@@ -97,6 +99,9 @@ def run_restoration(
         Output dtype; defaults to the input's.
     allow_no_crs : bool, default False
         Accept scenes without CRS.
+    compress : str, default "DEFLATE"
+        Compression of the COGs and the mosaic (see :func:`geo_ntl.io.write_cog`). Not part of
+        the job signature: an output finished with another compression has the same pixels.
 
     Returns
     -------
@@ -160,6 +165,7 @@ def run_restoration(
                 params=params,
                 tags={"GEO_NTL_JOB": job.signature, "GEO_NTL_SOURCE": job.scene.name},
                 allow_no_crs=allow_no_crs,
+                compress=compress,
             )
             click.echo(f"wrote {job.out}")
 
@@ -167,6 +173,6 @@ def run_restoration(
         if mosaic_out is not None:
             from geo_ntl.mosaic import write_mosaic
 
-            write_mosaic(outputs, mosaic_out, overwrite=overwrite)
+            write_mosaic(outputs, mosaic_out, overwrite=overwrite, compress=compress)
             click.echo(f"wrote mosaic {mosaic_out}")
     return outputs

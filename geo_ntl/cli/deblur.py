@@ -52,6 +52,7 @@ def deblur(
     threads_per_worker: int | None,
     scheduler: str | None,
     overwrite: bool,
+    compress: str,
 ) -> None:
     """Remove blooming from SCENES with the NTL-Db-Net GAN and enhance them (ASM).
 
@@ -125,4 +126,5 @@ def deblur(
             threads_per_worker=threads_per_worker,
             scheduler=scheduler,
             device=device,
+            compress=compress,
         )

@@ -30,6 +30,7 @@ def enhance(
     threads_per_worker: int | None,
     scheduler: str | None,
     overwrite: bool,
+    compress: str,
 ) -> None:
     """Enhance low-light SCENES with the ASM / non-uniform illumination method.
 
@@ -62,4 +63,5 @@ def enhance(
         threads_per_worker=threads_per_worker,
         scheduler=scheduler,
         device=device,
+        compress=compress,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geo_ntl.cli.options import cluster_opts, out_opt, overwrite_opt
+from geo_ntl.cli.options import cluster_opts, compress_opt, out_opt, overwrite_opt
 
 
 @click.command()
@@ -41,6 +41,7 @@ from geo_ntl.cli.options import cluster_opts, out_opt, overwrite_opt
     show_default=True,
     help="Tile edge in pixels with --vrt.",
 )
+@compress_opt
 @cluster_opts
 @overwrite_opt
 def mosaic(
@@ -56,6 +57,7 @@ def mosaic(
     threads_per_worker,
     scheduler,
     overwrite,
+    compress,
 ) -> None:  # noqa: ANN001
     """Reproject SCENES (files, folders or globs) to one grid and blend them seamlessly.
 
@@ -88,6 +90,7 @@ def mosaic(
             overwrite=overwrite,
             vrt=vrt,
             tile_size=vrt_tile,
+            compress=compress,
             crs=crs,
             resolution=resolution,
             feather=feather,
