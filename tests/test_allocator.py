@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from geo_ntl.allocator import ALLOCATOR_ENVIRON, tune_allocator
+from geo_ntl.allocator import ALLOCATOR_ENVIRON, _glibc
 
 pytestmark = pytest.mark.skipif(
-    not tune_allocator(), reason="needs glibc (the settings do nothing elsewhere)"
+    _glibc() is None, reason="needs glibc (the settings do nothing elsewhere)"
 )
 
 # Allocates and frees a 100 MB block four times in a worker thread (as dask runs tiles) and
