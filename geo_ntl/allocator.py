@@ -25,7 +25,6 @@ nearer the peak.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 __all__ = [
@@ -61,7 +60,9 @@ def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # glibc's soname on every Linux architecture it supports; opening it by name avoids
+        # ctypes.util.find_library, which runs ldconfig or a compiler.
+        libc = ctypes.CDLL("libc.so.6")
         libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (not in musl)
         libc.mallopt
     except (OSError, AttributeError):
