@@ -428,13 +428,21 @@ def test_deblur__keeps_grid_dtype_and_matches_whole(tiny_weights):
 
 def test_deblur__one_band_replicated_and_merged(tiny_weights):
     scene = make_scene((1, 48, 48), seed=4)
-    out = deblur(
-        scene.isel(band=0, drop=True), weights=tiny_weights, device="cpu", enhance=False, tile=32
-    )
     rgb = np.repeat(scene.values, 3, axis=0)
-    ref = deblur_array(rgb, weights=tiny_weights, device="cpu").astype(float).mean(axis=0)
-    assert out.dims == ("y", "x")
-    assert np.abs(out.values - ref).max() <= 1.0
+    for conserve, atol in ((False, 1.0), (True, 2.0)):
+        # With the flux pass, each of the three bands is dither-rounded on its own (<= 1 DN
+        # each) before their mean is taken; the one band is rounded once.
+        out = deblur(
+            scene.isel(band=0, drop=True),
+            weights=tiny_weights,
+            device="cpu",
+            enhance=False,
+            tile=32,
+            conserve=conserve,
+        )
+        ref = deblur_array(rgb, weights=tiny_weights, device="cpu", conserve=conserve)
+        assert out.dims == ("y", "x")
+        assert np.abs(out.values - ref.astype(float).mean(axis=0)).max() <= atol
 
 
 @pytest.mark.parametrize("bands", [2, 4])

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geo_ntl.deblur.flux import conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
 
@@ -200,6 +201,86 @@ class _Runner:
         return y
 
 
+def _conserve_tiled(
+    scene: xr.DataArray, restored: xr.DataArray, *, full_scale: float, nodata, dtype
+) -> xr.DataArray:
+    """Run the flux pass over a scene and its (lazy) GAN output, tile by tile."""
+    import dask.array as dsa
+
+    from geo_ntl.tiling import apply_tiled
+
+    bands = scene.shape[0]
+    stacked = dsa.concatenate([scene.data.astype(dtype), restored.data], axis=0)
+    carrier = xr.DataArray(
+        stacked.rechunk({0: -1}),
+        dims=scene.dims,
+        coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
+    )
+    if scene.rio.crs is not None:
+        carrier = carrier.rio.write_crs(scene.rio.crs)
+    carrier = carrier.rio.write_transform(scene.rio.transform())
+    if nodata is not None:
+        carrier = carrier.rio.write_nodata(nodata, encoded=False)
+    depth = flux_halo()
+    projector = _FluxProjector(
+        bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, depth=depth
+    )
+    out = apply_tiled(
+        carrier,
+        projector,
+        depth=depth,
+        dtype=dtype,
+        bands_out=bands,
+        name="flux",
+        placement=True,
+    )
+    return restored.copy(data=out.data)
+
+
+class _FluxProjector:
+    """Picklable per-block function of the flux pass: ``(scene, gan)`` stacked on bands in."""
+
+    def __init__(
+        self,
+        *,
+        bands: int,
+        full_scale: float,
+        nodata: float | None,
+        out_dtype: np.dtype,
+        depth: int,
+    ) -> None:
+        self.bands = bands
+        self.full_scale = full_scale
+        self.nodata = nodata
+        self.out_dtype = np.dtype(out_dtype)
+        self.depth = depth
+
+    def __call__(self, block: np.ndarray, placement: TilePlacement | None = None) -> np.ndarray:
+        """Project one block; without ``placement`` it is a whole scene padded by ``depth``."""
+        scene = block[: self.bands].astype(np.float32)
+        restored = block[self.bands :].astype(np.float32)
+        bad = ~np.isfinite(scene).all(axis=0)
+        if self.nodata is not None and not np.isnan(self.nodata):
+            bad |= (block[: self.bands] == np.asarray(self.nodata, block.dtype)).all(axis=0)
+        if bad.any():  # no light there: the correction is 0 (the engine restores the nodata)
+            scene[:, bad] = 0.0
+            restored[:, bad] = 0.0
+        out = conserve_flux(scene, restored, full_scale=self.full_scale)
+        if self.out_dtype.kind in "ui":
+            # Rounding to the nearest integer would lose or add the smooth fractional part of
+            # the projection everywhere (13 % of a dim scene's light, measured); an ordered
+            # dither anchored on the scene's pixel grid rounds without bias and tile-exactly.
+            origin = placement.origin if placement is not None else (-self.depth, -self.depth)
+            info = np.iinfo(self.out_dtype)
+            out = np.clip(np.floor(out + ordered_dither(out.shape[1:], origin)), info.min, info.max)
+        else:
+            out = np.maximum(out, 0.0)
+        out = out.astype(self.out_dtype)
+        if bad.any():  # as the GAN pass marks them
+            out[:, bad] = block[self.bands :][:, bad]
+        return out
+
+
 def _check_options(tile: int, halo: int | None, batch_size: int | None) -> int:
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % _MULT:
         raise ParameterError(f"tile must be a multiple of 4 and >= 16 pixels, got {tile!r}")
@@ -223,6 +304,7 @@ def deblur_array(
     batch_size: int | None = None,
     scale: float | None = None,
     nodata: float | None = None,
+    conserve: bool = True,
 ) -> np.ndarray:
     """Deblur an image held in memory with the GAN (no enhancement).
 
@@ -246,6 +328,10 @@ def deblur_array(
         Value mapped to full scale; default 255 for uint8, else the image's maximum.
     nodata : float, optional
         Nodata value (pixels with every band equal to it are kept).
+    conserve : bool, default True
+        Project the GAN's output so that it moves light but neither creates nor destroys
+        it, except around light clipped at full scale
+        (:func:`geo_ntl.deblur.flux.conserve_flux`); False gives the bare network.
 
     Returns
     -------
@@ -293,6 +379,13 @@ def deblur_array(
         out_dtype=arr.dtype,
     )
     out = apply_whole(arr, runner, depth=depth, boundary="none")
+    if conserve:
+        depth = flux_halo()
+        projector = _FluxProjector(
+            bands=arr.shape[0], full_scale=sc, nodata=nodata, out_dtype=arr.dtype, depth=depth
+        )
+        stacked = np.concatenate([arr, out.astype(arr.dtype)])
+        out = apply_whole(stacked, projector, depth=depth, bands_out=arr.shape[0])
     return out[0] if squeeze else out
 
 
@@ -307,6 +400,7 @@ def deblur(
     batch_size: int | None = None,
     scale: float | None = None,
     enhance_params: dict[str, Any] | None = None,
+    conserve: bool = True,
 ) -> xr.DataArray:
     """Deblur (deblooming GAN) and optionally enhance (ASM) a georeferenced scene.
 
@@ -337,6 +431,9 @@ def deblur(
         See :func:`deblur_array`.
     enhance_params : dict, optional
         Passed to :func:`geo_ntl.enhance.enhance` as ``params``.
+    conserve : bool, default True
+        Flux conservation (see :func:`deblur_array`): a second tiled pass with
+        :func:`geo_ntl.deblur.flux.flux_halo` px of halo, exact across tiles.
 
     Returns
     -------
@@ -430,6 +527,8 @@ def deblur(
         placement=True,
         boundary="none",
     )
+    if conserve:
+        out = _conserve_tiled(carrier, out, full_scale=sc, nodata=nodata, dtype=dtype)
     if enhance:
         from geo_ntl.enhance import enhance as asm_enhance
 

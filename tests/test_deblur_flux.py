@@ -1,0 +1,121 @@
+"""Flux conservation of the deblooming stage (geo_ntl.deblur.flux)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_deblur import _tiny_generator
+
+from geo_ntl.deblur import deblur, deblur_array
+from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA, conserve_flux, flux_halo
+from geo_ntl.testing import make_scene
+from geo_ntl.tiling import apply_tiled, apply_whole
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from geo_ntl.deblur.weights import save_weights
+
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    save_weights(_tiny_generator(), path, meta={"note": "test"})
+    return path
+
+
+def _interior_sum(a: np.ndarray, margin: int) -> float:
+    return float(a[:, margin:-margin, margin:-margin].sum(dtype=np.float64))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    gain=st.floats(0.0, 3.0),
+    shift=st.integers(-6, 6),
+)
+def test_conserve_flux__random_corrections_keep_light(seed, gain, shift):
+    # Any "restoration" -- scaled, shifted, noisy -- of an unsaturated scene keeps the
+    # scene's light over a window much wider than FLUX_SIGMA.
+    rng = np.random.default_rng(seed)
+    scene = rng.gamma(1.5, 20.0, (3, 160, 160)).astype(np.float32).clip(0, 240)
+    restored = np.roll(scene * gain, shift, axis=2) + rng.normal(0, 5, scene.shape)
+    out = conserve_flux(scene, restored, full_scale=255)
+    margin = 3 * int(FLUX_SIGMA)
+    ratio = _interior_sum(out, margin) / _interior_sum(scene, margin)
+    assert abs(ratio - 1) < 0.03
+
+
+def test_conserve_flux__light_moves_within_sigma():
+    # A correction that gathers a halo back into its lamp is kept: it moves light only.
+    scene = np.zeros((1, 128, 128), np.float32)
+    scene[0, 60:69, 60:69] = 10.0
+    restored = np.zeros_like(scene)
+    restored[0, 64, 64] = scene.sum()
+    out = conserve_flux(scene, restored, full_scale=255)
+    assert out[0, 64, 64] > 0.9 * scene.sum()
+    assert abs(out.sum() - scene.sum()) < 1e-3 * scene.sum()
+
+
+def test_conserve_flux__clipped_light_may_be_removed():
+    # Beside a saturated lamp the excess spread by blooming may go; far from it, it may not.
+    scene = np.full((3, 200, 200), 20.0, np.float32)
+    scene[:, 40:44, 40:44] = 255.0
+    restored = np.full_like(scene, 10.0)  # halves the light everywhere
+    out = conserve_flux(scene, restored, full_scale=255)
+    assert out[:, 42, 50].mean() < 12  # within CLIP_RADIUS of the saturated pixels
+    assert abs(out[:, 170, 170].mean() - 20) < 0.5  # far away: the light is restored
+    assert CLIP_RADIUS < 170 - 44
+
+
+def test_deblur_array__keeps_light_of_unsaturated_scene(tiny_weights):
+    scene = make_scene((3, 128, 128), seed=3).values // 2  # no saturated pixels
+    out = deblur_array(scene, weights=tiny_weights, device="cpu")
+    bare = deblur_array(scene, weights=tiny_weights, device="cpu", conserve=False)
+    total = float(scene.sum(dtype=np.float64))
+    err = abs(out.sum(dtype=np.float64) / total - 1)
+    bare_err = abs(bare.sum(dtype=np.float64) / total - 1)
+    assert err < 0.01  # the dithered rounding keeps the dim light too
+    assert bare_err > 0.5  # the untrained network deletes most of it
+
+
+def test_ordered_dither__rounds_without_bias():
+    from geo_ntl.deblur.flux import ordered_dither
+
+    values = np.random.default_rng(1).uniform(0, 3, (96, 80)).astype(np.float32)
+    smooth = np.full((96, 80), 0.3, np.float32)
+    for v in (values, smooth):
+        rounded = np.floor(v + ordered_dither(v.shape, (5, -3)))
+        assert abs(rounded.mean() - v.mean()) < 0.01
+    assert np.rint(smooth).mean() == 0  # what plain rounding does to a smooth 0.3
+
+
+def test_flux_pass__tiled_equals_whole():
+    rng = np.random.default_rng(5)
+    scene = rng.gamma(1.2, 25.0, (3, 150, 170)).clip(0, 255).astype(np.uint8)
+    scene[:, 70:75, 90:96] = 255
+    restored = (scene * 0.6).astype(np.uint8)
+    stacked = np.concatenate([scene, restored])
+
+    def func(block: np.ndarray) -> np.ndarray:
+        return conserve_flux(block[:3], block[3:], full_scale=255)
+
+    whole = apply_whole(stacked.astype(np.float32), func, depth=flux_halo(), bands_out=3)
+    da = make_scene((6, 150, 170), dtype="float32", chunks=48)
+    da = da.copy(data=da.data.map_blocks(lambda b: b * 0) + stacked.astype(np.float32))
+    tiled = apply_tiled(da, func, depth=flux_halo(), bands_out=3).values
+    np.testing.assert_allclose(tiled, whole, atol=1e-3)
+
+
+@pytest.mark.parametrize("conserve", [True, False])
+def test_deblur__tiled_equals_whole_with_flux_pass(tiny_weights, conserve):
+    scene = make_scene((3, 96, 112), seed=9)
+    whole = deblur_array(scene.values, weights=tiny_weights, device="cpu", conserve=conserve)
+    tiled = deblur(
+        scene.chunk({"y": 48, "x": 48}),
+        weights=tiny_weights,
+        device="cpu",
+        tile=48,
+        enhance=False,
+        conserve=conserve,
+    ).values
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
