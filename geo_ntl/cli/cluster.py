@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import click
 
@@ -24,6 +26,19 @@ def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
                 f"expected CLASS=WEIGHT such as primary=2, got {text!r}", param_hint="--road-weight"
             )
     return weights
+
+
+@contextlib.contextmanager
+def _option_names() -> Iterator[None]:
+    """Name the command's option where the library's refusal names its argument."""
+    from geo_ntl.radiometry import EnhancedRasterError
+
+    try:
+        yield
+    except EnhancedRasterError as exc:
+        raise EnhancedRasterError(
+            str(exc).replace("allow_enhanced=True", "--allow-enhanced")
+        ) from None
 
 
 @click.command()
@@ -107,6 +122,12 @@ def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
     default=None,
     help="Write LISA maps and Moran scatterplots (PNG) into this folder.",
 )
+@click.option(
+    "--allow-enhanced",
+    is_flag=True,
+    help="Analyse a raster the low-light enhancer wrote (refused by default: the enhancer "
+    "changes relative brightness).",
+)
 @json_opt
 @overwrite_opt
 def cluster(
@@ -128,6 +149,7 @@ def cluster(
     road_weights: tuple[str, ...],
     jobs: int,
     figures: str | None,
+    allow_enhanced: bool,
     as_json: bool,
     overwrite: bool,
 ) -> None:
@@ -158,7 +180,7 @@ def cluster(
         for existing in sorted(Path(figures).glob("*.png")):
             if existing.name.startswith(("lisa_", "scatter_")):
                 check_output_path(existing, overwrite=False)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _option_names():
         warnings.simplefilter("always", GeoNTLWarning)
         result = run_cluster(
             ntl,
@@ -177,6 +199,7 @@ def cluster(
             radiance=radiance,
             road_class_weights=_parse_road_weights(road_weights),  # type: ignore[arg-type]
             n_jobs=jobs,
+            allow_enhanced=allow_enhanced,
         )
     for item in caught:
         if issubclass(item.category, GeoNTLWarning):

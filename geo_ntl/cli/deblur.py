@@ -1,4 +1,4 @@
-"""``geo-ntl deblur``: deblooming GAN, then the ASM enhancer, one COG per scene."""
+"""``geo-ntl deblur``: the deblooming GAN (and, on request, the ASM enhancer), one COG per scene."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ DEFAULT_TILE = 2048
     "--weights",
     help="Weights file from `geo-ntl train` or a shipped name (default: the shipped model).",
 )
-@click.option("--no-enhance", is_flag=True, help="Skip the ASM low-light enhancer.")
+@click.option(
+    "--enhance/--no-enhance",
+    default=False,
+    show_default=True,
+    help="Also run the ASM low-light enhancer: a rendition for viewing, which `geo-ntl cluster` "
+    "refuses (without it the output keeps the scene's light, moved but not created or lost).",
+)
 @click.option(
     "--halo",
     type=click.IntRange(min=0),
@@ -43,7 +49,7 @@ def deblur(
     out_dir: str | None,
     mosaic_out: str | None,
     weights: str | None,
-    no_enhance: bool,
+    enhance: bool,
     halo: int | None,
     batch_size: int | None,
     tile: int,
@@ -54,16 +60,20 @@ def deblur(
     overwrite: bool,
     compress: str,
 ) -> None:
-    """Remove blooming from SCENES with the NTL-Db-Net GAN and enhance them (ASM).
+    """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
 
     SCENES are files, folders or glob patterns. Keeps size, dtype, CRS,
-    transform and nodata. 1-band scenes are processed as three identical
-    channels and merged back; 2- and 4-band scenes are refused.
+    transform and nodata. The output keeps the scene's light: the network's
+    correction may move light within about 30 px but not create or remove it,
+    except around pixels saturated at full scale. It is what `geo-ntl cluster`
+    analyses. --enhance adds the ASM low-light enhancer, for viewing. 1-band
+    scenes are processed as three identical channels and merged back; 2- and
+    4-band scenes are refused.
 
     \b
     Examples:
       geo-ntl deblur sample_aoi/helsinki/scene.tif --out clean.tif
-      geo-ntl deblur scene.tif --out clean.tif --no-enhance --tile 512
+      geo-ntl deblur scene.tif --out clean_view.tif --enhance --tile 512
       geo-ntl deblur scene.tif --out clean.tif --weights runs/a/generator.pt --device cuda
       geo-ntl deblur scenes/ --out-dir clean/ --mosaic city.tif --workers 2
     """
@@ -75,6 +85,7 @@ def deblur(
 
     from geo_ntl.deblur import deblur as run_deblur
     from geo_ntl.deblur import get_model
+    from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
     from geo_ntl.enhance import enhance as asm_enhance
     from geo_ntl.io import open_scene, write_cog
 
@@ -85,7 +96,8 @@ def deblur(
     get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
     params = {
         "weights": weights or "default",
-        "enhance": not no_enhance,
+        "enhance": enhance,
+        "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
         "tile": tile,
         "halo": halo,
         "batch_size": batch_size,
@@ -107,7 +119,7 @@ def deblur(
                 enhance=False,
                 batch_size=batch_size,
             )
-            if no_enhance:
+            if not enhance:
                 return gan
             path = write_cog(gan, Path(staging) / f"gan_{next(counter)}.tif", compress="NONE")
             return asm_enhance(open_scene(path, chunks=tile), device=device, tile=tile)

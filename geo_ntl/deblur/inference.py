@@ -396,7 +396,7 @@ def deblur(
     device: str | None = "auto",
     tile: int = DEFAULT_TILE,
     halo: int | None = None,
-    enhance: bool = True,
+    enhance: bool = False,
     batch_size: int | None = None,
     scale: float | None = None,
     enhance_params: dict[str, Any] | None = None,
@@ -422,8 +422,9 @@ def deblur(
         Halo in pixels between tiles (multiple of 4); default
         :data:`DEFAULT_HALO`, chosen from the generator's effective receptive
         field so tiled and whole results differ by at most 2 DN.
-    enhance : bool, default True
-        Run :func:`geo_ntl.enhance.enhance` on the result.
+    enhance : bool, default False
+        Run :func:`geo_ntl.enhance.enhance` on the result (a rendition for viewing, see
+        :mod:`geo_ntl.radiometry`).
     batch_size : int, optional
         Tiles per forward pass (each dask chunk holds up to this many tiles);
         default 4 on a GPU, 1 on a CPU.

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from geo_ntl.enhance._ops import cell_mean, gaussian, gaussian_radius, sym_index, upsample
+from geo_ntl.enhance.guard import apply_guard, guard_strength, guard_support
 from geo_ntl.enhance.init import initial_reflectance, initial_weight
 from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.solver import hqs
@@ -83,6 +84,8 @@ def halo_depth(params: ASMParams) -> int:
     slic = (3 * params.slic_iterations + 2) * (params.superpixel_size // c)
     init_low = max(r0_low + 1 + slic + gaussian_radius(params.z_sigma / c) + 1, h0_low)
     depth = (init_low + 1) * c + solver_support(params)
+    if params.guard:
+        depth += guard_support(params.detail_sigma)
     return int(math.ceil(depth / HALO_ROUND) * HALO_ROUND)
 
 
@@ -286,7 +289,26 @@ def enhance_block(
     z_low = gaussian(mask_z(r0_low, labels, z_scale=params.z_scale), params.z_sigma / cell)
     z = upsample(z_low, cell)
     piece = CPU_SOLVER_PIECE if device.type == "cpu" else None
-    out = _solve_in_pieces(r0, h0, z, params, region or (0, h, 0, w), (h, w), piece)
+    ry0, ry1, rx0, rx1 = region or (0, h, 0, w)
+    _solver_window(region, (h, w), (hp, wp), 0)  # checks that the region lies in the block
+    if params.guard:  # the guard's filters need the method's output around the region too
+        s = guard_support(params.detail_sigma)
+        ry0, ry1, rx0, rx1 = max(0, ry0 - s), min(h, ry1 + s), max(0, rx0 - s), min(w, rx1 + s)
+    out = _solve_in_pieces(r0, h0, z, params, (ry0, ry1, rx0, rx1), (h, w), piece)
+    if params.guard:
+        out[:, ry0:ry1, rx0:rx1] = apply_guard(
+            x[:, ry0:ry1, rx0:rx1],
+            out[:, ry0:ry1, rx0:rx1],
+            strength=guard_strength(stats.mean_luma, params.guard_mean_low, params.guard_mean_high),
+            black=stats.black,
+            detail_sigma=params.detail_sigma,
+            detail_gain=params.detail_gain,
+        )
+        if region is not None:  # the ring the guard needed is not part of the result
+            kept = torch.zeros_like(out)
+            ky0, ky1, kx0, kx1 = region
+            kept[:, ky0:ky1, kx0:kx1] = out[:, ky0:ky1, kx0:kx1]
+            out = kept
     result = out.mul_(stats.scale).cpu().numpy()
     if invalid.any():
         result[:, invalid] = np.nan

@@ -51,6 +51,12 @@ PARAM_DOCS: dict[str, str] = {
     "keep_hue": "apply eq. 29 to gray(I) and keep colour ratios (True) or per channel as printed (False)",
     "init": "initial reflectance: 'asm' (the paper, eqs. 23-29) or 'max_rgb' (LIME-style I / max_c I, ablation)",
     "cell": "side of the coarse grid (px) on which the smooth initial maps are computed",
+    "guard": "night-light guard on the output: highlights kept, bright scenes left alone, "
+    "noise not amplified (geo_ntl.enhance.guard); not in the paper",
+    "guard_mean_low": "scene mean luminance (0-1) up to which the guard lets the method act fully",
+    "guard_mean_high": "scene mean luminance (0-1) from which the scene is not low-light and is kept",
+    "detail_sigma": "Gaussian sigma (px) separating the smooth image from its detail and noise",
+    "detail_gain": "fraction of the local brightening given to the detail (the noise): 0-1",
 }
 
 
@@ -135,6 +141,11 @@ class ASMParams:
     cell: int = 4
     init: str = "asm"
     keep_hue: bool = True
+    guard: bool = True
+    guard_mean_low: float = 0.30
+    guard_mean_high: float = 100.0 / 255.0
+    detail_sigma: float = 2.0
+    detail_gain: float = 0.25
 
     def __post_init__(self) -> None:
         positive = ("mu1", "mu2", "mu3", "lambda1", "gf_eps", "slic_compactness", "z_scale")
@@ -159,6 +170,10 @@ class ASMParams:
             "epsilon",
             "asd_fraction",
             "h_max",
+            "guard_mean_low",
+            "guard_mean_high",
+            "detail_sigma",
+            "detail_gain",
         ):
             value = getattr(self, name)
             if (
@@ -179,6 +194,10 @@ class ASMParams:
             "epsilon": (1e-6, 100.0),
             "asd_fraction": (1e-4, 1.0),
             "h_max": (1.0, 1e3),
+            "guard_mean_low": (0.0, 1.0),
+            "guard_mean_high": (0.0, 1.0),
+            "detail_sigma": (0.5, 16.0),
+            "detail_gain": (0.0, 1.0),
         }
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
@@ -198,8 +217,16 @@ class ASMParams:
                 raise ParameterError(
                     f"parameter {name} must be an integer in [{low}, {high}], got {value!r}"
                 )
-        if not isinstance(self.keep_hue, bool):
-            raise ParameterError(f"parameter keep_hue must be True or False, got {self.keep_hue!r}")
+        for name in ("keep_hue", "guard"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(
+                    f"parameter {name} must be True or False, got {getattr(self, name)!r}"
+                )
+        if self.guard_mean_low >= self.guard_mean_high:
+            raise ParameterError(
+                f"guard_mean_low ({self.guard_mean_low}) must be below guard_mean_high "
+                f"({self.guard_mean_high})"
+            )
         if self.init not in ("asm", "max_rgb"):
             raise ParameterError(f"parameter init must be 'asm' or 'max_rgb', got {self.init!r}")
         if self.superpixel_size % self.cell:

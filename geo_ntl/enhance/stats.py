@@ -50,6 +50,10 @@ class GlobalStats:
         ASD block ``(height, width)`` in pixels.
     e_g : float
         Global exposure E_G.
+    mean_luma : float
+        Mean luminance of the valid pixels on [0, 1] (measured on the overview).
+    black : float
+        Black level: the 1st percentile of the overview's luminance on [0, 1].
     """
 
     shape: tuple[int, int]
@@ -58,6 +62,8 @@ class GlobalStats:
     asd: np.ndarray
     block: tuple[int, int]
     e_g: float
+    mean_luma: float = 0.0
+    black: float = 0.0
 
 
 def white_level(dtype: np.dtype, valid_max: float) -> float:
@@ -285,4 +291,14 @@ def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats
     maps = initial_reflectance(tens, asd_low, params, cell=1, pixel=float(f))
     valid = torch.from_numpy(~np.isnan(overview).all(axis=0)).to(dev)
     e_g = float(maps.r0.amax(0)[valid].mean()) if bool(valid.any()) else 0.5
-    return GlobalStats(shape=(h, w), scale=scale, fill=fill, asd=asd, block=(by, bx), e_g=e_g)
+    luma = _gray(ov)[~np.isnan(overview).all(axis=0)]
+    return GlobalStats(
+        shape=(h, w),
+        scale=scale,
+        fill=fill,
+        asd=asd,
+        block=(by, bx),
+        e_g=e_g,
+        mean_luma=float(luma.mean()),
+        black=float(np.percentile(luma, 1.0)),
+    )

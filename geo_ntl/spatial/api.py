@@ -190,6 +190,7 @@ def aggregate(
     road_class_column: str = "highway",
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     chunks: int = 1024,
+    allow_enhanced: bool = False,
 ) -> tuple[Any, Grid, dict[str, Any]]:
     """Build the grid and aggregate night light, road density and permeable fraction per cell.
 
@@ -209,6 +210,9 @@ def aggregate(
         See :func:`geo_ntl.spatial.aggregate.road_density`.
     chunks : int, default 1024
         Chunk edge when ``ntl`` is a path.
+    allow_enhanced : bool, default False
+        Accept a raster that the low-light enhancer wrote (see :mod:`geo_ntl.radiometry`);
+        by default it is refused, since its relative brightness is not the measured one.
 
     Returns
     -------
@@ -224,12 +228,17 @@ def aggregate(
         A layer without a CRS.
     AllNoDataError
         No valid pixel in any cell.
+    EnhancedRasterError
+        ``ntl`` is an enhanced rendition and ``allow_enhanced`` is False.
     """
     from geo_ntl.io import ensure_valid_data
+    from geo_ntl.radiometry import check_faithful
 
     if ntl_statistic not in ("mean", "sum"):
         raise ParameterError(f"ntl_statistic must be 'mean' or 'sum', got {ntl_statistic!r}")
     da = _open(ntl, chunks)
+    source = str(ntl) if isinstance(ntl, str | os.PathLike) else "the night-light raster"
+    check_faithful(da.attrs, source=source, allow_enhanced=allow_enhanced)
     cells_grid = make_grid(da, cell_size=cell_size, kind=grid, aoi=aoi, min_coverage=min_coverage)
     crs = cells_grid.frame.crs
     road_layer = read_vector(roads, kind="lines", crs=crs, name="roads")
@@ -296,6 +305,7 @@ def cluster(
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     n_jobs: int = 1,
     chunks: int = 1024,
+    allow_enhanced: bool = False,
 ) -> ClusterResult:
     """Spatial clustering of night light against road density and permeable surfaces.
 
@@ -328,7 +338,8 @@ def cluster(
     alpha : float, default DEFAULT_ALPHA
     fdr : bool, default False
         Label with the FDR cut-off (:func:`esda.fdr`) instead of ``alpha``.
-    radiance, ntl_statistic, road_class_weights, road_class_column, min_coverage, chunks
+    radiance, ntl_statistic, road_class_weights, road_class_column, min_coverage, chunks,
+    allow_enhanced
         See :func:`aggregate`.
     n_jobs : int, default 1
         Threads for the local permutations (-1: all).
@@ -362,6 +373,7 @@ def cluster(
         road_class_column=road_class_column,
         min_coverage=min_coverage,
         chunks=chunks,
+        allow_enhanced=allow_enhanced,
     )
     has_data = cells["ntl_count"].to_numpy() > 0
     cw = build_weights(cells_grid, method=weights, k=k, distance=distance, include=has_data)
