@@ -32,6 +32,7 @@ from geo_ntl.exceptions import (
     AllNoDataError,
     ClusterError,
     DimensionError,
+    InputError,
     MissingCRSError,
     NotARasterError,
     SceneNotFoundError,
@@ -687,6 +688,13 @@ def scene_info(path: PathLike) -> dict[str, Any]:
     ------
     SceneNotFoundError, NotARasterError
         If ``path`` is missing or not a raster.
+
+    Notes
+    -----
+    ``is_cog`` needs both rio-cogeo's ``cog_validate`` and a read of the last
+    full-resolution block (a COG cut short still has a valid header); ``read_error``
+    says why that read failed and ``nodata_error`` describes a nodata tag the dtype
+    cannot hold (see :func:`geo_ntl._raster.check_nodata`).
     """
     from rio_cogeo.cogeo import cog_validate
 
@@ -710,9 +718,22 @@ def scene_info(path: PathLike) -> dict[str, Any]:
                 "overviews": src.overviews(1),
                 "tags": src.tags(),
             }
+            info["read_error"] = _unreadable_tail(src)
+            info["nodata_error"] = None
+            try:
+                check_nodata(src)
+            except InputError as exc:
+                info["nodata_error"] = str(exc)
     except RasterioIOError as exc:
         raise NotARasterError(f"{source} is not a raster rasterio can open ({exc})") from exc
-    is_valid, errors, _warnings = cog_validate(source, quiet=True)
+    try:
+        is_valid, errors, _warnings = cog_validate(source, quiet=True)
+    except Exception as exc:  # rio-cogeo fails on some damaged files instead of reporting
+        is_valid, errors = False, [f"cannot be validated ({_one_line(str(exc))})"]
+    errors = list(errors)
+    if info["read_error"] is not None:
+        is_valid = False
+        errors.insert(0, f"truncated or corrupt: its last block cannot be read ({info['read_error']})")
     info["is_cog"] = bool(is_valid)
-    info["cog_errors"] = list(errors)
+    info["cog_errors"] = errors
     return info

@@ -46,7 +46,12 @@ from rasterio.windows import Window
 from geo_ntl._atomic import PathLike, atomic_output
 from geo_ntl._raster import to_dtype
 from geo_ntl._version import __version__
-from geo_ntl.exceptions import InputError, MissingCRSError, UnsupportedRasterError
+from geo_ntl.exceptions import (
+    InputError,
+    MissingCRSError,
+    NotARasterError,
+    UnsupportedRasterError,
+)
 from geo_ntl.io import (
     DEFAULT_CHUNKS,
     SUPPORTED_DTYPES,
@@ -151,6 +156,13 @@ def mosaic_grid(
     """
     infos = _describe(paths)
     for info in infos:
+        if info["read_error"] is not None:
+            raise NotARasterError(
+                f"{info['path']} is truncated or corrupt: its last block cannot be read "
+                f"({info['read_error']}); write or download it again"
+            )
+        if info["nodata_error"] is not None:
+            raise InputError(info["nodata_error"])
         if info["crs"] is None:
             raise MissingCRSError(f"{info['path']} has no CRS; a mosaic needs georeferenced scenes")
     first = infos[0]
