@@ -234,6 +234,8 @@ def _parse_crs(crs: str | CRS) -> CRS:
 MAX_COG_PIXELS = 2**31
 #: Most tiles of a ``vrt=True`` mosaic.
 MAX_VRT_TILES = 100_000
+#: Most pixels per band of any mosaic (its lazy graph alone grows with the pixel count).
+MAX_MOSAIC_PIXELS = MAX_COG_PIXELS * 64
 
 
 def _human_bytes(n: float) -> str:
@@ -251,8 +253,8 @@ def check_mosaic_size(
 
     A single COG may have at most :data:`MAX_COG_PIXELS` pixels per band and needs its
     uncompressed size plus a third (overviews) free beside ``out`` while it is
-    encoded; a ``vrt`` mosaic at most :data:`MAX_VRT_TILES` tiles, each needing the
-    same room for its own encoding.
+    encoded; a ``vrt`` mosaic at most :data:`MAX_MOSAIC_PIXELS` pixels per band in
+    :data:`MAX_VRT_TILES` tiles, each needing the same room for its own encoding.
 
     Raises
     ------
@@ -273,6 +275,11 @@ def check_mosaic_size(
         free = None
     if vrt:
         tiles = math.ceil(grid.width / tile_size) * math.ceil(grid.height / tile_size)
+        if pixels > MAX_MOSAIC_PIXELS:
+            raise InputError(
+                f"{what}, more than {MAX_MOSAIC_PIXELS / 1e9:.3g} Gpx per band ({tiles} tiles); "
+                "choose a coarser --resolution"
+            )
         if tiles > MAX_VRT_TILES:
             raise InputError(
                 f"{what}: {tiles} tiles of {tile_size} px, more than {MAX_VRT_TILES}; "
@@ -449,13 +456,13 @@ def mosaic(
     ------
     InputError
         If ``feather`` is below 1 or the grid has more than
-        :data:`MAX_COG_PIXELS` x 64 pixels (a graph of that many blocks alone
+        :data:`MAX_MOSAIC_PIXELS` pixels (a graph of that many blocks alone
         would not fit in memory).
     """
     if feather < 1:
         raise InputError(f"feather must be at least 1 pixel, got {feather}")
     grid = mosaic_grid(paths, crs=crs, resolution=resolution, nodata=nodata)
-    if grid.width * grid.height > MAX_COG_PIXELS * 64:
+    if grid.width * grid.height > MAX_MOSAIC_PIXELS:
         raise InputError(
             f"the mosaic would be {grid.width} x {grid.height} px "
             f"({grid.width * grid.height / 1e9:.3g} Gpx per band); choose a coarser resolution"

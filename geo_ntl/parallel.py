@@ -184,13 +184,16 @@ def _join(address: str, timeout: float) -> Iterator[ComputeContext]:
 
     quiet_dask_loggers()
     try:
+        _parse_scheduler_address(address)
         client = Client(address, timeout=timeout)
     except (ValueError, TypeError) as exc:
+        _forget_failed_client()
         raise ClusterError(
             f"--scheduler (or $DASK_SCHEDULER_ADDRESS) {address!r} is not a dask scheduler "
             f"address ({exc}); give one such as tcp://HOST:8786"
         ) from exc
     except Exception as exc:  # OSError, TimeoutError, and distributed's own failures to connect
+        _forget_failed_client()
         raise ClusterError(
             f"no dask scheduler answered at {address} within {timeout:g} s; check the address "
             "or start one with `dask scheduler` and `dask worker ADDRESS`"
@@ -202,6 +205,31 @@ def _join(address: str, timeout: float) -> Iterator[ComputeContext]:
         yield ComputeContext(client, "scheduler", client.dashboard_link, has_gpu)
     finally:
         client.close()
+
+
+def _parse_scheduler_address(address: str) -> None:
+    """Raise ValueError for an address dask cannot connect to (before any connection)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        host, port = parse_host_port(location)
+        if not host:
+            raise ValueError(f"no host in address {address!r}")
+
+
+def _forget_failed_client() -> None:
+    """A Client whose connection failed stays registered as the default client; drop it, so
+    later work in this process does not try to compute on it."""
+    try:
+        from distributed.client import _get_global_client, _set_global_client
+    except ImportError:  # pragma: no cover - private API of distributed
+        return
+    stale = _get_global_client()
+    if stale is not None and stale.status != "running":
+        with contextlib.suppress(Exception):
+            stale.close()
+        _set_global_client(None)
 
 
 @contextlib.contextmanager
