@@ -41,8 +41,10 @@ def _is_nan(value: Any) -> bool:
 
 
 def invalid_pixels(x: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Pixels of a ``(band, y, x)`` block that are nodata: every band equal to ``nodata``,
-    or any band NaN (float blocks)."""
+    """Mask the nodata pixels of a ``(band, y, x)`` block.
+
+    A pixel is nodata when every band equals ``nodata``, or any band is NaN (float blocks).
+    """
     bad = np.zeros(x.shape[1:], dtype=bool)
     if x.dtype.kind == "f":
         bad |= np.isnan(x).any(axis=0)
@@ -106,7 +108,7 @@ def to_dtype(
 
 
 def _nudged(computed: np.ndarray, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The valid value next to ``value`` on the side of ``computed`` (``(band, n)``)."""
+    """Return the valid value next to ``value`` on the side of ``computed`` (``(band, n)``)."""
     above = np.asarray(computed, dtype=np.float64).mean(axis=0) >= float(value)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
@@ -125,7 +127,7 @@ def _nudged(computed: np.ndarray, value: np.ndarray, dtype: np.dtype) -> np.ndar
 
 
 def _tiff_nodata_tag(path: str) -> str | None:
-    """The raw GDAL_NODATA (42113) text of a (Big)TIFF's first IFD, or None."""
+    """Read the raw GDAL_NODATA (42113) text of a (Big)TIFF's first IFD, or None."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -162,7 +164,7 @@ def _tiff_nodata_tag(path: str) -> str | None:
 
 
 def raw_nodata(src: Any) -> str | None:
-    """The nodata tag of an open rasterio dataset as written in the file, or None.
+    """Return the nodata tag of an open rasterio dataset as written in the file, or None.
 
     rasterio drops a tag its dtype cannot hold (uint8 999 reads as no nodata, float32
     1e40 as inf); this reads the GeoTIFF tag itself.

@@ -733,7 +733,8 @@ def scene_info(path: PathLike) -> dict[str, Any]:
     errors = list(errors)
     if info["read_error"] is not None:
         is_valid = False
-        errors.insert(0, f"truncated or corrupt: its last block cannot be read ({info['read_error']})")
+        reason = f"truncated or corrupt: its last block cannot be read ({info['read_error']})"
+        errors.insert(0, reason)
     info["is_cog"] = bool(is_valid)
     info["cog_errors"] = errors
     return info

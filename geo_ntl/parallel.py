@@ -69,7 +69,7 @@ MAX_WORKERS_PER_CORE = 4
 
 
 def max_workers() -> int:
-    """The most embedded workers :func:`compute_context` starts on this machine."""
+    """Return the most embedded workers :func:`compute_context` starts on this machine."""
     return MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
 
 
@@ -219,8 +219,10 @@ def _parse_scheduler_address(address: str) -> None:
 
 
 def _forget_failed_client() -> None:
-    """A Client whose connection failed stays registered as the default client; drop it, so
-    later work in this process does not try to compute on it."""
+    """Drop the Client whose connection failed from distributed's default client.
+
+    It stays registered otherwise, and later work in this process would compute on it.
+    """
     try:
         from distributed.client import _get_global_client, _set_global_client
     except ImportError:  # pragma: no cover - private API of distributed
@@ -339,7 +341,7 @@ def set_dask_log_level(level: int) -> None:
 
 
 def dask_log_level() -> int:
-    """The level set by :func:`set_dask_log_level` (WARNING by default)."""
+    """Return the level set by :func:`set_dask_log_level` (WARNING by default)."""
     return _DASK_LOG_LEVEL
 
 

@@ -230,9 +230,7 @@ def test_write_cog__gdal_write_failure_on_a_full_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(io_mod.rasterio.shutil, "copy", failed)
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(
-        raster_mod.shutil, "disk_usage", lambda p: usage._replace(free=1024)
-    )
+    monkeypatch.setattr(raster_mod.shutil, "disk_usage", lambda p: usage._replace(free=1024))
     with pytest.raises(DiskFullError, match="no space left on device writing"):
         write_cog(make_scene((1, 16, 16)), tmp_path / "o.tif")
     monkeypatch.undo()
@@ -335,9 +333,8 @@ def test_cli__workers_above_the_limit(runner, rgb_scene_file, tmp_path, monkeypa
 
 
 def test_logging__quiet_survives_distributed_reinitialising_its_loggers():
-    import logging
-
     import importlib
+    import logging
 
     import dask
 
@@ -374,6 +371,7 @@ def test_logging__records_are_one_line_without_debug():
     assert "Traceback" in OneLineFormatter(debug=True).format(record)
 
 
+@pytest.mark.slow  # 11-25 s here: an embedded cluster starts and stops
 def test_cli_enhance__workers_1_logs_one_dashboard_line(tmp_path):
     """One embedded-cluster run: no distributed.* INFO lines, the dashboard as one INFO line."""
     scene = write_cog(make_scene((3, 32, 32), seed=3), tmp_path / "s.tif")
@@ -411,7 +409,7 @@ def test_mosaic__larger_than_free_space_refused(runner, rgb_scene_file, tmp_path
     _one_error_line(res, "64 x 64 px", "needs about", "1 kB is free")
 
 
-_FAKE_COMMANDS = '''
+_FAKE_COMMANDS = """
 import atexit, errno, os, sys, time
 import click
 from geo_ntl.cli import main as m
@@ -436,7 +434,7 @@ def slow():
 sys.modules["fake_commands"] = sys.modules[__name__]
 m.COMMANDS.update({"diskfull": "fake_commands:diskfull", "slow": "fake_commands:slow"})
 m.run()
-'''
+"""
 
 
 def _fake(tmp_path):
@@ -563,7 +561,14 @@ def test_cli__interrupt_after_writing_says_so(runner, monkeypatch):
         (("mosaic", "{scene}", "--out", "{tmp}/x.tif", "--vrt"), ("x.tif", "name it .vrt")),
         (("mosaic", "{scene}", "--out", "{tmp}/x.vrt"), ("x.vrt", "--vrt")),
     ],
-    ids=["enhance-png", "deblur-jpg", "mosaic-option-png", "mosaic-png", "vrt-as-tif", "vrt-no-flag"],
+    ids=[
+        "enhance-png",
+        "deblur-jpg",
+        "mosaic-option-png",
+        "mosaic-png",
+        "vrt-as-tif",
+        "vrt-no-flag",
+    ],
 )
 def test_cli__output_suffix_must_match_the_format(runner, rgb_scene_file, tmp_path, args, words):
     args = [a.format(scene=rgb_scene_file, tmp=tmp_path) for a in args]

@@ -100,8 +100,11 @@ class OneLineFormatter(logging.Formatter):
 
 
 def _configure_logging(*, verbose: int, quiet: bool, debug: bool) -> None:
-    """Levels: geo_ntl's own INFO lines (e.g. the dashboard link) and everyone's warnings by
-    default; everything at INFO with -v, DEBUG with -vv; only errors with -q."""
+    """Set the log levels and the one-line format for a command.
+
+    geo_ntl's own INFO lines (e.g. the dashboard link) and everyone's warnings by default;
+    everything at INFO with -v, DEBUG with -vv; only errors with -q.
+    """
     from geo_ntl.parallel import set_dask_log_level
 
     if quiet:
@@ -132,7 +135,8 @@ def note_written(path: object) -> None:
 def _interrupted_message() -> str:
     if not _WRITTEN:
         return "error: interrupted; no partial file was left (outputs finished before are kept)"
-    done = ", ".join(_WRITTEN[-3:]) + (f" and {len(_WRITTEN) - 3} more" if len(_WRITTEN) > 3 else "")
+    more = f" and {len(_WRITTEN) - 3} more" if len(_WRITTEN) > 3 else ""
+    done = ", ".join(_WRITTEN[-3:]) + more
     return (
         f"error: interrupted after {done} had been written (replaced if it existed); "
         "the rest was not written and no partial file was left"
@@ -222,8 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _ignore_further_interrupts() -> None:
-    """After the first Ctrl-C is reported, later ones (during cleanup, cluster shutdown and
-    interpreter exit) must not print tracebacks: ignore them."""
+    """Ignore Ctrl-C from now on: the first one is reported.
+
+    Later ones (during cleanup, cluster shutdown and interpreter exit) must not print
+    tracebacks.
+    """
     import signal
     import threading
 

@@ -6,10 +6,9 @@ import shlex
 import sys
 
 import click
+from click.core import ParameterSource
 
 from geo_ntl.cli.options import device_opt
-
-from click.core import ParameterSource
 
 #: Command-line options that are fields of TrainConfig (same names).
 _CONFIG_OPTIONS = (

@@ -331,7 +331,7 @@ def _remove_failed_run(out: Path, created: list[Path]) -> None:
 
 
 def read_run_config(out_dir: str | os.PathLike[str]) -> TrainConfig:
-    """The configuration stored in a run folder's ``config.json``.
+    """Read the configuration stored in a run folder's ``config.json``.
 
     Raises
     ------
@@ -401,7 +401,11 @@ def _train(
         if config is not None:
             _check_resumed_config(config, stored, out)
             cfg = TrainConfig(
-                **{**asdict(stored), "steps": config.steps, "checkpoint_every": config.checkpoint_every}
+                **{
+                    **asdict(stored),
+                    "steps": config.steps,
+                    "checkpoint_every": config.checkpoint_every,
+                }
             )
         else:
             cfg = stored

@@ -94,7 +94,7 @@ def _to_float(block: np.ndarray, nodata: float | None) -> np.ndarray:
 def _from_float(
     x: np.ndarray, out_dtype: np.dtype, nodata: float | None, overwrite: bool = False
 ) -> np.ndarray:
-    """Convert a float result (NaN = nodata) to ``out_dtype`` (see :func:`geo_ntl._raster.to_dtype`).
+    """Convert a float result (NaN = nodata) to ``out_dtype`` (:func:`geo_ntl._raster.to_dtype`).
 
     ``overwrite`` is accepted for callers that no longer need ``x``; the cast always
     makes its own output.
