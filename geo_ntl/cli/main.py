@@ -271,7 +271,11 @@ def _gdal_stderr_filtered():  # noqa: ANN202 - a context manager
     def relay():  # noqa: ANN202
         sys.stderr.flush()
         saved = os.dup(2)
-        read_end, write_end = os.pipe()
+        if os.isatty(2):
+            # a pseudo-terminal, so progress bars and colours still see a terminal
+            read_end, write_end = _raw_pty(2)
+        else:
+            read_end, write_end = os.pipe()
         os.dup2(write_end, 2)
         os.close(write_end)
 
@@ -311,6 +315,24 @@ def _gdal_stderr_filtered():  # noqa: ANN202 - a context manager
             os.close(saved)
 
     return relay()
+
+
+def _raw_pty(like: int) -> tuple[int, int]:
+    """Open a pseudo-terminal (master, slave) without output processing, sized like ``like``."""
+    import fcntl
+    import os
+    import termios
+
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # no "\n" -> "\r\n": the real terminal does that
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    try:
+        size = fcntl.ioctl(like, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+    return master, slave
 
 
 def run() -> None:
