@@ -457,7 +457,7 @@ def test_cli__gdal_disk_full_lines_do_not_reach_stderr(tmp_path):
 def test_cli__triple_ctrl_c_prints_no_traceback(tmp_path):
     proc = subprocess.Popen(
         [*_fake(tmp_path), "slow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(),
+        env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         assert proc.stdout.readline().strip() == "ready"

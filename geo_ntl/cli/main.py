@@ -10,6 +10,7 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -203,7 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, click.Abort):
-        _ignore_further_interrupts()
         click.echo(_interrupted_message(), err=True)
         return EXIT_INTERRUPTED
     except OSError as exc:
@@ -339,8 +339,12 @@ def run() -> None:
     """Console-script entry point: exit with :func:`main`'s status."""
     try:
         status = main()
-    except KeyboardInterrupt:  # a Ctrl-C that came before main() could handle it
+    except KeyboardInterrupt:  # a second Ctrl-C while main() reported the first
         status = EXIT_INTERRUPTED
+    if status == EXIT_INTERRUPTED:
+        # Not in main(): called in-process (tests, notebooks), it must leave Ctrl-C working.
+        with contextlib.suppress(KeyboardInterrupt):
+            _ignore_further_interrupts()
     sys.exit(status)
 
 
