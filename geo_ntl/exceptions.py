@@ -18,6 +18,7 @@ __all__ = [
     "AllNoDataError",
     "OutputExistsError",
     "OutputPathError",
+    "DiskFullError",
     "DimensionError",
     "TilingError",
     "ParameterError",
@@ -65,6 +66,10 @@ class OutputExistsError(GeoNTLError, FileExistsError):
 
 class OutputPathError(GeoNTLError, OSError):
     """An output cannot be written where it was asked for."""
+
+
+class DiskFullError(OutputPathError):
+    """The disk filled up while an output was written (nothing partial is left)."""
 
 
 class DimensionError(InputError):

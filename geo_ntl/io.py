@@ -26,11 +26,13 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_output_path
+from geo_ntl._raster import check_nodata, disk_errors, to_dtype
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
     ClusterError,
     DimensionError,
+    InputError,
     MissingCRSError,
     NotARasterError,
     SceneNotFoundError,
@@ -152,14 +154,22 @@ def open_scene(
     try:
         with rasterio.open(source) as src:
             count, dtypes, crs = src.count, src.dtypes, src.crs
+            if 1 <= count <= MAX_BANDS and len(set(dtypes)) == 1:
+                check_nodata(src)
+            truncated = _unreadable_tail(src)
     except RasterioIOError as exc:
         raise NotARasterError(
             f"{source} is not a raster rasterio can open ({exc}); give a GeoTIFF"
         ) from exc
+    if truncated:
+        raise NotARasterError(
+            f"{source} is truncated or corrupt: its last block cannot be read ({truncated}); "
+            "write or download it again"
+        )
     if crs is None and not allow_no_crs:
         raise MissingCRSError(
-            f"{source} has no CRS; assign one (e.g. `rio edit-info --crs EPSG:3067 {source}` or "
-            "`da.rio.write_crs(...)`), or pass allow_no_crs=True / --allow-no-crs"
+            f"{source} has no CRS; assign one, e.g. `rio edit-info --crs EPSG:3067 {source}` "
+            "(in Python: `da.rio.write_crs(...)`, or open_scene(..., allow_no_crs=True))"
         )
     if not 1 <= count <= MAX_BANDS:
         raise UnsupportedRasterError(
@@ -184,6 +194,30 @@ def open_scene(
         raise NotARasterError(f"{source} holds several subdatasets; open one of them directly")
     da.attrs.setdefault("source", source)
     return da
+
+
+def _unreadable_tail(src: Any) -> str | None:
+    """Why the last block of the full-resolution image cannot be read, or None.
+
+    A COG stores its full-resolution tiles last, so a file cut short (a full disk, an
+    interrupted copy) fails here while its header and overviews still read.
+    """
+    if src.width == 0 or src.height == 0:
+        return None
+    block_h, block_w = src.block_shapes[0]
+    row = ((src.height - 1) // block_h) * block_h
+    col = ((src.width - 1) // block_w) * block_w
+    window = Window(col, row, min(block_w, src.width - col), min(block_h, src.height - row))
+    try:
+        src.read(window=window)
+    except Exception as exc:  # any GDAL read error: the file is damaged
+        detail = exc.__cause__ if exc.__cause__ is not None else exc
+        return _one_line(str(detail)) or type(exc).__name__
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def nodata_mask(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
@@ -259,15 +293,17 @@ def _as_band_yx(da: xr.DataArray) -> xr.DataArray:
     return da
 
 
-def _cast(data: Any, dtype: np.dtype) -> Any:
-    """Cast pixel values, rounding and clipping when going from float to integer."""
+def _cast(data: Any, dtype: np.dtype, nodata: float | None = None) -> Any:
+    """Cast pixel values, rounding and clipping when going from float to integer.
+
+    Goes through :func:`geo_ntl._raster.to_dtype`: nodata pixels stay nodata, and a valid
+    pixel that would round to the nodata value is nudged off it.
+    """
     if data.dtype == dtype:
         return data
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        data = data.round() if np.issubdtype(data.dtype, np.floating) else data
-        return data.clip(info.min, info.max).astype(dtype)
-    return data.astype(dtype)
+    if isinstance(data, dsa.Array):
+        return data.map_blocks(to_dtype, dtype, nodata, dtype=dtype)
+    return to_dtype(np.asarray(data), dtype, nodata)
 
 
 def _active_client() -> Any:
@@ -291,12 +327,13 @@ class _StagingFileWriter:
     machine that sees the same file system -- can write their own blocks.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mask_band: int | None = None) -> None:
         self.path = str(path)
+        self.mask_band = mask_band
 
     def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
         with rasterio.open(self.path, "r+") as dataset:
-            _WindowWriter(dataset)[key] = value
+            _WindowWriter(dataset, self.mask_band)[key] = value
 
 
 def cog_overview_factors(width: int, height: int, blocksize: int = 512) -> list[int]:
@@ -366,7 +403,7 @@ def _row_bands(chunks_y: tuple[int, ...], n_cols: int, threads: int) -> list[tup
 BANDS_IN_FLIGHT = 2
 
 
-def _store_distributed(data: dsa.Array, staging: Path) -> None:
+def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = None) -> None:
     """Store ``data`` into the staging file from the cluster's workers, band by band.
 
     Two bands are in flight at a time: the next band is submitted while the current one
@@ -379,7 +416,7 @@ def _store_distributed(data: dsa.Array, staging: Path) -> None:
     client = _active_client()
     threads = sum(client.nthreads().values()) if client is not None else 1
     lock = Lock(name=f"geo_ntl-write-{staging.name}")
-    writer = _StagingFileWriter(staging)
+    writer = _StagingFileWriter(staging, mask_band)
     count, _, width = data.shape
     # Optimise (fuse) the graph once: re-optimising each band's slice fuses differently, and
     # the scheduler then sees one key with two definitions (dask/dask#9888).
@@ -424,18 +461,26 @@ class _WindowWriter:
     closed dataset.
     """
 
-    def __init__(self, dataset: rasterio.io.DatasetWriter) -> None:
+    def __init__(self, dataset: rasterio.io.DatasetWriter, mask_band: int | None = None) -> None:
         self.dataset = dataset
+        self.mask_band = mask_band  # index (0-based) of the plane holding the mask, if any
         self._lock = threading.Lock()
         self._closed = False
 
     def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
         bands, rows, cols = key
-        indexes = list(range(bands.start + 1, bands.stop + 1))
         window = Window.from_slices(rows, cols)
+        mask = None
+        if self.mask_band is not None:
+            mask = value[self.mask_band - bands.start].astype(np.uint8)
+            value = value[: self.mask_band - bands.start]
+            bands = slice(bands.start, self.mask_band)
+        indexes = list(range(bands.start + 1, bands.stop + 1))
         with self._lock:
             if not self._closed:
                 self.dataset.write(value, indexes=indexes, window=window)
+                if mask is not None:
+                    self.dataset.write_mask(mask, window=window)
 
     def close(self) -> None:
         """Wait for the write in progress, if any, and refuse later ones."""
@@ -469,6 +514,7 @@ def write_cog(
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     allow_no_crs: bool = False,
+    mask: Any = None,
 ) -> Path:
     """Stream a DataArray into a Cloud-Optimized GeoTIFF, atomically.
 
@@ -506,6 +552,10 @@ def write_cog(
         Further dataset tags.
     allow_no_crs : bool, default False
         Write arrays that have no CRS instead of raising.
+    mask : (y, x) array of bool, optional
+        Valid pixels (True), numpy- or dask-backed, written as the GeoTIFF's internal
+        mask band (GDAL ``GMF_PER_DATASET``): the way to mark gaps where no value of
+        the dtype is free to be nodata (see :func:`geo_ntl.mosaic.mosaic`).
 
     Returns
     -------
@@ -518,6 +568,8 @@ def write_cog(
         If ``da`` has no CRS and ``allow_no_crs`` is False.
     OutputExistsError, OutputPathError
         If ``path`` cannot be written; raised before any computation.
+    DiskFullError
+        If the disk fills up while writing (nothing partial is left).
 
     Notes
     -----
@@ -539,8 +591,15 @@ def write_cog(
     data = da.data
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=(-1, DEFAULT_CHUNKS, DEFAULT_CHUNKS))
-    data = _cast(data, out_dtype)
+    data = _cast(data, out_dtype, nodata)
     count, height, width = data.shape
+    if mask is not None:
+        # The mask travels as one more plane of each block; the writers split it off.
+        mask = getattr(mask, "data", mask)
+        if not isinstance(mask, dsa.Array):
+            mask = dsa.from_array(np.asarray(mask), chunks=data.chunks[1:])
+        plane = dsa.where(mask.rechunk(data.chunks[1:]), 255, 0).astype(out_dtype)[None]
+        data = dsa.concatenate([data, plane], axis=0).rechunk({0: -1})
     profile = {
         "driver": "GTiff",
         "width": width,
@@ -567,16 +626,20 @@ def write_cog(
         cog_options.pop("PREDICTOR")
     scales, offsets = da.attrs.get("scale_factor"), da.attrs.get("add_offset")
 
-    with atomic_output(path, overwrite=overwrite) as tmp_cog:
+    with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
         staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
         try:
             client = _active_client()
             if client is not None:
                 profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
             gdal_env = rasterio.Env(
-                GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024
+                GDAL_NUM_THREADS="ALL_CPUS",
+                GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024,
+                GDAL_TIFF_INTERNAL_MASK=True,
             )
             with gdal_env, rasterio.open(staging, "w", **profile) as dst:
+                if mask is not None:
+                    dst.write_mask(np.full((1, 1), 255, np.uint8), window=Window(0, 0, 1, 1))
                 dst.update_tags(**_provenance_tags(stage, params, tags))
                 if descriptions is not None and len(descriptions) == count:
                     for index, text in enumerate(descriptions, start=1):
@@ -586,13 +649,13 @@ def write_cog(
                 if offsets is not None:
                     dst.offsets = tuple(np.broadcast_to(offsets, (count,)).tolist())
                 if client is None:
-                    writer = _WindowWriter(dst)
+                    writer = _WindowWriter(dst, count if mask is not None else None)
                     try:
                         dsa.store(data, writer, lock=False)
                     finally:
                         writer.close()
             if client is not None:
-                _store_distributed(data, staging)
+                _store_distributed(data, staging, count if mask is not None else None)
             with rasterio.Env(
                 GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024
             ):
@@ -625,6 +688,13 @@ def scene_info(path: PathLike) -> dict[str, Any]:
     ------
     SceneNotFoundError, NotARasterError
         If ``path`` is missing or not a raster.
+
+    Notes
+    -----
+    ``is_cog`` needs both rio-cogeo's ``cog_validate`` and a read of the last
+    full-resolution block (a COG cut short still has a valid header); ``read_error``
+    says why that read failed and ``nodata_error`` describes a nodata tag the dtype
+    cannot hold (see :func:`geo_ntl._raster.check_nodata`).
     """
     from rio_cogeo.cogeo import cog_validate
 
@@ -648,9 +718,23 @@ def scene_info(path: PathLike) -> dict[str, Any]:
                 "overviews": src.overviews(1),
                 "tags": src.tags(),
             }
+            info["read_error"] = _unreadable_tail(src)
+            info["nodata_error"] = None
+            try:
+                check_nodata(src)
+            except InputError as exc:
+                info["nodata_error"] = str(exc)
     except RasterioIOError as exc:
         raise NotARasterError(f"{source} is not a raster rasterio can open ({exc})") from exc
-    is_valid, errors, _warnings = cog_validate(source, quiet=True)
+    try:
+        is_valid, errors, _warnings = cog_validate(source, quiet=True)
+    except Exception as exc:  # rio-cogeo fails on some damaged files instead of reporting
+        is_valid, errors = False, [f"cannot be validated ({_one_line(str(exc))})"]
+    errors = list(errors)
+    if info["read_error"] is not None:
+        is_valid = False
+        reason = f"truncated or corrupt: its last block cannot be read ({info['read_error']})"
+        errors.insert(0, reason)
     info["is_cog"] = bool(is_valid)
-    info["cog_errors"] = list(errors)
+    info["cog_errors"] = errors
     return info

@@ -11,12 +11,20 @@ workers. Scenes are blended in the order given, in float64, then rounded.
 
 The mosaic grid defaults to the first scene's CRS and resolution and the union
 of all footprints, snapped to the first scene's pixel grid.
+
+Gaps (pixels no scene covers) are marked with the first scene's nodata value. Scenes
+without nodata give float mosaics NaN gaps and integer mosaics an internal mask band
+(GDAL's per-dataset mask, which QGIS and GDAL honour like nodata): every uint8 or
+uint16 value may be a real pixel -- 0 is a black one -- so none is taken for nodata.
+A valid pixel whose blended value equals the nodata value is moved one step off it
+(see :func:`geo_ntl._raster.to_dtype`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +38,20 @@ import xarray as xr
 from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import ProjError
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output
+from geo_ntl._raster import to_dtype
 from geo_ntl._version import __version__
-from geo_ntl.exceptions import InputError, MissingCRSError, UnsupportedRasterError
+from geo_ntl.exceptions import (
+    InputError,
+    MissingCRSError,
+    NotARasterError,
+    UnsupportedRasterError,
+)
 from geo_ntl.io import (
     DEFAULT_CHUNKS,
     SUPPORTED_DTYPES,
@@ -73,7 +87,9 @@ class MosaicGrid:
     count : int
         Bands.
     dtype : str
-    nodata : float
+    nodata : float or None
+        None for an integer mosaic of scenes without nodata: its gaps are marked by
+        a mask band instead (the ``valid`` coordinate of :func:`mosaic`).
     """
 
     crs: CRS
@@ -82,7 +98,7 @@ class MosaicGrid:
     height: int
     count: int
     dtype: str
-    nodata: float
+    nodata: float | None
 
 
 @dataclass(frozen=True)
@@ -122,8 +138,8 @@ def mosaic_grid(
         Pixel size in target CRS units; defaults to the first scene's (or, if
         the CRS changes, its size at the first scene's centre).
     nodata : float, optional
-        Nodata of the mosaic; defaults to the first scene's, else 0 (integers)
-        or NaN (floats).
+        Nodata of the mosaic; defaults to the first scene's, else NaN (floats) or
+        none (integers: the gaps are marked by a mask band, see the module notes).
 
     Returns
     -------
@@ -136,10 +152,17 @@ def mosaic_grid(
     UnsupportedRasterError
         If band counts or dtypes differ.
     InputError
-        If a scene cannot be reprojected to the target CRS.
+        If ``crs`` is unknown or a scene cannot be reprojected to it.
     """
     infos = _describe(paths)
     for info in infos:
+        if info["read_error"] is not None:
+            raise NotARasterError(
+                f"{info['path']} is truncated or corrupt: its last block cannot be read "
+                f"({info['read_error']}); write or download it again"
+            )
+        if info["nodata_error"] is not None:
+            raise InputError(info["nodata_error"])
         if info["crs"] is None:
             raise MissingCRSError(f"{info['path']} has no CRS; a mosaic needs georeferenced scenes")
     first = infos[0]
@@ -151,7 +174,7 @@ def mosaic_grid(
             )
     if first["dtype"] not in SUPPORTED_DTYPES:
         raise UnsupportedRasterError(f"cannot mosaic pixel type {first['dtype']}")
-    target = CRS.from_user_input(crs) if crs is not None else CRS.from_user_input(first["crs"])
+    target = _parse_crs(crs) if crs is not None else CRS.from_user_input(first["crs"])
     try:
         footprints = [
             transform_bounds(info["crs"], target, *info["bounds"], densify_pts=21) for info in infos
@@ -185,8 +208,8 @@ def mosaic_grid(
     height = max(1, math.ceil((top - bottom) / resolution - 1e-9))
     if nodata is None:
         nodata = first["nodata"]
-    if nodata is None:
-        nodata = float("nan") if first["dtype"] == "float32" else 0
+    if nodata is None and first["dtype"] == "float32":
+        nodata = float("nan")
     return MosaicGrid(
         crs=target,
         transform=Affine(resolution, 0, left, 0, -resolution, top),
@@ -196,6 +219,87 @@ def mosaic_grid(
         dtype=first["dtype"],
         nodata=nodata,
     )
+
+
+def _parse_crs(crs: str | CRS) -> CRS:
+    try:
+        return CRS.from_user_input(crs)
+    except (ProjError, ValueError, TypeError) as exc:
+        raise InputError(
+            f"unknown CRS {crs!r}; give an EPSG code such as EPSG:32635, a PROJ string or WKT"
+        ) from exc
+
+
+#: Most pixels per band of a single-file mosaic (beyond it, use ``vrt=True``).
+MAX_COG_PIXELS = 2**31
+#: Most tiles of a ``vrt=True`` mosaic.
+MAX_VRT_TILES = 100_000
+#: Most pixels per band of any mosaic (its lazy graph alone grows with the pixel count).
+MAX_MOSAIC_PIXELS = MAX_COG_PIXELS * 64
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"  # pragma: no cover
+
+
+def check_mosaic_size(
+    grid: MosaicGrid, out: PathLike, *, vrt: bool = False, tile_size: int = 8192
+) -> None:
+    """Refuse, before any work, a mosaic too large to write.
+
+    A single COG may have at most :data:`MAX_COG_PIXELS` pixels per band and needs its
+    uncompressed size plus a third (overviews) free beside ``out`` while it is
+    encoded; a ``vrt`` mosaic at most :data:`MAX_MOSAIC_PIXELS` pixels per band in
+    :data:`MAX_VRT_TILES` tiles, each needing the same room for its own encoding.
+
+    Raises
+    ------
+    InputError
+        Naming the size the mosaic would have.
+    """
+    pixels = grid.width * grid.height
+    itemsize = np.dtype(grid.dtype).itemsize
+    size = pixels * grid.count * itemsize
+    what = (
+        f"the mosaic would be {grid.width} x {grid.height} px ({pixels / 1e9:.3g} Gpx per band, "
+        f"{_human_bytes(size)} uncompressed)"
+    )
+    folder = Path(os.fspath(out)).absolute().parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if vrt:
+        tiles = math.ceil(grid.width / tile_size) * math.ceil(grid.height / tile_size)
+        if pixels > MAX_MOSAIC_PIXELS:
+            raise InputError(
+                f"{what}, more than {MAX_MOSAIC_PIXELS / 1e9:.3g} Gpx per band ({tiles} tiles); "
+                "choose a coarser --resolution"
+            )
+        if tiles > MAX_VRT_TILES:
+            raise InputError(
+                f"{what}: {tiles} tiles of {tile_size} px, more than {MAX_VRT_TILES}; "
+                "choose a coarser --resolution"
+            )
+        need = min(tile_size, grid.width) * min(tile_size, grid.height) * grid.count * itemsize
+    else:
+        if pixels > MAX_COG_PIXELS:
+            raise InputError(
+                f"{what}, more than {MAX_COG_PIXELS} px per band in one file; choose a coarser "
+                "--resolution, or write tiles with --vrt"
+            )
+        need = size
+    need = need * 4 // 3
+    if free is not None and need > free:
+        raise InputError(
+            f"{what}, and encoding it needs about {_human_bytes(need)} free in {folder} "
+            f"but {_human_bytes(free)} is free; free space, choose another --out or a coarser "
+            "--resolution"
+        )
 
 
 def _sources(paths: Sequence[PathLike], grid: MosaicGrid) -> list[_Source]:
@@ -261,6 +365,8 @@ def _read_on_grid(
             )[None, :]
             invalid = nodata_mask(values, src.nodata)
             valid = valid if invalid is None else valid & ~invalid
+            if MaskFlags.per_dataset in src.mask_flag_enums[0]:
+                valid &= src.read_masks(1, window=shifted, boundless=True) > 0
             return values.astype(np.float64), valid
         with WarpedVRT(
             src,
@@ -305,12 +411,10 @@ def _blend_block(
         weight_sum += weight
     covered = weight_sum > 0
     out = np.divide(total, weight_sum, out=np.zeros_like(total), where=covered)
-    dtype = np.dtype(grid.dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        out = np.clip(np.round(out), info.min, info.max)
-    out = out.astype(dtype)
-    out[:, ~covered] = grid.nodata
+    out = to_dtype(out, grid.dtype, grid.nodata, ~covered)
+    if grid.nodata is None and np.dtype(grid.dtype).kind in "ui":
+        # one more plane: the validity mask (see mosaic())
+        out = np.concatenate([out, covered[None].astype(out.dtype)])
     return out
 
 
@@ -343,14 +447,31 @@ def mosaic(
     Returns
     -------
     xarray.DataArray
-        ``(band, y, x)`` with CRS, transform and nodata set.
+        ``(band, y, x)`` with CRS, transform and nodata set. An integer mosaic of
+        scenes without nodata has no nodata value (its gaps are 0) and a boolean
+        ``valid`` coordinate ``(y, x)``, False in the gaps; :func:`write_mosaic`
+        writes it as the COG's mask band.
+
+    Raises
+    ------
+    InputError
+        If ``feather`` is below 1 or the grid has more than
+        :data:`MAX_MOSAIC_PIXELS` pixels (a graph of that many blocks alone
+        would not fit in memory).
     """
     if feather < 1:
         raise InputError(f"feather must be at least 1 pixel, got {feather}")
     grid = mosaic_grid(paths, crs=crs, resolution=resolution, nodata=nodata)
+    if grid.width * grid.height > MAX_MOSAIC_PIXELS:
+        raise InputError(
+            f"the mosaic would be {grid.width} x {grid.height} px "
+            f"({grid.width * grid.height / 1e9:.3g} Gpx per band); choose a coarser resolution"
+        )
     sources = _sources(paths, grid)
+    masked = grid.nodata is None and np.dtype(grid.dtype).kind in "ui"
+    planes = grid.count + 1 if masked else grid.count
     template = dsa.empty(
-        (grid.count, grid.height, grid.width), dtype=grid.dtype, chunks=(grid.count, chunks, chunks)
+        (planes, grid.height, grid.width), dtype=grid.dtype, chunks=(planes, chunks, chunks)
     )
     data = template.map_blocks(
         _blend_block,
@@ -364,11 +485,19 @@ def mosaic(
     )
     x = grid.transform.c + grid.transform.a * (np.arange(grid.width) + 0.5)
     y = grid.transform.f + grid.transform.e * (np.arange(grid.height) + 0.5)
-    da = xr.DataArray(
-        data, dims=("band", "y", "x"), coords={"band": np.arange(1, grid.count + 1), "y": y, "x": x}
-    )
+    coords: dict[str, Any] = {"band": np.arange(1, grid.count + 1), "y": y, "x": x}
+    if masked:
+        coords["valid"] = (("y", "x"), data[grid.count] > 0)
+        data = data[: grid.count]
+    da = xr.DataArray(data, dims=("band", "y", "x"), coords=coords)
     da = da.rio.write_crs(grid.crs.to_string()).rio.write_transform(grid.transform)
+    if grid.nodata is None:
+        return da
     return da.rio.write_nodata(grid.nodata, encoded=False)
+
+
+def _valid_mask(da: xr.DataArray) -> Any:
+    return da.coords["valid"].data if "valid" in da.coords else None
 
 
 def write_mosaic(
@@ -406,7 +535,18 @@ def write_mosaic(
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    OutputPathError
+        If ``out`` does not end in ``.vrt`` (``vrt=True``) or ``.tif``/``.tiff``.
+    InputError
+        If the mosaic is too large to write (see :func:`check_mosaic_size`).
     """
+    check_mosaic_suffix(out, vrt=vrt)
+    grid_keys = ("crs", "resolution", "nodata")
+    grid = mosaic_grid(paths, **{k: v for k, v in kwargs.items() if k in grid_keys})
+    check_mosaic_size(grid, out, vrt=vrt, tile_size=tile_size)
     da = mosaic(paths, **kwargs)
     params = {"scenes": [os.fspath(p) for p in paths], **{k: str(v) for k, v in kwargs.items()}}
     if vrt:
@@ -414,8 +554,38 @@ def write_mosaic(
             da, out, overwrite=overwrite, tile_size=tile_size, params=params, compress=compress
         )
     return write_cog(
-        da, out, overwrite=overwrite, stage="mosaic", params=params, compress=compress
+        da,
+        out,
+        overwrite=overwrite,
+        stage="mosaic",
+        params=params,
+        compress=compress,
+        mask=_valid_mask(da),
     )
+
+
+def check_mosaic_suffix(out: PathLike, *, vrt: bool) -> None:
+    """Refuse an output name whose suffix does not match what is written.
+
+    Raises
+    ------
+    OutputPathError
+        ``.vrt`` is required with ``vrt``, ``.tif`` or ``.tiff`` otherwise.
+    """
+    from geo_ntl.exceptions import OutputPathError
+
+    suffix = Path(os.fspath(out)).suffix.lower()
+    if vrt and suffix != ".vrt":
+        raise OutputPathError(
+            f"--vrt writes a VRT index but --out {os.fspath(out)} ends in {suffix or 'nothing'}; "
+            "name it .vrt"
+        )
+    if not vrt and suffix not in (".tif", ".tiff"):
+        hint = " (or pass --vrt for tiles and a VRT index)" if suffix == ".vrt" else ""
+        raise OutputPathError(
+            f"the mosaic is written as a GeoTIFF but --out {os.fspath(out)} ends in "
+            f"{suffix or 'nothing'}; name it .tif or .tiff{hint}"
+        )
 
 
 def _tile_is_done(path: Path, signature: str) -> bool:
@@ -474,6 +644,7 @@ def write_mosaic_vrt(
                     "params": params or {},
                     "shape": da.shape,
                     "transform": list(da.rio.transform()),
+                    "masked": "valid" in da.coords,
                 },
                 sort_keys=True,
                 default=str,
@@ -497,6 +668,7 @@ def write_mosaic_vrt(
                         params=params,
                         tags={"GEO_NTL_SIGNATURE": signature},
                         compress=compress,
+                        mask=_valid_mask(piece),
                     )
                 sources.append((f"{tiles_dir.name}/{name}", r0, c0, h, w))
         nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata}</NoDataValue>\n"
@@ -512,6 +684,19 @@ def write_mosaic_vrt(
             bands.append(
                 f'  <VRTRasterBand dataType="{_VRT_DTYPES[dtype]}" band="{band}">\n{nodata_xml}{items}'
                 "  </VRTRasterBand>\n"
+            )
+        if "valid" in da.coords:
+            items = "".join(
+                f'      <SimpleSource>\n        <SourceFilename relativeToVRT="1">{escape(src)}'
+                "</SourceFilename>\n        <SourceBand>mask,1</SourceBand>\n"
+                f'        <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
+                f'        <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>\n'
+                "      </SimpleSource>\n"
+                for src, r0, c0, h, w in sources
+            )
+            bands.append(
+                f'  <MaskBand>\n    <VRTRasterBand dataType="Byte">\n{items}'
+                "    </VRTRasterBand>\n  </MaskBand>\n"
             )
         transform = da.rio.transform()
         geotransform = ", ".join(repr(v) for v in transform.to_gdal())

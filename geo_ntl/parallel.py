@@ -63,6 +63,14 @@ AUTO_CLUSTER_MEGAPIXELS = 400.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Scenes a cluster works on at once in a multi-scene run (see :func:`scenes_in_flight`).
 CLUSTER_SCENES_IN_FLIGHT = 2
+#: Most embedded worker processes per CPU core (``workers`` above it is refused): each worker
+#: is a process with its own memory, and 64 of them on 2 cores spent the run starting up.
+MAX_WORKERS_PER_CORE = 4
+
+
+def max_workers() -> int:
+    """Return the most embedded workers :func:`compute_context` starts on this machine."""
+    return MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,12 @@ def compute_context(
     """
     if workers is not None and workers < 0:
         raise InputError(f"--workers must be 0 or more, got {workers}")
+    if workers is not None and workers > max_workers():
+        raise InputError(
+            f"--workers {workers} is more than {max_workers()} ({MAX_WORKERS_PER_CORE} per CPU "
+            f"core, {os.cpu_count() or 1} here); use at most {max_workers()}, or join a larger "
+            "cluster with --scheduler"
+        )
     if threads_per_worker is not None and threads_per_worker < 1:
         raise InputError(f"--threads-per-worker must be 1 or more, got {threads_per_worker}")
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
@@ -168,9 +182,18 @@ def compute_context(
 def _join(address: str, timeout: float) -> Iterator[ComputeContext]:
     from distributed import Client
 
+    quiet_dask_loggers()
     try:
+        _parse_scheduler_address(address)
         client = Client(address, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
+    except (ValueError, TypeError) as exc:
+        _forget_failed_client()
+        raise ClusterError(
+            f"--scheduler (or $DASK_SCHEDULER_ADDRESS) {address!r} is not a dask scheduler "
+            f"address ({exc}); give one such as tcp://HOST:8786"
+        ) from exc
+    except Exception as exc:  # OSError, TimeoutError, and distributed's own failures to connect
+        _forget_failed_client()
         raise ClusterError(
             f"no dask scheduler answered at {address} within {timeout:g} s; check the address "
             "or start one with `dask scheduler` and `dask worker ADDRESS`"
@@ -178,10 +201,37 @@ def _join(address: str, timeout: float) -> Iterator[ComputeContext]:
     try:
         info = client.scheduler_info()
         has_gpu = any("GPU" in w.get("resources", {}) for w in info.get("workers", {}).values())
-        log.warning("joined dask scheduler %s (dashboard: %s)", address, client.dashboard_link)
+        log.info("joined dask scheduler %s (dashboard: %s)", address, client.dashboard_link)
         yield ComputeContext(client, "scheduler", client.dashboard_link, has_gpu)
     finally:
         client.close()
+
+
+def _parse_scheduler_address(address: str) -> None:
+    """Raise ValueError for an address dask cannot connect to (before any connection)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        host, port = parse_host_port(location)
+        if not host:
+            raise ValueError(f"no host in address {address!r}")
+
+
+def _forget_failed_client() -> None:
+    """Drop the Client whose connection failed from distributed's default client.
+
+    It stays registered otherwise, and later work in this process would compute on it.
+    """
+    try:
+        from distributed.client import _get_global_client, _set_global_client
+    except ImportError:  # pragma: no cover - private API of distributed
+        return
+    stale = _get_global_client()
+    if stale is not None and stale.status != "running":
+        with contextlib.suppress(Exception):
+            stale.close()
+        _set_global_client(None)
 
 
 @contextlib.contextmanager
@@ -222,6 +272,7 @@ def _start_cluster(
 ) -> Iterator[ComputeContext]:
     from distributed import Client, LocalCluster
 
+    quiet_dask_loggers()
     cores = os.cpu_count() or 1
     dashboard_address = ":0" if dashboard else None
     n_gpus = _cuda_count() if gpu else 0
@@ -246,15 +297,58 @@ def _start_cluster(
             memory_limit=memory_limit,
             dashboard_address=dashboard_address,
             resources={"GPU": 1} if n_gpus == 1 else None,
+            silence_logs=dask_log_level(),
         )
         kind = "local-cluster"
     with cluster, Client(cluster) as client:
         link = client.dashboard_link if dashboard else None
         if link:
-            log.warning("dask dashboard: %s", link)
+            log.info("dask dashboard: %s", link)
         yield ComputeContext(
             client, kind, link, gpu_resource=n_gpus == 1 and kind == "local-cluster"
         )
+
+
+#: Level of the dask/distributed/tornado/bokeh loggers (see :func:`set_dask_log_level`).
+_DASK_LOG_LEVEL = logging.WARNING
+_DASK_LOGGERS = ("distributed", "tornado", "bokeh")
+
+
+def set_dask_log_level(level: int) -> None:
+    """Set the level of dask.distributed's loggers, here and in worker processes started later.
+
+    Importing ``distributed`` resets its loggers from dask's ``logging`` configuration
+    (``distributed: info``), so the level goes there too -- in the environment, which
+    worker processes inherit, and in this process's dask config when dask is loaded --
+    and is applied again after every import by :func:`quiet_dask_loggers`.
+
+    Parameters
+    ----------
+    level : int
+        A :mod:`logging` level, e.g. ``logging.WARNING``.
+    """
+    global _DASK_LOG_LEVEL
+    _DASK_LOG_LEVEL = level
+    name = logging.getLevelName(level).lower()
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = name
+    import sys
+
+    if "dask" in sys.modules:
+        import dask
+
+        dask.config.set({"logging.distributed": name})
+    quiet_dask_loggers()
+
+
+def dask_log_level() -> int:
+    """Return the level set by :func:`set_dask_log_level` (WARNING by default)."""
+    return _DASK_LOG_LEVEL
+
+
+def quiet_dask_loggers() -> None:
+    """Apply :func:`dask_log_level` to the dask.distributed loggers (after importing it)."""
+    for name in _DASK_LOGGERS:
+        logging.getLogger(name).setLevel(_DASK_LOG_LEVEL)
 
 
 def gpu_annotations(context: ComputeContext, device: str) -> contextlib.AbstractContextManager[Any]:

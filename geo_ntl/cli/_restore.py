@@ -25,7 +25,7 @@ Stage = Callable[[xr.DataArray], xr.DataArray]
 
 def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """Options shared by the restoration commands (outputs, cluster, mosaic)."""
-    from geo_ntl.cli.options import cluster_opts, compress_opt, overwrite_opt
+    from geo_ntl.cli.options import cluster_opts, compress_opt, overwrite_opt, tiff_path
 
     func = overwrite_opt(func)
     func = compress_opt(func)
@@ -35,13 +35,14 @@ def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
         "mosaic_out",
         type=click.Path(dir_okay=False),
         default=None,
+        callback=tiff_path,
         help="Also blend all outputs into this mosaic COG.",
     )(func)
     func = click.option(
         "--out-dir",
         type=click.Path(file_okay=False),
         default=None,
-        help="Output folder for several scenes (one COG per scene).",
+        help="Output folder for several scenes (one COG per scene); created if missing.",
     )(func)
     func = click.option(
         "--out",
@@ -49,6 +50,7 @@ def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
         "out",
         type=click.Path(dir_okay=False),
         default=None,
+        callback=tiff_path,
         help="Output COG (one scene).",
     )(func)
     return func
@@ -117,6 +119,8 @@ def run_restoration(
     from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
 
     paths = expand_scenes(scenes)
+    if out_dir is not None and out is None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(
         paths,
         out=out,

@@ -204,7 +204,10 @@ def cluster(
     for item in caught:
         if issubclass(item.category, GeoNTLWarning):
             click.echo(f"warning: {item.message}", err=True)
+    from geo_ntl.cli.main import note_written
+
     result.write(out, overwrite=overwrite)
+    note_written(out)
     if figures is not None:
         result.write_figures(figures, overwrite=overwrite)
     if as_json:

@@ -33,7 +33,7 @@ def info(scene: str, as_json: bool) -> None:
         ("crs", details["crs"] or "none"),
         ("resolution", "{:g} x {:g}".format(*details["resolution"])),
         ("bounds", ", ".join(f"{v:.2f}" for v in details["bounds"])),
-        ("nodata", details["nodata"]),
+        ("nodata", details["nodata"] if details["nodata_error"] is None else "invalid tag"),
         ("blocks", "x".join(str(v) for v in details["block_shape"])),
         ("compression", details["compression"] or "none"),
         ("overviews", ", ".join(str(v) for v in details["overviews"]) or "none"),
@@ -45,6 +45,8 @@ def info(scene: str, as_json: bool) -> None:
     for key, value in sorted(details["tags"].items()):
         if key.startswith("GEO_NTL"):
             rows.append((key.lower(), value))
+    if details["nodata_error"] is not None:
+        rows.append(("warning", details["nodata_error"]))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")

@@ -10,6 +10,7 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -69,17 +70,103 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
       geo-ntl info sample_aoi/helsinki/scene.tif
       geo-ntl deblur sample_aoi/helsinki/scene.tif --out clean.tif
     """
-    level = (
-        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    )
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # dask.distributed logs every connection at INFO through its own handlers.
-    for noisy in ("distributed", "tornado", "bokeh"):
-        logging.getLogger(noisy).setLevel(level if verbose >= 2 else max(level, logging.WARNING))
+    _configure_logging(verbose=verbose, quiet=quiet, debug=debug)
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     # This process is geo-ntl's own: keep tile-sized blocks for reuse (see geo_ntl.allocator).
     tune_allocator()
+
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log records as one line each: no traceback, no continuation lines (unless ``debug``).
+
+    dask.distributed logs a traceback with many of its errors (a worker killed, a
+    connection closed); geo_ntl's contract is one line per message on stderr and the
+    traceback only with ``--debug``.
+    """
+
+    def __init__(self, debug: bool = False) -> None:
+        super().__init__(LOG_FORMAT)
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.debug:
+            return super().format(record)
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return _one_line(super().format(record).split("Traceback (most recent call last)")[0])
+
+
+def _configure_logging(*, verbose: int, quiet: bool, debug: bool) -> None:
+    """Set the log levels and the one-line format for a command.
+
+    geo_ntl's own INFO lines (e.g. the dashboard link) and everyone's warnings by default;
+    everything at INFO with -v, DEBUG with -vv; only errors with -q.
+    """
+    from geo_ntl.parallel import set_dask_log_level
+
+    if quiet:
+        level = own = logging.ERROR
+    else:
+        level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+        own = min(level, logging.INFO)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(OneLineFormatter(debug))
+    logging.getLogger("geo_ntl").setLevel(own)
+    # dask.distributed logs every connection at INFO, and resets its level when imported.
+    set_dask_log_level(level)
+
+
+#: Outputs a command reported as written (see :func:`note_written`), for the interrupt message.
+_WRITTEN: list[str] = []
+
+
+def note_written(path: object) -> None:
+    """Record that a command finished writing ``path`` (named if the run is interrupted later)."""
+    _WRITTEN.append(str(path))
+
+
+def _interrupted_message() -> str:
+    if not _WRITTEN:
+        return "error: interrupted; no partial file was left (outputs finished before are kept)"
+    more = f" and {len(_WRITTEN) - 3} more" if len(_WRITTEN) > 3 else ""
+    done = ", ".join(_WRITTEN[-3:]) + more
+    return (
+        f"error: interrupted after {done} had been written (replaced if it existed); "
+        "the rest was not written and no partial file was left"
+    )
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """One line for an OSError that is not geo_ntl's own."""
+    import errno
+
+    from geo_ntl._raster import is_disk_full
+
+    text = _one_line(str(exc))
+    chain = [exc, exc.__cause__, exc.__context__]
+    detail = " ".join(_one_line(str(item)) for item in chain if item is not None)
+    if is_disk_full(exc):
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"no space left on device{where}; free space or choose another --out"
+    lowered = detail.lower()
+    if type(exc).__name__ == "RasterioIOError" and (
+        "read" in lowered or "tiffread" in lowered or "ireadblock" in lowered
+    ):
+        return (
+            f"a raster could not be read: it is truncated or corrupt ({detail}); "
+            "write or download it again"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{text}; check the permissions"
+    return f"{text}; check the paths"
 
 
 def _one_line(message: str) -> str:
@@ -101,8 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _WRITTEN.clear()
     try:
-        cli.main(args=args, prog_name="geo-ntl", standalone_mode=False)
+        with _gdal_stderr_filtered():
+            cli.main(args=args, prog_name="geo-ntl", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
@@ -115,12 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, click.Abort):
-        click.echo("error: interrupted; no partial output was left", err=True)
+        click.echo(_interrupted_message(), err=True)
         return EXIT_INTERRUPTED
     except OSError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {_one_line(str(exc))}; check the paths and free disk space", err=True)
+        click.echo(f"error: {_describe_os_error(exc)}", err=True)
         return EXIT_BAD_INPUT
     except MemoryError:
         click.echo("error: out of memory; lower --tile (or --workers) and run again", err=True)
@@ -136,9 +225,127 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _ignore_further_interrupts() -> None:
+    """Ignore Ctrl-C from now on: the first one is reported.
+
+    Later ones (during cleanup, cluster shutdown and interpreter exit) must not print
+    tracebacks.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+#: Lines that GDAL and libtiff print straight to stderr on a full disk, beside our error line.
+_GDAL_DISK_NOISE = (
+    "No space left on device",
+    "_tiffWriteProc",
+    "_tiffSeekProc",
+    "TIFFAppendToStrip",
+    "TIFFWriteDirectory",
+    "Write error at scanline",
+)
+
+
+def _gdal_stderr_filtered():  # noqa: ANN202 - a context manager
+    """Drop GDAL's and libtiff's own disk-full lines from stderr while a command runs.
+
+    They are printed by C code straight to file descriptor 2, so stderr is routed through
+    a pipe whose relay thread forwards everything else as it comes. Only when stderr is a
+    real file descriptor (not under click's test runner).
+    """
+    import contextlib
+    import os
+    import threading
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return contextlib.nullcontext()
+    if fd != 2:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def relay():  # noqa: ANN202
+        sys.stderr.flush()
+        saved = os.dup(2)
+        if os.isatty(2):
+            # a pseudo-terminal, so progress bars and colours still see a terminal
+            read_end, write_end = _raw_pty(2)
+        else:
+            read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+
+        def forward() -> None:
+            pending = b""
+            while True:
+                try:
+                    chunk = os.read(read_end, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                kept = [
+                    line
+                    for line in lines
+                    if not any(word.encode() in line for word in _GDAL_DISK_NOISE)
+                ]
+                out = b"".join(line + b"\n" for line in kept)
+                if pending and not pending.lstrip().startswith((b"_tiff", b"TIFF", b"ERROR")):
+                    out, pending = out + pending, b""
+                if out:
+                    os.write(saved, out)
+            if pending and not any(word.encode() in pending for word in _GDAL_DISK_NOISE):
+                os.write(saved, pending)
+            os.close(read_end)
+
+        thread = threading.Thread(target=forward, name="geo_ntl-stderr", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)  # closes our pipe's write end held on fd 2
+            thread.join(timeout=2.0)  # worker processes may still hold the pipe open
+            os.close(saved)
+
+    return relay()
+
+
+def _raw_pty(like: int) -> tuple[int, int]:
+    """Open a pseudo-terminal (master, slave) without output processing, sized like ``like``."""
+    import fcntl
+    import os
+    import termios
+
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # no "\n" -> "\r\n": the real terminal does that
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    try:
+        size = fcntl.ioctl(like, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+    return master, slave
+
+
 def run() -> None:
     """Console-script entry point: exit with :func:`main`'s status."""
-    sys.exit(main())
+    try:
+        status = main()
+    except KeyboardInterrupt:  # a second Ctrl-C while main() reported the first
+        status = EXIT_INTERRUPTED
+    if status == EXIT_INTERRUPTED:
+        # Not in main(): called in-process (tests, notebooks), it must leave Ctrl-C working.
+        with contextlib.suppress(KeyboardInterrupt):
+            _ignore_further_interrupts()
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def mosaic(
     """Reproject SCENES (files, folders or globs) to one grid and blend them seamlessly.
 
     Overlaps are feathered over --feather pixels, nodata never leaks in, and the
-    result is the same bytes for any number of workers.
+    result is the same bytes for any number of workers. Gaps get the first scene's
+    nodata; without one, NaN (float) or an internal mask band (uint8/uint16, whose
+    every value may be a real pixel). --out ends in .tif/.tiff (.vrt with --vrt).
 
     \b
     Examples:
@@ -71,11 +73,13 @@ def mosaic(
       geo-ntl mosaic a.tif b.tif --out ab.tif --crs EPSG:32635 --resolution 1.0
     """
     from geo_ntl.batch import expand_scenes
-    from geo_ntl.mosaic import mosaic_grid, write_mosaic
+    from geo_ntl.mosaic import check_mosaic_size, check_mosaic_suffix, mosaic_grid, write_mosaic
     from geo_ntl.parallel import compute_context
 
+    check_mosaic_suffix(out, vrt=vrt)
     paths = expand_scenes(scenes)
     grid = mosaic_grid(paths, crs=crs, resolution=resolution)
+    check_mosaic_size(grid, out, vrt=vrt, tile_size=vrt_tile)
     megapixels = grid.width * grid.height / 1e6
     with compute_context(
         workers=workers,

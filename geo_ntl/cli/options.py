@@ -17,7 +17,29 @@ __all__ = [
     "param_opt",
     "parse_params",
     "tile_opt",
+    "tiff_path",
 ]
+
+#: Suffixes of the GeoTIFF outputs the raster commands write.
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def tiff_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: refuse an output name that does not end in .tif or .tiff.
+
+    The restoration commands always write GeoTIFF; an ``x.png`` would be a GeoTIFF
+    under a misleading name.
+    """
+    from pathlib import Path
+
+    if value is not None and Path(value).suffix.lower() not in TIFF_SUFFIXES:
+        suffix = Path(value).suffix or "no suffix"
+        raise click.BadParameter(
+            f"{value} ends in {suffix}, but the output is a GeoTIFF; name it .tif or .tiff",
+            ctx=ctx,
+            param=param,
+        )
+    return value
 
 out_opt = click.option(
     "--out",

@@ -6,8 +6,28 @@ import shlex
 import sys
 
 import click
+from click.core import ParameterSource
 
 from geo_ntl.cli.options import device_opt
+
+#: Command-line options that are fields of TrainConfig (same names).
+_CONFIG_OPTIONS = (
+    "steps",
+    "crop",
+    "batch",
+    "seed",
+    "n_cities",
+    "city_size",
+    "lr",
+    "adv_start",
+    "flux_weight",
+    "lamp_weight",
+    "init_weights",
+    "norm_freeze",
+    "checkpoint_every",
+    "vgg_weights",
+    "real_blurred",
+)
 
 DEFAULT_STEPS = 2000
 DEFAULT_CROP = 128
@@ -19,7 +39,7 @@ DEFAULT_BATCH = 4
     "--out-dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="Run folder (checkpoints, loss log, pool of pairs, generator.pt).",
+    help="Run folder (checkpoints, loss log, pool of pairs, generator.pt); created if missing.",
 )
 @click.option(
     "--steps",
@@ -106,7 +126,12 @@ DEFAULT_BATCH = 4
     help="Steps between checkpoints.",
 )
 @device_opt
-@click.option("--resume", is_flag=True, help="Continue the run in --out-dir from its checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out-dir from its checkpoint, with its stored options "
+    "(only --steps may be raised, and --checkpoint-every changed).",
+)
 @click.option(
     "--vgg-weights",
     type=click.Path(dir_okay=False),
@@ -159,7 +184,10 @@ def train(
       geo-ntl train --out-dir runs/b --real-blurred my_scenes/ --device cuda
       geo-ntl train --out-dir runs/c --init-weights ntl-db-net-jilin1-sim --lamp-weight 100
     """
-    from geo_ntl.deblur.train import TrainConfig
+    from dataclasses import replace
+    from pathlib import Path
+
+    from geo_ntl.deblur.train import CONFIG_NAME, TrainConfig, read_run_config
     from geo_ntl.deblur.train import train as run_training
 
     cfg = TrainConfig(
@@ -179,6 +207,16 @@ def train(
         vgg_weights=vgg_weights,
         real_blurred=real_blurred,
     )
+    if resume and (Path(out_dir) / CONFIG_NAME).is_file():
+        # A resumed run keeps its stored configuration; only the options given on this
+        # command line are compared with it (and refused if they change it).
+        ctx = click.get_current_context()
+        given = {
+            name: getattr(cfg, name)
+            for name in _CONFIG_OPTIONS
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        }
+        cfg = replace(read_run_config(out_dir), **given)
     command = None
     if "train" in sys.argv:
         command = "geo-ntl " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") :])

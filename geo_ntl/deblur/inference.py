@@ -190,15 +190,11 @@ class _Runner:
         if self.bands == 1:
             y = y.mean(axis=0, keepdims=True)
         y = y * np.float32(self.scale)
-        if self.out_dtype.kind in "ui":
-            info = np.iinfo(self.out_dtype)
-            y = np.clip(np.rint(y), info.min, info.max)
-        y = y.astype(self.out_dtype)
-        if bad.any():
-            fill = self.nodata if self.nodata is not None else np.nan
-            if self.out_dtype.kind == "f" or self.nodata is not None:
-                y[:, bad] = fill
-        return y
+        from geo_ntl._raster import to_dtype
+
+        if self.nodata is None and self.out_dtype.kind in "ui":
+            bad = np.zeros_like(bad)  # no nodata to give them: keep the computed values
+        return to_dtype(y, self.out_dtype, self.nodata, bad)
 
 
 def _conserve_tiled(
@@ -271,14 +267,12 @@ class _FluxProjector:
             # the projection everywhere (13 % of a dim scene's light, measured); an ordered
             # dither anchored on the scene's pixel grid rounds without bias and tile-exactly.
             origin = placement.origin if placement is not None else (-self.depth, -self.depth)
-            info = np.iinfo(self.out_dtype)
-            out = np.clip(np.floor(out + ordered_dither(out.shape[1:], origin)), info.min, info.max)
+            out = np.floor(out + ordered_dither(out.shape[1:], origin))
         else:
             out = np.maximum(out, 0.0)
-        out = out.astype(self.out_dtype)
-        if bad.any():  # as the GAN pass marks them
-            out[:, bad] = block[self.bands :][:, bad]
-        return out
+        from geo_ntl._raster import to_dtype
+
+        return to_dtype(out, self.out_dtype, self.nodata, bad)
 
 
 def _check_options(tile: int, halo: int | None, batch_size: int | None) -> int:

@@ -58,6 +58,7 @@ from geo_ntl.exceptions import InputError, OutputExistsError, ParameterError
 
 __all__ = [
     "TrainConfig",
+    "read_run_config",
     "train",
     "calibrate_norm_stats",
     "set_norm_frozen",
@@ -235,8 +236,9 @@ def train(
         ``checkpoint.pt``, ``log.jsonl`` (one JSON line per step) and, at the
         end, ``generator.pt`` (loadable by :func:`geo_ntl.deblur.get_model`).
     config : TrainConfig, optional
-        Options; defaults to ``TrainConfig()``. Ignored on resume (the stored
-        one is used, except ``steps``, which may be raised).
+        Options; defaults to ``TrainConfig()``. On resume the stored one is used: a
+        ``config`` that differs from it in anything but ``steps`` (which may be raised)
+        and ``checkpoint_every`` is an error (start from :func:`read_run_config`).
     device : str, default "auto"
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     resume : bool, default False
@@ -260,18 +262,134 @@ def train(
     OutputExistsError
         If ``out_dir`` holds a checkpoint and ``resume`` is False.
     InputError
-        If ``resume`` is True and there is no checkpoint.
+        If ``resume`` is True and there is no checkpoint, or the run's config, pool or
+        checkpoint is corrupt.
+    ParameterError
+        If a resumed run's ``config`` changes the stored one (see ``config``).
 
     Notes
     -----
+    A run that fails removes the folders it created, unless they hold a checkpoint
+    (or files of other programs); ``out_dir`` and its parents are created as needed.
     On CPU a run is deterministic for a seed (``torch.use_deterministic_algorithms``
     and seeded NumPy/torch generators, restored on resume).
     """
+    out = Path(out_dir)
+    if config is not None and not resume:
+        config.check()  # before the run folder is made
+    created = _missing_folders(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(
+            out,
+            config=config,
+            device=device,
+            resume=resume,
+            progress=progress,
+            command=command,
+            threads=threads,
+        )
+    except BaseException:
+        _remove_failed_run(out, created)
+        raise
+
+
+#: Files a training run writes into its folder.
+RUN_FILES = (CONFIG_NAME, POOL_NAME, CHECKPOINT_NAME, LOG_NAME, GENERATOR_NAME)
+#: Options a resumed run may change: only how often it saves (and ``steps``, which may rise).
+RESUME_MUTABLE = ("steps", "checkpoint_every")
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """``out`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    folder = out.absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_failed_run(out: Path, created: list[Path]) -> None:
+    """Remove the folders a failed run made itself, if they hold only the run's own files.
+
+    A folder holding a checkpoint is kept: the run can be resumed from it.
+    """
+    if not created or (out / CHECKPOINT_NAME).exists():
+        return
+    try:
+        entries = list(out.iterdir())
+        if any(e.name not in RUN_FILES and not e.name.startswith(".") for e in entries):
+            return
+        for entry in entries:
+            if entry.is_file():
+                entry.unlink()
+        for folder in created:
+            folder.rmdir()
+    except OSError:
+        return
+
+
+def read_run_config(out_dir: str | os.PathLike[str]) -> TrainConfig:
+    """Read the configuration stored in a run folder's ``config.json``.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, corrupt or not a geo_ntl training configuration.
+    """
+    path = Path(out_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; it is not a training run folder")
+    try:
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict):
+            raise TypeError(f"holds a {type(stored).__name__}, not an object")
+        return TrainConfig(**stored)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{path} is corrupt or not a geo_ntl training configuration ({exc}); "
+            "start a new run with another --out-dir"
+        ) from exc
+
+
+def _check_resumed_config(given: TrainConfig, stored: TrainConfig, out: Path) -> None:
+    changed = [
+        f"{name}={getattr(given, name)!r} (the run has {getattr(stored, name)!r})"
+        for name in asdict(stored)
+        if name not in RESUME_MUTABLE and getattr(given, name) != getattr(stored, name)
+    ]
+    if given.steps < stored.steps:
+        changed.append(f"steps={given.steps} is lower than the run's {stored.steps}")
+    if changed:
+        raise ParameterError(
+            f"a resumed run keeps the configuration stored in {out / CONFIG_NAME}, but "
+            + "; ".join(changed)
+            + "; drop those options (steps may only be raised) or start a new run with "
+            "another --out-dir"
+        )
+
+
+def _corrupt(path: Path, exc: BaseException, what: str) -> InputError:
+    return InputError(
+        f"{path} is corrupt or not a geo_ntl {what} ({type(exc).__name__}: {exc}); "
+        "start a new run with another --out-dir"
+    )
+
+
+def _train(
+    out: Path,
+    *,
+    config: TrainConfig | None,
+    device: str | None,
+    resume: bool,
+    progress: bool,
+    command: str | None,
+    threads: int | None,
+) -> dict:
     from geo_ntl._device import resolve_device
     from geo_ntl.deblur.weights import save_weights
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
     cfg = config or TrainConfig()
     if resume:
@@ -279,9 +397,18 @@ def train(
             raise InputError(
                 f"--resume given but {ckpt_path} does not exist; start without --resume"
             )
-        stored = json.loads((out / CONFIG_NAME).read_text())
-        steps = max(cfg.steps, stored["steps"]) if config is not None else stored["steps"]
-        cfg = TrainConfig(**{**stored, "steps": steps})
+        stored = read_run_config(out)
+        if config is not None:
+            _check_resumed_config(config, stored, out)
+            cfg = TrainConfig(
+                **{
+                    **asdict(stored),
+                    "steps": config.steps,
+                    "checkpoint_every": config.checkpoint_every,
+                }
+            )
+        else:
+            cfg = stored
     elif ckpt_path.exists():
         raise OutputExistsError(
             f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to continue "
@@ -304,7 +431,10 @@ def train(
 
     pool_path = out / POOL_NAME
     if pool_path.is_file():
-        pool = PairPool.load(pool_path)
+        try:
+            pool = PairPool.load(pool_path)
+        except Exception as exc:  # zip, pickle, key or shape errors of a damaged file
+            raise _corrupt(pool_path, exc, "pool of training pairs") from exc
     else:
         stats = _load_stats(cfg)
         vgg16, style_imgs = _style_inputs(cfg)
@@ -330,15 +460,18 @@ def train(
     gp_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, elapsed = 0, 0.0
     if resume:
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        gen.load_state_dict(ck["generator"])
-        critic.load_state_dict(ck["critic"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        step, elapsed = int(ck["step"]), float(ck["elapsed"])
-        rng.bit_generator.state = ck["np_rng"]
-        gp_gen.set_state(ck["gp_rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        try:
+            ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+            gen.load_state_dict(ck["generator"])
+            critic.load_state_dict(ck["critic"])
+            opt_g.load_state_dict(ck["opt_g"])
+            opt_d.load_state_dict(ck["opt_d"])
+            step, elapsed = int(ck["step"]), float(ck["elapsed"])
+            rng.bit_generator.state = ck["np_rng"]
+            gp_gen.set_state(ck["gp_rng"])
+            torch.set_rng_state(ck["torch_rng"])
+        except Exception as exc:  # truncated, foreign or from another architecture
+            raise _corrupt(ckpt_path, exc, "training checkpoint") from exc
     # A fine-tuned generator keeps the norm statistics it was trained with, frozen throughout.
     freeze_at = 0 if cfg.init_weights else int(round(cfg.norm_freeze * cfg.steps))
 

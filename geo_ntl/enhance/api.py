@@ -94,25 +94,17 @@ def _to_float(block: np.ndarray, nodata: float | None) -> np.ndarray:
 def _from_float(
     x: np.ndarray, out_dtype: np.dtype, nodata: float | None, overwrite: bool = False
 ) -> np.ndarray:
-    """Convert a float result (NaN = nodata) to ``out_dtype``; ``overwrite`` lets it reuse ``x``."""
-    if not overwrite and out_dtype.kind in "ui":
-        x = x.copy()
-    bad = np.isnan(x)
-    any_bad = bool(bad.any())
-    if out_dtype.kind in "ui":
-        info = np.iinfo(out_dtype)
-        if any_bad:
-            x[bad] = 0.0
-        np.rint(x, out=x)
-        np.clip(x, info.min, info.max, out=x)
-        y = x.astype(out_dtype)
-        if nodata is not None and any_bad:
-            y[bad] = nodata
-        return y
-    y = x.astype(out_dtype)
-    if nodata is not None and any_bad:
-        y[bad] = nodata
-    return y
+    """Convert a float result (NaN = nodata) to ``out_dtype`` (:func:`geo_ntl._raster.to_dtype`).
+
+    ``overwrite`` is accepted for callers that no longer need ``x``; the cast always
+    makes its own output.
+    """
+    from geo_ntl._raster import to_dtype
+
+    invalid = np.isnan(x).any(axis=0) if x.ndim == 3 else np.isnan(x)
+    if x.ndim == 3:
+        return to_dtype(x, out_dtype, nodata, invalid)
+    return to_dtype(x[None], out_dtype, nodata, invalid)[0]
 
 
 def enhance_array(

@@ -16,7 +16,7 @@ from typing import Any
 
 from geo_ntl.exceptions import ParameterError
 
-__all__ = ["ASMParams", "PARAM_DOCS"]
+__all__ = ["ASMParams", "FLOAT_RANGES", "PARAM_DOCS"]
 
 #: Role of every parameter (Table 6 of the paper where it has one).
 PARAM_DOCS: dict[str, str] = {
@@ -58,6 +58,47 @@ PARAM_DOCS: dict[str, str] = {
     "detail_sigma": "Gaussian sigma (px) separating the smooth image from its detail and noise",
     "detail_gain": "fraction of the local brightening given to the detail (the noise): 0-1",
 }
+
+
+#: Valid range of every float parameter: (low, high, low excluded). Upper bounds are where a
+#: value stops making sense: filter radii and sigmas beyond a few hundred pixels make the tile
+#: halo (about 2 radii + 3 sigmas) larger than any tile; alpha, b and p act on gray levels in
+#: [0, 1], where alpha = 1e30 gave an all-black scene; weights and penalties past 1e3 swamp
+#: the other terms of the model.
+FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lambda1": (0.0, 1e3, True),
+    "lambda2": (0.0, 1e3, False),
+    "lambda3": (0.0, 1e3, False),
+    "lambda4": (0.0, 1e3, False),
+    "mu1": (0.0, 1e3, True),
+    "mu2": (0.0, 1e3, True),
+    "mu3": (0.0, 1e3, True),
+    "alpha": (0.0, 1.0, False),
+    "b": (0.0, 10.0, False),
+    "sigma": (1e-6, 100.0, False),
+    "alpha1": (1e-3, 1.0, False),
+    "p": (0.0, 10.0, False),
+    "epsilon": (1e-6, 100.0, False),
+    "asd_fraction": (1e-4, 1.0, False),
+    "h_max": (1.0, 1e3, False),
+    "gf_radius": (0.0, 512.0, False),
+    "gf_eps": (0.0, 10.0, True),
+    "ae_sigma": (0.0, 256.0, False),
+    "t_sigma": (0.0, 256.0, False),
+    "el_sigma": (0.0, 256.0, False),
+    "slic_compactness": (0.0, 100.0, True),
+    "z_scale": (0.0, 100.0, True),
+    "z_sigma": (0.0, 256.0, False),
+    "guard_mean_low": (0.0, 1.0, False),
+    "guard_mean_high": (0.0, 1.0, False),
+    "detail_sigma": (0.5, 16.0, False),
+    "detail_gain": (0.0, 1.0, False),
+}
+
+
+def _describe_range(name: str) -> str:
+    low, high, low_open = FLOAT_RANGES[name]
+    return f"{'(' if low_open else '['}{low:g}, {high:g}]"
 
 
 @dataclass(frozen=True)
@@ -148,61 +189,21 @@ class ASMParams:
     detail_gain: float = 0.25
 
     def __post_init__(self) -> None:
-        positive = ("mu1", "mu2", "mu3", "lambda1", "gf_eps", "slic_compactness", "z_scale")
-        non_negative = (
-            "lambda2",
-            "lambda3",
-            "lambda4",
-            "alpha",
-            "b",
-            "p",
-            "gf_radius",
-            "ae_sigma",
-            "t_sigma",
-            "el_sigma",
-            "z_sigma",
-        )
-        for name in (
-            *positive,
-            *non_negative,
-            "sigma",
-            "alpha1",
-            "epsilon",
-            "asd_fraction",
-            "h_max",
-            "guard_mean_low",
-            "guard_mean_high",
-            "detail_sigma",
-            "detail_gain",
-        ):
+        for name, (low, high, low_open) in FLOAT_RANGES.items():
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
                 or not math.isfinite(value)
             ):
-                raise ParameterError(f"parameter {name} must be a finite number, got {value!r}")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ParameterError(f"parameter {name} must be > 0, got {getattr(self, name)!r}")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ParameterError(f"parameter {name} must be >= 0, got {getattr(self, name)!r}")
-        ranges = {
-            "sigma": (1e-6, 100.0),
-            "alpha1": (1e-3, 1.0),
-            "epsilon": (1e-6, 100.0),
-            "asd_fraction": (1e-4, 1.0),
-            "h_max": (1.0, 1e3),
-            "guard_mean_low": (0.0, 1.0),
-            "guard_mean_high": (0.0, 1.0),
-            "detail_sigma": (0.5, 16.0),
-            "detail_gain": (0.0, 1.0),
-        }
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ParameterError(f"parameter {name} must be in [{low}, {high}], got {value!r}")
+                raise ParameterError(
+                    f"parameter {name} must be a finite number in {_describe_range(name)}, "
+                    f"got {value!r}"
+                )
+            if value > high or value < low or (low_open and value == low):
+                raise ParameterError(
+                    f"parameter {name} must be in {_describe_range(name)}, got {value!r}"
+                )
         integers = {
             "iterations": (0, 50),
             "superpixel_size": (1, 512),

@@ -147,6 +147,7 @@ def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = F
     OutputExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
+    from geo_ntl._raster import disk_errors
     from geo_ntl.io import atomic_output
 
     out = Path(path)
@@ -158,7 +159,7 @@ def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = F
             raise MissingDependencyError(
                 "writing GeoParquet needs pyarrow: `pip install pyarrow`, or write a .gpkg"
             ) from exc
-    with atomic_output(out, overwrite=overwrite) as tmp:
+    with atomic_output(out, overwrite=overwrite) as tmp, disk_errors(out, tmp.parent):
         if fmt == "GPKG":
             cells.to_file(tmp, driver="GPKG", layer="cells")
         else:

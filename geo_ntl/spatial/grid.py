@@ -270,15 +270,26 @@ def make_grid(
     frame = raster_frame(da)
     res_x, res_y = frame.res
     width_m, height_m = frame.width * res_x, frame.height * res_y
-    if not math.isfinite(cell_size) or cell_size < max(res_x, res_y):
+    if not math.isfinite(cell_size) or cell_size <= 0:
+        raise ParameterError(
+            f"cell size must be a finite, positive number of metres, got {cell_size}; "
+            f"e.g. --cell-size {DEFAULT_CELL_SIZE:g}"
+        )
+    if cell_size < max(res_x, res_y):
         raise ParameterError(
             f"cell size {cell_size} m is smaller than a pixel ({max(res_x, res_y):g} m); "
             f"use --cell-size {math.ceil(max(res_x, res_y))} or more"
         )
+    if min(width_m, height_m) < 3 * max(res_x, res_y):
+        raise ParameterError(
+            f"the scene is too small for a grid of cells: {frame.width} x {frame.height} px "
+            f"({width_m:g} x {height_m:g} m); a grid needs at least 3 x 3 pixels, and spatial "
+            "statistics many more cells"
+        )
     if cell_size > min(width_m, height_m):
         raise ParameterError(
             f"cell size {cell_size} m is larger than the scene ({width_m:.1f} x {height_m:.1f} m); "
-            f"use a cell size of at most {min(width_m, height_m) / 3:.0f} m "
+            f"use a cell size of at most {min(width_m, height_m) / 3:.3g} m "
             "for a 3 x 3 grid or more"
         )
 

@@ -196,6 +196,7 @@ def write_figures(
     OutputExistsError
         If a figure exists and ``overwrite`` is False (checked before writing any).
     """
+    from geo_ntl._raster import disk_errors
     from geo_ntl.io import atomic_output, check_output_path
 
     folder = Path(directory)
@@ -211,7 +212,7 @@ def write_figures(
     written = []
     for path, draw, key in targets:
         fig = draw(result, key)
-        with atomic_output(path, overwrite=overwrite) as tmp:
+        with atomic_output(path, overwrite=overwrite) as tmp, disk_errors(path, tmp.parent):
             fig.savefig(tmp, dpi=dpi, format="png")
         written.append(path)
     return written

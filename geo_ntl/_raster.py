@@ -1,0 +1,269 @@
+"""Pixel-type rules every stage shares: the cast to the output dtype, nodata checks, disk errors.
+
+One home for what the stages used to do each in their own way:
+
+* :func:`to_dtype` -- the float -> output-dtype cast (round, clip, fill nodata) of
+  :func:`geo_ntl.io.write_cog`, the enhancer, the deblooming GAN and the mosaic. A *valid*
+  pixel whose computed value equals the nodata value would otherwise become nodata; it is
+  nudged to the nearest value that is not nodata (nodata 0 -> 1 for integer outputs, the
+  next float for float outputs).
+* :func:`check_nodata` -- a nodata tag that the dtype cannot hold (uint8 999, float32 1e40)
+  is an error naming the fix, not a tag dropped without a word.
+* :func:`disk_errors` -- a full disk while writing is a :class:`~geo_ntl.exceptions.DiskFullError`
+  naming the file, whatever layer (Python, GDAL, libtiff) noticed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import shutil
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geo_ntl.exceptions import DiskFullError, InputError
+
+__all__ = ["check_nodata", "disk_errors", "is_disk_full", "raw_nodata", "to_dtype"]
+
+#: Free bytes below which a failed write is taken for a full disk (GDAL's write errors do not
+#: always say why they failed).
+DISK_FULL_MARGIN = 64 * 1024 * 1024
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+def invalid_pixels(x: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Mask the nodata pixels of a ``(band, y, x)`` block.
+
+    A pixel is nodata when every band equals ``nodata``, or any band is NaN (float blocks).
+    """
+    bad = np.zeros(x.shape[1:], dtype=bool)
+    if x.dtype.kind == "f":
+        bad |= np.isnan(x).any(axis=0)
+    if nodata is not None and not _is_nan(nodata):
+        bad |= (x == np.asarray(nodata, dtype=x.dtype)).all(axis=0)
+    return bad
+
+
+def to_dtype(
+    x: np.ndarray,
+    dtype: Any,
+    nodata: float | None = None,
+    invalid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cast a ``(band, y, x)`` block to ``dtype`` without inventing or losing nodata.
+
+    Parameters
+    ----------
+    x : (band, y, x) ndarray
+        Computed values (any dtype; floats are rounded and clipped into integer dtypes).
+    dtype : numpy dtype
+        Output pixel type.
+    nodata : float, optional
+        Nodata value of the output (NaN allowed for float outputs).
+    invalid : (y, x) ndarray of bool, optional
+        Pixels that are nodata; defaults to :func:`invalid_pixels` of ``x`` (pixels that
+        were nodata before the cast stay nodata).
+
+    Returns
+    -------
+    (band, y, x) ndarray of ``dtype``
+        Invalid pixels hold ``nodata`` in every band (NaN for float outputs without
+        nodata, 0 for integer outputs without nodata). A valid pixel whose every band
+        rounds to ``nodata`` is moved by one step (integers) or one ulp (floats) away
+        from it, towards its computed value.
+    """
+    out_dtype = np.dtype(dtype)
+    if invalid is None:
+        invalid = invalid_pixels(x, nodata)
+    any_invalid = bool(invalid.any())
+    if out_dtype.kind in "ui":
+        info = np.iinfo(out_dtype)
+        if x.dtype.kind == "f":
+            y = np.rint(np.nan_to_num(x, nan=0.0, posinf=info.max, neginf=info.min))
+            y = np.clip(y, info.min, info.max).astype(out_dtype)
+        elif x.dtype == out_dtype:
+            y = x.copy()
+        else:
+            y = np.clip(x, info.min, info.max).astype(out_dtype)
+    else:
+        y = x.astype(out_dtype, copy=True)
+    fill = nodata if nodata is not None else (np.nan if out_dtype.kind == "f" else 0)
+    if nodata is not None and not _is_nan(nodata):
+        value = np.asarray(nodata, dtype=out_dtype)
+        hit = (y == value).all(axis=0) & ~invalid
+        if hit.any():
+            y[:, hit] = _nudged(x[:, hit], value, out_dtype)
+    if any_invalid:
+        y[:, invalid] = fill
+    return y
+
+
+def _nudged(computed: np.ndarray, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Return the valid value next to ``value`` on the side of ``computed`` (``(band, n)``)."""
+    above = np.asarray(computed, dtype=np.float64).mean(axis=0) >= float(value)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        up = np.where(above, value < info.max, value == info.min)
+        step = np.where(up, 1, -1).astype(np.int64)
+        out = (int(value) + step).astype(dtype)
+    else:
+        up = np.where(above, value < np.finfo(dtype).max, value == -np.finfo(dtype).max)
+        out = np.where(
+            up, np.nextafter(value, np.inf, dtype=dtype), np.nextafter(value, -np.inf, dtype=dtype)
+        ).astype(dtype)
+    return np.broadcast_to(out, computed.shape)
+
+
+# --- nodata tags -------------------------------------------------------------------------
+
+
+def _tiff_nodata_tag(path: str) -> str | None:
+    """Read the raw GDAL_NODATA (42113) text of a (Big)TIFF's first IFD, or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            order = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if order is None:
+                return None
+            version = struct.unpack(order + "H", head[2:4])[0]
+            if version == 42:
+                f.seek(struct.unpack(order + "I", head[4:8])[0])
+                (n,) = struct.unpack(order + "H", f.read(2))
+                entry, fmt, size = 12, "HHII", 4
+            elif version == 43:
+                f.seek(struct.unpack(order + "Q", head[8:16])[0])
+                (n,) = struct.unpack(order + "Q", f.read(8))
+                entry, fmt, size = 20, "HHQQ", 8
+            else:
+                return None
+            table = f.read(n * entry)
+            for i in range(n):
+                tag, _type, count, offset = struct.unpack(
+                    order + fmt, table[i * entry : (i + 1) * entry]
+                )
+                if tag != 42113:
+                    continue
+                if count <= size:
+                    raw = table[i * entry + entry - size : i * entry + entry - size + count]
+                else:
+                    f.seek(offset)
+                    raw = f.read(count)
+                return raw.split(b"\x00")[0].decode("ascii", "replace").strip()
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def raw_nodata(src: Any) -> str | None:
+    """Return the nodata tag of an open rasterio dataset as written in the file, or None.
+
+    rasterio drops a tag its dtype cannot hold (uint8 999 reads as no nodata, float32
+    1e40 as inf); this reads the GeoTIFF tag itself.
+    """
+    name = getattr(src, "name", "")
+    if src.driver in ("GTiff", "COG") and os.path.isfile(name):
+        return _tiff_nodata_tag(name)
+    return None
+
+
+def check_nodata(src: Any) -> None:
+    """Raise if the dataset's nodata tag is not representable in its dtype.
+
+    Parameters
+    ----------
+    src : rasterio dataset
+        Open dataset.
+
+    Raises
+    ------
+    InputError
+        Naming the value, the dtype and the ``gdal_edit.py`` fix.
+    """
+    text = raw_nodata(src)
+    if text is None:
+        return
+    try:
+        value = float(text)
+    except ValueError:
+        return
+    dtype = np.dtype(src.dtypes[0])
+    if math.isnan(value):
+        if dtype.kind == "f":
+            return
+        ok = False
+    elif dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        ok = value.is_integer() and info.min <= value <= info.max
+    else:
+        ok = math.isinf(value) or abs(value) <= float(np.finfo(dtype).max)
+    if not ok:
+        raise InputError(
+            f"{src.name} has nodata tag {text}, which pixel type {dtype.name} cannot hold; "
+            f"fix the tag, e.g. `gdal_edit.py -a_nodata 0 {src.name}`, or remove it with "
+            f"`gdal_edit.py -unsetnodata {src.name}`"
+        )
+
+
+# --- disk errors -------------------------------------------------------------------------
+
+_DISK_FULL_TEXT = ("no space left", "disk full", "not enough space", "quota exceeded")
+_WRITE_FAILURE_TEXT = ("write failed", "write error", "failed to write", "cannot write")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    item: BaseException | None = exc
+    while item is not None and id(item) not in seen:
+        seen.add(id(item))
+        yield item
+        item = item.__cause__ or item.__context__
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``exc`` (or an exception it came from) means the disk is full.
+
+    True for ``OSError`` ENOSPC/EDQUOT, for messages that say so, and for a GDAL write
+    failure when ``folder``'s file system has less than :data:`DISK_FULL_MARGIN` free.
+    """
+    write_failure = False
+    for item in _chain(exc):
+        if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(item).lower()
+        if any(word in text for word in _DISK_FULL_TEXT):
+            return True
+        write_failure |= any(word in text for word in _WRITE_FAILURE_TEXT)
+    if write_failure and folder is not None:
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < DISK_FULL_MARGIN
+    return False
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None):
+    """Turn a full disk inside the block into :class:`DiskFullError` naming ``path``.
+
+    Use it inside the block that holds the temporary files, so that free space is
+    measured before they are removed.
+    """
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        where = folder if folder is not None else Path(os.fspath(path)).absolute().parent
+        if is_disk_full(exc, where):
+            raise DiskFullError(
+                f"no space left on device writing {os.fspath(path)}; free space or choose "
+                "another --out"
+            ) from exc
+        raise
