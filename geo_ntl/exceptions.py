@@ -21,6 +21,7 @@ __all__ = [
     "DimensionError",
     "TilingError",
     "ParameterError",
+    "PSFEstimationError",
     "WeightsNotFoundError",
     "WeightsError",
     "MissingDependencyError",
@@ -77,6 +78,10 @@ class TilingError(InputError):
 
 class ParameterError(InputError):
     """A named algorithm parameter is unknown or out of range."""
+
+
+class PSFEstimationError(GeoNTLError, ValueError):
+    """A scene holds too few usable sources to measure its point-spread function."""
 
 
 class WeightsNotFoundError(GeoNTLError, FileNotFoundError):
