@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from geo_ntl.exceptions import (
     DimensionError,
+    InputError,
     MissingDependencyError,
     ParameterError,
     PSFEstimationError,
@@ -63,6 +64,7 @@ __all__ = [
     "noise_sigma",
     "profile_fwhm",
     "radial_profile",
+    "read_psf",
     "write_profile_plot",
 ]
 
@@ -1032,3 +1034,41 @@ def write_profile_plot(
     with atomic_output(out, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png")
     return out
+
+
+def read_psf(path: str | os.PathLike[str]) -> PSFEstimate:
+    """Read a PSF written by ``geo-ntl psf SCENE --json``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        JSON file.
+
+    Returns
+    -------
+    PSFEstimate
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, is not JSON or holds no PSF estimate.
+    """
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"PSF file {p} does not exist; write one with `geo-ntl psf SCENE --json > {p.name}`"
+        ) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"PSF file {p} is not JSON ({exc}); write one with `geo-ntl psf SCENE --json`"
+        ) from exc
+    if not isinstance(data, dict):
+        raise InputError(f"PSF file {p} holds no PSF estimate; write one with `geo-ntl psf --json`")
+    try:
+        return PSFEstimate.from_dict(data)
+    except ParameterError as exc:
+        raise InputError(f"PSF file {p}: {exc}") from exc

@@ -50,7 +50,10 @@ References
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,6 +62,8 @@ from scipy import fft, ndimage
 
 from geo_ntl.exceptions import DimensionError, ParameterError, UnsupportedRasterError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_DAMPING",
     "DEFAULT_ITERATIONS",
@@ -66,6 +71,7 @@ __all__ = [
     "deconvolve",
     "deconvolve_array",
     "default_halo",
+    "physics_stage",
 ]
 
 #: Richardson-Lucy iterations: enough to sharpen lamps, few enough to keep noise down.
@@ -192,10 +198,15 @@ class _RL:
         """RL on one positive band (float64), weights 0/1; circular FFT on a padded copy."""
         half = kernel.shape[0] // 2
         pad = 2 * half
-        yp = np.pad(y, pad, mode="symmetric")
-        wp = np.pad(weight, pad, mode="symmetric")
+        h, w = y.shape
+        # FFT-friendly sizes: an edge with a large prime factor is many times slower.
+        fh = fft.next_fast_len(h + 2 * pad, real=True)
+        fw = fft.next_fast_len(w + 2 * pad, real=True)
+        widths = ((pad, fh - h - pad), (pad, fw - w - pad))
+        yp = np.pad(y.astype(np.float32), widths, mode="symmetric")
+        wp = np.pad(weight.astype(np.float32), widths, mode="symmetric")
         shape = yp.shape
-        kpad = np.zeros(shape)
+        kpad = np.zeros(shape, dtype=np.float32)
         kpad[: kernel.shape[0], : kernel.shape[1]] = kernel
         kpad = np.roll(kpad, (-half, -half), axis=(0, 1))
         kf = fft.rfft2(kpad)
@@ -208,8 +219,8 @@ class _RL:
         live = norm > 1e-3
         norm = np.where(live, norm, 1.0)
         u = yp.copy()
-        tiny = 1e-6 * max(sigma, 1e-12)
-        threshold = self.damping * sigma
+        tiny = np.float32(1e-6 * max(sigma, 1e-12))
+        threshold = np.float32(self.damping * sigma)
         for _ in range(self.iterations):
             model = np.maximum(conv(u, kf), tiny)
             ratio = yp / model
@@ -218,7 +229,7 @@ class _RL:
                 ratio = 1.0 + np.minimum(z * z, 1.0) * (ratio - 1.0)
             factor = conv(wp * ratio, kf_t) / norm
             u = np.where(live, u * np.maximum(factor, 0.0), u)
-        return u[pad:-pad, pad:-pad]
+        return u[pad : pad + h, pad : pad + w].astype(np.float64)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         from geo_ntl.io import _cast
@@ -254,6 +265,7 @@ def _runner(
     saturation: float | None,
     nodata: float | None,
     dtype: np.dtype,
+    out_dtype: np.dtype,
 ) -> _RL:
     _check_options(iterations, damping)
     black, sigma = _levels(arr_like, nodata)
@@ -265,7 +277,7 @@ def _runner(
         sigma=sigma,
         saturation=_saturation(dtype, saturation),
         nodata=nodata,
-        out_dtype=dtype,
+        out_dtype=out_dtype,
     )
 
 
@@ -285,6 +297,7 @@ def deconvolve_array(
     saturation: float | None = None,
     nodata: float | None = None,
     halo: int | None = None,
+    dtype: str | np.dtype | None = None,
 ) -> np.ndarray:
     """Deconvolve an image held in memory (damped, masked Richardson-Lucy).
 
@@ -307,11 +320,15 @@ def deconvolve_array(
     halo : int, optional
         Reflected margin around the image (default :func:`default_halo`), the
         same that :func:`deconvolve` gives each tile at the scene's edges.
+    dtype : str or numpy.dtype, optional
+        Output dtype; default the input's (integers rounded and clipped).
+        Sharpened lamps can exceed an integer range, and deconvolved dark
+        pixels can fall below zero: ``"float32"`` keeps the flux exactly.
 
     Returns
     -------
     ndarray
-        Same shape and dtype as ``image`` (integers rounded and clipped).
+        Same shape as ``image``, in ``dtype``.
 
     Raises
     ------
@@ -341,6 +358,7 @@ def deconvolve_array(
     if arr.ndim != 3:
         raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
     _check_dtype(arr.dtype)
+    out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
     runner = _runner(
         arr,
         psf,
@@ -349,6 +367,7 @@ def deconvolve_array(
         saturation=saturation,
         nodata=nodata,
         dtype=arr.dtype,
+        out_dtype=out_dtype,
     )
     depth = default_halo(runner.kernels.shape[-1], iterations) if halo is None else int(halo)
     out = apply_whole(arr, runner, depth=depth)
@@ -367,6 +386,7 @@ def deconvolve(
     saturation: float | None = None,
     tile: int = DEFAULT_TILE,
     halo: int | None = None,
+    dtype: str | np.dtype | None = None,
 ) -> xr.DataArray:
     """Deconvolve a georeferenced scene with its PSF, lazily and tiled.
 
@@ -390,12 +410,15 @@ def deconvolve(
     halo : int, optional
         Halo between tiles; default :func:`default_halo` (tiled and whole
         results within 1 DN).
+    dtype : str or numpy.dtype, optional
+        Output dtype; default the input's. ``"float32"`` keeps the flux of
+        lamps sharpened beyond an integer range (see :func:`deconvolve_array`).
 
     Returns
     -------
     xarray.DataArray
-        Lazy result with the input's shape, dtype, dims, coords, CRS,
-        transform, attrs and nodata.
+        Lazy result with the input's shape, dims, coords, CRS, transform,
+        attrs and nodata, in ``dtype``.
 
     Raises
     ------
@@ -426,8 +449,9 @@ def deconvolve(
             f"expected dims (band, y, x) or (y, x), got {da.dims}; "
             "reorder with da.transpose('band', 'y', 'x')"
         )
-    dtype = np.dtype(da3.dtype)
-    _check_dtype(dtype)
+    in_dtype = np.dtype(da3.dtype)
+    _check_dtype(in_dtype)
+    out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
     nodata = da3.rio.nodata
     if psf is None:
         from geo_ntl.psf import estimate_psf
@@ -444,11 +468,98 @@ def deconvolve(
         damping=damping,
         saturation=saturation,
         nodata=nodata,
-        dtype=dtype,
+        dtype=in_dtype,
+        out_dtype=out_dtype,
     )
     depth = default_halo(runner.kernels.shape[-1], iterations) if halo is None else int(halo)
-    out = apply_tiled(carrier, runner, depth=depth, dtype=dtype, name="physics")
+    out = apply_tiled(carrier, runner, depth=depth, dtype=out_dtype, name="physics")
     out.attrs = dict(da3.attrs)
     if nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)
     return out.isel(band=0, drop=True) if squeeze else out
+
+
+def physics_stage(
+    psf: str | os.PathLike[str] | Any = None,
+    *,
+    tile: int = DEFAULT_TILE,
+    halo: int | None = None,
+    iterations: int = DEFAULT_ITERATIONS,
+    damping: float = DEFAULT_DAMPING,
+    dtype: str | None = None,
+) -> tuple[Callable[[xr.DataArray], xr.DataArray], dict[str, Any]]:
+    """Build the physics deblur as a per-scene stage, with its job parameters (batch runs).
+
+    Parameters
+    ----------
+    psf : str, os.PathLike, PSFEstimate or ndarray, optional
+        A JSON file from ``geo-ntl psf --json`` (read now, so a bad file fails
+        before any work), an estimate or a kernel; default measured on each scene.
+    tile, halo, iterations, damping, dtype
+        See :func:`deconvolve`.
+
+    Returns
+    -------
+    stage : callable
+        ``stage(scene) -> deconvolved scene`` (lazy).
+    params : dict
+        ``method``, the PSF's source and FWHM (``"per scene"`` when measured on
+        each), ``iterations``, ``damping``, ``tile``, ``halo``: what makes a
+        result differ, for job signatures.
+
+    Raises
+    ------
+    InputError
+        If ``psf`` is a file that does not hold a PSF estimate.
+    """
+    from geo_ntl.psf import PSFEstimate, read_psf
+
+    _check_options(iterations, damping)
+    source: str = "per scene"
+    fwhm: Any = "per scene"
+    if isinstance(psf, str | os.PathLike):
+        source = os.fspath(psf)
+        psf = read_psf(psf)
+    if isinstance(psf, PSFEstimate):
+        fwhm = [round(float(v), 3) for v in psf.fwhm]
+        source = source if source != "per scene" else "given"
+    elif psf is not None:
+        from geo_ntl.psf import profile_fwhm
+
+        fwhm = [round(profile_fwhm(k), 3) for k in _kernels(psf, np.asarray(psf).ndim - 1 or 1)]
+        source = "given"
+    params = {
+        "method": "physics",
+        "psf": source,
+        "psf_fwhm": fwhm,
+        "iterations": iterations,
+        "damping": damping,
+        "tile": tile,
+        "halo": halo,
+        "dtype": dtype,
+    }
+
+    def stage(da: xr.DataArray) -> xr.DataArray:
+        kernel = psf
+        if kernel is None:
+            from geo_ntl.psf import estimate_psf
+
+            kernel = estimate_psf(da)
+            log.info(
+                "%s: PSF FWHM %s px from %d sources (%s)",
+                da.attrs.get("source", "scene"),
+                ", ".join(f"{v:.2f}" for v in kernel.fwhm),
+                kernel.n_sources,
+                kernel.method,
+            )
+        return deconvolve(
+            da,
+            psf=kernel,
+            tile=tile,
+            halo=halo,
+            iterations=iterations,
+            damping=damping,
+            dtype=dtype,
+        )
+
+    return stage, params
