@@ -21,7 +21,11 @@ Black level
 Damping
     Where the data and the re-blurred estimate agree to within ``damping``
     noise sigmas, the update is damped quadratically towards 1 (after White's
-    damped RL [2]_), so RL stops fitting the noise in dark areas; 0 turns it off.
+    damped RL [2]_), so RL stops fitting the noise in dark areas. It is off by
+    default (``damping=0``): damping makes RL no longer conserve flux exactly
+    (about 1 % more error per cell on simulated cities) and gained no PSNR
+    there; against noise the default relies on the pedestal and on stopping
+    early (:data:`DEFAULT_ITERATIONS`).
 Clipping and nodata
     Saturated pixels (at the sensor's clip level in a band: 255 for uint8, or
     ``saturation``) and nodata pixels carry no information about the true
@@ -76,8 +80,10 @@ __all__ = [
 
 #: Richardson-Lucy iterations: enough to sharpen lamps, few enough to keep noise down.
 DEFAULT_ITERATIONS = 25
-#: Residuals within this many noise sigmas damp the update (0: plain RL).
-DEFAULT_DAMPING = 1.0
+#: Residuals within this many noise sigmas damp the update (0: plain RL). Off by default:
+#: on simulated cities damping 1 changed PSNR by < 0.01 dB and doubled the per-cell flux
+#: error (0.6-1.1 % -> 1.3-1.4 % median), as it breaks RL's exact flux conservation.
+DEFAULT_DAMPING = 0.0
 #: Tile edge (px, halo excluded) of :func:`deconvolve`.
 DEFAULT_TILE = 1024
 #: Pedestal (noise sigmas) the black level is moved to.
@@ -310,7 +316,7 @@ def deconvolve_array(
         kernel for every band, or ``(bands, k, k)`` kernels; odd sides.
     iterations : int, default 25
         RL iterations.
-    damping : float, default 1.0
+    damping : float, default 0.0
         Residuals within this many noise sigmas damp the update; 0 is plain RL.
     saturation : float, optional
         Clip level of the sensor; pixels at or above it are masked. Default 255
@@ -400,7 +406,7 @@ def deconvolve(
         with :func:`geo_ntl.psf.estimate_psf` (a bounded read).
     iterations : int, default 25
         RL iterations.
-    damping : float, default 1.0
+    damping : float, default 0.0
         Residuals within this many noise sigmas damp the update; 0 is plain RL.
     saturation : float, optional
         Clip level (default 255 for uint8, none otherwise).
