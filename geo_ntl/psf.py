@@ -95,6 +95,7 @@ WINDOW_REACH = (4.0, 3.0, 2.0)
 #: Other sources within this many FWHM must be fainter than :data:`ISOLATION_FRACTION`.
 ISOLATION_REACH = 3.0
 _CLIPPED_PIXELS = 4  # pixels at the maximum that make a non-uint8 scene count as clipped
+_BLOB_CLEARANCE = 8  # px around a saturated blob that must hold no other blob
 _ANNULUS = 4  # width (px) of the background annulus at the edge of a window
 _FIRST_RADIUS = 10  # window half-size of the first pass (rough FWHM)
 
@@ -730,9 +731,13 @@ def _moffat(half: int, alpha: float, beta: float) -> np.ndarray:
 
 
 def _fit_blob(
-    lum: np.ndarray, sat: np.ndarray, full: float, sigma: float
+    lum: np.ndarray, sat: np.ndarray, full: float, sigma: float, others: np.ndarray
 ) -> tuple[float, float] | None:
-    """Fit a clipped (disc * Moffat) to the unsaturated ring around one blob; (alpha, beta)."""
+    """Fit a clipped (disc * Moffat) to the unsaturated ring around one blob; (alpha, beta).
+
+    Pixels nearer to another saturated blob (``others``) than twice their distance
+    to this one are left out, and the fit is robust (soft L1) to fainter lamps.
+    """
     from scipy.optimize import least_squares
     from scipy.signal import fftconvolve
 
@@ -740,8 +745,15 @@ def _fit_blob(
     cy, cx = ndimage.center_of_mass(sat)
     yy, xx = np.mgrid[0 : lum.shape[0], 0 : lum.shape[1]]
     r = np.hypot(yy - cy, xx - cx)
-    ring = ~ndimage.binary_dilation(sat, iterations=1) & (r < half - _ANNULUS) & np.isfinite(lum)
-    bg = float(np.nanmedian(lum[r >= half - _ANNULUS]))
+    usable = np.isfinite(lum)
+    if others.any():
+        d_other = ndimage.distance_transform_edt(~others)
+        usable &= d_other > 2 * ndimage.distance_transform_edt(~sat) + 3
+    ring = ~ndimage.binary_dilation(sat, iterations=1) & (r < half - _ANNULUS) & usable
+    outer = (r >= half - _ANNULUS) & usable
+    if outer.sum() < 10:
+        return None
+    bg = float(np.median(lum[outer]))
     obs = lum[ring] - bg
     if ring.sum() < 30 or obs.max() < 20 * sigma:
         return None
@@ -761,7 +773,11 @@ def _fit_blob(
     p0 = np.array([math.log(2 * full), max(0.5, 0.7 * r_eq), 3.0, 2.5])
     try:
         fit = least_squares(
-            resid, p0, bounds=([0, 0.0, 0.3, 1.05], [30, r_eq + 1, half / 2, 10]), max_nfev=200
+            resid,
+            p0,
+            bounds=([0, 0.0, 0.3, 1.05], [30, r_eq + 1, half / 2, 10]),
+            loss="soft_l1",
+            max_nfev=200,
         )
     except (ValueError, np.linalg.LinAlgError):
         return None
@@ -776,7 +792,7 @@ def _saturated_edges(
     if not np.isfinite(full_scale):
         return None
     fits = []
-    half = max(24, min(max_half + _ANNULUS, 60))
+    half = max(20, min(max_half + _ANNULUS, 30))
     for win in windows:
         sat = (win >= SATURATION_FRACTION * full_scale).any(axis=0)
         lum = np.nanmean(win, axis=0) if np.isfinite(win).any() else win[0]
@@ -792,9 +808,11 @@ def _saturated_edges(
                 continue
             box = (slice(cy - half, cy + half + 1), slice(cx - half, cx + half + 1))
             mine = labels[box] == k
-            if (labels[box] > 0).sum() != mine.sum() or np.isnan(lum[box]).any():
-                continue  # another blob (or nodata) in the window
-            fit = _fit_blob(lum[box], mine, full_scale, sigma)
+            others = (labels[box] > 0) & ~mine
+            near = ndimage.binary_dilation(mine, iterations=_BLOB_CLEARANCE)
+            if np.isnan(lum[box]).any() or (others & near).any():
+                continue  # nodata in the window, or another blob close by
+            fit = _fit_blob(lum[box], mine, full_scale, sigma, others)
             if fit is not None:
                 fits.append(fit)
             if len(fits) >= 200:
