@@ -38,9 +38,11 @@ Clipping and nodata
 Tiling
     :func:`deconvolve` runs through :func:`geo_ntl.tiling.apply_tiled`. Each
     iteration spreads a pixel's influence by the kernel's diameter, but it
-    decays fast: :func:`default_halo` (``2 x kernel radius x sqrt(iterations)``,
-    rounded up to 8 px, at least 32) keeps tiled and whole results within 1 DN
-    (tested). The noise sigma, black level and kernels are measured once per
+    decays fast: with a 17 px Moffat and 25 iterations, tiled and whole
+    float32 results differed by at most 3.3 DN with an 8 px halo, 0.11 DN with
+    16 px and 0.002 DN with 32 px. :func:`default_halo` (``0.8 x kernel radius
+    x sqrt(iterations)``, rounded up to 8 px, at least 32) keeps them within
+    1 DN (tested). The noise sigma, black level and kernels are measured once per
     scene, so no tile sees different parameters.
 
 References
@@ -93,7 +95,7 @@ _NOISE_WINDOW = 1024  # edge of the central window the noise sigma is measured o
 
 
 def default_halo(kernel_size: int, iterations: int) -> int:
-    """Halo (px) for tiled Richardson-Lucy: ``2 r sqrt(n)``, rounded up to 8, at least 32.
+    """Halo (px) for tiled Richardson-Lucy: ``0.8 r sqrt(n)``, rounded up to 8, at least 32.
 
     Parameters
     ----------
@@ -104,10 +106,10 @@ def default_halo(kernel_size: int, iterations: int) -> int:
 
     Examples
     --------
-    >>> default_halo(17, 25)
-    80
+    >>> default_halo(17, 25), default_halo(41, 25)
+    (32, 80)
     """
-    reach = 2 * (kernel_size // 2) * math.sqrt(max(iterations, 1))
+    reach = 0.8 * (kernel_size // 2) * math.sqrt(max(iterations, 1))
     return int(max(32, 8 * math.ceil(reach / 8)))
 
 
