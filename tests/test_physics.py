@@ -231,3 +231,13 @@ def test_cli_deblur_physics__bad_psf_json(runner, lamp_scene_file, tmp_path):
 def test_cli_deblur__psf_json_needs_physics(runner, lamp_scene_file, tmp_path):
     res = runner("deblur", lamp_scene_file, "--out", tmp_path / "o.tif", "--psf-json", "x.json")
     assert res.exit_code == 2 and "--method physics" in res.stderr
+
+
+def test_cli_deblur_physics__scene_without_lamps(runner, tmp_path):
+    rng = np.random.default_rng(6)
+    flat = np.clip(rng.normal(20, 2, (3, 96, 96)), 0, 255).astype(np.uint8)
+    path = write_cog(as_scene(flat), tmp_path / "flat.tif")
+    out = tmp_path / "out.tif"
+    res = runner("deblur", path, "--out", out, "--method", "physics", "--no-enhance")
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and "--psf-json" in res.stderr
+    assert not out.exists()

@@ -534,7 +534,9 @@ def physics_stage(
     elif psf is not None:
         from geo_ntl.psf import profile_fwhm
 
-        fwhm = [round(profile_fwhm(k), 3) for k in _kernels(psf, np.asarray(psf).ndim - 1 or 1)]
+        given = np.asarray(psf)
+        bands = given.shape[0] if given.ndim == 3 else 1
+        fwhm = [round(profile_fwhm(k), 3) for k in _kernels(psf, bands)]
         source = "given"
     params = {
         "method": "physics",
