@@ -369,6 +369,15 @@ def radial_profile(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Azimuthal mean of a ``(y, x)`` window around ``centre`` (default its middle).
 
+    Parameters
+    ----------
+    cutout : (y, x) ndarray
+        Window; NaN pixels are ignored.
+    centre : (float, float), optional
+        ``(row, col)`` of the centre, sub-pixel allowed; default the middle.
+    bin_width : float, default 0.5
+        Ring width in pixels. Rings reach the nearest edge of the window.
+
     Returns
     -------
     radius, profile : (n,) ndarray
@@ -416,7 +425,25 @@ def _peak_one(profile: np.ndarray) -> np.ndarray:
 
 
 def profile_fwhm(kernel: np.ndarray) -> float:
-    """FWHM (px) of a centred kernel from its radial profile, as in :class:`PSFEstimate`."""
+    """FWHM (px) of a centred kernel from its radial profile, as in :class:`PSFEstimate`.
+
+    Parameters
+    ----------
+    kernel : (k, k) ndarray
+        Kernel with its peak at the centre pixel.
+
+    Returns
+    -------
+    float
+        Twice the radius where the azimuthal mean first falls to half the peak
+        (linear interpolation between rings); NaN if it never does.
+
+    Examples
+    --------
+    >>> from geo_ntl.simulate.psf import gaussian_psf
+    >>> round(profile_fwhm(gaussian_psf(21, sigma=2.0)), 2)  # 2.355 sigma = 4.71
+    4.73
+    """
     radius, profile = radial_profile(np.asarray(kernel, dtype=np.float64))
     return 2.0 * _hwhm(radius, _peak_one(profile))
 
