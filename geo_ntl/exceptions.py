@@ -22,6 +22,7 @@ __all__ = [
     "DimensionError",
     "TilingError",
     "ParameterError",
+    "PSFEstimationError",
     "WeightsNotFoundError",
     "WeightsError",
     "MissingDependencyError",
@@ -82,6 +83,10 @@ class TilingError(InputError):
 
 class ParameterError(InputError):
     """A named algorithm parameter is unknown or out of range."""
+
+
+class PSFEstimationError(GeoNTLError, ValueError):
+    """A scene holds too few usable sources to measure its point-spread function."""
 
 
 class WeightsNotFoundError(GeoNTLError, FileNotFoundError):

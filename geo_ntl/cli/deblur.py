@@ -1,4 +1,4 @@
-"""``geo-ntl deblur``: the deblooming GAN (and, on request, the ASM enhancer), one COG per scene."""
+"""``geo-ntl deblur``: the deblooming GAN (or the physics baseline), and on request the ASM enhancer."""
 
 from __future__ import annotations
 
@@ -15,6 +15,20 @@ DEFAULT_TILE = 2048
 @click.argument("scenes", nargs=-1, required=True)
 @restoration_options
 @click.option(
+    "--method",
+    type=click.Choice(["gan", "physics"]),
+    default="gan",
+    show_default=True,
+    help="gan: the NTL-Db-Net generator; physics: Richardson-Lucy with the scene's own PSF.",
+)
+@click.option(
+    "--psf-json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PSF from `geo-ntl psf SCENE --json` for --method physics "
+    "(default: measured on each scene).",
+)
+@click.option(
     "--weights",
     help="Weights file from `geo-ntl train` or a shipped name (default: the shipped model).",
 )
@@ -24,6 +38,13 @@ DEFAULT_TILE = 2048
     show_default=True,
     help="Also run the ASM low-light enhancer: a rendition for viewing, which `geo-ntl cluster` "
     "refuses (without it the output keeps the scene's light, moved but not created or lost).",
+)
+@click.option(
+    "--float32",
+    "as_float",
+    is_flag=True,
+    help="Write float32 (with --method physics --no-enhance: keeps the flux of lamps "
+    "sharpened beyond the input's range).",
 )
 @click.option(
     "--halo",
@@ -48,8 +69,11 @@ def deblur(
     out: str | None,
     out_dir: str | None,
     mosaic_out: str | None,
+    method: str,
+    psf_json: str | None,
     weights: str | None,
     enhance: bool,
+    as_float: bool,
     halo: int | None,
     batch_size: int | None,
     tile: int,
@@ -70,12 +94,18 @@ def deblur(
     scenes are processed as three identical channels and merged back; 2- and
     4-band scenes are refused.
 
+    With `--method physics`, a flux-conserving Richardson-Lucy deconvolution
+    with the scene's own PSF replaces the GAN (any band count): the PSF is
+    measured on each scene (`geo-ntl psf`) unless `--psf-json` gives one.
+
     \b
     Examples:
       geo-ntl deblur sample_aoi/helsinki/scene.tif --out clean.tif
       geo-ntl deblur scene.tif --out clean_view.tif --enhance --tile 512
       geo-ntl deblur scene.tif --out clean.tif --weights runs/a/generator.pt --device cuda
       geo-ntl deblur scenes/ --out-dir clean/ --mosaic city.tif --workers 2
+      geo-ntl deblur scene.tif --out clean.tif --method physics --float32
+      geo-ntl deblur scene.tif --out clean.tif --method physics --psf-json scene_psf.json
     """
     import itertools
     import tempfile
@@ -93,24 +123,33 @@ def deblur(
         raise click.BadParameter(f"must be a multiple of 4, got {tile}", param_hint="--tile")
     if halo is not None and halo % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {halo}", param_hint="--halo")
-    get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
-    params = {
-        "weights": weights or "default",
-        "enhance": enhance,
-        "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
-        "tile": tile,
-        "halo": halo,
-        "batch_size": batch_size,
-    }
-    # The enhancer's first pass reads the whole scene for its global statistics, then
-    # its tiles read it again: stage the GAN output on disk so the GAN runs once.
-    parents = [Path(p) for p in (out_dir, out and Path(out).absolute().parent) if p]
-    staging_parent = next((p for p in parents if p.is_dir()), None)
-    with tempfile.TemporaryDirectory(prefix=".geo_ntl-gan-", dir=staging_parent) as staging:
-        counter = itertools.count()
+    if method == "physics":
+        from geo_ntl.deblur.physics import physics_stage
 
-        def build(da: xr.DataArray) -> xr.DataArray:
-            gan = run_deblur(
+        if weights is not None or batch_size is not None:
+            raise click.BadParameter(
+                "--weights and --batch-size apply to --method gan", param_hint="--method"
+            )
+        dtype = "float32" if as_float else None
+        first_stage, params = physics_stage(psf_json, tile=tile, halo=halo, dtype=dtype)
+        params["enhance"] = enhance
+    else:
+        if psf_json is not None:
+            raise click.BadParameter("applies to --method physics", param_hint="--psf-json")
+        get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
+        params = {
+            "weights": weights or "default",
+            "enhance": enhance,
+            "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
+            "tile": tile,
+            "halo": halo,
+            "batch_size": batch_size,
+        }
+        if as_float:
+            params["dtype"] = "float32"
+
+        def first_stage(da: xr.DataArray) -> xr.DataArray:
+            return run_deblur(
                 da.chunk({"y": tile, "x": tile}),
                 weights=weights,
                 device=device,
@@ -119,6 +158,16 @@ def deblur(
                 enhance=False,
                 batch_size=batch_size,
             )
+
+    # The enhancer's first pass reads the whole scene for its global statistics, then
+    # its tiles read it again: stage the GAN output on disk so the GAN runs once.
+    parents = [Path(p) for p in (out_dir, out and Path(out).absolute().parent) if p]
+    staging_parent = next((p for p in parents if p.is_dir()), None)
+    with tempfile.TemporaryDirectory(prefix=".geo_ntl-gan-", dir=staging_parent) as staging:
+        counter = itertools.count()
+
+        def build(da: xr.DataArray) -> xr.DataArray:
+            gan = first_stage(da)
             if not enhance:
                 return gan
             path = write_cog(gan, Path(staging) / f"gan_{next(counter)}.tif", compress="NONE")
@@ -138,5 +187,6 @@ def deblur(
             threads_per_worker=threads_per_worker,
             scheduler=scheduler,
             device=device,
+            dtype="float32" if as_float else None,
             compress=compress,
         )

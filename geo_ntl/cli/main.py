@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "geo_ntl.cli.evaluate:evaluate",
     "info": "geo_ntl.cli.info:info",
     "mosaic": "geo_ntl.cli.mosaic:mosaic",
+    "psf": "geo_ntl.cli.psf:psf",
     "simulate": "geo_ntl.cli.simulate:simulate",
     "train": "geo_ntl.cli.train:train",
 }
