@@ -42,9 +42,17 @@ def test_guard__dark_scene_still_brightened():
 
 def test_guard__bright_scene_left_as_it_is():
     rng = np.random.default_rng(3)
-    img = rng.normal(140, 30, (3, 64, 64)).clip(0, 255).astype(np.uint8)
+    img = rng.normal(150, 30, (3, 64, 64)).clip(0, 255).astype(np.uint8)
     out = enhance_array(img, device="cpu", params=FAST)
     np.testing.assert_array_equal(out, img)
+
+
+def test_guard__normal_scene_barely_changed():
+    rng = np.random.default_rng(3)
+    img = rng.normal(105, 30, (3, 64, 64)).clip(0, 255).astype(np.uint8)
+    out = enhance_array(img, device="cpu", params=FAST).astype(float)
+    assert abs(out.mean() / img.mean() - 1) <= 0.10
+    assert out.std() >= 0.9 * img.std()
 
 
 def test_guard__noise_grows_slower_than_brightness():
@@ -69,9 +77,10 @@ def test_guard__tiled_equals_whole():
 
 
 def test_guard_strength__ramps_between_the_bounds():
-    assert guard_strength(0.2, 0.3, 0.4) == 1.0
-    assert guard_strength(0.4, 0.3, 0.4) == 0.0
-    assert 0 < guard_strength(0.33, 0.3, 0.4) < 1
+    assert guard_strength(0.2, 0.3, 0.4, 0.5) == 1.0
+    assert guard_strength(0.4, 0.3, 0.4, 0.5) == 0.2
+    assert guard_strength(0.5, 0.3, 0.4, 0.5) == 0.0
+    assert 0.2 < guard_strength(0.33, 0.3, 0.4, 0.5) < 1
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ grain. The guard takes the method's output ``HR`` and the input ``I`` (both on [
 renders the result from the input, using the method only for how much to brighten:
 
 1. **Strength from the scene.** ``k`` is 1 for scenes whose mean luminance is at most
-   ``guard_mean_low``, 0 from ``guard_mean_high`` on (100 DN: not a low-light scene), linear
-   between; a scene-wide quantity (:class:`~geo_ntl.enhance.stats.GlobalStats`), so every tile
+   ``guard_mean_low``, a fifth at ``guard_mean_high`` (100 DN: not a low-light scene) and 0
+   from ``guard_mean_off`` on, linear between (:func:`guard_strength`); a scene-wide quantity (:class:`~geo_ntl.enhance.stats.GlobalStats`), so every tile
    uses the same.
 2. **Gain, not texture.** The brightening is the ratio of the Gaussian-smoothed luminances,
    ``g = G(Y(HR)) / G(Y(I))`` at ``detail_sigma`` px, damped to ``1 + k (g - 1)``. It is applied
@@ -49,15 +49,24 @@ def guard_support(detail_sigma: float) -> int:
     return gaussian_radius(detail_sigma)
 
 
-def guard_strength(mean_luma: float, low: float, high: float) -> float:
+def guard_strength(
+    mean_luma: float, low: float, high: float, off: float, bright: float = 0.2
+) -> float:
     """Scene-wide strength ``k`` in [0, 1] from the scene's mean luminance.
+
+    Piecewise linear through ``(low, 1)``, ``(high, bright)`` and ``(off, 0)``: a low-light
+    scene gets the method in full, a scene of normal brightness (from ``high``, 100 DN by
+    default) a fifth of it -- enough to lift its shadows, too little to wash it out (its mean
+    changes by at most ~10 %) -- and a bright one nothing.
 
     Parameters
     ----------
     mean_luma : float
         Mean luminance of the scene on [0, 1].
-    low, high : float
-        Full strength at or below ``low``, none at or above ``high``.
+    low, high, off : float
+        Breakpoints, ``low < high < off``.
+    bright : float, default 0.2
+        Strength at ``high``.
 
     Returns
     -------
@@ -65,14 +74,18 @@ def guard_strength(mean_luma: float, low: float, high: float) -> float:
 
     Examples
     --------
-    >>> guard_strength(0.1, 0.3, 0.4), guard_strength(0.35, 0.3, 0.4), guard_strength(0.5, 0.3, 0.4)
-    (1.0, 0.5, 0.0)
+    >>> [guard_strength(m, 0.3, 0.4, 0.6) for m in (0.1, 0.35, 0.4, 0.5, 0.7)]
+    [1.0, 0.6, 0.2, 0.1, 0.0]
     """
     if mean_luma <= low:
         return 1.0
-    if mean_luma >= high:
+    if mean_luma >= off:
         return 0.0
-    return round(float((high - mean_luma) / (high - low)), 12)
+    if mean_luma <= high:
+        k = 1.0 + (bright - 1.0) * (mean_luma - low) / (high - low)
+    else:
+        k = bright * (off - mean_luma) / (off - high)
+    return round(float(k), 12)
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,9 @@ PARAM_DOCS: dict[str, str] = {
     "guard": "night-light guard on the output: highlights kept, bright scenes left alone, "
     "noise not amplified (geo_ntl.enhance.guard); not in the paper",
     "guard_mean_low": "scene mean luminance (0-1) up to which the guard lets the method act fully",
-    "guard_mean_high": "scene mean luminance (0-1) from which the scene is not low-light and is kept",
+    "guard_mean_high": "scene mean luminance (0-1) from which the scene is not low-light: the "
+    "method acts at a fifth of its strength",
+    "guard_mean_off": "scene mean luminance (0-1) from which the scene is kept as it is",
     "detail_sigma": "Gaussian sigma (px) separating the smooth image from its detail and noise",
     "detail_gain": "fraction of the local brightening given to the detail (the noise): 0-1",
 }
@@ -91,6 +93,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
     "z_sigma": (0.0, 256.0, False),
     "guard_mean_low": (0.0, 1.0, False),
     "guard_mean_high": (0.0, 1.0, False),
+    "guard_mean_off": (0.0, 1.0, False),
     "detail_sigma": (0.5, 16.0, False),
     "detail_gain": (0.0, 1.0, False),
 }
@@ -185,6 +188,7 @@ class ASMParams:
     guard: bool = True
     guard_mean_low: float = 0.30
     guard_mean_high: float = 100.0 / 255.0
+    guard_mean_off: float = 140.0 / 255.0
     detail_sigma: float = 2.0
     detail_gain: float = 0.25
 
@@ -223,10 +227,10 @@ class ASMParams:
                 raise ParameterError(
                     f"parameter {name} must be True or False, got {getattr(self, name)!r}"
                 )
-        if self.guard_mean_low >= self.guard_mean_high:
+        if not self.guard_mean_low < self.guard_mean_high < self.guard_mean_off:
             raise ParameterError(
-                f"guard_mean_low ({self.guard_mean_low}) must be below guard_mean_high "
-                f"({self.guard_mean_high})"
+                f"guard_mean_low < guard_mean_high < guard_mean_off must hold, got "
+                f"{self.guard_mean_low}, {self.guard_mean_high}, {self.guard_mean_off}"
             )
         if self.init not in ("asm", "max_rgb"):
             raise ParameterError(f"parameter init must be 'asm' or 'max_rgb', got {self.init!r}")
