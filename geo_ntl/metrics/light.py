@@ -259,9 +259,9 @@ def _fwhm_at(inten: np.ndarray, y: int, x: int, radius: int) -> float:
     """FWHM (px) of the blob near (y, x): half-max crossing of its radial profile.
 
     The peak is re-found within 2 px, the background is the 10th percentile of the
-    window, the peak height is extrapolated to the sub-pixel centre from a
-    Gaussian fit (log-quadratic) of the innermost pixels, and the half-maximum
-    radius is interpolated linearly in a profile of 0.5 px radial bins.
+    window, the sub-pixel centre and the peak height come from an isotropic
+    Gaussian fit (log-quadratic) of the 5 x 5 core, and the half-maximum radius is
+    interpolated linearly in a profile of 0.5 px radial bins around that centre.
     """
     h, w = inten.shape
     y0, y1, x0, x1 = max(y - 2, 0), min(y + 3, h), max(x - 2, 0), min(x + 3, w)
@@ -276,17 +276,21 @@ def _fwhm_at(inten: np.ndarray, y: int, x: int, radius: int) -> float:
     top = float(v[radius, radius])
     if top <= 0:
         return float("nan")
-    c = v[radius - 1 : radius + 2, radius - 1 : radius + 2].clip(0)
-    yy, xx = np.mgrid[-1:2, -1:2]
-    cy, cx = float((c * yy).sum() / c.sum()), float((c * xx).sum() / c.sum())
     gy, gx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    r = np.hypot(gy - cy, gx - cx)
-    inner = (r < 1.6) & (v > 0.3 * top)
+    cy = cx = 0.0
     peak = top
-    if inner.sum() >= 4:
-        coef = np.polyfit(r[inner] ** 2, np.log(v[inner]), 1)
-        if coef[0] < 0:
-            peak = float(np.clip(np.exp(coef[1]), top, 1.5 * top))
+    inner = (np.abs(gy) <= 2) & (np.abs(gx) <= 2) & (v > 0.2 * top)
+    if inner.sum() >= 5:  # isotropic Gaussian fit: ln v = a + b y + c x + d (y^2 + x^2)
+        yi, xi = gy[inner].astype(np.float64), gx[inner].astype(np.float64)
+        design = np.stack([np.ones_like(yi), yi, xi, yi**2 + xi**2], axis=1)
+        coef, *_ = np.linalg.lstsq(design, np.log(v[inner]), rcond=None)
+        if coef[3] < 0:
+            fy, fx = -coef[1] / (2 * coef[3]), -coef[2] / (2 * coef[3])
+            if abs(fy) <= 1 and abs(fx) <= 1:
+                cy, cx = float(fy), float(fx)
+                fit = math.exp(coef[0] - (coef[1] ** 2 + coef[2] ** 2) / (4 * coef[3]))
+                peak = float(np.clip(fit, top, 1.5 * top))
+    r = np.hypot(gy - cy, gx - cx)
     half = 0.5 * peak
     edges = np.arange(0.0, radius + 0.5, 0.5)
     idx = np.digitize(r.ravel(), edges) - 1
@@ -321,7 +325,8 @@ def _isolated_lamps(
     sigma 1 px) at least ``max(min_contrast, 8 sigma_noise)`` above its local
     background (the minimum of the 5 px box mean within ``sep`` px); its region
     above half its contrast fits inside the ``sep`` window; no other maximum
-    within ``sep`` px and outside that region reaches 30 % of its contrast; no
+    within ``sep`` px reaches 30 % of its contrast outside that region, or inside
+    it with a saddle deeper than 20 % of the contrast between them (two lamps); no
     brighter lamp already kept lies within ``sep`` px; no band reaches ``saturation`` within 2 px;
     and it lies at least ``sep`` px from the edges.
     """
@@ -363,6 +368,14 @@ def _isolated_lamps(
                 continue
             jy, jx = int(low[j, 0]) - py + sep, int(low[j, 1]) - px + sep
             if not (0 <= jy < 2 * sep + 1 and 0 <= jx < 2 * sep + 1) or not own[jy, jx]:
+                rivals = True
+                break
+            # inside the lamp's own region: a second lamp if a saddle separates them
+            n = 2 * int(math.hypot(jy - sep, jx - sep)) + 3
+            line = ndimage.map_coordinates(
+                sm, [np.linspace(py, low[j, 0], n), np.linspace(px, low[j, 1], n)], order=1
+            )
+            if min(sm[py, px], sm[low[j, 0], low[j, 1]]) - line.min() > 0.2 * c:
                 rivals = True
                 break
         if rivals:
@@ -417,9 +430,9 @@ def lamp_widths(
     Notes
     -----
     The FWHM is twice the radius where the lamp's azimuthally averaged profile
-    (0.5 px bins around its sub-pixel centroid) falls to half its peak above the
-    local background (10th percentile of the window); the peak is extrapolated to
-    the centroid from a Gaussian fit of the innermost pixels. A Gaussian lamp of
+    (0.5 px bins around its sub-pixel centre) falls to half its peak above the
+    local background (10th percentile of the window); centre and peak come from
+    an isotropic Gaussian fit of the 5 x 5 core. A Gaussian lamp of
     FWHM 3-8 px is measured within a few per cent.
 
     Examples
