@@ -66,17 +66,20 @@ Method = Callable[..., np.ndarray | None]
 def rl_flux(degraded: np.ndarray, psf: np.ndarray, *, n_iter: int = RL_ITER) -> np.ndarray:
     """Richardson-Lucy on the image above its black level, flux rescaled per band.
 
-    The input's black level is subtracted, each band is reflect-padded by the PSF's
-    half size and deconvolved (skimage, ``clip=False``), then rescaled so its sum
-    above black equals the input's, the black level added back, rounded and
-    clipped to uint8.
+    The input's black level is subtracted and the result clipped at 0 (light
+    above black is not negative; RL's positivity then acts at the black level);
+    each band is reflect-padded by the PSF's size and deconvolved (skimage,
+    ``clip=False``), rescaled so its sum above black equals the input's, the black
+    level added back, rounded and clipped to uint8. (A pedestal of 3 noise sigmas
+    instead of the clipping was tried: it let RL undershoot below black, dark
+    rings 0.19 instead of 0.02 and PSNR 0.9 dB lower on points_gauss_exp.)
     """
     from skimage.restoration import richardson_lucy
 
     psf = np.asarray(psf, np.float32)
     psf = psf / psf.sum()
     black = light.black_level(degraded)
-    p = psf.shape[0] // 2
+    p = 2 * (psf.shape[0] // 2)  # reflect margin: RL's zero boundary creeps inwards
     out = []
     for band, b in zip(degraded.astype(np.float32), black, strict=True):
         x = np.clip(band - b, 0, None)
@@ -149,8 +152,11 @@ def _physics_true(degraded: np.ndarray, *, meta: dict) -> np.ndarray | None:
     return rl_flux(degraded, meta["psf"])
 
 
-def _physics_blind(degraded: np.ndarray) -> np.ndarray:
-    return rl_flux(degraded, estimate_psf_from_lamps(degraded))
+def _physics_blind(degraded: np.ndarray, *, meta: dict | None = None) -> np.ndarray:
+    # the lamp scale of the sampling (not the PSF) sets the isolation distance
+    sep = int((meta or {}).get("lamp_sep", 16))
+    size = max(BLIND_PSF_SIZE, 2 * sep + 1)
+    return rl_flux(degraded, estimate_psf_from_lamps(degraded, size=size, sep=sep))
 
 
 def default_methods() -> dict[str, Method]:
@@ -422,6 +428,24 @@ def to_markdown(rows: list[dict]) -> str:
             f"| {flux_t} (n={ft['n'] if ft else '–'}) | {flux_i} (n={fi['n']}) | {fw} "
             f"| {m['new_maxima']} | {_fmt(m['dark_rings'], '.3f')} "
             f"| {_fmt(m['highlights_kept'], '.2f')} | {r['seconds']} |"
+        )
+    lines += [
+        "",
+        "Families:",
+        "",
+        "| family | shape | PSF FWHM px | isolated lamps (input) | black level (input) | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for r in rows:
+        if "info" not in r or r["family"] in seen:
+            continue
+        seen.add(r["family"])
+        i = r["info"]
+        lines.append(
+            f"| {r['family']} | {'×'.join(map(str, i['shape']))} | {_fmt(i['psf_fwhm_px'])} "
+            f"| {i['isolated_lamps']} | {', '.join(f'{v:.1f}' for v in i['black_input'])} "
+            f"| {i['note']} |"
         )
     lines += ["", "Pass / fail per criterion (✓ pass, ✗ fail, – not measurable):", ""]
     lines += ["| family | method | criteria |", "|---|---|---|"]

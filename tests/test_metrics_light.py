@@ -179,7 +179,7 @@ def test_dark_rings__undershoot_around_lamps():
     for cy in range(24, img.shape[1], 54):
         for cx in range(24, img.shape[2], 54):
             r = np.hypot(yy - cy, xx - cx)
-            out[:, (r >= 9) & (r <= 19)] = 0.0
+            out[:, (r >= 5) & (r <= 10)] = 0.0
     frac = light.dark_rings(img, np.clip(out, 0, 255).astype(np.uint8))
     assert frac > 0.5
 

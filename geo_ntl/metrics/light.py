@@ -553,11 +553,12 @@ def dark_rings(
     Returns
     -------
     float
-        Share of annulus pixels (2-4 FWHM from the nearest bright lamp, and no
-        nearer to another) where the output's smoothed intensity (Gaussian, sigma
-        1 px) is below the input's local background (the minimum of its smoothed
-        intensity within 4 FWHM) minus ``k`` noise sigmas. 0 for the identity;
-        NaN without bright lamps.
+        Share of annulus pixels where the output's smoothed intensity (Gaussian,
+        sigma 1 px) is below the input's local background minus ``k`` noise sigmas.
+        The annulus is 2-4 FWHM across: pixels 1-2 FWHM from the nearest bright
+        lamp's centre (so no nearer to another); the local background is the
+        minimum of the input's smoothed intensity within 2 FWHM. 0 for the
+        identity; NaN without bright lamps.
 
     Examples
     --------
@@ -591,10 +592,10 @@ def dark_rings(
     pts = np.ones(sm_b.shape, bool)
     pts[peaks[:, 0], peaks[:, 1]] = False
     dist = ndimage.distance_transform_edt(pts)
-    annulus = (dist >= 2 * fwhm) & (dist <= 4 * fwhm)
+    annulus = (dist >= fwhm) & (dist <= 2 * fwhm)
     if not annulus.any():
         return float("nan")
-    size = 2 * int(math.ceil(4 * fwhm)) + 1
+    size = 2 * int(math.ceil(2 * fwhm)) + 1
     local_bg = ndimage.minimum_filter(sm_b, size=size)
     ring = annulus & (sm_a < local_bg - k * sigma)
     return float(ring.sum() / annulus.sum())
