@@ -358,7 +358,13 @@ def run(
         outputs: dict[str, np.ndarray] = {}
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            out = _call(fn, degraded, meta)
+            try:
+                out = _call(fn, degraded, meta)
+            except Exception as exc:  # a plugged-in method failing must not stop the rest
+                rows.append({"family": family, "method": name, "skipped": f"error: {exc!r}"})
+                if verbose:
+                    print(f"{family:28s} {name:14s} failed: {exc!r}", flush=True)
+                continue
             dt = time.perf_counter() - t0
             if out is None:
                 rows.append({"family": family, "method": name, "skipped": "not applicable"})
