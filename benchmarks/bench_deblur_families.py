@@ -93,15 +93,16 @@ def rl_flux(degraded: np.ndarray, psf: np.ndarray, *, n_iter: int = RL_ITER) -> 
 
 def estimate_psf_from_lamps(
     degraded: np.ndarray, *, size: int = BLIND_PSF_SIZE, sep: int = 16
-) -> np.ndarray:
+) -> np.ndarray | None:
     """Blind PSF: median stack of the scene's own isolated, unsaturated lamps.
 
     Each lamp's ``size`` window of the band-mean intensity, minus its border's
     median, is shifted to its sub-pixel centroid and normalised to sum 1; the
     pixel-wise median of the stack is symmetrised (averaged with its 180 degree
     rotation), cut at zero beyond its first zero crossing ring and normalised.
-    With fewer than 3 lamps: a Gaussian of the input's median lamp FWHM (5 px
-    if none). The lamps are not points in the truth, so the estimate is a little
+    None with fewer than 3 usable lamps (no evidence of the blur: the method then
+    returns its input; a 5 px Gaussian fallback drew halos round a daylight
+    photo). The lamps are not points in the truth, so the estimate is a little
     wider than the optics.
     """
     inten = degraded.astype(np.float64).mean(axis=0)
@@ -124,10 +125,7 @@ def estimate_psf_from_lamps(
         if total > 0:
             stack.append(win / total)
     if len(stack) < 3:
-        fwhm = lw["fwhm"] if math.isfinite(lw["fwhm"]) else 5.0
-        yy, xx = np.mgrid[-h : h + 1, -h : h + 1]
-        g = np.exp(-(yy**2 + xx**2) / (2 * (fwhm / 2.3548) ** 2))
-        return g / g.sum()
+        return None
     psf = np.median(np.stack(stack), axis=0)
     psf = 0.5 * (psf + psf[::-1, ::-1])
     yy, xx = np.mgrid[-h : h + 1, -h : h + 1]
@@ -156,7 +154,8 @@ def _physics_blind(degraded: np.ndarray, *, meta: dict | None = None) -> np.ndar
     # the lamp scale of the sampling (not the PSF) sets the isolation distance
     sep = int((meta or {}).get("lamp_sep", 16))
     size = max(BLIND_PSF_SIZE, 2 * sep + 1)
-    return rl_flux(degraded, estimate_psf_from_lamps(degraded, size=size, sep=sep))
+    psf = estimate_psf_from_lamps(degraded, size=size, sep=sep)
+    return degraded.copy() if psf is None else rl_flux(degraded, psf)
 
 
 def default_methods() -> dict[str, Method]:
