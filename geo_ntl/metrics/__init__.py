@@ -4,6 +4,9 @@ Full-reference: :func:`psnr`, :func:`ssim`, :func:`vif`, :func:`lrsd`.
 No-reference: :func:`brightness`, :func:`entropy`, :func:`average_gradient`,
 :func:`niqe`, :func:`piqe`, :func:`ceiq`, and :func:`loe` (which compares the
 output's lightness order with the input's). :func:`evaluate` runs them all.
+Light measures of a restoration against the scene before it (flux per 100 m
+cell, lamp widths, invented lamps, dark rings, highlights) are in
+:mod:`geo_ntl.metrics.light`; :func:`compare_light` runs them all.
 Everything runs offline; the NIQE pristine model ships in ``geo_ntl/data``.
 BRISQUE is not included (no offline implementation without extra packages).
 No-reference scores only rank methods on the same inputs; look at the images.
@@ -16,6 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from geo_ntl.metrics.light import (
+    black_level,
+    cell_flux,
+    compare_light,
+    dark_rings,
+    flux_ratio_stats,
+    highlights_kept,
+    lamp_widths,
+    new_maxima,
+)
 from geo_ntl.metrics.niqe import niqe
 from geo_ntl.metrics.noreference import average_gradient, brightness, ceiq, entropy, loe
 from geo_ntl.metrics.piqe import piqe
@@ -23,12 +36,20 @@ from geo_ntl.metrics.reference import lrsd, psnr, ssim, vif
 
 __all__ = [
     "average_gradient",
+    "black_level",
     "brightness",
+    "cell_flux",
     "ceiq",
+    "compare_light",
+    "dark_rings",
     "entropy",
     "evaluate",
+    "flux_ratio_stats",
+    "highlights_kept",
+    "lamp_widths",
     "loe",
     "lrsd",
+    "new_maxima",
     "niqe",
     "piqe",
     "psnr",
