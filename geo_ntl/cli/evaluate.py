@@ -22,7 +22,7 @@ from geo_ntl.cli.options import json_opt
 )
 @json_opt
 def evaluate(output: str, reference: str | None, low_light: str | None, as_json: bool) -> None:
-    r"""Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
+    """Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
 
     Reads whole images into memory. No-reference metrics (brightness, entropy,
     average gradient, NIQE, PIQE, CEIQ) always; LOE with --low-light; PSNR, SSIM, VIF
