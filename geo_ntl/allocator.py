@@ -18,8 +18,8 @@ glibc (macOS, Windows, musl) both do nothing.
 The price is that freed memory stays with the process (up to
 :data:`TRIM_THRESHOLD` bytes at the top of the heap) for the next tile to
 reuse, instead of going back to the kernel between tiles: peak memory is
-unchanged (see the README's memory figures), resident memory between tiles is
-nearer the peak.
+unchanged (see the memory figures in ``benchmarks/RESULTS.md``), resident
+memory between tiles is nearer the peak.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ geo_ntl never schedules work itself: every stage builds a dask graph, and
 
 * ``workers=0`` -- dask's threaded scheduler in this process (no cluster).
 * ``workers=N`` (N >= 1) -- an embedded :class:`distributed.LocalCluster` of N
-  worker processes; with ``gpu=True``, dask-cuda installed and GPUs present, a
-  ``LocalCUDACluster`` with one worker per GPU instead.
+  worker processes (at most :data:`MAX_WORKERS_PER_CORE` per CPU core); with
+  ``gpu=True``, dask-cuda installed and GPUs present, a ``LocalCUDACluster``
+  with one worker per GPU instead.
 * ``scheduler=ADDRESS`` (or the ``DASK_SCHEDULER_ADDRESS`` environment
   variable) -- join a running cluster, e.g. one started with ``dask scheduler``
   and ``dask worker ADDRESS`` on several machines, or by dask-jobqueue or the
@@ -22,13 +23,13 @@ Embedded workers start with geo_ntl's allocator settings
 (:data:`geo_ntl.allocator.ALLOCATOR_ENVIRON`) in place of the
 ``MALLOC_TRIM_THRESHOLD_=65536`` that dask.distributed puts in its workers'
 environment by default: that setting freezes glibc's mmap threshold, so every
-large torch temporary became a fresh mmap that faults its pages in (1.9x slower
-for the ASM enhancer, 5.0 s -> 9.5 s on a 2048^2 scene); geo_ntl's keep freed
-tile-sized blocks in the process for the next tile (see :mod:`geo_ntl.allocator`).
+large torch temporary becomes a fresh mmap that faults its pages in (the ASM
+enhancer runs 1.9x slower with it); geo_ntl's keep freed tile-sized blocks in
+the process for the next tile (see :mod:`geo_ntl.allocator`).
 Workers you start yourself for geo_ntl should get the same environment (the
-README's cluster section lists it). Their statistical profiler is off as well
-(``distributed.worker.profile.enabled``), which took about 30 % of the
-enhancer's task time on this 2-core machine.
+README's "Where the work runs" section lists it). Their statistical profiler is
+off as well (``distributed.worker.profile.enabled``), which costs about 30 % of
+the enhancer's task time on a 2-core machine.
 
 Tasks that need a GPU are annotated with the ``GPU`` worker resource when the
 cluster's workers declare one (``dask worker ... --resources GPU=1``).

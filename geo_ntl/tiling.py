@@ -22,10 +22,10 @@ and no pixel is computed twice at the scene's border.
 The graph has one task per tile: it takes the tile's chunk and its (up to
 eight) neighbouring chunks, cuts the halo from them, reflects at the scene's
 edges and runs the function. ``dask.array.overlap`` builds the same extended
-blocks from about 30 slicing and concatenation tasks per tile (535 tasks for a
-4x4-tile scene through the enhancer); on dask.distributed every task costs a
-round trip to the scheduler, measured at about 2.5 ms on a 2-core machine,
-which was most of the distributed path's overhead.
+blocks from about 30 slicing and concatenation tasks per tile, and on
+dask.distributed every task costs a round trip to the scheduler (about 2.5 ms
+on a 2-core machine), so one task per tile keeps the graph and its overhead
+small.
 """
 
 from __future__ import annotations

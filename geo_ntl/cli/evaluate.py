@@ -35,7 +35,7 @@ def evaluate(
     input_: str | None,
     as_json: bool,
 ) -> None:
-    r"""Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
+    """Print image-quality metrics of OUTPUT (a raster or an 8/16-bit image file).
 
     Reads whole images into memory. No-reference metrics (brightness, entropy,
     average gradient, NIQE, PIQE, CEIQ) always; LOE with --low-light; PSNR, SSIM, VIF

@@ -31,7 +31,7 @@ from geo_ntl.cli.options import overwrite_opt
 @overwrite_opt
 def simulate(out_dir: str, helsinki: bool, count: int, size: int, overlap: int, seed: int,
              lamp_density: float, resolution: float, crs: str, overwrite: bool) -> None:
-    r"""Simulate Jilin-1-like night-light scenes: clean truth and degraded COG pairs.
+    """Simulate Jilin-1-like night-light scenes: clean truth and degraded COG pairs.
 
     Synthetic mode writes COUNT overlapping scenes of one procedural city on a
     common grid: scene_NNN.tif (degraded: blooming, Moffat blur, noise,

@@ -3,8 +3,10 @@
 :func:`deblur` runs the generator through :func:`geo_ntl.tiling.apply_tiled`
 with a halo of :data:`DEFAULT_HALO` pixels between tiles (at least the
 generator's effective receptive field, see
-:func:`geo_ntl.deblur.model.receptive_field`) and then, unless
-``enhance=False``, the ASM low-light enhancer (:func:`geo_ntl.enhance.enhance`).
+:func:`geo_ntl.deblur.model.receptive_field`), projects the network's correction
+so that it conserves light (:mod:`geo_ntl.deblur.flux`, a second exact tiled
+pass; ``conserve=False`` skips it) and then, with ``enhance=True``, runs the ASM
+low-light enhancer (:func:`geo_ntl.enhance.enhance`) for a viewing rendition.
 The scene's own edges get no halo (``boundary="none"``): the generator meets
 them with its own padding, as it does on a whole image and as it did on the
 edges of its training crops, so no pixel beyond the scene is computed.
@@ -55,8 +57,9 @@ __all__ = [
 DEFAULT_TILE = 2048
 #: Halo in pixels on every side of a tile (multiple of 4). The shipped
 #: generator's effective receptive field holds 99 % of its gradient mass within
-#: 99 px (99.9 % within 110-120 px; theoretical radius 192 px); see
-#: benchmarks/results/deblur.md for tiled-versus-whole differences per halo.
+#: 96 px (99.9 % within 118 px; theoretical radius 192 px); tiled and whole
+#: results differ by at most 1 DN at this halo (benchmarks/RESULTS.md,
+#: benchmarks/results/deblur_speed_2048.json).
 DEFAULT_HALO = 100
 #: Tiles per forward pass on a GPU; on a CPU batching gains nothing and
 #: multiplies memory, so tiles run one at a time there.
@@ -415,7 +418,7 @@ def deblur(
     halo : int, optional
         Halo in pixels between tiles (multiple of 4); default
         :data:`DEFAULT_HALO`, chosen from the generator's effective receptive
-        field so tiled and whole results differ by at most 2 DN.
+        field so tiled and whole results differ by at most 1 DN (measured).
     enhance : bool, default False
         Run :func:`geo_ntl.enhance.enhance` on the result (a rendition for viewing, see
         :mod:`geo_ntl.radiometry`).

@@ -2,9 +2,11 @@
 
 Atmospheric-scattering-model initialisation of the reflectance R0 and the weight
 map H0, superpixel mask Z and U, then alternating half-quadratic-splitting
-updates of H, HR, R and N; the output is HR. Torch on CPU or CUDA, tile by tile
-with an exact halo. See :mod:`geo_ntl.enhance.api` for tiling and dtypes,
-:mod:`geo_ntl.enhance.params` for the parameters, and the module docstrings of
+updates of H, HR, R and N; the output is HR, rendered by the night-light guard
+(:mod:`~geo_ntl.enhance.guard`; ``guard=False`` for the paper's method alone).
+Torch on CPU or CUDA, tile by tile with an exact halo. See
+:mod:`geo_ntl.enhance.api` for tiling and dtypes, :mod:`geo_ntl.enhance.params`
+for the parameters, and the module docstrings of
 :mod:`~geo_ntl.enhance.init`, :mod:`~geo_ntl.enhance.superpixels` and
 :mod:`~geo_ntl.enhance.solver` for the reading of each formula.
 
@@ -41,20 +43,14 @@ Readings of formulas the extracted paper leaves ambiguous
 
 Speed (CPU)
 -----------
-Measured single-threaded on a shared, loaded 2-core machine
-(``benchmarks/bench_enhance_speed.py``): 0.6-0.75 s of CPU per megapixel from
-1024^2 to 4096^2 RGB (linear in pixels; peak memory about 100 MB per MP), about
-0.9 s/MP through the tiled path. What
-made the former code slow was memory traffic, not arithmetic: every torch
-operation allocated a new full-size tensor, and multi-megabyte allocations are
-fresh ``mmap`` pages that fault in on first touch (system time was 70% of a
-48 MB add; at 2048^2 the faults made a megapixel 3-7x dearer than at 1024^2).
-The solver now runs band by band in preallocated buffers with in-place updates
-(see :mod:`~geo_ntl.enhance.solver`), the filters are shifted-slice sums instead
-of one-channel convolutions, and the full-resolution steps of the
-initialisation work in place. The numerical method is unchanged: outputs match
-the former code to within 1 DN (rounding; mean < 1e-4 DN, PSNR 89-96 dB on
-DICM and night crops).
+The cost is memory traffic more than arithmetic: a multi-megabyte torch tensor
+allocated afresh is a fresh ``mmap`` whose pages fault in on first touch. So the
+solver runs band by band in preallocated buffers with in-place updates, on the
+CPU in 512-pixel pieces whose working arrays stay in the last-level cache (see
+:mod:`~geo_ntl.enhance.solver`); the filters are shifted-slice sums instead of
+one-channel convolutions; and the full-resolution steps of the initialisation
+work in place. Time is linear in pixels. Measured figures and their commands:
+``benchmarks/RESULTS.md``.
 
 """
 
