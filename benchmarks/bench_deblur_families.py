@@ -158,11 +158,19 @@ def _physics_blind(degraded: np.ndarray, *, meta: dict | None = None) -> np.ndar
     return degraded.copy() if psf is None else rl_flux(degraded, psf)
 
 
+def _gan_bare(degraded: np.ndarray) -> np.ndarray:
+    """The shipped GAN without the flux-conserving projection (geo_ntl.deblur.flux)."""
+    from geo_ntl.deblur import deblur_array
+
+    return deblur_array(degraded, device="cpu", conserve=False)
+
+
 def default_methods() -> dict[str, Method]:
     """The methods of the issue, plus ``physics`` where geo_ntl ships its own PSF estimator."""
     methods: dict[str, Method] = {
         "input": lambda d: d,
         "gan": _gan,
+        "gan_bare": _gan_bare,
         "physics_true": _physics_true,
         "physics_blind": _physics_blind,
     }
@@ -170,7 +178,7 @@ def default_methods() -> dict[str, Method]:
         from geo_ntl.deblur.physics import deconvolve_array
         from geo_ntl.psf import estimate_psf
 
-        methods["physics"] = lambda d: deconvolve_array(d, psf=estimate_psf(d))
+        methods["physics"] = lambda d: deconvolve_array(d, estimate_psf(d))
     except ImportError:
         pass
     return methods
