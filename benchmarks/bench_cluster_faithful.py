@@ -91,13 +91,17 @@ def _cluster(da, roads, permeable, permutations: int):
 
 def compare(truth, scene, roads, permeable, permutations: int) -> dict:
     arrays = {"truth": truth.values, "degraded": scene.values, **_variants(scene)}
-    results = {name: _cluster(truth.copy(data=a), roads, permeable, permutations)
-               for name, a in arrays.items()}
+    results = {
+        name: _cluster(truth.copy(data=a), roads, permeable, permutations)
+        for name, a in arrays.items()
+    }
     ref = results["truth"]
     rows = {}
     for name, res in results.items():
         row = {k: {"I": res.global_stats[k].I, "p": res.global_stats[k].p_sim} for k in KEYS}
-        row["lisa_equal"] = float(np.mean(res.local_stats["ntl"].labels == ref.local_stats["ntl"].labels))
+        row["lisa_equal"] = float(
+            np.mean(res.local_stats["ntl"].labels == ref.local_stats["ntl"].labels)
+        )
         row["sign_flips"] = [
             k
             for k in KEYS
@@ -124,7 +128,8 @@ def main() -> None:
     for i in range(args.cities):
         seed = HELD_OUT_SEED + 200 + i
         out[f"city_{seed}"] = compare(*_city(seed, args.size), args.permutations)
-    print("| scene | input to cluster | Moran's I | NTL x roads | NTL x permeable | LISA = truth | flips |")
+    head = "| scene | input | Moran's I | NTL x roads | NTL x permeable | LISA = truth | flips |"
+    print(head)
     print("|---|---|---|---|---|---|---|")
     for scene, rows in out.items():
         for name, row in rows.items():

@@ -135,8 +135,10 @@ def dicm(limit: int, png_dir: Path | None) -> dict:
                 acc.setdefault(f"dark_{label}", []).append(m["lit_darkening_dn"])
                 g = m["noise_over_brightness"]
                 acc.setdefault(f"grain_{label}", []).append(
-                    max((v for k, v in g.items() if k in ("luma", "cb", "cr") and v is not None),
-                        default=float("nan"))
+                    max(
+                        (v for k, v in g.items() if k in ("luma", "cb", "cr") and v is not None),
+                        default=float("nan"),
+                    )
                 )
                 if m["mean_in"] >= 100:
                     acc.setdefault(f"bright_change_{label}", []).append(m["mean_change"])
@@ -159,12 +161,58 @@ def dicm(limit: int, png_dir: Path | None) -> dict:
     return summary
 
 
+def dicm_summary(params: dict, limit: int) -> dict:
+    """NIQE, PIQE, brightness, grain and bright-photo measures of one parameter set on DICM."""
+    from geo_ntl import metrics
+    from geo_ntl.enhance import enhance_array
+
+    acc: dict[str, list] = {
+        k: [] for k in ("niqe", "piqe", "bright", "grain", "bchange", "contrast")
+    }
+    for f in sorted((SHARED / "data" / "lowlight_dicm").glob("*.jpg"))[:limit]:
+        img = load_rgb(f)
+        out = enhance_array(img, device="cpu", params=params)
+        m = measures(img, out)
+        acc["niqe"].append(metrics.niqe(out))
+        acc["piqe"].append(metrics.piqe(out))
+        acc["bright"].append(metrics.brightness(out))
+        if m["dim_mean_gain"] > 1.1:  # below, the ratio's denominator is noise
+            growth = m["noise_over_brightness"]
+            acc["grain"].append(max(growth[k] for k in ("luma", "cb", "cr")))
+        if m["mean_in"] >= 100:
+            acc["bchange"].append(m["mean_change"])
+            acc["contrast"].append(m["contrast_ratio"])
+    out = {
+        k: {
+            "mean": float(np.mean(v)),
+            "max": float(np.max(v)),
+            "median": float(np.median(v)),
+            "n": len(v),
+        }
+        for k, v in acc.items()
+        if v
+    }
+    out["grain_at_most_half"] = float(np.mean(np.array(acc["grain"]) <= 0.5))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dicm-limit", type=int, default=64)
     parser.add_argument("--png-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--dicm-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="only summarise DICM with these enhancer parameters (repeatable)",
+    )
     args = parser.parse_args()
+    if args.dicm_param:
+        params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.dicm_param)}
+        print(json.dumps({"params": params, **dicm_summary(params, args.dicm_limit)}, indent=1))
+        return
     import rasterio
     import torch
 

@@ -107,8 +107,14 @@ def test_check_faithful__refuses_unless_allowed():
 def test_cluster_cli__refuses_enhanced_raster(tmp_path, runner):
     path = write_cog(make_scene((3, 64, 64)), tmp_path / "view.tif", stage="enhance")
     res = runner(
-        "cluster", path, "--roads", tmp_path / "r.gpkg", "--permeable", tmp_path / "p.gpkg",
-        "--out", tmp_path / "cells.gpkg",
+        "cluster",
+        path,
+        "--roads",
+        tmp_path / "r.gpkg",
+        "--permeable",
+        tmp_path / "p.gpkg",
+        "--out",
+        tmp_path / "cells.gpkg",
     )
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and "--allow-enhanced" in res.stderr

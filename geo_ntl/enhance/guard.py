@@ -10,7 +10,8 @@ renders the result from the input, using the method only for how much to brighte
 
 1. **Strength from the scene.** ``k`` is 1 for scenes whose mean luminance is at most
    ``guard_mean_low``, a fifth at ``guard_mean_high`` (100 DN: not a low-light scene) and 0
-   from ``guard_mean_off`` on, linear between (:func:`guard_strength`); a scene-wide quantity (:class:`~geo_ntl.enhance.stats.GlobalStats`), so every tile
+   from ``guard_mean_off`` on, linear between (:func:`guard_strength`); a scene-wide quantity
+   (:class:`~geo_ntl.enhance.stats.GlobalStats`), so every tile
    uses the same.
 2. **Gain, not texture.** The brightening is the ratio of the Gaussian-smoothed luminances,
    ``g = G(Y(HR)) / G(Y(I))`` at ``detail_sigma`` px, damped to ``1 + k (g - 1)``. It is applied
