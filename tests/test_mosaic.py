@@ -106,9 +106,13 @@ def test_write_mosaic__vrt_resumes(tiles, tmp_path):
     assert len(tile_files) == 12  # 3 rows x 4 columns of 64-pixel tiles
     stamps = {p: p.stat().st_mtime_ns for p in tile_files}
     tile_files[0].unlink()  # as if the run had stopped before this tile
-    again = write_mosaic(paths, tmp_path / "m.vrt", vrt=True, tile_size=64, overwrite=True)
+    again = write_mosaic(paths, tmp_path / "m.vrt", vrt=True, tile_size=64)
     assert all(p.stat().st_mtime_ns == stamps[p] for p in tile_files[1:])
+    assert tile_files[0].exists()
     np.testing.assert_array_equal(open_scene(again).values, big.values)
+    # --overwrite recomputes every tile, finished or not.
+    write_mosaic(paths, tmp_path / "m.vrt", vrt=True, tile_size=64, overwrite=True)
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in tile_files[1:])
 
 
 def test_cli_mosaic__error_on_missing_scene(runner, tiles, tmp_path):

@@ -68,13 +68,16 @@ def deblur(
       geo-ntl deblur scenes/ --out-dir clean/ --mosaic city.tif --workers 2
     """
     import itertools
-    import tempfile
     from pathlib import Path
 
     import xarray as xr
 
+    from geo_ntl._atomic import staging_dir
     from geo_ntl.deblur import deblur as run_deblur
     from geo_ntl.deblur import get_model
+    from geo_ntl.deblur.inference import DEFAULT_HALO
+    from geo_ntl.deblur.weights import list_models, resolve_weights, sha256sum
+    from geo_ntl.enhance import ASMParams
     from geo_ntl.enhance import enhance as asm_enhance
     from geo_ntl.io import open_scene, write_cog
 
@@ -83,18 +86,27 @@ def deblur(
     if halo is not None and halo % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {halo}", param_hint="--halo")
     get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
+    weights_path, _ = resolve_weights(weights)
+    shipped = weights is None or weights in list_models()
+    # The job signature holds what changes the pixels: the model by its SHA-256 (a retrained
+    # file under the same name is another model), the resolved halo, the enhancer's parameters.
     params = {
         "weights": weights or "default",
-        "enhance": not no_enhance,
+        "weights_sha256": sha256sum(weights_path),
+        "enhance": ASMParams().to_dict() if not no_enhance else False,
         "tile": tile,
-        "halo": halo,
+        "halo": DEFAULT_HALO if halo is None else halo,
         "batch_size": batch_size,
     }
+    inputs = [] if shipped else [("weights file", weights_path)]
     # The enhancer's first pass reads the whole scene for its global statistics, then
-    # its tiles read it again: stage the GAN output on disk so the GAN runs once.
+    # its tiles read it again: stage the GAN output on disk so the GAN runs once. The
+    # folder is hidden, marked as this run's, and removed on any exit (a killed run's is
+    # removed by the next run for the same outputs).
     parents = [Path(p) for p in (out_dir, out and Path(out).absolute().parent) if p]
     staging_parent = next((p for p in parents if p.is_dir()), None)
-    with tempfile.TemporaryDirectory(prefix=".geo_ntl-gan-", dir=staging_parent) as staging:
+    owners = [Path(out_dir or out).absolute()] if (out_dir or out) else []
+    with staging_dir(staging_parent, prefix=".geo_ntl-gan-", owners=owners) as staging:
         counter = itertools.count()
 
         def build(da: xr.DataArray) -> xr.DataArray:
@@ -127,4 +139,5 @@ def deblur(
             scheduler=scheduler,
             device=device,
             compress=compress,
+            inputs=inputs,
         )
