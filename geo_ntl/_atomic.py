@@ -59,7 +59,7 @@ _COMMITTED: list[Path] = []
 
 
 def committed_outputs() -> list[Path]:
-    """Outputs this process has finished so far (renamed into place), oldest first."""
+    """Return the outputs this process has finished so far (renamed into place), oldest first."""
     return list(_COMMITTED)
 
 
@@ -171,7 +171,7 @@ def _owner_record(**extra: object) -> dict[str, object]:
 
 
 def _owner_is_dead(record: dict[str, object]) -> bool:
-    """True only if the recorded writer is provably gone: same host, pid dead or reused."""
+    """Tell whether the recorded writer is provably gone: same host, pid dead or reused."""
     if record.get("host") != socket.gethostname():
         return False  # another machine's process: cannot tell, leave it
     pid = record.get("pid")
@@ -354,7 +354,9 @@ def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
 # --- staging folders ---------------------------------------------------------------------
 
 
-def remove_stale_staging_dirs(parent: PathLike, prefix: str, owners: Sequence[PathLike]) -> list[Path]:
+def remove_stale_staging_dirs(
+    parent: PathLike, prefix: str, owners: Sequence[PathLike]
+) -> list[Path]:
     """Remove staging folders ``parent/<prefix>*`` that killed runs for ``owners`` left.
 
     A folder is removed only if it holds an owner record (see :func:`staging_dir`)
@@ -388,7 +390,7 @@ def remove_stale_staging_dirs(parent: PathLike, prefix: str, owners: Sequence[Pa
 def staging_dir(
     parent: PathLike | None, *, prefix: str, owners: Sequence[PathLike]
 ) -> Iterator[Path]:
-    """A temporary folder for intermediate files, marked as this run's and removed after.
+    """Create a temporary folder for intermediate files, marked as this run's, removed after.
 
     Leftovers of killed runs for the same ``owners`` are removed first (see
     :func:`remove_stale_staging_dirs`).

@@ -537,7 +537,7 @@ def _json(value: Any) -> str:
 
 
 def _tiles(out: Path, da: xr.DataArray, tile_size: int) -> list[tuple[Path, int, int, int, int]]:
-    """The tiles of a VRT mosaic: (path, row, column, height, width)."""
+    """List the tiles of a VRT mosaic: (path, row, column, height, width)."""
     tiles_dir = out.with_name(out.stem + "_tiles")
     _, height, width = da.shape
     return [

@@ -640,7 +640,9 @@ def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
     assert not list(tmp_path.glob(".geo_ntl-gan-*"))  # the staging folder is gone
 
 
-def test_cli_deblur__other_weights_under_the_same_name_are_another_job(runner, scene_file, tmp_path):
+def test_cli_deblur__other_weights_under_the_same_name_are_another_job(
+    runner, scene_file, tmp_path
+):
     from geo_ntl.deblur.weights import sha256sum
 
     weights, out = tmp_path / "generator.pt", tmp_path / "out.tif"

@@ -28,7 +28,10 @@ def big_scene(tmp_path_factory):
 
 
 def _start(*args: object) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "geo_ntl", *map(str, args)],
         stdout=subprocess.PIPE,

@@ -217,7 +217,7 @@ def run_restoration(
 
 
 def _device_name(device: str) -> str:
-    """The torch device a stage runs on, resolved (``auto`` -> ``cuda``/``cpu``)."""
+    """Return the torch device a stage runs on, resolved (``auto`` -> ``cuda``/``cpu``)."""
     try:
         from geo_ntl._device import resolve_device
 

@@ -147,12 +147,11 @@ def cluster(
     """
     from pathlib import Path
 
+    from geo_ntl._atomic import check_distinct
     from geo_ntl.exceptions import GeoNTLWarning
     from geo_ntl.io import check_output_path
     from geo_ntl.spatial.api import cells_format, summary_json
     from geo_ntl.spatial.api import cluster as run_cluster
-
-    from geo_ntl._atomic import check_distinct
 
     cells_format(out)
     readers = [("NTL raster", ntl), ("roads file", roads), ("permeable file", permeable)]

@@ -25,7 +25,7 @@ _LABELS = {
 
 
 def provenance(tags: dict[str, str]) -> dict[str, object]:
-    """The ``GEO_NTL_*`` tags as ``{name: value}``, JSON values decoded, known ones first."""
+    """Return the ``GEO_NTL_*`` tags as ``{name: value}``, JSON values decoded, known ones first."""
     found: dict[str, object] = {}
     for key, value in tags.items():
         if not key.startswith("GEO_NTL_"):
@@ -38,7 +38,8 @@ def provenance(tags: dict[str, str]) -> dict[str, object]:
                 pass
         found[name] = value
     order = list(_LABELS)
-    return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0])))
+    rank = {name: i for i, name in enumerate(order)}
+    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def _short(value: object) -> str:

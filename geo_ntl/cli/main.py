@@ -101,12 +101,15 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _interrupt_message(exc: BaseException, written: int) -> tuple[str, int]:
-    """The one line and exit status for an interrupt (``exc`` or its cause)."""
+    """Return the one line and exit status for an interrupt (``exc`` or its cause)."""
     cause = exc if isinstance(exc, Interrupted) else exc.__cause__ or exc.__context__
     signum = cause.signum if isinstance(cause, Interrupted) else signal.SIGINT
     name = signal.Signals(signum).name
     if written:
-        done = f"{written} output(s) finished before it are complete; rerun the same command to resume"
+        done = (
+            f"{written} output(s) finished before it are complete; "
+            "rerun the same command to resume"
+        )
     else:
         done = "no output was written and existing files are unchanged"
     return f"error: interrupted by {name}; {done}", 128 + signum
@@ -177,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _finished(paths: Sequence[object]) -> list[object]:
-    """Outputs a user asked for: not intermediate files in geo_ntl's staging folders."""
+    """Keep the outputs a user asked for: not intermediate files in geo_ntl's staging folders."""
     return [p for p in paths if not p.parent.name.startswith(".geo_ntl-")]  # type: ignore[attr-defined]
 
 
