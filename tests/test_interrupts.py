@@ -116,3 +116,35 @@ def test_race__two_runs_to_one_output_one_wins_the_other_fails_cleanly(big_scene
         assert src.tags()["GEO_NTL_PARAMS"].count(f'"p": {winner_p},') == 1
     assert open_scene(out).shape == (3, 512, 512)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["o.tif"]
+
+
+def test_signals__in_process_sigterm_unwinds_like_ctrl_c(runner, tmp_path, monkeypatch):
+    import geo_ntl.enhance as enhance_module
+
+    scene = write_cog(make_scene((3, 32, 32), seed=3), tmp_path / "s.tif")
+
+    def terminated(da, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in this thread before this returns
+        raise AssertionError("SIGTERM was not turned into an exception")
+
+    monkeypatch.setattr(enhance_module, "enhance", terminated)
+    result = runner("enhance", scene, "--out", tmp_path / "o.tif", *FAST)
+    assert result.exit_code == 143
+    assert result.stderr.splitlines() == [
+        "error: interrupted by SIGTERM; no output was written and existing files are unchanged"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_signals__an_ignored_signal_stays_ignored():
+    from geo_ntl.cli.main import _signals_interrupt
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with _signals_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert callable(signal.getsignal(signal.SIGTERM))
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -74,7 +74,8 @@ def _signals_interrupt() -> Iterator[None]:
 
     The first signal raises; later ones are ignored while the cleanup it started
     runs (a third forces an immediate exit, leaving what a SIGKILL would: the
-    next run of the same command removes it).
+    next run of the same command removes it). Signals the caller set to be
+    ignored are left ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -90,6 +91,10 @@ def _signals_interrupt() -> Iterator[None]:
 
     previous = {}
     for signum in INTERRUPT_SIGNALS:
+        # A signal the caller ignores stays ignored (`nohup` ignores SIGHUP, a shell's
+        # background job SIGINT).
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue
         with contextlib.suppress(ValueError, OSError):
             previous[signum] = signal.signal(signum, handler)
     try:
