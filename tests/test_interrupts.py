@@ -102,10 +102,12 @@ def test_sigkill__next_run_removes_the_leftovers_and_mosaic_sees_real_outputs(
     assert "kept 1 of 2" in again.stderr
 
 
-def test_race__two_runs_to_one_output_one_wins_the_other_fails_cleanly(big_scene, tmp_path):
+def test_race__two_runs_to_one_output_one_wins_the_other_fails_cleanly(tmp_path):
+    scene = write_cog(make_scene((3, 256, 256), seed=6), tmp_path / "s.tif")
     out = tmp_path / "o.tif"
-    # Different parameters: whichever finishes second must not replace the first's output.
-    procs = [_start("enhance", big_scene, "--out", out, "--param", f"p={p}", *FAST)
+    # Different parameters: whichever finishes second must not replace the first's output,
+    # whether it finds it when planning or only at its final rename.
+    procs = [_start("enhance", scene, "--out", out, "--param", f"p={p}", *FAST)
              for p in (0.2, 0.25)]  # fmt: skip
     results = [(proc.communicate(timeout=300)[1], proc.returncode) for proc in procs]
     assert sorted(code for _, code in results) == [0, 2], results
@@ -114,8 +116,8 @@ def test_race__two_runs_to_one_output_one_wins_the_other_fails_cleanly(big_scene
     winner_p = (0.2, 0.25)[[code for _, code in results].index(0)]
     with rasterio.open(out) as src:
         assert src.tags()["GEO_NTL_PARAMS"].count(f'"p": {winner_p},') == 1
-    assert open_scene(out).shape == (3, 512, 512)
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["o.tif"]
+    assert open_scene(out).shape == (3, 256, 256)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["o.tif", "s.tif"]
 
 
 def test_signals__in_process_sigterm_unwinds_like_ctrl_c(runner, tmp_path, monkeypatch):
