@@ -101,13 +101,14 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
     return out
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
+def _file_keys(path: str) -> list[object]:
+    """Keys under which two spellings of one file meet: resolved path, and (device, inode)."""
+    real = os.path.realpath(os.path.expanduser(path))
     try:
-        return os.path.samefile(a, b)  # hard links, bind mounts
+        stat = os.stat(real)
     except OSError:
-        return False
+        return [real]
+    return [real, (stat.st_dev, stat.st_ino)]
 
 
 def check_distinct(
@@ -131,22 +132,30 @@ def check_distinct(
     InputError
         Naming the output, the input it is, and the fix.
     """
-    outs = [os.fspath(p) for p in outputs]
-    ins = [(label, os.fspath(p)) for label, p in inputs]
-    for i, out in enumerate(outs):
-        for label, source in ins:
-            if source.startswith(("/vsi", "http://", "https://", "s3://", "gs://", "az://")):
-                continue
-            if _same_file(out, source):
+    remote = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
+    readers: dict[object, tuple[str, str]] = {}
+    for label, source in inputs:
+        text = os.fspath(source)
+        if not text.startswith(remote):
+            for key in _file_keys(text):
+                readers.setdefault(key, (label, text))
+    written: dict[object, str] = {}
+    for path in outputs:
+        out = os.fspath(path)
+        keys = _file_keys(out)
+        for key in keys:
+            if key in readers:
+                label, source = readers[key]
                 raise InputError(
                     f"output {out} is the {label} {source} (the same file); "
                     "writing it would replace the input; choose another output path"
                 )
-        for other in outs[i + 1 :]:
-            if _same_file(out, other):
+            if key in written:
                 raise InputError(
-                    f"outputs {out} and {other} are the same file; give them distinct paths"
+                    f"outputs {written[key]} and {out} are the same file; give them distinct paths"
                 )
+        for key in keys:
+            written[key] = out
 
 
 # --- owner records ---------------------------------------------------------------------
