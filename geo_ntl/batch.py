@@ -75,13 +75,16 @@ class SceneJob:
     signature : str
         Job signature recorded in the output.
     done : bool
-        Whether an earlier run already wrote this output.
+        Whether an earlier run already wrote this output (and it is kept).
+    current : bool, default False
+        Whether the existing output is what this job writes (kept unless ``overwrite``).
     """
 
     scene: Path
     out: Path
     signature: str
     done: bool
+    current: bool = False
 
 
 def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
@@ -372,7 +375,8 @@ def plan_jobs(
         remove_stale_partials(target)
         identity = job_identity(scene, stage, params)
         signature = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        done = not overwrite and target.exists() and _recorded_signature(target) == signature
+        current = target.exists() and _recorded_signature(target) == signature
+        done = current and not overwrite
         if not done:
             try:
                 check_output_path(target, overwrite=overwrite)
@@ -381,7 +385,7 @@ def plan_jobs(
                     f"output {target} already exists and is not what this command writes: "
                     f"{mismatch_reason(target, identity)}; pass --overwrite to replace it"
                 ) from exc
-        jobs.append(SceneJob(scene, target, signature, done))
+        jobs.append(SceneJob(scene, target, signature, done, current))
     return jobs
 
 

@@ -175,6 +175,9 @@ def test_enhance__overwrite_recomputes_a_finished_output(runner, scenes, tmp_pat
     again = runner("enhance", scenes[0], "--out", out, "--overwrite", *FAST)
     assert again.exit_code == 0, again.stderr
     assert _stamp(out) != before and "kept" not in again.stderr
+    assert again.stderr.strip() == (
+        "recomputing 1 of 1 output(s) an earlier identical run wrote (--overwrite)"
+    )
     np.testing.assert_array_equal(open_scene(out).values, data)
 
 

@@ -154,9 +154,15 @@ def run_restoration(
                 )
         check_output_path(mosaic_out, overwrite=True)
     kept = sum(job.done for job in jobs)
+    redone = sum(job.current and not job.done for job in jobs)
     if kept:
         what = f"kept {kept} of {len(jobs)} output(s)" + (" and the mosaic" if mosaic_kept else "")
         _note(f"{what} from an earlier identical run; --overwrite recomputes them")
+    elif redone:
+        _note(
+            f"recomputing {redone} of {len(jobs)} output(s) an earlier identical run wrote "
+            "(--overwrite)"
+        )
     opened = {
         job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done
     }
