@@ -1,13 +1,19 @@
 """Many scenes, one command: expanding inputs, planning outputs, resuming runs.
 
 A restoration command given several scenes (files, folders or glob patterns)
-writes one COG per scene. Each output records a job signature -- a hash of the
-geo_ntl version, the stage, its parameters and the input's path, size and
-modification time -- in its ``GEO_NTL_JOB`` tag. Running the same command
-again skips every scene whose output carries the same signature, so an
-interrupted run resumes where it stopped and ends with the same files as an
-uninterrupted one. An existing output with another signature is an error
-unless ``overwrite`` is set; nothing is clobbered silently.
+writes one COG per scene. Each output records a job signature in its
+``GEO_NTL_JOB`` tag: a hash of everything that determines its pixels -- the
+stage, its effective parameters (defaults filled in, weights by SHA-256), the
+input's identity (resolved path, size, modification time and a fingerprint of
+its first and last bytes) and the code's identity (geo_ntl version and
+:func:`geo_ntl._provenance.code_hash`). Running the same command again keeps
+every output whose signature matches, so an interrupted run resumes where it
+stopped and ends with the same files as an uninterrupted one. An existing
+output with another signature is an error unless ``overwrite`` is set, and
+``overwrite`` recomputes every output, matching or not.
+
+Folders and globs never yield hidden (dot-) files -- geo_ntl's own temporary
+files are hidden -- nor files named like temporary files.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from typing import Any
 
 import rasterio
 
-from geo_ntl._atomic import PathLike, check_output_path
+from geo_ntl._atomic import PathLike, check_distinct, check_output_path, remove_stale_partials
+from geo_ntl._provenance import code_hash
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import InputError, OutputExistsError, SceneNotFoundError
 
@@ -32,7 +39,11 @@ __all__ = [
     "RASTER_SUFFIXES",
     "SceneJob",
     "expand_scenes",
+    "input_identity",
+    "is_scene_name",
+    "job_identity",
     "job_signature",
+    "mismatch_reason",
     "plan_jobs",
     "run_jobs",
 ]
@@ -43,6 +54,12 @@ log = logging.getLogger(__name__)
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 #: Tag that records a job's signature in its output.
 JOB_TAG = "GEO_NTL_JOB"
+#: Tag that records the identity of a job's input(s) (JSON).
+INPUT_TAG = "GEO_NTL_INPUT"
+#: Name endings of temporary files (geo_ntl's, GDAL's, editors'), never taken for scenes.
+TEMPORARY_SUFFIXES = (".partial", ".staging", ".tmp", ".temp", ".part", "~")
+#: Bytes read from each end of an input for its content fingerprint.
+FINGERPRINT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,13 +75,16 @@ class SceneJob:
     signature : str
         Job signature recorded in the output.
     done : bool
-        Whether an earlier run already wrote this output.
+        Whether an earlier run already wrote this output (and it is kept).
+    current : bool, default False
+        Whether the existing output is what this job writes (kept unless ``overwrite``).
     """
 
     scene: Path
     out: Path
     signature: str
     done: bool
+    current: bool = False
 
 
 def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
@@ -74,7 +94,9 @@ def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
     ----------
     items : iterable of path or str
         Files, folders (their ``*.tif``, ``*.tiff`` and ``*.vrt`` files) or
-        glob patterns such as ``"scenes/*.tif"``.
+        glob patterns such as ``"scenes/*.tif"``. Folders and globs skip hidden
+        (dot-) files and temporary files (see :func:`is_scene_name`); a file
+        named explicitly is always taken.
 
     Returns
     -------
@@ -90,14 +112,22 @@ def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
         text = os.fspath(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in RASTER_SUFFIXES and is_scene_name(p.name) and p.is_file()
+            )
             if not found:
                 raise SceneNotFoundError(f"folder {path} holds no .tif, .tiff or .vrt scenes")
             scenes.extend(found)
         elif path.exists():
             scenes.append(path)
         elif glob.has_magic(text):
-            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            found = sorted(
+                Path(p)
+                for p in glob.glob(text, recursive=True)
+                if is_scene_name(Path(p).name) and Path(p).is_file()
+            )
             if not found:
                 raise SceneNotFoundError(f"no scene matches {text!r}; check the pattern")
             scenes.extend(found)
@@ -109,41 +139,174 @@ def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
     return list(unique)
 
 
-def job_signature(scene: PathLike, stage: str, params: Mapping[str, Any]) -> str:
-    """Hash of what determines an output: version, stage, parameters and the input file.
+def is_scene_name(name: str) -> bool:
+    """Whether a file name found in a folder or by a glob may be a scene.
+
+    Hidden names (``.x.tif``: geo_ntl's temporary and staging files are hidden)
+    and names of temporary files (``x.partial.tif``, ``x.staging.tif``,
+    ``x.tif.tmp``, ``x.tif~``...) are not.
 
     Parameters
     ----------
-    scene : path
-        Input scene.
+    name : str
+        File name (no folder).
+
+    Returns
+    -------
+    bool
+    """
+    if name.startswith("."):
+        return False
+    lowered = name.lower()
+    stem = lowered.rsplit(".", 1)[0] if "." in lowered else lowered
+    return not any(stem.endswith(t) or lowered.endswith(t) for t in TEMPORARY_SUFFIXES)
+
+
+def _fingerprint(path: Path, size: int) -> str:
+    """SHA-256 of the first and last :data:`FINGERPRINT_BYTES` of a file (and its size)."""
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if size > 2 * FINGERPRINT_BYTES:
+            f.seek(size - FINGERPRINT_BYTES)
+        digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def input_identity(path: PathLike) -> dict[str, Any]:
+    """Identity of an input file: resolved path, size, modification time, content fingerprint.
+
+    Parameters
+    ----------
+    path : path
+        An existing file.
+
+    Returns
+    -------
+    dict
+        ``{"path", "size", "mtime_ns", "fingerprint"}``, JSON-serialisable.
+    """
+    real = Path(os.path.realpath(path))
+    stat = real.stat()
+    return {
+        "path": str(real),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "fingerprint": _fingerprint(real, stat.st_size),
+    }
+
+
+def job_identity(
+    scene: PathLike | Sequence[PathLike], stage: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Everything that determines an output, as a JSON-serialisable dict.
+
+    Parameters
+    ----------
+    scene : path or sequence of paths
+        Input scene(s) (a sequence for a mosaic).
     stage : str
         Processing stage, e.g. ``"deblur"``.
     params : mapping
-        Parameters that change the result.
+        Effective parameters: every value that changes the pixels, with defaults
+        filled in and models named by their SHA-256 (``weights_sha256``).
+
+    Returns
+    -------
+    dict
+        ``{"version", "code", "stage", "params", "inputs"}``.
+    """
+    scenes = [scene] if isinstance(scene, str | os.PathLike) else list(scene)
+    return {
+        "version": __version__,
+        "code": code_hash(),
+        "stage": stage,
+        "params": json.loads(json.dumps(dict(params), sort_keys=True, default=str)),
+        "inputs": [input_identity(p) for p in scenes],
+    }
+
+
+def job_signature(
+    scene: PathLike | Sequence[PathLike], stage: str, params: Mapping[str, Any]
+) -> str:
+    """Hash of :func:`job_identity`: what an output records in its ``GEO_NTL_JOB`` tag.
+
+    Parameters
+    ----------
+    scene : path or sequence of paths
+        Input scene(s).
+    stage : str
+        Processing stage, e.g. ``"deblur"``.
+    params : mapping
+        Effective parameters (see :func:`job_identity`).
 
     Returns
     -------
     str
         Hex SHA-256 digest.
     """
-    stat = Path(scene).stat()
-    payload = {
-        "version": __version__,
-        "stage": stage,
-        "params": dict(params),
-        "scene": str(Path(scene).absolute()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    identity = job_identity(scene, stage, params)
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _recorded_tags(path: Path) -> dict[str, str] | None:
+    try:
+        with rasterio.open(path) as src:
+            return src.tags()
+    except rasterio.errors.RasterioIOError:
+        return None
 
 
 def _recorded_signature(path: Path) -> str | None:
+    tags = _recorded_tags(path)
+    return None if tags is None else tags.get(JOB_TAG)
+
+
+def mismatch_reason(path: PathLike, identity: Mapping[str, Any]) -> str:
+    """Say why the existing output ``path`` is not what ``identity`` would write.
+
+    Parameters
+    ----------
+    path : path
+        An existing output.
+    identity : mapping
+        From :func:`job_identity`.
+
+    Returns
+    -------
+    str
+        E.g. ``"it was written with other parameters (p, tile)"``.
+    """
+    tags = _recorded_tags(Path(path))
+    if tags is None or JOB_TAG not in tags:
+        return "it was not written by a geo_ntl job"
+    reasons = []
+    if tags.get("GEO_NTL_STAGE") != identity["stage"]:
+        reasons.append(f"by the {tags.get('GEO_NTL_STAGE')} stage")
+    if tags.get("GEO_NTL_VERSION") != identity["version"] or tags.get("GEO_NTL_CODE") != identity[
+        "code"
+    ]:
+        reasons.append(
+            f"by other code (geo_ntl {tags.get('GEO_NTL_VERSION')} "
+            f"code {tags.get('GEO_NTL_CODE', 'unrecorded')})"
+        )
     try:
-        with rasterio.open(path) as src:
-            return src.tags().get(JOB_TAG)
-    except rasterio.errors.RasterioIOError:
-        return None
+        recorded = json.loads(tags.get("GEO_NTL_PARAMS", "{}"))
+    except ValueError:
+        recorded = {}
+    changed = sorted(
+        k for k in set(recorded) | set(identity["params"])
+        if recorded.get(k) != identity["params"].get(k)
+    )  # fmt: skip
+    if changed:
+        reasons.append(f"with other parameters ({', '.join(changed)})")
+    try:
+        inputs = json.loads(tags.get(INPUT_TAG, "null"))
+    except ValueError:
+        inputs = None
+    if inputs != identity["inputs"]:
+        reasons.append("from another or a changed input")
+    return "it was written " + (", ".join(reasons) if reasons else "by another job")
 
 
 def plan_jobs(
@@ -173,7 +336,9 @@ def plan_jobs(
     params : mapping
         Parameters for the job signature.
     overwrite : bool, default False
-        Allow replacing outputs written by other jobs.
+        Recompute and replace every output, including those an earlier run of
+        the same job finished. Without it, such outputs are kept (``done``) and
+        any other existing output is an error.
 
     Returns
     -------
@@ -183,7 +348,8 @@ def plan_jobs(
     ------
     InputError
         If neither or both of ``out`` and ``out_dir`` are given, ``out`` is
-        given for several scenes, or two scenes would share an output.
+        given for several scenes, two scenes would share an output, or an
+        output is one of the scenes (compared as files, not spellings).
     OutputExistsError
         If an output exists, was not written by this same job, and
         ``overwrite`` is False -- checked for every scene before any work.
@@ -196,28 +362,30 @@ def plan_jobs(
         folder = Path(out_dir)
         if not folder.is_dir():
             raise InputError(f"output folder {folder} does not exist; create it first")
-        outs = [folder / f"{scene.stem}{suffix}.tif" for scene in scenes]
+        outs = [folder.absolute() / f"{scene.stem}{suffix}.tif" for scene in scenes]
     else:
-        outs = [Path(out)]  # type: ignore[arg-type]
+        outs = [Path(out).expanduser().absolute()]  # type: ignore[arg-type]
     if len(set(outs)) != len(outs):
         raise InputError(
             "two scenes have the same file name; give them distinct names or separate runs"
         )
+    check_distinct(outs, [("input scene", scene) for scene in scenes])
     jobs = []
     for scene, target in zip(scenes, outs, strict=True):
-        if scene.absolute() == target.absolute():
-            raise InputError(f"output {target} is the input scene; choose another --out")
-        signature = job_signature(scene, stage, params)
-        done = target.exists() and _recorded_signature(target) == signature
+        remove_stale_partials(target)
+        identity = job_identity(scene, stage, params)
+        signature = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        current = target.exists() and _recorded_signature(target) == signature
+        done = current and not overwrite
         if not done:
             try:
                 check_output_path(target, overwrite=overwrite)
             except OutputExistsError as exc:
                 raise OutputExistsError(
-                    f"output {target} already exists and was not written by this command; "
-                    "pass --overwrite to replace it"
+                    f"output {target} already exists and is not what this command writes: "
+                    f"{mismatch_reason(target, identity)}; pass --overwrite to replace it"
                 ) from exc
-        jobs.append(SceneJob(scene, target, signature, done))
+        jobs.append(SceneJob(scene, target, signature, done, current))
     return jobs
 
 
@@ -270,7 +438,7 @@ def run_jobs(
     todo = [job for job in jobs if not job.done]
     for job in jobs:
         if job.done:
-            log.warning("%s: already done by an earlier run, kept", job.out)
+            log.info("%s: kept, written by an earlier run of the same job", job.out)
     with Progress(transient=True, disable=not progress or len(todo) < 2) as bar:
         task = bar.add_task("scenes", total=len(todo))
         if in_flight == 1 or len(todo) < 2:

@@ -491,11 +491,15 @@ class _WindowWriter:
 def _provenance_tags(
     stage: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
 ) -> dict[str, str]:
-    out = {"GEO_NTL_VERSION": __version__}
+    from geo_ntl._provenance import library_versions
+
+    out = {**library_versions(), "GEO_NTL_VERSION": __version__}
     if stage:
         out["GEO_NTL_STAGE"] = stage
     if params:
         out["GEO_NTL_PARAMS"] = json.dumps(dict(params), sort_keys=True, default=str)
+        if params.get("weights_sha256"):
+            out["GEO_NTL_WEIGHTS_SHA256"] = str(params["weights_sha256"])
     for key, value in (tags or {}).items():
         out[str(key)] = str(value)
     return out
@@ -533,7 +537,8 @@ def write_cog(
     path : str or os.PathLike
         Output file.
     overwrite : bool, default False
-        Replace an existing file.
+        Replace an existing file. Without it the final rename also refuses a
+        file that appeared while writing (see :func:`geo_ntl._atomic.atomic_output`).
     compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
         Compression, always with a predictor (horizontal for integers,
         floating point for floats).
@@ -547,7 +552,10 @@ def write_cog(
     stage : str, optional
         Processing stage recorded in the ``GEO_NTL_STAGE`` tag.
     params : mapping, optional
-        Parameters recorded as JSON in the ``GEO_NTL_PARAMS`` tag.
+        Parameters recorded as JSON in the ``GEO_NTL_PARAMS`` tag (and a
+        ``weights_sha256`` among them in ``GEO_NTL_WEIGHTS_SHA256``). Every
+        output also records ``GEO_NTL_VERSION``, ``GEO_NTL_CODE`` (see
+        :func:`geo_ntl._provenance.code_hash`), ``GEO_NTL_TORCH`` and ``GEO_NTL_GDAL``.
     tags : mapping, optional
         Further dataset tags.
     allow_no_crs : bool, default False

@@ -43,13 +43,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from geo_ntl._atomic import PathLike, atomic_output
+from geo_ntl._atomic import PathLike, atomic_output, check_distinct, check_output_path
 from geo_ntl._raster import to_dtype
-from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     InputError,
     MissingCRSError,
     NotARasterError,
+    OutputExistsError,
     UnsupportedRasterError,
 )
 from geo_ntl.io import (
@@ -66,6 +66,7 @@ __all__ = [
     "MosaicGrid",
     "mosaic",
     "mosaic_grid",
+    "mosaic_is_current",
     "write_mosaic",
     "write_mosaic_vrt",
 ]
@@ -500,6 +501,75 @@ def _valid_mask(da: xr.DataArray) -> Any:
     return da.coords["valid"].data if "valid" in da.coords else None
 
 
+def _identity(
+    paths: Sequence[PathLike], da: xr.DataArray, kwargs: dict[str, Any], tile_size: int | None
+) -> dict[str, Any]:
+    """Job identity of a mosaic: its scenes and every setting that changes its pixels."""
+    from geo_ntl.batch import job_identity
+
+    params = {
+        "crs": da.rio.crs.to_string(),
+        "transform": list(da.rio.transform())[:6],
+        "shape": list(da.shape),
+        "nodata": da.rio.nodata,
+        "feather": kwargs.get("feather", DEFAULT_FEATHER),
+        "resampling": kwargs.get("resampling", "bilinear"),
+    }
+    if tile_size is not None:
+        params["tile_size"] = tile_size
+    return job_identity(paths, "mosaic", params)
+
+
+def _signature(identity: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _recorded(path: Path) -> str | None:
+    from geo_ntl.batch import JOB_TAG
+
+    try:
+        with rasterio.open(path) as src:
+            return src.tags().get(JOB_TAG)
+    except rasterio.errors.RasterioIOError:
+        return None
+
+
+def mosaic_is_current(
+    paths: Sequence[PathLike],
+    out: PathLike,
+    *,
+    vrt: bool = False,
+    tile_size: int = 8192,
+    **kwargs: Any,
+) -> bool:
+    """Whether ``out`` exists and is what :func:`write_mosaic` would write now.
+
+    Parameters
+    ----------
+    paths, out, vrt, tile_size, **kwargs
+        As :func:`write_mosaic`.
+
+    Returns
+    -------
+    bool
+        True if ``out`` records the same job signature (same scenes, unchanged, same
+        grid and settings, same code); for a VRT, its tiles must be complete too.
+    """
+    out = Path(out)
+    if not out.exists():
+        return False
+    da = mosaic(paths, **kwargs)
+    signature = _signature(_identity(paths, da, kwargs, tile_size if vrt else None))
+    if _recorded(out) != signature:
+        return False
+    if vrt:
+        return all(_tile_is_done(tile, signature) for tile, *_ in _tiles(out, da, tile_size))
+    return True
+
+
 def write_mosaic(
     paths: Sequence[PathLike],
     out: PathLike,
@@ -512,6 +582,11 @@ def write_mosaic(
 ) -> Path:
     """Mosaic scenes into one COG, or into COG tiles indexed by a VRT.
 
+    The output records a job signature (see :mod:`geo_ntl.batch`): the scenes'
+    identities, the grid and blending settings, and the code. Without
+    ``overwrite``, an existing output with the same signature is kept as it is
+    (nothing is computed) and any other existing output is an error.
+
     Parameters
     ----------
     paths : sequence of path
@@ -519,7 +594,7 @@ def write_mosaic(
     out : path
         Output COG, or VRT when ``vrt`` is True.
     overwrite : bool, default False
-        Replace existing outputs.
+        Recompute and replace the output (and every tile), whatever it holds.
     vrt : bool, default False
         Write ``tile_size`` COG tiles into ``<out stem>_tiles/`` and a VRT that
         indexes them -- for areas too large for one file. Tiles are written one
@@ -541,18 +616,47 @@ def write_mosaic(
     OutputPathError
         If ``out`` does not end in ``.vrt`` (``vrt=True``) or ``.tif``/``.tiff``.
     InputError
-        If the mosaic is too large to write (see :func:`check_mosaic_size`).
+        If the mosaic is too large to write (see :func:`check_mosaic_size`), or ``out``
+        (or, for a VRT, a tile) is one of the scenes.
+    OutputExistsError
+        If ``out`` or a tile exists, holds another mosaic, and ``overwrite`` is False.
     """
     check_mosaic_suffix(out, vrt=vrt)
+    out = Path(out)
+    outputs = [out]
+    if vrt:
+        tiles_dir = out.with_name(out.stem + "_tiles")
+        real_tiles = os.path.realpath(tiles_dir)
+        outputs += [
+            tiles_dir / Path(p).name
+            for p in paths
+            if os.path.realpath(Path(p).parent) == real_tiles
+        ]
+    check_distinct(outputs, [("input scene", p) for p in paths])
     grid_keys = ("crs", "resolution", "nodata")
     grid = mosaic_grid(paths, **{k: v for k, v in kwargs.items() if k in grid_keys})
     check_mosaic_size(grid, out, vrt=vrt, tile_size=tile_size)
     da = mosaic(paths, **kwargs)
-    params = {"scenes": [os.fspath(p) for p in paths], **{k: str(v) for k, v in kwargs.items()}}
+    identity = _identity(paths, da, kwargs, tile_size if vrt else None)
+    signature = _signature(identity)
+    params = {"scenes": [os.fspath(p) for p in paths], **identity["params"]}
+    tags = {"GEO_NTL_JOB": signature, "GEO_NTL_INPUT": _json(identity["inputs"])}
+    current = out.exists() and _recorded(out) == signature
+    if out.exists() and not overwrite and not current:
+        from geo_ntl.batch import mismatch_reason
+
+        check_output_path(out, overwrite=True)
+        raise OutputExistsError(
+            f"output {out} already exists and is not this mosaic: "
+            f"{mismatch_reason(out, identity)}; pass --overwrite to replace it"
+        )
     if vrt:
         return write_mosaic_vrt(
-            da, out, overwrite=overwrite, tile_size=tile_size, params=params, compress=compress
-        )
+            da, out, overwrite=overwrite, tile_size=tile_size, params=params, compress=compress,
+            tags=tags,
+        )  # fmt: skip
+    if current and not overwrite:
+        return out
     return write_cog(
         da,
         out,
@@ -560,6 +664,7 @@ def write_mosaic(
         stage="mosaic",
         params=params,
         compress=compress,
+        tags=tags,
         mask=_valid_mask(da),
     )
 
@@ -588,14 +693,31 @@ def check_mosaic_suffix(out: PathLike, *, vrt: bool) -> None:
         )
 
 
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _tiles(out: Path, da: xr.DataArray, tile_size: int) -> list[tuple[Path, int, int, int, int]]:
+    """List the tiles of a VRT mosaic: (path, row, column, height, width)."""
+    tiles_dir = out.with_name(out.stem + "_tiles")
+    _, height, width = da.shape
+    return [
+        (
+            tiles_dir / f"tile_{r0 // tile_size:04d}_{c0 // tile_size:04d}.tif",
+            r0,
+            c0,
+            min(tile_size, height - r0),
+            min(tile_size, width - c0),
+        )
+        for r0 in range(0, height, tile_size)
+        for c0 in range(0, width, tile_size)
+    ]
+
+
 def _tile_is_done(path: Path, signature: str) -> bool:
-    if not path.exists():
-        return False
-    try:
-        with rasterio.open(path) as src:
-            return src.tags().get("GEO_NTL_SIGNATURE") == signature
-    except rasterio.errors.RasterioIOError:
-        return False
+    return path.exists() and _recorded(path) == signature
 
 
 def write_mosaic_vrt(
@@ -606,6 +728,7 @@ def write_mosaic_vrt(
     tile_size: int = 8192,
     params: dict[str, Any] | None = None,
     compress: Compression = "DEFLATE",
+    tags: dict[str, str] | None = None,
 ) -> Path:
     """Write a lazy mosaic as COG tiles plus a VRT index; resumable per tile.
 
@@ -616,31 +739,41 @@ def write_mosaic_vrt(
     out : path
         The VRT file; tiles go to ``<out stem>_tiles/``.
     overwrite : bool, default False
-        Replace an existing VRT (tiles of the same mosaic are reused either way).
+        Recompute every tile and replace the VRT. Without it, a tile (and a VRT)
+        recording this mosaic's signature is kept, and one recording another is
+        an error, raised before any tile is written.
     tile_size : int, default 8192
         Tile edge in pixels.
     params : dict, optional
-        Provenance recorded in every tile; tiles whose signature differs are redone.
+        Provenance recorded in every tile.
     compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
         Compression of the tiles.
+    tags : dict, optional
+        Further tags for the tiles and the VRT; ``GEO_NTL_JOB`` is the signature
+        tiles are matched by (default: a hash of ``params``, shape and transform).
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    OutputExistsError
+        If the VRT or a tile holds another mosaic and ``overwrite`` is False.
     """
     import hashlib
     import json
     from xml.sax.saxutils import escape
 
+    from geo_ntl._provenance import code_hash
+
     out = Path(out)
-    with atomic_output(out, overwrite=overwrite) as tmp_vrt:
-        tiles_dir = out.with_name(out.stem + "_tiles")
-        tiles_dir.mkdir(exist_ok=True)
-        count, height, width = da.shape
-        signature = hashlib.sha256(
+    tags = dict(tags or {})
+    if "GEO_NTL_JOB" not in tags:
+        tags["GEO_NTL_JOB"] = hashlib.sha256(
             json.dumps(
                 {
-                    "version": __version__,
+                    "code": code_hash(),
                     "params": params or {},
                     "shape": da.shape,
                     "transform": list(da.rio.transform()),
@@ -650,59 +783,88 @@ def write_mosaic_vrt(
                 default=str,
             ).encode()
         ).hexdigest()
-        dtype = np.dtype(da.dtype).name
-        nodata = da.rio.nodata
-        sources: list[tuple[str, int, int, int, int]] = []
-        for r0 in range(0, height, tile_size):
-            for c0 in range(0, width, tile_size):
-                h, w = min(tile_size, height - r0), min(tile_size, width - c0)
-                name = f"tile_{r0 // tile_size:04d}_{c0 // tile_size:04d}.tif"
-                path = tiles_dir / name
-                if not _tile_is_done(path, signature):
-                    piece = da.isel(y=slice(r0, r0 + h), x=slice(c0, c0 + w))
-                    write_cog(
-                        piece,
-                        path,
-                        overwrite=True,
-                        stage="mosaic-tile",
-                        params=params,
-                        tags={"GEO_NTL_SIGNATURE": signature},
-                        compress=compress,
-                        mask=_valid_mask(piece),
-                    )
-                sources.append((f"{tiles_dir.name}/{name}", r0, c0, h, w))
-        nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata}</NoDataValue>\n"
-        bands = []
-        for band in range(1, count + 1):
-            items = "".join(
-                f'    <SimpleSource>\n      <SourceFilename relativeToVRT="1">{escape(src)}</SourceFilename>\n'
-                f"      <SourceBand>{band}</SourceBand>\n"
-                f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
-                f'      <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>\n    </SimpleSource>\n'
-                for src, r0, c0, h, w in sources
+    signature = tags["GEO_NTL_JOB"]
+    tiles = _tiles(out, da, tile_size)
+    vrt_current = out.exists() and _recorded(out) == signature
+    if not overwrite:
+        if out.exists() and not vrt_current:
+            raise OutputExistsError(
+                f"output {out} already exists and is not this mosaic; pass --overwrite to replace it"
             )
-            bands.append(
-                f'  <VRTRasterBand dataType="{_VRT_DTYPES[dtype]}" band="{band}">\n{nodata_xml}{items}'
-                "  </VRTRasterBand>\n"
+        for path, *_ in tiles:
+            if path.exists() and not _tile_is_done(path, signature):
+                raise OutputExistsError(
+                    f"tile {path} of {out} already exists and is not a tile of this mosaic; "
+                    "pass --overwrite to replace it"
+                )
+    count, height, width = da.shape
+    tiles_dir = out.with_name(out.stem + "_tiles")
+    check_output_path(out, overwrite=True)
+    tiles_dir.mkdir(exist_ok=True)
+    dtype = np.dtype(da.dtype).name
+    nodata = da.rio.nodata
+    sources: list[tuple[str, int, int, int, int]] = []
+    for path, r0, c0, h, w in tiles:
+        if overwrite or not _tile_is_done(path, signature):
+            piece = da.isel(y=slice(r0, r0 + h), x=slice(c0, c0 + w))
+            write_cog(
+                piece,
+                path,
+                overwrite=overwrite,
+                stage="mosaic-tile",
+                params=params,
+                tags={**tags, "GEO_NTL_SIGNATURE": signature},
+                compress=compress,
+                mask=_valid_mask(piece),
             )
-        if "valid" in da.coords:
-            items = "".join(
-                f'      <SimpleSource>\n        <SourceFilename relativeToVRT="1">{escape(src)}'
-                "</SourceFilename>\n        <SourceBand>mask,1</SourceBand>\n"
-                f'        <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
-                f'        <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>\n'
-                "      </SimpleSource>\n"
-                for src, r0, c0, h, w in sources
-            )
-            bands.append(
-                f'  <MaskBand>\n    <VRTRasterBand dataType="Byte">\n{items}'
-                "    </VRTRasterBand>\n  </MaskBand>\n"
-            )
-        transform = da.rio.transform()
-        geotransform = ", ".join(repr(v) for v in transform.to_gdal())
-        tmp_vrt.write_text(
-            f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
-            f"  <SRS>{escape(da.rio.crs.to_wkt())}</SRS>\n"
-            f"  <GeoTransform>{geotransform}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n"
+        sources.append((f"{tiles_dir.name}/{path.name}", r0, c0, h, w))
+    nodata_xml = "" if nodata is None else f"    <NoDataValue>{nodata}</NoDataValue>\n"
+    bands = []
+    for band in range(1, count + 1):
+        items = "".join(
+            f'    <SimpleSource>\n      <SourceFilename relativeToVRT="1">{escape(src)}</SourceFilename>\n'
+            f"      <SourceBand>{band}</SourceBand>\n"
+            f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
+            f'      <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>\n    </SimpleSource>\n'
+            for src, r0, c0, h, w in sources
         )
+        bands.append(
+            f'  <VRTRasterBand dataType="{_VRT_DTYPES[dtype]}" band="{band}">\n{nodata_xml}{items}'
+            "  </VRTRasterBand>\n"
+        )
+    if "valid" in da.coords:
+        items = "".join(
+            f'      <SimpleSource>\n        <SourceFilename relativeToVRT="1">{escape(src)}'
+            "</SourceFilename>\n        <SourceBand>mask,1</SourceBand>\n"
+            f'        <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
+            f'        <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>\n'
+            "      </SimpleSource>\n"
+            for src, r0, c0, h, w in sources
+        )
+        bands.append(
+            f'  <MaskBand>\n    <VRTRasterBand dataType="Byte">\n{items}'
+            "    </VRTRasterBand>\n  </MaskBand>\n"
+        )
+    transform = da.rio.transform()
+    geotransform = ", ".join(repr(v) for v in transform.to_gdal())
+    from geo_ntl._provenance import library_versions
+
+    metadata = {**library_versions(), "GEO_NTL_STAGE": "mosaic", **tags}
+    if params:
+        metadata["GEO_NTL_PARAMS"] = json.dumps(params, sort_keys=True, default=str)
+    items = "".join(
+        f'    <MDI key="{escape(key)}">{escape(str(value))}</MDI>\n'
+        for key, value in sorted(metadata.items())
+    )
+    text = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
+        f"  <SRS>{escape(da.rio.crs.to_wkt())}</SRS>\n"
+        f"  <GeoTransform>{geotransform}</GeoTransform>\n"
+        f"  <Metadata>\n{items}  </Metadata>\n" + "".join(bands) + "</VRTDataset>\n"
+    )
+    if vrt_current and not overwrite and out.read_text() == text:
+        return out
+    # A VRT of this same mosaic (tiles redone after an interruption) may be replaced.
+    with atomic_output(out, overwrite=overwrite or vrt_current) as tmp_vrt:
+        tmp_vrt.write_text(text)
     return out

@@ -48,6 +48,8 @@ def rendition(tags: Mapping[str, Any]) -> Rendition:
     'enhanced'
     >>> rendition({"GEO_NTL_STAGE": "deblur", "GEO_NTL_PARAMS": '{"enhance": false}'})
     'faithful'
+    >>> rendition({"GEO_NTL_STAGE": "deblur", "GEO_NTL_PARAMS": '{"enhance": {"p": 0.15}}'})
+    'enhanced'
     """
     stage = str(tags.get("GEO_NTL_STAGE", ""))
     if stage == "enhance":
@@ -57,7 +59,8 @@ def rendition(tags: Mapping[str, Any]) -> Rendition:
             params = json.loads(str(tags.get("GEO_NTL_PARAMS", "{}")))
         except json.JSONDecodeError:
             params = {}
-        if isinstance(params, dict) and params.get("enhance") is True:
+        # "enhance" is False, or the enhancer's parameters (True in older outputs).
+        if isinstance(params, dict) and params.get("enhance") not in (None, False):
             return "enhanced"
     return "faithful"
 

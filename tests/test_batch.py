@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -72,3 +73,37 @@ def test_run_jobs__earlier_scenes_get_higher_dask_priority(tmp_path):
 
     run_jobs(_jobs(tmp_path, 3), process, in_flight=2)
     assert seen == {"s0.tif": 0, "s1.tif": -1, "s2.tif": -2}
+
+
+def test_expand_scenes__folders_and_globs_skip_hidden_and_temporary_files(tmp_path):
+    from geo_ntl.batch import expand_scenes
+
+    for name in ("a.tif", "b.tif", ".a.1f2e3d4c.partial.tif.staging.tif", ".hidden.tif",
+                 "c.partial.tif", "d.staging.tif"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".geo_ntl-gan-x").mkdir()
+    (tmp_path / ".geo_ntl-gan-x" / "gan_0.tif").write_bytes(b"x")
+    expected = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    assert expand_scenes([tmp_path]) == expected
+    assert expand_scenes([str(tmp_path / "*.tif")]) == expected
+    assert expand_scenes([str(tmp_path / "**" / "*.tif")]) == expected
+    # A hidden file named explicitly is the user's choice.
+    assert expand_scenes([tmp_path / ".hidden.tif"]) == [tmp_path / ".hidden.tif"]
+
+
+def test_job_signature__covers_code_parameters_and_input_content(tmp_path, monkeypatch):
+    import geo_ntl.batch as batch
+
+    scene = tmp_path / "s.tif"
+    scene.write_bytes(b"a" * 1000)
+    base = batch.job_signature(scene, "enhance", {"p": 0.15})
+    assert batch.job_signature(scene, "enhance", {"p": 0.15}) == base
+    assert batch.job_signature(scene, "enhance", {"p": 0.2}) != base
+    assert batch.job_signature(scene, "deblur", {"p": 0.15}) != base
+    stat = scene.stat()
+    scene.write_bytes(b"b" * 1000)  # same size, same mtime: the fingerprint tells them apart
+    os.utime(scene, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = batch.job_signature(scene, "enhance", {"p": 0.15})
+    assert changed != base
+    monkeypatch.setattr(batch, "code_hash", lambda: "edited-code")
+    assert batch.job_signature(scene, "enhance", {"p": 0.15}) != changed

@@ -149,3 +149,128 @@ def test_enhance__unknown_compression_is_a_usage_error(runner, scenes, tmp_path)
     assert result.exit_code == 2
     assert "--compress" in result.stderr
     assert not (tmp_path / "x.tif").exists()
+
+
+def _stamp(path):
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def test_enhance__same_command_twice_keeps_the_output(runner, scenes, tmp_path):
+    out = tmp_path / "o.tif"
+    assert runner("enhance", scenes[0], "--out", out, *FAST).exit_code == 0
+    before = _stamp(out)
+    again = runner("enhance", scenes[0], "--out", out, *FAST)
+    assert again.exit_code == 0, again.stderr
+    assert _stamp(out) == before  # not rewritten
+    assert again.stderr.strip() == (
+        "kept 1 of 1 output(s) from an earlier identical run; --overwrite recomputes them"
+    )
+
+
+def test_enhance__overwrite_recomputes_a_finished_output(runner, scenes, tmp_path):
+    out = tmp_path / "o.tif"
+    assert runner("enhance", scenes[0], "--out", out, *FAST).exit_code == 0
+    before, data = _stamp(out), open_scene(out).values
+    again = runner("enhance", scenes[0], "--out", out, "--overwrite", *FAST)
+    assert again.exit_code == 0, again.stderr
+    assert _stamp(out) != before and "kept" not in again.stderr
+    assert again.stderr.strip() == (
+        "recomputing 1 of 1 output(s) an earlier identical run wrote (--overwrite)"
+    )
+    np.testing.assert_array_equal(open_scene(out).values, data)
+
+
+def test_enhance__changed_parameter_default_recomputes(runner, scenes, tmp_path, monkeypatch):
+    import dataclasses
+
+    from geo_ntl.enhance import ASMParams
+
+    out = tmp_path / "o.tif"
+    assert runner("enhance", scenes[0], "--out", out, *FAST).exit_code == 0
+    before = _stamp(out)
+    names = [f.name for f in dataclasses.fields(ASMParams)]
+    defaults = list(ASMParams.__init__.__defaults__)
+    defaults[names.index("p")] = 0.3  # as if a release changed the default of p
+    monkeypatch.setattr(ASMParams.__init__, "__defaults__", tuple(defaults))
+    refused = runner("enhance", scenes[0], "--out", out, *FAST)
+    assert refused.exit_code == 2 and "other parameters (p)" in refused.stderr
+    assert _stamp(out) == before
+    redone = runner("enhance", scenes[0], "--out", out, "--overwrite", *FAST)
+    assert redone.exit_code == 0, redone.stderr
+    assert _stamp(out) != before
+    import json
+
+    import rasterio
+
+    with rasterio.open(out) as src:
+        assert json.loads(src.tags()["GEO_NTL_PARAMS"])["p"] == 0.3
+
+
+def test_enhance__rerun_with_mosaic_keeps_outputs_and_mosaic(runner, scenes, tmp_path):
+    out_dir, mosaic = tmp_path / "out", tmp_path / "m.tif"
+    out_dir.mkdir()
+    args = ("enhance", scenes[0].parent, "--out-dir", out_dir, "--mosaic", mosaic, *FAST)
+    assert runner(*args).exit_code == 0
+    stamps = {p: _stamp(p) for p in [mosaic, *out_dir.iterdir()]}
+    again = runner(*args)
+    assert again.exit_code == 0, again.stderr
+    assert "kept 2 of 2 output(s) and the mosaic" in again.stderr
+    assert {p: _stamp(p) for p in stamps} == stamps
+
+
+@pytest.mark.parametrize("alias", ["dotdot", "symlink"])
+def test_enhance__output_that_is_the_input_under_another_name(runner, scenes, tmp_path, alias):
+    scene = scenes[0]
+    if alias == "dotdot":
+        out = scene.parent / ".." / scene.parent.name / scene.name
+    else:
+        (tmp_path / "link").symlink_to(scene.parent)
+        out = tmp_path / "link" / scene.name
+    before = scene.read_bytes()
+    result = runner("enhance", scene, "--out", out, "--overwrite", *FAST)
+    assert result.exit_code == 2 and "is the input scene" in result.stderr
+    assert scene.read_bytes() == before
+
+
+def test_enhance__mosaic_that_is_an_input_or_an_output(runner, scenes, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    base = ("enhance", *scenes, "--out-dir", out_dir, "--overwrite", *FAST)
+    result = runner(*base, "--mosaic", scenes[1].parent / ".." / "scenes" / "b.tif")
+    assert result.exit_code == 2 and "is the input scene" in result.stderr
+    result = runner(*base, "--mosaic", out_dir / "a_enhanced.tif")
+    assert result.exit_code == 2 and "same file" in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_mosaic__out_inside_the_folder_it_mosaics(runner, scenes, tmp_path):
+    out = scenes[0].parent / "m.tif"
+    assert runner("mosaic", scenes[0].parent, "--out", out, "--workers", "0").exit_code == 0
+    # The second run would read its own output as a scene.
+    result = runner("mosaic", scenes[0].parent, "--out", out, "--workers", "0", "--overwrite")
+    assert result.exit_code == 2 and "is the input scene" in result.stderr
+
+
+def test_cluster__out_that_is_the_roads_file(runner, scenes, tmp_path):
+    roads = tmp_path / "roads.gpkg"
+    roads.write_bytes(b"precious roads")
+    result = runner("cluster", scenes[0], "--roads", roads, "--permeable", tmp_path / "p.gpkg",
+                    "--out", tmp_path / "." / "roads.gpkg", "--overwrite")  # fmt: skip
+    assert result.exit_code == 2 and "is the roads file" in result.stderr
+    assert roads.read_bytes() == b"precious roads"
+
+
+def test_info__prints_provenance(runner, scenes, tmp_path):
+    import json
+
+    out = tmp_path / "o.tif"
+    assert runner("enhance", scenes[0], "--out", out, *FAST).exit_code == 0
+    text = runner("info", out).stdout
+    for label in ("geo_ntl version", "geo_ntl code", "stage", "parameters", "device", "torch",
+                  "GDAL", "job signature"):  # fmt: skip
+        assert any(line.startswith(label + " ") for line in text.splitlines()), label
+    details = json.loads(runner("info", out, "--json").stdout)["provenance"]
+    assert details["stage"] == "enhance" and details["device"] == "cpu"
+    assert details["params"]["iterations"] == 1 and details["params"]["tile"] == 32
+    assert details["version"] == "0.2.0" and len(details["code"]) == 16

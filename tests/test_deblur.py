@@ -646,3 +646,39 @@ def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
     got = open_scene(out).values
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     assert not list(tmp_path.glob(".geo_ntl-gan-*"))  # the staging folder is gone
+
+
+def test_cli_deblur__other_weights_under_the_same_name_are_another_job(
+    runner, scene_file, tmp_path
+):
+    from geo_ntl.deblur.weights import sha256sum
+
+    weights, out = tmp_path / "generator.pt", tmp_path / "out.tif"
+    args = ("deblur", scene_file, "--out", out, "--weights", weights, "--no-enhance",
+            "--tile", "32", "--device", "cpu", "--workers", "0")  # fmt: skip
+    save_weights(_tiny_generator(seed=1), weights)
+    assert runner(*args).exit_code == 0
+    before = out.stat().st_mtime_ns
+    kept = runner(*args)
+    assert kept.exit_code == 0 and "kept 1 of 1" in kept.stderr
+    assert out.stat().st_mtime_ns == before
+    save_weights(_tiny_generator(seed=2), weights, overwrite=True)  # retrained, same file name
+    refused = runner(*args)
+    assert refused.exit_code == 2 and "other parameters (weights_sha256)" in refused.stderr
+    assert out.stat().st_mtime_ns == before
+    redone = runner(*args, "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    with rasterio.open(out) as src:
+        assert src.tags()["GEO_NTL_WEIGHTS_SHA256"] == sha256sum(weights)
+    assert out.stat().st_mtime_ns != before
+
+
+def test_cli_deblur__output_that_is_the_weights_file(runner, scene_file, tiny_weights, tmp_path):
+    # A weights file whose name passes the output-suffix check, given under another spelling.
+    weights = tmp_path / "model.tif"
+    weights.write_bytes(tiny_weights.read_bytes())
+    alias = tmp_path / ".." / tmp_path.name / weights.name
+    res = runner("deblur", scene_file, "--out", alias, "--weights", weights, "--overwrite",
+                 "--no-enhance", "--device", "cpu")  # fmt: skip
+    assert res.exit_code == 2 and "is the weights file" in res.stderr
+    assert weights.read_bytes() == tiny_weights.read_bytes()

@@ -472,7 +472,7 @@ def test_cli__triple_ctrl_c_prints_no_traceback(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines() == [
-        "error: interrupted; no partial file was left (outputs finished before are kept)"
+        "error: interrupted by SIGINT; no output was written and existing files are unchanged"
     ]
 
 
@@ -547,7 +547,7 @@ def test_cli__interrupt_after_writing_says_so(runner, monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert res.exit_code == 130
-    assert "interrupted after cells.gpkg had been written (replaced if it existed)" in res.stderr
+    assert "after cells.gpkg had been written (replaced if it existed)" in res.stderr
     assert "no partial output was left" not in res.stderr
 
 

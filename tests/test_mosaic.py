@@ -106,9 +106,13 @@ def test_write_mosaic__vrt_resumes(tiles, tmp_path):
     assert len(tile_files) == 12  # 3 rows x 4 columns of 64-pixel tiles
     stamps = {p: p.stat().st_mtime_ns for p in tile_files}
     tile_files[0].unlink()  # as if the run had stopped before this tile
-    again = write_mosaic(paths, tmp_path / "m.vrt", vrt=True, tile_size=64, overwrite=True)
+    again = write_mosaic(paths, tmp_path / "m.vrt", vrt=True, tile_size=64)
     assert all(p.stat().st_mtime_ns == stamps[p] for p in tile_files[1:])
+    assert tile_files[0].exists()
     np.testing.assert_array_equal(open_scene(again).values, big.values)
+    # --overwrite recomputes every tile, finished or not.
+    write_mosaic(paths, tmp_path / "m.vrt", vrt=True, tile_size=64, overwrite=True)
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in tile_files[1:])
 
 
 def test_cli_mosaic__error_on_missing_scene(runner, tiles, tmp_path):
@@ -136,3 +140,30 @@ def test_cli_mosaic__vrt_tiles_in_the_chosen_compression(runner, tiles, tmp_path
     for path in (tmp_path / "m_tiles").glob("*.tif"):
         with rasterio.open(path) as src:
             assert src.compression.name == "zstd"
+
+
+def test_cli_mosaic__vrt_resume_follows_the_output_rules(runner, tiles, tmp_path):
+    _, paths = tiles
+    out = tmp_path / "m.vrt"
+    args = ("mosaic", *paths, "--out", out, "--vrt", "--vrt-tile", "256", "--workers", "0")
+    assert runner(*args).exit_code == 0
+    tile_files = sorted((tmp_path / "m_tiles").glob("*.tif"))
+    stamps = {p: p.stat().st_mtime_ns for p in [out, *tile_files]}
+    kept = runner(*args)  # the same command: kept, nothing rewritten
+    assert kept.exit_code == 0 and kept.stderr.startswith(f"kept {out}")
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    changed = runner(*args, "--feather", "16")  # another mosaic: refused without --overwrite
+    assert changed.exit_code == 2 and "--overwrite" in changed.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    redone = runner(*args, "--feather", "16", "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in stamps)
+    with rasterio.open(out) as vrt:
+        assert vrt.tags()["GEO_NTL_STAGE"] == "mosaic" and "GEO_NTL_JOB" in vrt.tags()
+
+
+def test_write_mosaic__same_mosaic_twice_is_kept(tiles, tmp_path):
+    _, paths = tiles
+    out = write_mosaic(paths, tmp_path / "m.tif")
+    before = out.stat().st_mtime_ns
+    assert write_mosaic(paths, out) == out and out.stat().st_mtime_ns == before

@@ -74,6 +74,7 @@ def run_restoration(
     dtype: str | None = None,
     allow_no_crs: bool = False,
     compress: str = "DEFLATE",
+    inputs: Sequence[tuple[str, str | Path]] = (),
 ) -> list[Path]:
     """Run one stage over scenes and write one COG each (plus an optional mosaic).
 
@@ -86,13 +87,15 @@ def run_restoration(
     suffix : str
         Suffix of output names in ``out_dir``.
     params : mapping
-        Stage parameters (recorded, and part of the job signature).
+        Effective stage parameters -- defaults filled in, a model as ``weights_sha256``
+        (recorded, and part of the job signature).
     build : callable
         ``build(scene_da) -> result_da``, lazy.
     out, out_dir, mosaic_out : str, optional
         Destinations (see :func:`geo_ntl.batch.plan_jobs`).
     overwrite : bool
-        Replace outputs written by other jobs.
+        Recompute and replace every output (and the mosaic). Without it, outputs
+        an earlier run of the same job finished are kept, and others are an error.
     workers, threads_per_worker, scheduler
         See :func:`geo_ntl.parallel.compute_context`.
     device : str, default "auto"
@@ -104,17 +107,22 @@ def run_restoration(
     compress : str, default "DEFLATE"
         Compression of the COGs and the mosaic (see :func:`geo_ntl.io.write_cog`). Not part of
         the job signature: an output finished with another compression has the same pixels.
+    inputs : sequence of (str, path)
+        Other files the stage reads (e.g. ``("weights file", path)``); no output may be one.
 
     Returns
     -------
     list of pathlib.Path
         The written (or already finished) outputs.
     """
+    import json
+
     import rasterio
     from dask.diagnostics import ProgressBar
 
-    from geo_ntl._atomic import check_output_path
-    from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs
+    from geo_ntl._atomic import check_distinct, check_output_path, remove_stale_partials
+    from geo_ntl.batch import expand_scenes, input_identity, plan_jobs, run_jobs
+    from geo_ntl.exceptions import OutputExistsError
     from geo_ntl.io import ensure_valid_data, open_scene, write_cog
     from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
 
@@ -130,8 +138,35 @@ def run_restoration(
         params=params,
         overwrite=overwrite,
     )
+    readers = [("input scene", p) for p in paths] + list(inputs)
+    check_distinct([job.out for job in jobs], readers)
+    mosaic_kept = False
     if mosaic_out is not None:
-        check_output_path(mosaic_out, overwrite=overwrite)
+        from geo_ntl.mosaic import mosaic_is_current
+
+        check_distinct([*(job.out for job in jobs), mosaic_out], readers)
+        remove_stale_partials(mosaic_out)
+        if Path(mosaic_out).exists() and not overwrite:
+            # Kept only if every scene is kept too and the mosaic is of exactly those outputs.
+            mosaic_kept = all(job.done for job in jobs) and mosaic_is_current(
+                [job.out for job in jobs], mosaic_out
+            )
+            if not mosaic_kept:
+                raise OutputExistsError(
+                    f"mosaic {mosaic_out} already exists and is not the mosaic of these outputs; "
+                    "pass --overwrite to replace it"
+                )
+        check_output_path(mosaic_out, overwrite=True)
+    kept = sum(job.done for job in jobs)
+    redone = sum(job.current and not job.done for job in jobs)
+    if kept:
+        what = f"kept {kept} of {len(jobs)} output(s)" + (" and the mosaic" if mosaic_kept else "")
+        _note(f"{what} from an earlier identical run; --overwrite recomputes them")
+    elif redone:
+        _note(
+            f"recomputing {redone} of {len(jobs)} output(s) an earlier identical run wrote "
+            "(--overwrite)"
+        )
     opened = {
         job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done
     }
@@ -141,6 +176,7 @@ def run_restoration(
     for job in jobs:
         with rasterio.open(job.scene) as src:
             megapixels += src.width * src.height / 1e6
+    device_tag = _device_name(device)
 
     with compute_context(
         workers=workers,
@@ -160,23 +196,47 @@ def run_restoration(
                 _write(result, job)
 
         def _write(result: xr.DataArray, job: Any) -> None:
+            tags = {
+                "GEO_NTL_JOB": job.signature,
+                "GEO_NTL_SOURCE": job.scene.name,
+                "GEO_NTL_INPUT": json.dumps([input_identity(job.scene)], sort_keys=True),
+                "GEO_NTL_DEVICE": device_tag,
+            }
             write_cog(
                 result,
                 job.out,
-                overwrite=True,
+                # Without --overwrite the output did not exist when planned: refuse one that
+                # appeared since (a concurrent run) instead of replacing it.
+                overwrite=overwrite,
                 dtype=dtype,
                 stage=stage,
                 params=params,
-                tags={"GEO_NTL_JOB": job.signature, "GEO_NTL_SOURCE": job.scene.name},
+                tags=tags,
                 allow_no_crs=allow_no_crs,
                 compress=compress,
             )
             click.echo(f"wrote {job.out}")
 
         outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
-        if mosaic_out is not None:
+        if mosaic_out is not None and not mosaic_kept:
             from geo_ntl.mosaic import write_mosaic
 
             write_mosaic(outputs, mosaic_out, overwrite=overwrite, compress=compress)
             click.echo(f"wrote mosaic {mosaic_out}")
     return outputs
+
+
+def _device_name(device: str) -> str:
+    """Return the torch device a stage runs on, resolved (``auto`` -> ``cuda``/``cpu``)."""
+    try:
+        from geo_ntl._device import resolve_device
+
+        return str(resolve_device(device))
+    except Exception:  # noqa: BLE001 - a provenance tag; the stage reports bad devices itself
+        return str(device)
+
+
+def _note(message: str) -> None:
+    """One line on stderr, unless -q."""
+    if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
+        click.echo(message, err=True)

@@ -169,12 +169,15 @@ def cluster(
     """
     from pathlib import Path
 
+    from geo_ntl._atomic import check_distinct
     from geo_ntl.exceptions import GeoNTLWarning
     from geo_ntl.io import check_output_path
     from geo_ntl.spatial.api import cells_format, summary_json
     from geo_ntl.spatial.api import cluster as run_cluster
 
     cells_format(out)
+    readers = [("NTL raster", ntl), ("roads file", roads), ("permeable file", permeable)]
+    check_distinct([out], readers + ([("AOI file", aoi)] if aoi else []))
     check_output_path(out, overwrite=overwrite)
     if figures is not None and not overwrite:
         for existing in sorted(Path(figures).glob("*.png")):

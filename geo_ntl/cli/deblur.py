@@ -1,4 +1,4 @@
-"""``geo-ntl deblur``: the deblooming GAN (or the physics baseline), and on request the ASM enhancer."""
+"""``geo-ntl deblur``: the deblooming GAN (or the physics baseline); the ASM enhancer on request."""
 
 from __future__ import annotations
 
@@ -108,14 +108,17 @@ def deblur(
       geo-ntl deblur scene.tif --out clean.tif --method physics --psf-json scene_psf.json
     """
     import itertools
-    import tempfile
     from pathlib import Path
 
     import xarray as xr
 
+    from geo_ntl._atomic import staging_dir
     from geo_ntl.deblur import deblur as run_deblur
     from geo_ntl.deblur import get_model
     from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
+    from geo_ntl.deblur.inference import DEFAULT_HALO
+    from geo_ntl.deblur.weights import list_models, resolve_weights, sha256sum
+    from geo_ntl.enhance import ASMParams
     from geo_ntl.enhance import enhance as asm_enhance
     from geo_ntl.io import open_scene, write_cog
 
@@ -123,6 +126,11 @@ def deblur(
         raise click.BadParameter(f"must be a multiple of 4, got {tile}", param_hint="--tile")
     if halo is not None and halo % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {halo}", param_hint="--halo")
+    inputs = []
+    # The job signature holds what changes the pixels: the method and its parameters (for the
+    # GAN: the model by its SHA-256 -- a retrained file under the same name is another model --
+    # the resolved halo and the flux projection), and the enhancer's parameters when it runs.
+    enhancer = ASMParams().to_dict() if enhance else False
     if method == "physics":
         from geo_ntl.deblur.physics import physics_stage
 
@@ -132,17 +140,21 @@ def deblur(
             )
         dtype = "float32" if as_float else None
         first_stage, params = physics_stage(psf_json, tile=tile, halo=halo, dtype=dtype)
-        params["enhance"] = enhance
+        params["enhance"] = enhancer
     else:
         if psf_json is not None:
             raise click.BadParameter("applies to --method physics", param_hint="--psf-json")
         get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
+        weights_path, _ = resolve_weights(weights)
+        if not (weights is None or weights in list_models()):
+            inputs.append(("weights file", weights_path))
         params = {
             "weights": weights or "default",
-            "enhance": enhance,
+            "weights_sha256": sha256sum(weights_path),
+            "enhance": enhancer,
             "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
             "tile": tile,
-            "halo": halo,
+            "halo": DEFAULT_HALO if halo is None else halo,
             "batch_size": batch_size,
         }
         if as_float:
@@ -160,10 +172,13 @@ def deblur(
             )
 
     # The enhancer's first pass reads the whole scene for its global statistics, then
-    # its tiles read it again: stage the GAN output on disk so the GAN runs once.
+    # its tiles read it again: stage the GAN output on disk so the GAN runs once. The
+    # folder is hidden, marked as this run's, and removed on any exit (a killed run's is
+    # removed by the next run for the same outputs).
     parents = [Path(p) for p in (out_dir, out and Path(out).absolute().parent) if p]
     staging_parent = next((p for p in parents if p.is_dir()), None)
-    with tempfile.TemporaryDirectory(prefix=".geo_ntl-gan-", dir=staging_parent) as staging:
+    owners = [Path(out_dir or out).absolute()] if (out_dir or out) else []
+    with staging_dir(staging_parent, prefix=".geo_ntl-gan-", owners=owners) as staging:
         counter = itertools.count()
 
         def build(da: xr.DataArray) -> xr.DataArray:
@@ -189,4 +204,5 @@ def deblur(
             device=device,
             dtype="float32" if as_float else None,
             compress=compress,
+            inputs=inputs,
         )

@@ -53,7 +53,8 @@ def enhance(
         scenes,
         stage="enhance",
         suffix="_enhanced",
-        params={**prm.to_dict(), "dtype": dtype},
+        # Every parameter, defaults included, and the tile edge: all can change the pixels.
+        params={**prm.to_dict(), "dtype": dtype, "tile": tile},
         build=lambda da: run(da, params=prm, device=device, tile=tile, dtype=dtype),
         out=out,
         out_dir=out_dir,

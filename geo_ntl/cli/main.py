@@ -6,6 +6,13 @@ Each command lives in its own module under :mod:`geo_ntl.cli` and is listed in
 torch. :func:`main` turns every :class:`~geo_ntl.exceptions.GeoNTLError` and
 usage error into one ``error: ...`` line on stderr with exit status 2; the
 traceback is shown only with ``--debug``.
+
+SIGINT, SIGTERM and SIGHUP (Ctrl-C, a batch scheduler's or ``timeout``'s kill,
+a container stop, a closed terminal) raise :class:`Interrupted` -- a
+:class:`KeyboardInterrupt` -- in the main thread, so every ``with`` block
+unwinds: temporary files are removed, dask clusters and clients close, and an
+existing output is left as it was. The command then prints one line and exits
+with the shell's convention, 128 + the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import click
 
@@ -23,7 +33,7 @@ from geo_ntl._version import __version__
 from geo_ntl.allocator import tune_allocator
 from geo_ntl.exceptions import GeoNTLError
 
-__all__ = ["COMMANDS", "cli", "main"]
+__all__ = ["COMMANDS", "Interrupted", "cli", "main"]
 
 #: Command name -> ``"module:attribute"`` of its click command.
 COMMANDS: dict[str, str] = {
@@ -41,6 +51,82 @@ COMMANDS: dict[str, str] = {
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 1
+#: Signals that stop a command cleanly (see :class:`Interrupted`).
+INTERRUPT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread when geo-ntl receives SIGINT, SIGTERM or SIGHUP.
+
+    A :class:`KeyboardInterrupt`, so the code that cleans up after Ctrl-C (context
+    managers, ``finally`` blocks, dask's schedulers) does so for every signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn the interrupt signals into :class:`Interrupted` while the block runs.
+
+    The first signal raises; later ones are ignored while the cleanup it started
+    runs (a third forces an immediate exit, leaving what a SIGKILL would: the
+    next run of the same command removes it). Signals the caller set to be
+    ignored are left ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise Interrupted(signum)
+        if len(received) >= 3:
+            os._exit(128 + signum)
+
+    previous = {}
+    for signum in INTERRUPT_SIGNALS:
+        # A signal the caller ignores stays ignored (`nohup` ignores SIGHUP, a shell's
+        # background job SIGINT).
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, old)
+
+
+def _interrupt_message(exc: BaseException, written: int) -> tuple[str, int]:
+    """Return the one line and exit status for an interrupt (``exc`` or its cause)."""
+    cause = exc if isinstance(exc, Interrupted) else exc.__cause__ or exc.__context__
+    signum = cause.signum if isinstance(cause, Interrupted) else signal.SIGINT
+    name = signal.Signals(signum).name
+    if _WRITTEN:  # outputs the command named itself (written outside the COG writer)
+        more = f" and {len(_WRITTEN) - 3} more" if len(_WRITTEN) > 3 else ""
+        done = ", ".join(_WRITTEN[-3:]) + more
+        return (
+            f"error: interrupted by {name} after {done} had been written (replaced if it "
+            "existed); the rest was not written and no partial file was left",
+            128 + signum,
+        )
+    if written:
+        done = (
+            f"{written} output(s) finished before it are complete; "
+            "rerun the same command to resume"
+        )
+    else:
+        done = "no output was written and existing files are unchanged"
+    return f"error: interrupted by {name}; {done}", 128 + signum
 
 
 class LazyGroup(click.Group):
@@ -134,17 +220,6 @@ def note_written(path: object) -> None:
     _WRITTEN.append(str(path))
 
 
-def _interrupted_message() -> str:
-    if not _WRITTEN:
-        return "error: interrupted; no partial file was left (outputs finished before are kept)"
-    more = f" and {len(_WRITTEN) - 3} more" if len(_WRITTEN) > 3 else ""
-    done = ", ".join(_WRITTEN[-3:]) + more
-    return (
-        f"error: interrupted after {done} had been written (replaced if it existed); "
-        "the rest was not written and no partial file was left"
-    )
-
-
 def _describe_os_error(exc: OSError) -> str:
     """One line for an OSError that is not geo_ntl's own."""
     import errno
@@ -185,14 +260,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 on bad input or usage, 130 when interrupted.
+        0 on success, 2 on bad input or usage, 128 + the signal number when
+        interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    with _signals_interrupt():
+        return _main(args)
+
+
+def _finished(paths: Sequence[object]) -> list[object]:
+    """Keep the outputs a user asked for: not intermediate files in geo_ntl's staging folders."""
+    return [p for p in paths if not p.parent.name.startswith(".geo_ntl-")]  # type: ignore[attr-defined]
+
+
+def _main(args: list[str]) -> int:
+    from geo_ntl._atomic import committed_outputs
+
     debug = "--debug" in args
     _WRITTEN.clear()
+    written_before = len(_finished(committed_outputs()))
     try:
-        with _gdal_stderr_filtered():
-            cli.main(args=args, prog_name="geo-ntl", standalone_mode=False)
+        # Not cli.main(): it turns KeyboardInterrupt into Abort after printing an empty line.
+        with _gdal_stderr_filtered(), cli.make_context("geo-ntl", args) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
@@ -204,9 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_BAD_INPUT
-    except (KeyboardInterrupt, click.Abort):
-        click.echo(_interrupted_message(), err=True)
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, click.Abort) as exc:
+        written = len(_finished(committed_outputs())) - written_before
+        message, status = _interrupt_message(exc, written)
+        click.echo(message, err=True)
+        return status
     except OSError as exc:
         if debug:
             traceback.print_exc()

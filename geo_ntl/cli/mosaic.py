@@ -72,14 +72,28 @@ def mosaic(
       geo-ntl mosaic clean/ --out city.vrt --vrt --workers 4
       geo-ntl mosaic a.tif b.tif --out ab.tif --crs EPSG:32635 --resolution 1.0
     """
+    from geo_ntl._atomic import check_distinct
     from geo_ntl.batch import expand_scenes
-    from geo_ntl.mosaic import check_mosaic_size, check_mosaic_suffix, mosaic_grid, write_mosaic
+    from geo_ntl.mosaic import (
+        check_mosaic_size,
+        check_mosaic_suffix,
+        mosaic_grid,
+        mosaic_is_current,
+        write_mosaic,
+    )
     from geo_ntl.parallel import compute_context
 
     check_mosaic_suffix(out, vrt=vrt)
     paths = expand_scenes(scenes)
+    check_distinct([out], [("input scene", p) for p in paths])
     grid = mosaic_grid(paths, crs=crs, resolution=resolution)
     check_mosaic_size(grid, out, vrt=vrt, tile_size=vrt_tile)
+    settings = {"crs": crs, "resolution": resolution, "feather": feather, "resampling": resampling}
+    if not overwrite and mosaic_is_current(paths, out, vrt=vrt, tile_size=vrt_tile, **settings):
+        click.echo(
+            f"kept {out}: an earlier identical run wrote it; --overwrite recomputes it", err=True
+        )
+        return
     megapixels = grid.width * grid.height / 1e6
     with compute_context(
         workers=workers,
@@ -95,9 +109,6 @@ def mosaic(
             vrt=vrt,
             tile_size=vrt_tile,
             compress=compress,
-            crs=crs,
-            resolution=resolution,
-            feather=feather,
-            resampling=resampling,
+            **settings,
         )
     click.echo(f"{written}: {grid.width} x {grid.height} px from {len(paths)} scene(s)")
