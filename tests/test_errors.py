@@ -603,3 +603,46 @@ def test_cli_enhance__out_dir_is_created(runner, rgb_scene_file, tmp_path):
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr
     assert (folder / "scene_enhanced.tif").is_file()
+
+
+_KILLER = """
+import os, sys
+import click
+from geo_ntl.cli import main as m
+
+
+@click.command()
+def killer():
+    from geo_ntl.io import write_cog
+    from geo_ntl.parallel import compute_context
+    from geo_ntl.testing import make_scene
+    from geo_ntl.tiling import apply_tiled
+
+    def die(block):
+        os._exit(1)  # every worker that runs a tile dies, as an out-of-memory kill would
+
+    with compute_context(workers=1, threads_per_worker=1, dashboard=False):
+        write_cog(apply_tiled(make_scene((3, 64, 64), chunks=32), die, depth=2), os.environ["OUT"])
+
+
+if __name__ == "__main__":  # worker processes re-import this file
+    sys.modules["fake_commands"] = sys.modules[__name__]
+    m.COMMANDS.update({"killer": "fake_commands:killer"})
+    m.run()
+"""
+
+
+def test_cli__workers_killed_repeatedly_end_with_one_error_and_no_traceback(tmp_path):
+    script = tmp_path / "killer.py"
+    script.write_text(_KILLER)
+    out = subprocess.run(
+        [sys.executable, str(script), "killer"], capture_output=True, text=True,
+        env={**_env(), "OUT": str(tmp_path / "o.tif")}, timeout=180,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr
+    assert lines[-1].startswith("error: dask workers died repeatedly") and "lower --tile" in lines[-1]
+    # what distributed says on the way is one line per event, at WARNING or ERROR
+    assert all(line.startswith(("WARNING ", "ERROR ")) for line in lines[:-1]), lines
+    assert not (tmp_path / "o.tif").exists()
