@@ -392,3 +392,29 @@ def test_sample_aoi__degraded_is_bloomed_version_of_truth():
     scene_cells, truth_cells = _cells(scene, 109), _cells(truth, 109)
     ratio = scene_cells.sum((0,)) / truth_cells.sum((0,))
     assert 0.9 < np.median(ratio) < 1.5
+
+
+def test_random_psf__families_widths_and_windows():
+    from geo_ntl.psf import profile_fwhm
+    from geo_ntl.simulate.psf import TRAINING_FWHM_RANGE, TRAINING_PSF_FAMILIES, random_psf
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(40):
+        kernel, info = random_psf(rng)
+        seen.add(info["family"])
+        assert abs(float(kernel.sum()) - 1) < 1e-5 and (kernel >= 0).all()
+        assert kernel.shape[0] % 2 == 1 and kernel.shape[0] == info["size"]
+        assert TRAINING_FWHM_RANGE[0] <= info["fwhm"] <= TRAINING_FWHM_RANGE[1]
+        assert kernel.shape[0] >= min(61, 4 * info["fwhm"])  # the wings are not cut
+        if info["family"] != "elliptical":  # circular: the measured FWHM is the drawn one
+            assert abs(profile_fwhm(kernel) / info["fwhm"] - 1) < 0.15
+    assert seen == set(TRAINING_PSF_FAMILIES)
+
+
+def test_halo_psf__holds_its_share_of_light_in_the_halo():
+    from geo_ntl.simulate.psf import halo_psf
+
+    kernel = halo_psf(61, core_sigma=1.0, halo_fraction=0.3, halo_scale=6.0)
+    r = np.hypot(*np.mgrid[-30:31, -30:31])
+    assert 0.2 < float(kernel[r > 4].sum()) < 0.35  # the core holds almost nothing beyond 4 sigma

@@ -21,6 +21,11 @@ __all__ = [
     "gaussian_psf",
     "disk_psf",
     "check_psf",
+    "halo_psf",
+    "elliptical_psf",
+    "random_psf",
+    "TRAINING_PSF_FAMILIES",
+    "TRAINING_FWHM_RANGE",
 ]
 
 #: Side of the square kernel in pixels (NTL-Db-Net uses 15).
@@ -193,3 +198,148 @@ def check_psf(psf: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(kernel)) or kernel.min() < 0 or kernel.sum() <= 0:
         raise ParameterError("PSF values must be finite, non-negative and sum to a positive value.")
     return _normalise(kernel)
+
+
+def halo_psf(
+    size: int, *, core_sigma: float, halo_fraction: float, halo_scale: float
+) -> np.ndarray:
+    """Build a Gaussian core plus an exponential halo holding ``halo_fraction`` of the light.
+
+    Parameters
+    ----------
+    size : int
+        Side of the kernel in pixels; odd.
+    core_sigma : float
+        Gaussian sigma of the core (px, > 0).
+    halo_fraction : float
+        Share of the light in the halo, in [0, 1).
+    halo_scale : float
+        E-folding radius of the halo (px, > 0).
+
+    Returns
+    -------
+    (size, size) ndarray of float32
+        Sums to 1.
+
+    Raises
+    ------
+    ParameterError
+        For a bad size or parameter.
+
+    Examples
+    --------
+    >>> k = halo_psf(31, core_sigma=1.5, halo_fraction=0.3, halo_scale=6.0)
+    >>> k.shape, round(float(k.sum()), 5)
+    ((31, 31), 1.0)
+    """
+    size = _check_size(size)
+    if not (core_sigma > 0 and halo_scale > 0 and 0 <= halo_fraction < 1):
+        raise ParameterError(
+            f"halo_psf needs core_sigma > 0, halo_scale > 0 and 0 <= halo_fraction < 1, got "
+            f"{core_sigma!r}, {halo_scale!r}, {halo_fraction!r}."
+        )
+    r2 = _radius_squared(size)
+    core = np.exp(-r2 / (2.0 * core_sigma**2))
+    halo = np.exp(-np.sqrt(r2) / halo_scale)
+    return _normalise((1 - halo_fraction) * core / core.sum() + halo_fraction * halo / halo.sum())
+
+
+def elliptical_psf(size: int, *, sigma_y: float, sigma_x: float, angle: float) -> np.ndarray:
+    """Build an elliptical Gaussian kernel, its axes rotated by ``angle`` radians.
+
+    Parameters
+    ----------
+    size : int
+        Side of the kernel in pixels; odd.
+    sigma_y, sigma_x : float
+        Sigmas (px, > 0) along the rotated axes.
+    angle : float
+        Rotation in radians.
+
+    Returns
+    -------
+    (size, size) ndarray of float32
+        Sums to 1.
+
+    Raises
+    ------
+    ParameterError
+        For a bad size or sigma.
+
+    Examples
+    --------
+    >>> k = elliptical_psf(15, sigma_y=2.5, sigma_x=1.2, angle=0.5)
+    >>> bool(k[7, 7] == k.max())
+    True
+    """
+    size = _check_size(size)
+    if not (sigma_y > 0 and sigma_x > 0):
+        raise ParameterError(f"sigmas must be > 0 pixels, got {sigma_y!r}, {sigma_x!r}.")
+    half = size // 2
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * yy + s * xx, -s * yy + c * xx
+    return _normalise(np.exp(-0.5 * ((u / sigma_y) ** 2 + (v / sigma_x) ** 2)))
+
+
+#: PSF families :func:`random_psf` draws from (training data).
+TRAINING_PSF_FAMILIES = ("moffat", "gauss_exp", "elliptical")
+#: Range of FWHM (px) :func:`random_psf` draws from.
+TRAINING_FWHM_RANGE = (1.5, 10.0)
+#: Largest kernel side :func:`random_psf` builds.
+MAX_TRAINING_PSF_SIZE = 61
+
+
+def _odd_at_least(value: float) -> int:
+    n = int(np.ceil(value))
+    return min(MAX_TRAINING_PSF_SIZE, n + 1 - n % 2)
+
+
+def random_psf(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Draw a blooming PSF for training data: a family, a width and a window that holds it.
+
+    The families are long-winged Moffat kernels (beta 1.5-3.5), a Gaussian core with an
+    exponential halo holding 10-40 % of the light, and elliptical Gaussians; the FWHM is drawn
+    log-uniformly from :data:`TRAINING_FWHM_RANGE` and the window is at least four FWHM (and
+    five halo scales) wide, so that the wings are not cut.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    kernel : (size, size) ndarray of float32
+        Sums to 1.
+    info : dict
+        ``family``, ``fwhm`` (px) and ``size``.
+
+    Examples
+    --------
+    >>> kernel, info = random_psf(np.random.default_rng(0))
+    >>> kernel.shape[0] >= 4 * info["fwhm"] or kernel.shape[0] == MAX_TRAINING_PSF_SIZE
+    True
+    """
+    family = str(rng.choice(TRAINING_PSF_FAMILIES))
+    low, high = np.log(TRAINING_FWHM_RANGE[0]), np.log(TRAINING_FWHM_RANGE[1])
+    fwhm = float(np.exp(rng.uniform(low, high)))
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    if family == "moffat":
+        beta = float(rng.uniform(1.5, 3.5))
+        alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+        size = _odd_at_least(max(15, 6 * fwhm))
+        kernel = moffat_psf(size, alpha=alpha, beta=beta)
+    elif family == "gauss_exp":
+        scale = float(rng.uniform(1.0, 2.0)) * fwhm
+        size = _odd_at_least(max(15, 4 * fwhm, 5 * scale))
+        kernel = halo_psf(
+            size, core_sigma=sigma, halo_fraction=float(rng.uniform(0.1, 0.4)), halo_scale=scale
+        )
+    else:
+        ratio = float(rng.uniform(0.4, 1.0))
+        size = _odd_at_least(max(15, 4 * fwhm))
+        kernel = elliptical_psf(
+            size, sigma_y=sigma, sigma_x=sigma * ratio, angle=float(rng.uniform(0, np.pi))
+        )
+    return kernel, {"family": family, "fwhm": fwhm, "size": int(kernel.shape[0])}
