@@ -73,9 +73,7 @@ def _quicklook(paths: list[Path], png: Path, gammas: list[float], width: int = 1
             array = src.read(out_shape=shape, resampling=rasterio.enums.Resampling.average).astype(
                 float
             )
-        array = 255 * (
-            np.clip(array / 255.0, 0, 1) ** 0.5
-        )  # display gamma, as the sample AOI's quick-look
+        array = 255 * np.clip(array / 255.0, 0, 1) ** gamma  # display gamma (0.5 for linear light)
         panels.append(np.transpose(array.astype("uint8"), (1, 2, 0)))
     height = max(p.shape[0] for p in panels)
     canvas = np.zeros((height, sum(p.shape[1] for p in panels) + 8 * (len(panels) - 1), 3), "uint8")
@@ -95,7 +93,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/geo_ntl_city"))
     parser.add_argument("--png", type=Path, default=None)
-    parser.add_argument("--no-enhance", action="store_true", help="GAN only (PSNR vs the linear truth)")
+    parser.add_argument(
+        "--no-enhance", action="store_true", help="GAN only (PSNR vs the linear truth)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 

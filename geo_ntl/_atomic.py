@@ -111,9 +111,7 @@ def _file_keys(path: str) -> list[object]:
     return [real, (stat.st_dev, stat.st_ino)]
 
 
-def check_distinct(
-    outputs: Iterable[PathLike], inputs: Iterable[tuple[str, PathLike]]
-) -> None:
+def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, PathLike]]) -> None:
     """Refuse outputs that are one of the inputs, or one another, under any spelling.
 
     Paths are compared resolved (``..``, symlinks, relative spellings) and, for

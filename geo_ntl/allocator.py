@@ -64,7 +64,7 @@ def _glibc() -> ctypes.CDLL | None:
         # ctypes.util.find_library, which runs ldconfig or a compiler.
         libc = ctypes.CDLL("libc.so.6")
         libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (not in musl)
-        libc.mallopt
+        libc.mallopt  # noqa: B018 - raises AttributeError where mallopt is missing
     except (OSError, AttributeError):
         return None
     return libc
@@ -96,4 +96,6 @@ def tune_allocator() -> bool:
         (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
         (_M_ARENA_MAX, ARENA_MAX),
     )
-    return all(libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in settings)
+    return all(
+        libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in settings
+    )

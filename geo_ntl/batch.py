@@ -283,9 +283,10 @@ def mismatch_reason(path: PathLike, identity: Mapping[str, Any]) -> str:
     reasons = []
     if tags.get("GEO_NTL_STAGE") != identity["stage"]:
         reasons.append(f"by the {tags.get('GEO_NTL_STAGE')} stage")
-    if tags.get("GEO_NTL_VERSION") != identity["version"] or tags.get("GEO_NTL_CODE") != identity[
-        "code"
-    ]:
+    if (
+        tags.get("GEO_NTL_VERSION") != identity["version"]
+        or tags.get("GEO_NTL_CODE") != identity["code"]
+    ):
         reasons.append(
             f"by other code (geo_ntl {tags.get('GEO_NTL_VERSION')} "
             f"code {tags.get('GEO_NTL_CODE', 'unrecorded')})"

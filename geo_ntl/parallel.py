@@ -244,7 +244,6 @@ def _embedded(
     dashboard: bool,
 ) -> Iterator[ComputeContext]:
     import dask
-    from distributed import Client, LocalCluster
 
     from geo_ntl.allocator import ALLOCATOR_ENVIRON
 

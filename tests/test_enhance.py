@@ -366,7 +366,9 @@ def test_enhance_block__region_outside_the_block_is_refused():
     cpu = torch.device("cpu")
     stats = global_stats(img, dtype=np.dtype("uint8"), params=params, device=cpu)
     with pytest.raises(TilingError, match="not inside the block"):
-        enhance_block(img, origin=(0, 0), stats=stats, params=params, device=cpu, region=(5, 30, 0, 8))
+        enhance_block(
+            img, origin=(0, 0), stats=stats, params=params, device=cpu, region=(5, 30, 0, 8)
+        )
 
 
 def test_enhance_block__does_not_modify_its_input():

@@ -642,7 +642,9 @@ def test_cli__workers_killed_repeatedly_end_with_one_error_and_no_traceback(tmp_
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert "Traceback" not in out.stderr
-    assert lines[-1].startswith("error: dask workers died repeatedly") and "lower --tile" in lines[-1]
+    assert (
+        lines[-1].startswith("error: dask workers died repeatedly") and "lower --tile" in lines[-1]
+    )
     # what distributed says on the way is one line per event, at WARNING or ERROR
     assert all(line.startswith(("WARNING ", "ERROR ")) for line in lines[:-1]), lines
     assert not (tmp_path / "o.tif").exists()

@@ -44,14 +44,21 @@ def _lamp_field(shape=(218, 218), n=120, seed=0):
 
 def _cells(array, cell):
     bands, h, w = array.shape
-    return array[:, : h // cell * cell, : w // cell * cell].reshape(
-        bands, h // cell, cell, w // cell, cell).sum((2, 4))
+    return (
+        array[:, : h // cell * cell, : w // cell * cell]
+        .reshape(bands, h // cell, cell, w // cell, cell)
+        .sum((2, 4))
+    )
 
 
 def _roads_only_scene(roads):
-    return VectorScene(roads=roads, buildings=empty_layer(CRS, ("building",)),
-                       floodlit=empty_layer(CRS, ("kind",)), permeable=empty_layer(CRS, ("kind",)),
-                       water=empty_layer(CRS))
+    return VectorScene(
+        roads=roads,
+        buildings=empty_layer(CRS, ("building",)),
+        floodlit=empty_layer(CRS, ("kind",)),
+        permeable=empty_layer(CRS, ("kind",)),
+        water=empty_layer(CRS),
+    )
 
 
 # --- PSF -------------------------------------------------------------------------------------
@@ -84,7 +91,8 @@ def test_moffat_psf__bad_beta():
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: gaussian_psf(9, sigma=1.5), lambda: disk_psf(9, radius=2)],
+    "make",
+    [lambda: gaussian_psf(9, sigma=1.5), lambda: disk_psf(9, radius=2)],
     ids=["gaussian", "disk"],
 )
 def test_other_psfs__normalised(make):
@@ -154,8 +162,9 @@ def test_degrade__blur_widens_a_point_into_a_halo():
 
 def test_degrade__noise_statistics_match_photon_plus_read_noise():
     clean = np.full((1, 256, 256), 0.25, dtype=np.float32)
-    out = degrade(clean, seed=2, clip=False, full_well=400.0, read_noise=0.02, noise_grain=0.0,
-                  max_shift=0.0)
+    out = degrade(
+        clean, seed=2, clip=False, full_well=400.0, read_noise=0.02, noise_grain=0.0, max_shift=0.0
+    )
     assert float(out.mean()) == pytest.approx(0.25, abs=0.002)
     assert float(out.var()) == pytest.approx(0.25 / 400 + 0.02**2, rel=0.1)
 
@@ -178,8 +187,9 @@ def test_degrade__band_shifts_misregister_bands():
     clean[:, 20, 20] = 5.0
     out = degrade(clean, seed=5, clip=False, full_well=None, read_noise=0.0, max_shift=0.5)
     yy, xx = np.mgrid[:41, :41]
-    centroids = [((out[b] * xx).sum() / out[b].sum(), (out[b] * yy).sum() / out[b].sum())
-                 for b in range(3)]
+    centroids = [
+        ((out[b] * xx).sum() / out[b].sum(), (out[b] * yy).sum() / out[b].sum()) for b in range(3)
+    ]
     spread = np.ptp(np.array(centroids), axis=0)
     assert spread.max() > 0.05
 
@@ -216,8 +226,9 @@ def test_render_scene__lamps_are_on_roads():
 
 
 def test_render_scene__lamps_are_sharp_and_saturate():
-    roads = gpd.GeoDataFrame({"highway": ["primary"]},
-                             geometry=[shapely.LineString([(0, 30), (100, 30)])], crs=CRS)
+    roads = gpd.GeoDataFrame(
+        {"highway": ["primary"]}, geometry=[shapely.LineString([(0, 30), (100, 30)])], crs=CRS
+    )
     lit = light_scene(_roads_only_scene(roads), seed=0)
     transform = Affine(0.92, 0, 0, 0, -0.92, 60)
     radiance = render_scene(lit, transform=transform, shape=(64, 110), sky_glow=0.0)
@@ -270,8 +281,13 @@ def test_generate_city__layers_in_projected_crs():
     city = generate_city(bounds, seed=3)
     assert city.crs.to_epsg() == 3067
     assert len(city.roads) and len(city.buildings)
-    assert set(city.roads["highway"]) <= {"primary", "secondary", "tertiary", "residential",
-                                          "footway"}
+    assert set(city.roads["highway"]) <= {
+        "primary",
+        "secondary",
+        "tertiary",
+        "residential",
+        "footway",
+    }
 
 
 # --- georeferenced scenes --------------------------------------------------------------------
@@ -308,20 +324,41 @@ def test_cli_simulate__writes_pairs_and_refuses_overwrite(runner, tmp_path):
     result = runner("simulate", "--out-dir", out, "--size", "48", "--count", "2", "--overlap", "8")
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "scene_000.tif", "scene_001.tif", "truth_000.tif", "truth_001.tif"]
+        "scene_000.tif",
+        "scene_001.tif",
+        "truth_000.tif",
+        "truth_001.tif",
+    ]
     again = runner("simulate", "--out-dir", out, "--size", "48", "--count", "2", "--overlap", "8")
     assert again.exit_code == 2
     assert again.stderr.startswith("error:") and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
-    assert runner("simulate", "--out-dir", out, "--size", "48", "--count", "2", "--overlap", "8",
-                  "--overwrite").exit_code == 0
+    assert (
+        runner(
+            "simulate",
+            "--out-dir",
+            out,
+            "--size",
+            "48",
+            "--count",
+            "2",
+            "--overlap",
+            "8",
+            "--overwrite",
+        ).exit_code
+        == 0
+    )
 
 
-@pytest.mark.parametrize("args,match", [
-    (("--size", "32", "--overlap", "32"), "--overlap"),
-    (("--crs", "EPSG:4326"), "projected"),
-    (("--count", "0"), "--count"),
-], ids=["overlap", "geographic-crs", "count"])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("--size", "32", "--overlap", "32"), "--overlap"),
+        (("--crs", "EPSG:4326"), "projected"),
+        (("--count", "0"), "--count"),
+    ],
+    ids=["overlap", "geographic-crs", "count"],
+)
 def test_cli_simulate__bad_input(runner, tmp_path, args, match):
     result = runner("simulate", "--out-dir", tmp_path / "x", *args)
     assert result.exit_code == 2
@@ -369,8 +406,10 @@ def test_sample_aoi__cogs_valid_in_3067(name):
         assert src.width > 1000 and src.height > 1700
 
 
-@pytest.mark.parametrize("name,column", [("roads.gpkg", "highway"), ("permeable.gpkg", "kind"),
-                                         ("buildings.gpkg", "building")])
+@pytest.mark.parametrize(
+    "name,column",
+    [("roads.gpkg", "highway"), ("permeable.gpkg", "kind"), ("buildings.gpkg", "building")],
+)
 def test_sample_aoi__vectors_in_3067(name, column):
     layer = gpd.read_file(SAMPLE_AOI / name)
     assert layer.crs.to_epsg() == 3067 and len(layer) > 10 and column in layer

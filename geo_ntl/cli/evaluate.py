@@ -127,19 +127,27 @@ def _light_table(light: dict, output: str, input_: str):  # noqa: ANN202
 
     flux = light["flux"]
     rows = [
-        ("black level, input (per band)", ", ".join(f"{v:.1f}" for v in light["black_before"]),
-         "-"),
-        ("black level, output (per band)", ", ".join(f"{v:.1f}" for v in light["black_after"]),
-         "-"),
+        (
+            "black level, input (per band)",
+            ", ".join(f"{v:.1f}" for v in light["black_before"]),
+            "-",
+        ),
+        (
+            "black level, output (per band)",
+            ", ".join(f"{v:.1f}" for v in light["black_after"]),
+            "-",
+        ),
         ("lit 100 m cells", str(flux["n"]), "-"),
         ("cell flux ratio, median", num(flux["median_ratio"]), "1"),
         ("cell flux |ratio-1|, median", num(flux["median_abs_dev"]), "lower"),
         ("cells within +-10 %", num(flux["within_10pct"]), "higher"),
-        ("cell flux ratio, min / max",
-         f"{num(flux['min'])} / {num(flux['max'])}", "1"),
+        ("cell flux ratio, min / max", f"{num(flux['min'])} / {num(flux['max'])}", "1"),
         ("isolated lamps (input)", str(light["lamps"]), "-"),
-        ("lamp FWHM px, input / output",
-         f"{num(light['fwhm_before'], '.2f')} / {num(light['fwhm_after'], '.2f')}", "lower"),
+        (
+            "lamp FWHM px, input / output",
+            f"{num(light['fwhm_before'], '.2f')} / {num(light['fwhm_after'], '.2f')}",
+            "lower",
+        ),
         ("new maxima", str(light["new_maxima"]), "lower"),
         ("dark rings", num(light["dark_rings"]), "lower"),
         ("highlights kept", num(light["highlights_kept"]), "higher"),

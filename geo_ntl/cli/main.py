@@ -121,8 +121,7 @@ def _interrupt_message(exc: BaseException, written: int) -> tuple[str, int]:
         )
     if written:
         done = (
-            f"{written} output(s) finished before it are complete; "
-            "rerun the same command to resume"
+            f"{written} output(s) finished before it are complete; rerun the same command to resume"
         )
     else:
         done = "no output was written and existing files are unchanged"

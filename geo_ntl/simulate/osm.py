@@ -37,11 +37,35 @@ __all__ = [
 HELSINKI_CRS = "EPSG:3067"
 #: OSM key -> values that count as permeable surfaces (mapped to ``kind``).
 PERMEABLE_TAGS: dict[str, tuple[str, ...]] = {
-    "landuse": ("grass", "meadow", "forest", "recreation_ground", "cemetery", "allotments",
-                "village_green", "flowerbed", "orchard", "greenfield", "basin", "pond",
-                "reservoir"),
-    "natural": ("wood", "scrub", "grassland", "heath", "wetland", "water", "bay", "beach",
-                "sand", "shingle", "scree", "bare_rock"),
+    "landuse": (
+        "grass",
+        "meadow",
+        "forest",
+        "recreation_ground",
+        "cemetery",
+        "allotments",
+        "village_green",
+        "flowerbed",
+        "orchard",
+        "greenfield",
+        "basin",
+        "pond",
+        "reservoir",
+    ),
+    "natural": (
+        "wood",
+        "scrub",
+        "grassland",
+        "heath",
+        "wetland",
+        "water",
+        "bay",
+        "beach",
+        "sand",
+        "shingle",
+        "scree",
+        "bare_rock",
+    ),
     "leisure": ("park", "garden", "playground", "pitch", "dog_park", "nature_reserve"),
 }
 #: OSM key -> values of floodlit open areas (mapped to ``kind``).
@@ -101,8 +125,13 @@ def _tagged(frame: gpd.GeoDataFrame | None, tags: dict[str, tuple[str, ...]]) ->
             continue
         hit = frame[frame[key].isin(values)]
         if len(hit):
-            parts.append(gpd.GeoDataFrame({"kind": hit[key].astype(str).to_numpy()},
-                                          geometry=hit.geometry.to_numpy(), crs=frame.crs))
+            parts.append(
+                gpd.GeoDataFrame(
+                    {"kind": hit[key].astype(str).to_numpy()},
+                    geometry=hit.geometry.to_numpy(),
+                    crs=frame.crs,
+                )
+            )
     if not parts:
         return gpd.GeoDataFrame({"kind": []}, geometry=[], crs=frame.crs)
     return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=frame.crs)
@@ -174,18 +203,22 @@ def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene
         buildings = osm.get_buildings()
         landuse = osm.get_landuse()
         natural = osm.get_natural()
-        leisure = osm.get_data_by_custom_criteria(
-            custom_filter={"leisure": True}, keep_nodes=False)
+        leisure = osm.get_data_by_custom_criteria(custom_filter={"leisure": True}, keep_nodes=False)
         amenity = osm.get_data_by_custom_criteria(
-            custom_filter={"amenity": ["parking", "fuel"]}, keep_nodes=False)
+            custom_filter={"amenity": ["parking", "fuel"]}, keep_nodes=False
+        )
         place = osm.get_data_by_custom_criteria(
-            custom_filter={"place": ["square"]}, keep_nodes=False)
+            custom_filter={"place": ["square"]}, keep_nodes=False
+        )
     if network is None or len(network) == 0:
         raise VectorDataError(f"{path} has no roads (highway=*); choose another extract.")
     if "tunnel" in network:
         network = network[~network["tunnel"].isin(_TUNNEL_VALUES)]
-    roads = gpd.GeoDataFrame({"highway": network["highway"].astype(str).to_numpy()},
-                             geometry=network.geometry.to_numpy(), crs=network.crs)
+    roads = gpd.GeoDataFrame(
+        {"highway": network["highway"].astype(str).to_numpy()},
+        geometry=network.geometry.to_numpy(),
+        crs=network.crs,
+    )
     roads = roads.explode(index_parts=False).reset_index(drop=True)
     roads = roads[roads.geom_type == "LineString"].reset_index(drop=True)
 
@@ -199,14 +232,17 @@ def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene
     bbox = shapely.box(*network.total_bounds)
     coastline = None
     if natural is not None and "natural" in natural:
-        coastline = natural[(natural["natural"] == "coastline")
-                            & natural.geom_type.isin(["LineString", "MultiLineString"])]
+        coastline = natural[
+            (natural["natural"] == "coastline")
+            & natural.geom_type.isin(["LineString", "MultiLineString"])
+        ]
     sea = _sea(coastline, bbox)
     water = gpd.GeoDataFrame(geometry=[*water_rows.geometry, *sea], crs="EPSG:4326")
     if sea:
         sea_rows = gpd.GeoDataFrame({"kind": ["sea"] * len(sea)}, geometry=sea, crs="EPSG:4326")
-        permeable = gpd.GeoDataFrame(pd.concat([permeable, sea_rows], ignore_index=True),
-                                     crs="EPSG:4326")
+        permeable = gpd.GeoDataFrame(
+            pd.concat([permeable, sea_rows], ignore_index=True), crs="EPSG:4326"
+        )
 
     building_polys = _polygons(buildings)
     if building_polys is None:
@@ -214,7 +250,9 @@ def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene
     else:
         building_layer = gpd.GeoDataFrame(
             {"building": building_polys["building"].astype(str).to_numpy()},
-            geometry=building_polys.geometry.to_numpy(), crs=building_polys.crs)
+            geometry=building_polys.geometry.to_numpy(),
+            crs=building_polys.crs,
+        )
 
     def project(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         frame = frame.set_crs("EPSG:4326") if frame.crs is None else frame

@@ -87,8 +87,12 @@ def _splat_lamps(lamps, *, shape, transform) -> np.ndarray:  # noqa: ANN001
     wx, wy = fx - x0, fy - y0
     flux = lamps["flux"].to_numpy(dtype=np.float32)
     rgb = lamps[["r", "g", "b"]].to_numpy(dtype=np.float32).T
-    for dy, dx, w in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx),
-                      (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
+    for dy, dx, w in (
+        (0, 0, (1 - wy) * (1 - wx)),
+        (0, 1, (1 - wy) * wx),
+        (1, 0, wy * (1 - wx)),
+        (1, 1, wy * wx),
+    ):
         yy, xx = y0 + dy, x0 + dx
         ok = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
         for band in range(3):

@@ -151,16 +151,20 @@ def scene_grid(
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 16:
         raise ParameterError(f"scene size must be an integer >= 16 pixels, got {size!r}.")
     if not 0 <= overlap < size:
-        raise ParameterError(
-            f"overlap must be in [0, size) = [0, {size}), got {overlap!r} pixels."
-        )
+        raise ParameterError(f"overlap must be in [0, size) = [0, {size}), got {overlap!r} pixels.")
     if not resolution > 0:
         raise ParameterError(f"resolution must be > 0 metres, got {resolution!r}.")
     cols = math.ceil(math.sqrt(n))
     step = (size - overlap) * resolution
     return [
-        Affine(resolution, 0.0, origin[0] + step * (i % cols), 0.0, -resolution,
-               origin[1] - step * (i // cols))
+        Affine(
+            resolution,
+            0.0,
+            origin[0] + step * (i % cols),
+            0.0,
+            -resolution,
+            origin[1] - step * (i // cols),
+        )
         for i in range(n)
     ]
 
@@ -254,16 +258,38 @@ def synthetic_scenes(
     seeds = np.random.SeedSequence(seed).generate_state(2 + n)
     city = generate_city((xmin, ymin, xmax, ymax), seed=int(seeds[0]), crs=crs)
     city = light_scene(city, seed=int(seeds[1]), lamp_density=lamp_density)
-    params = {"seed": seed, "lamp_density": lamp_density, "sky_glow": sky_glow,
-              "size": size, "overlap": overlap, **degrade_options}
+    params = {
+        "seed": seed,
+        "lamp_density": lamp_density,
+        "sky_glow": sky_glow,
+        "size": size,
+        "overlap": overlap,
+        **degrade_options,
+    }
     for pair in pairs:
-        radiance = render_scene(city, transform=pair.transform, shape=(size, size),
-                                seed=int(seeds[1]), sky_glow=sky_glow)
+        radiance = render_scene(
+            city,
+            transform=pair.transform,
+            shape=(size, size),
+            seed=int(seeds[1]),
+            sky_glow=sky_glow,
+        )
         degraded = degrade(radiance, seed=int(seeds[2 + pair.index]), psf=psf, **degrade_options)
         tags = {"GEO_NTL_SCENE_INDEX": pair.index}
-        write_cog(to_dataarray(to_uint8(radiance), transform=pair.transform, crs=crs),
-                  pair.clean, overwrite=overwrite, stage="simulate-truth", params=params, tags=tags)
-        write_cog(to_dataarray(to_uint8(degraded), transform=pair.transform, crs=crs),
-                  pair.degraded, overwrite=overwrite, stage="simulate-degraded", params=params,
-                  tags=tags)
+        write_cog(
+            to_dataarray(to_uint8(radiance), transform=pair.transform, crs=crs),
+            pair.clean,
+            overwrite=overwrite,
+            stage="simulate-truth",
+            params=params,
+            tags=tags,
+        )
+        write_cog(
+            to_dataarray(to_uint8(degraded), transform=pair.transform, crs=crs),
+            pair.degraded,
+            overwrite=overwrite,
+            stage="simulate-degraded",
+            params=params,
+            tags=tags,
+        )
     return pairs
