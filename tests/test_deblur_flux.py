@@ -119,3 +119,16 @@ def test_deblur__tiled_equals_whole_with_flux_pass(tiny_weights, conserve):
         conserve=conserve,
     ).values
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_conserve_flux__no_bright_ring_beyond_clipped_light():
+    # A restoration that removes the bloom around a saturated lamp: the light it takes away
+    # near the lamp is not put back just outside the clipped-light neighbourhood.
+    yy, xx = np.mgrid[:241, :241]
+    r = np.hypot(yy - 120, xx - 120)
+    scene = np.repeat((10 + 200 * np.exp(-r / 15.0))[None], 3, axis=0).astype(np.float32)
+    scene[:, r < 6] = 255.0
+    restored = np.where(r < 6, 255.0, 10.0)[None].repeat(3, axis=0).astype(np.float32)
+    out = conserve_flux(scene, restored, full_scale=255)
+    ring = (r > CLIP_RADIUS + 14) & (r < CLIP_RADIUS + 40)
+    assert (out[:, ring] <= scene[:, ring] + 0.5).all()

@@ -12,14 +12,16 @@ light (dim backgrounds, lit windows, the wings of each lamp).
 neighbourhood -- is removed, so the correction only moves light within about two
 ``FLUX_SIGMA`` (its local sums vanish at larger scales)::
 
-    output = scene + c - (1 - m) * G_sigma(c)
+    output = scene + c - G_sigma((1 - m) c)
 
 The one exception is light the sensor clipped: around pixels saturated in the input, blooming
 spread light whose true source is brighter than full scale, and a sharp output clips that
 excess away as the sensor would have. There ``m`` (the neighbourhood of saturated pixels
 within :data:`CLIP_RADIUS` px, feathered by a Gaussian of ``FLUX_SIGMA / 2``) lets the
-correction remove light. Everything is a local operator of support :func:`flux_halo`, so the
-tiled engine reproduces a whole-scene run exactly.
+correction remove light: its correction there is kept as it is, and only the correction
+elsewhere is balanced (balancing the whole correction, as an earlier version did, put the light
+removed beside a lamp back just outside ``m``, a bright ring). Everything is a local operator
+of support :func:`flux_halo`, so the tiled engine reproduces a whole-scene run exactly.
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ def flux_halo(sigma: float = FLUX_SIGMA, clip_radius: int = CLIP_RADIUS) -> int:
     Returns
     -------
     int
-        The larger of the low-pass radius and the clipped-light mask's reach, rounded up
-        to a multiple of 8.
+        The clipped-light mask's reach plus the low-pass radius, rounded up to a multiple
+        of 8.
     """
-    reach = max(_radius(sigma), clip_radius + _radius(sigma / 2))
+    reach = clip_radius + _radius(sigma / 2) + _radius(sigma)
     return int(math.ceil(reach / 8) * 8)
 
 
@@ -120,14 +122,17 @@ def conserve_flux(
     """
     x = np.asarray(scene, dtype=np.float32)
     correction = np.asarray(restored, dtype=np.float32) - x
-    low = ndi.gaussian_filter(correction, (0, sigma, sigma), mode="reflect", truncate=TRUNCATE)
     saturated = (x >= np.float32(SATURATION * full_scale)).any(axis=0)
     if saturated.any():
+        # The correction may keep what it does near clipped light; only the rest is balanced.
         near = ndi.distance_transform_edt(~saturated) <= clip_radius
         allow = ndi.gaussian_filter(
             near.astype(np.float32), sigma / 2, mode="reflect", truncate=TRUNCATE
         )
-        low *= 1.0 - np.clip(allow, 0.0, 1.0)
+        balanced = correction * (1.0 - np.clip(allow, 0.0, 1.0))
+    else:
+        balanced = correction
+    low = ndi.gaussian_filter(balanced, (0, sigma, sigma), mode="reflect", truncate=TRUNCATE)
     return x + correction - low
 
 
