@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_deblur import _tiny_generator
 
-from geo_ntl.deblur import deblur, deblur_array
+from geo_ntl.deblur import deblur, deblur_array, flux
 from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA, conserve_flux, flux_halo
 from geo_ntl.testing import make_scene
 from geo_ntl.tiling import apply_tiled, apply_whole
@@ -132,3 +134,16 @@ def test_conserve_flux__no_bright_ring_beyond_clipped_light():
     out = conserve_flux(scene, restored, full_scale=255)
     ring = (r > CLIP_RADIUS + 14) & (r < CLIP_RADIUS + 40)
     assert (out[:, ring] <= scene[:, ring] + 0.5).all()
+
+
+@pytest.mark.parametrize("sigma", [8.0, 16.0, 24.0])
+def test_low_pass__normalised_almost_gaussian(sigma):
+    impulse = np.zeros((1, 257, 257), np.float32)
+    impulse[0, 128, 128] = 1.0
+    kernel = flux.low_pass(impulse, sigma)[0]
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    offsets = np.arange(257) - 128
+    variance = float((kernel.sum(axis=0) * offsets**2).sum())
+    assert math.sqrt(variance) == pytest.approx(sigma, rel=0.03)
+    support = np.flatnonzero(kernel[128] > 0)
+    assert support[-1] - 128 == flux._radius(sigma) <= 3 * sigma
