@@ -96,4 +96,4 @@ def test_spatial_clustering_notebook__prose_matches_numbers(executed):
 def test_spatial_clustering_notebook__finds_data_through_the_package(executed):
     first_code = next(cell for cell in executed.cells if cell.cell_type == "code")
     assert "geo_ntl.sample_aoi_path()" in first_code.source
-    assert "sample_aoi\"" not in first_code.source and "parents" not in first_code.source
+    assert 'sample_aoi"' not in first_code.source and "parents" not in first_code.source

@@ -56,7 +56,9 @@ def test_sample_aoi__unknown_name_is_a_parameter_error():
 
 
 def test_wheel__ships_the_sample_aoi(tmp_path):
-    pytest.importorskip("setuptools", reason="building the wheel without isolation needs setuptools")
+    pytest.importorskip(
+        "setuptools", reason="building the wheel without isolation needs setuptools"
+    )
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):

@@ -106,6 +106,20 @@ class ClusterResult:
 
         return write_figures(self, directory, overwrite=overwrite)
 
+    def to_esda(self) -> Any:
+        """Return the statistics as esda objects, for splot and esda's tools.
+
+        Returns
+        -------
+        geo_ntl.spatial.esda_objects.EsdaResults
+            ``esda.Moran``/``Moran_BV`` per global test and ``esda.Moran_Local``/
+            ``Moran_Local_BV`` per local test, with the same ``I`` and ``p_sim``, and the
+            analysed cells they are aligned with (see :func:`geo_ntl.spatial.esda_objects.to_esda`).
+        """
+        from geo_ntl.spatial.esda_objects import to_esda
+
+        return to_esda(self)
+
 
 def cells_format(path: str | os.PathLike[str]) -> str:
     """Return the writer for a cells path, "GPKG" or "parquet", from its extension.
