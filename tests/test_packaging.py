@@ -78,6 +78,7 @@ def test_wheel__ships_the_sample_aoi(tmp_path):
     for name in SAMPLE_FILES:
         assert f"geo_ntl/data/sample_aoi/helsinki/{name}" in names
     assert "geo_ntl/sample_data.py" in names and "geo_ntl/weights/registry.json" in names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert wheel.stat().st_size < 40 * 2**20
 
 
