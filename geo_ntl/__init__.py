@@ -21,6 +21,8 @@ _LAZY = {
     "scene_info": "geo_ntl.io",
     "apply_tiled": "geo_ntl.tiling",
     "apply_whole": "geo_ntl.tiling",
+    "sample_aoi": "geo_ntl.sample_data",
+    "sample_aoi_path": "geo_ntl.sample_data",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -9,17 +9,41 @@ dark places more than bright ones, as a low-light enhancer must; it is for viewi
 clustering is distorted (on the sample AOI the permeable-surface association flipped to a
 significant opposite sign). The stage and parameters that each geo_ntl output records in its
 tags tell the two apart; :func:`check_faithful` refuses an enhanced rendition for analysis.
+
+Pixel values are digital numbers (DN), not radiance. :class:`Calibration` converts them with a
+calibration the user supplies, ``radiance = gain * DN ** exponent + offset``, in the unit the
+user names. geo_ntl ships no default: no published absolute calibration of Jilin-1 night
+imagery with coefficients was found to cite, and a product's calibration depends on the
+satellite, the band and the exposure, so take the coefficients from the data provider.
+Without a calibration, geo_ntl labels night-light values as DN.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from geo_ntl.exceptions import InputError
+import numpy as np
 
-__all__ = ["EnhancedRasterError", "Rendition", "check_faithful", "rendition"]
+from geo_ntl.exceptions import InputError, ParameterError
+
+__all__ = [
+    "DN_UNIT",
+    "Calibration",
+    "EnhancedRasterError",
+    "Rendition",
+    "check_faithful",
+    "parse_calibration",
+    "rendition",
+    "to_radiance",
+    "value_unit",
+]
+
+#: Unit label of uncalibrated pixel values.
+DN_UNIT = "DN"
 
 Rendition = Literal["faithful", "enhanced"]
 
@@ -89,3 +113,138 @@ def check_faithful(tags: Mapping[str, Any], *, source: str, allow_enhanced: bool
         "deblooming output without the enhancer (geo-ntl deblur without --enhance) or pass "
         "allow_enhanced=True to analyse it anyway"
     )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A DN-to-radiance conversion, ``radiance = gain * DN ** exponent + offset``.
+
+    Attributes
+    ----------
+    gain : float
+        Multiplier of ``DN ** exponent``; finite and non-zero.
+    unit : str
+        Unit of the result, for labels (for example ``"nW cm-2 sr-1"``); not empty.
+    offset : float, default 0.0
+        Added after the gain; finite.
+    exponent : float, default 1.0
+        Power of the DN; finite and positive (1 for a linear calibration).
+
+    Raises
+    ------
+    ParameterError
+        For a value out of range.
+
+    Examples
+    --------
+    >>> cal = Calibration(gain=2.0, offset=0.5, exponent=1.5, unit="W m-2 sr-1 um-1")
+    >>> cal.to_radiance([0, 4]).tolist()
+    [0.5, 16.5]
+    """
+
+    gain: float
+    unit: str
+    offset: float = 0.0
+    exponent: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("gain", "offset", "exponent"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ParameterError(f"calibration {name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ParameterError(f"calibration {name} must be finite, got {value}")
+        if self.gain == 0:
+            raise ParameterError("calibration gain must not be 0")
+        if self.exponent <= 0:
+            raise ParameterError(f"calibration exponent must be > 0, got {self.exponent}")
+        if not isinstance(self.unit, str) or not self.unit.strip():
+            raise ParameterError("calibration unit must be named, e.g. unit='nW cm-2 sr-1'")
+
+    def to_radiance(self, dn: Any) -> np.ndarray:
+        """Return ``gain * dn ** exponent + offset`` as float64 (see :func:`to_radiance`)."""
+        return to_radiance(dn, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (JSON-ready)."""
+        return asdict(self)
+
+
+def to_radiance(dn: Any, calibration: Calibration) -> np.ndarray:
+    """Convert digital numbers to radiance with a user-given calibration.
+
+    Parameters
+    ----------
+    dn : array_like
+        Digital numbers (any shape; negative values give NaN for a non-integer exponent).
+    calibration : Calibration
+
+    Returns
+    -------
+    ndarray of float64
+        ``calibration.gain * dn ** calibration.exponent + calibration.offset``.
+    """
+    values = np.asarray(dn, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        powered = values if calibration.exponent == 1 else np.power(values, calibration.exponent)
+    return calibration.gain * powered + calibration.offset
+
+
+def value_unit(calibration: Calibration | None) -> str:
+    """Return the unit label of night-light values: the calibration's unit, or ``"DN"``."""
+    return DN_UNIT if calibration is None else calibration.unit
+
+
+def parse_calibration(text: str) -> Calibration:
+    """Parse ``"gain=G,offset=O,exponent=E,unit=U"`` into a :class:`Calibration`.
+
+    ``gain`` and ``unit`` are required; ``offset`` (0) and ``exponent`` (1) may be left out.
+    The unit is the text after ``unit=`` up to the end or the next comma.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    ParameterError
+        For an unknown or repeated key, a missing ``gain`` or ``unit``, or a value that is not
+        a number.
+
+    Examples
+    --------
+    >>> parse_calibration("gain=1e-3,exponent=1.5,unit=W m-2 sr-1 um-1")
+    Calibration(gain=0.001, unit='W m-2 sr-1 um-1', offset=0.0, exponent=1.5)
+    """
+    fields: dict[str, str] = {}
+    for item in str(text).split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("gain", "offset", "exponent", "unit"):
+            raise ParameterError(
+                f"cannot read calibration {text!r}: expected KEY=VALUE items separated by commas, "
+                "gain=<number>,offset=<number>,exponent=<number>,unit=<text>"
+            )
+        if key in fields:
+            raise ParameterError(f"calibration {text!r} gives {key} twice")
+        fields[key] = value.strip()
+    missing = [key for key in ("gain", "unit") if key not in fields]
+    if missing:
+        raise ParameterError(
+            f"calibration {text!r} lacks {' and '.join(missing)}: geo_ntl has no default "
+            "calibration, give the coefficients and unit of your product"
+        )
+    numbers: dict[str, float] = {}
+    for key in ("gain", "offset", "exponent"):
+        if key in fields:
+            try:
+                numbers[key] = float(fields[key])
+            except ValueError:
+                raise ParameterError(
+                    f"calibration {key} must be a number, got {fields[key]!r}"
+                ) from None
+    return Calibration(unit=fields["unit"], **numbers)

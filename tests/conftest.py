@@ -11,7 +11,7 @@ from geo_ntl.testing import make_scene
 
 #: The shared data folder beside a developer's checkout (absent in users' clones).
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SAMPLE_AOI = Path(__file__).resolve().parents[1] / "sample_aoi" / "helsinki"
+SAMPLE_AOI = Path(__file__).resolve().parents[1] / "geo_ntl" / "data" / "sample_aoi" / "helsinki"
 
 
 def shared_path(*parts: str) -> Path:

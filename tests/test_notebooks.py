@@ -1,16 +1,19 @@
-"""Execute the analysis notebooks with nbclient and check what they compute."""
+"""Execute the analysis notebooks with nbclient, from outside the source tree, and check them."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
+import geo_ntl
+
 ROOT = Path(__file__).parents[1]
 NOTEBOOK = ROOT / "notebooks" / "spatial_clustering.ipynb"
-SAMPLE = ROOT / "sample_aoi" / "helsinki"
+SAMPLE = ROOT / "geo_ntl" / "data" / "sample_aoi" / "helsinki"
 
 
 def _tagged_output(nb, tag: str) -> str:
@@ -29,22 +32,29 @@ def _tagged_output(nb, tag: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def executed():
+def executed(tmp_path_factory):
+    """The notebook run as a user runs it: its kernel in an empty folder outside the checkout."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     if not all(
         (SAMPLE / name).exists()
         for name in ("truth.tif", "scene.tif", "roads.gpkg", "permeable.gpkg")
     ):
-        pytest.skip("sample_aoi/helsinki is not present")
+        pytest.skip("the sample AOI is not present")
+    outside = tmp_path_factory.mktemp("notebook_cwd")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        resources={"metadata": {"path": str(outside)}},
     )
-    client.execute()
+    # The kernel imports the geo_ntl under test (not another install), found by PYTHONPATH only.
+    package_root = str(Path(geo_ntl.__file__).resolve().parents[1])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]))
+        client.execute()
+    assert not any(outside.iterdir()), "the notebook left files in its working folder"
     return nb
 
 
@@ -81,3 +91,9 @@ def test_spatial_clustering_notebook__prose_matches_numbers(executed):
         assert f"I = {test['I']:+.3f}" in line
         assert ("positive" if test["I"] > 0 else "negative") in line
         assert ("not significant" in line) == (test["p_sim"] >= 0.05)
+
+
+def test_spatial_clustering_notebook__finds_data_through_the_package(executed):
+    first_code = next(cell for cell in executed.cells if cell.cell_type == "code")
+    assert "geo_ntl.sample_aoi_path()" in first_code.source
+    assert 'sample_aoi"' not in first_code.source and "parents" not in first_code.source

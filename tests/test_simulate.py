@@ -28,7 +28,7 @@ from geo_ntl.simulate.layers import empty_layer
 from geo_ntl.simulate.psf import check_psf, disk_psf, gaussian_psf
 from geo_ntl.simulate.scenes import scene_grid, synthetic_scenes
 
-SAMPLE_AOI = Path(__file__).resolve().parents[1] / "sample_aoi" / "helsinki"
+SAMPLE_AOI = Path(__file__).resolve().parents[1] / "geo_ntl" / "data" / "sample_aoi" / "helsinki"
 CRS = "EPSG:3067"
 QUIET = {"full_well": None, "read_noise": 0.0, "max_shift": 0.0}
 

@@ -471,6 +471,49 @@ def test_cluster__nodata_cells_labelled(tmp_path):
     assert res.cells.loc[empty, "ntl_I"].isna().all()
 
 
+def test_cluster_result__to_esda_same_statistics_as_result(tmp_path):
+    import esda
+
+    ntl, roads, parks = planted(tmp_path, nodata_block=True)
+    res = cluster(ntl, roads=roads, permeable=parks, cell_size=4, permutations=PERMS, seed=5)
+    objs = res.to_esda()
+    assert len(objs.cells) == res.report["n_analysed"] < len(res.cells)
+    assert objs.cells["analysed"].all()
+    assert set(objs.global_stats) == set(res.global_stats)
+    for key, stat in res.global_stats.items():
+        obj = objs.global_stats[key]
+        assert isinstance(obj, esda.Moran if stat.test == "moran" else esda.Moran_BV)
+        assert obj.I == stat.I and obj.p_sim == stat.p_sim and obj.z_sim == stat.z
+        assert len(obj.sim) == stat.permutations and obj.w.n == len(objs.cells)
+    for key, stat in res.local_stats.items():
+        obj = objs.local_stats[key]
+        kind = esda.Moran_Local if res.local_variables[key][1] is None else esda.Moran_Local_BV
+        assert type(obj) is kind and obj.n == len(objs.cells)
+        np.testing.assert_array_equal(obj.Is, stat.Is)
+        np.testing.assert_array_equal(obj.q, stat.q)
+        np.testing.assert_array_equal(obj.p_sim, stat.p_sim)
+        np.testing.assert_array_equal(objs.cells[f"{key}_I"].to_numpy(), obj.Is)  # aligned rows
+        names = {"High-High": "HH", "Low-Low": "LL", "High-Low": "HL", "Low-High": "LH"}
+        esda_labels = [names.get(lab, "ns") for lab in obj.get_cluster_labels(stat.threshold)]
+        np.testing.assert_array_equal(esda_labels, stat.labels)
+
+
+def test_cluster_result__to_esda_objects_plot_with_esda_tools(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ntl, roads, parks = planted(tmp_path)
+    res = cluster(ntl, roads=roads, permeable=parks, cell_size=8, permutations=19)
+    objs = res.to_esda()
+    lisa = objs.local_stats["ntl"]
+    assert lisa.plot(objs.cells) is not None  # esda's LISA cluster map, from the cells
+    assert lisa.plot_scatter() is not None
+    assert objs.global_stats["moran_ntl"].plot_scatter() is not None
+    plt.close("all")
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
 from geo_ntl.cli.options import json_opt, out_opt, overwrite_opt
+
+if TYPE_CHECKING:
+    from geo_ntl.radiometry import Calibration
 
 
 def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
@@ -26,6 +30,21 @@ def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
                 f"expected CLASS=WEIGHT such as primary=2, got {text!r}", param_hint="--road-weight"
             )
     return weights
+
+
+def _parse_calibration(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Calibration | None:
+    """Read ``--calibration gain=..,offset=..,exponent=..,unit=..`` (no default calibration)."""
+    if value is None:
+        return None
+    from geo_ntl.exceptions import ParameterError
+    from geo_ntl.radiometry import parse_calibration
+
+    try:
+        return parse_calibration(value)
+    except ParameterError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @contextlib.contextmanager
@@ -104,7 +123,16 @@ def _option_names() -> Iterator[None]:
     type=click.Choice(["mean", "luma"]),
     default="mean",
     show_default=True,
-    help="Per-pixel radiance of RGB rasters: band mean or Rec. 601 luma.",
+    help="How the bands of RGB rasters combine per pixel: band mean or Rec. 601 luma.",
+)
+@click.option(
+    "--calibration",
+    callback=_parse_calibration,
+    default=None,
+    metavar="gain=G,offset=O,exponent=E,unit=U",
+    help="Convert DN to radiance = gain * DN**exponent + offset, in unit U, before aggregating "
+    "(offset 0 and exponent 1 if left out; no default calibration). Without it night light "
+    "is in DN.",
 )
 @click.option(
     "--road-weight",
@@ -146,6 +174,7 @@ def cluster(
     alpha: float,
     fdr: bool,
     radiance: str,
+    calibration: Calibration | None,
     road_weights: tuple[str, ...],
     jobs: int,
     figures: str | None,
@@ -203,6 +232,7 @@ def cluster(
             road_class_weights=_parse_road_weights(road_weights),  # type: ignore[arg-type]
             n_jobs=jobs,
             allow_enhanced=allow_enhanced,
+            calibration=calibration,
         )
     for item in caught:
         if issubclass(item.category, GeoNTLWarning):
@@ -221,6 +251,7 @@ def cluster(
         f"cells: {rep['n_cells']} ({rep['n_analysed']} analysed, {rep['n_no_data']} without data, "
         f"{rep['n_islands']} islands); wrote {out}"
     )
+    click.echo(f"night light in {rep['ntl_unit']}")
     for name, stat in result.global_stats.items():
         click.echo(
             f"{name:<34} I={stat.I:+.4f}  E[I]={stat.expected_I:+.4f}  "

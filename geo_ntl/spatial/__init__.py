@@ -21,6 +21,7 @@ from geo_ntl.spatial.api import (
     summary_json,
     write_cells,
 )
+from geo_ntl.spatial.esda_objects import EsdaResults, to_esda
 from geo_ntl.spatial.grid import Grid, make_grid
 from geo_ntl.spatial.plots import plot_lisa_map, plot_moran_scatter, write_figures
 from geo_ntl.spatial.stats import (
@@ -40,6 +41,7 @@ __all__ = [
     "VARIABLES",
     "CellWeights",
     "ClusterResult",
+    "EsdaResults",
     "GlobalStat",
     "Grid",
     "LocalStat",
@@ -59,6 +61,7 @@ __all__ = [
     "read_vector",
     "road_density",
     "summary_json",
+    "to_esda",
     "write_cells",
     "write_figures",
 ]

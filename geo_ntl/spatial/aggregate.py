@@ -22,6 +22,7 @@ import numpy as np
 
 from geo_ntl._runs import run_starts, sum_runs
 from geo_ntl.exceptions import AllNoDataError, ParameterError
+from geo_ntl.radiometry import Calibration
 from geo_ntl.spatial.grid import Grid
 
 __all__ = [
@@ -49,9 +50,10 @@ class NightLight:
     Attributes
     ----------
     mean : (n_cells,) ndarray of float64
-        Mean radiance of the valid pixels whose centre lies in the cell (NaN if none).
+        Mean pixel value of the valid pixels whose centre lies in the cell (NaN if none):
+        DN, or radiance when a calibration was given.
     sum : (n_cells,) ndarray of float64
-        Sum of the radiance of those pixels.
+        Sum of the values of those pixels.
     count : (n_cells,) ndarray of int64
         Number of valid pixels.
     """
@@ -62,12 +64,17 @@ class NightLight:
 
 
 def _radiance(
-    block: np.ndarray, mode: RadianceMode, nodata: float | None
+    block: np.ndarray,
+    mode: RadianceMode,
+    nodata: float | None,
+    calibration: Calibration | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Radiance and validity of a ``(band, y, x)`` block."""
+    """Per-pixel value (DN, or calibrated radiance) and validity of a ``(band, y, x)`` block."""
     from geo_ntl.io import nodata_mask
 
     data = block.astype(np.float64, copy=False)
+    if calibration is not None:
+        data = calibration.to_radiance(data)  # per band, before the bands are combined
     if mode == "luma":
         w = np.asarray(LUMA_WEIGHTS)[:, None, None]
         rad = (data[:3] * w).sum(axis=0)
@@ -106,11 +113,18 @@ def _aoi_valid(grid: Grid, y0: int, x0: int, h: int, w: int) -> np.ndarray | Non
 
 
 def _reduce_block(
-    block: np.ndarray, y0: int, x0: int, *, grid: Grid, mode: RadianceMode, nodata: float | None
+    block: np.ndarray,
+    y0: int,
+    x0: int,
+    *,
+    grid: Grid,
+    mode: RadianceMode,
+    nodata: float | None,
+    calibration: Calibration | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-lattice-cell (flat index, radiance sum, valid count) for one chunk."""
+    """Per-lattice-cell (flat index, value sum, valid count) for one chunk."""
     _, h, w = block.shape
-    rad, valid = _radiance(block, mode, nodata)
+    rad, valid = _radiance(block, mode, nodata, calibration)
     inside = _aoi_valid(grid, y0, x0, h, w)
     if inside is not None:
         valid &= inside
@@ -141,8 +155,9 @@ def aggregate_night_light(
     *,
     radiance: RadianceMode = "mean",
     batch: int = DEFAULT_BLOCK_BATCH,
+    calibration: Calibration | None = None,
 ) -> NightLight:
-    """Mean and sum of radiance per cell, streamed over the raster's dask chunks.
+    """Mean and sum of night light per cell, streamed over the raster's dask chunks.
 
     Parameters
     ----------
@@ -152,7 +167,7 @@ def aggregate_night_light(
     grid : Grid
         Cells from :func:`geo_ntl.spatial.grid.make_grid`.
     radiance : {"mean", "luma"}, default "mean"
-        How bands combine into one radiance per pixel: ``"mean"`` is the mean
+        How bands combine into one value per pixel: ``"mean"`` is the mean
         of all bands (the band itself for a panchromatic raster); ``"luma"``
         is Rec. 601 luma ``0.299 R + 0.587 G + 0.114 B`` of bands 1-3.
         Values are in the raster's units (DN for Jilin-1 products), times
@@ -160,6 +175,9 @@ def aggregate_night_light(
     batch : int, default DEFAULT_BLOCK_BATCH
         Chunks reduced per ``dask.compute`` call; memory holds about this many
         chunks at most.
+    calibration : Calibration, optional
+        Convert each band's DN to radiance (:class:`geo_ntl.radiometry.Calibration`)
+        before the bands are combined; without it the values stay DN.
 
     Returns
     -------
@@ -176,7 +194,7 @@ def aggregate_night_light(
     Notes
     -----
     A pixel is valid when not all of its bands equal the nodata value, its
-    radiance is finite and (with an AOI) its centre is inside the AOI.
+    value is finite and (with an AOI) its centre is inside the AOI.
     Memory: one lattice-sized float64 accumulator plus ``batch`` chunks.
     """
     import dask
@@ -214,6 +232,7 @@ def aggregate_night_light(
             grid=lattice,
             mode=radiance,
             nodata=nodata,
+            calibration=calibration,
         )
         for i in range(blocks.shape[0])
         for j in range(blocks.shape[1])

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from geo_ntl.exceptions import InputError, MissingDependencyError, ParameterError
+from geo_ntl.radiometry import Calibration, value_unit
 from geo_ntl.spatial.aggregate import (
     RadianceMode,
     aggregate_night_light,
@@ -57,7 +58,7 @@ class ClusterResult:
     cells : geopandas.GeoDataFrame
         One row per cell: ``cell_id``, ``row``, ``col``, ``area_m2``, ``coverage``,
         ``ntl_mean``, ``ntl_sum``, ``ntl_count`` (valid pixels), ``ntl`` (the
-        analysed night light), ``road_density`` (m/km²), ``permeable_fraction``,
+        analysed night light, in ``report["ntl_unit"]``), ``road_density`` (m/km²), ``permeable_fraction``,
         ``analysed`` (bool), and per local test ``<key>_I``, ``<key>_p``,
         ``<key>_label`` (HH, LL, HL, LH, ns; ``no_data`` for cells without
         valid pixels, ``island`` for cells without neighbours).
@@ -73,6 +74,7 @@ class ClusterResult:
     grid : Grid
     report : dict
         Counts (cells, analysed, no-data cells, islands, dropped slivers),
+        ``ntl_unit`` (the unit of the night-light columns: "DN", or the calibration's unit),
         vector repairs, and the parameters used.
     """
 
@@ -105,6 +107,20 @@ class ClusterResult:
         from geo_ntl.spatial.plots import write_figures
 
         return write_figures(self, directory, overwrite=overwrite)
+
+    def to_esda(self) -> Any:
+        """Return the statistics as esda objects, for splot and esda's tools.
+
+        Returns
+        -------
+        geo_ntl.spatial.esda_objects.EsdaResults
+            ``esda.Moran``/``Moran_BV`` per global test and ``esda.Moran_Local``/
+            ``Moran_Local_BV`` per local test, with the same ``I`` and ``p_sim``, and the
+            analysed cells they are aligned with (see :func:`geo_ntl.spatial.esda_objects.to_esda`).
+        """
+        from geo_ntl.spatial.esda_objects import to_esda
+
+        return to_esda(self)
 
 
 def cells_format(path: str | os.PathLike[str]) -> str:
@@ -192,6 +208,7 @@ def aggregate(
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     chunks: int = 1024,
     allow_enhanced: bool = False,
+    calibration: Calibration | None = None,
 ) -> tuple[Any, Grid, dict[str, Any]]:
     """Build the grid and aggregate night light, road density and permeable fraction per cell.
 
@@ -214,6 +231,10 @@ def aggregate(
     allow_enhanced : bool, default False
         Accept a raster that the low-light enhancer wrote (see :mod:`geo_ntl.radiometry`);
         by default it is refused, since its relative brightness is not the measured one.
+    calibration : Calibration, optional
+        Convert DN to radiance per pixel before aggregating
+        (:class:`geo_ntl.radiometry.Calibration`; there is no default). The report's
+        ``ntl_unit`` is its unit, or "DN" without one.
 
     Returns
     -------
@@ -251,7 +272,7 @@ def aggregate(
         if not shapely.intersects(np.asarray(layer.geometry.array, dtype=object), extent).any():
             raise_no_overlap(name, layer.total_bounds, cells_grid.frame.bounds)
     ensure_valid_data(da)
-    light = aggregate_night_light(da, cells_grid, radiance=radiance)
+    light = aggregate_night_light(da, cells_grid, radiance=radiance, calibration=calibration)
     cells = cells_grid.cells.copy()
     cells["ntl_mean"] = light.mean
     cells["ntl_sum"] = light.sum
@@ -267,6 +288,7 @@ def aggregate(
         "n_cells": int(len(cells)),
         "n_no_data": int((light.count == 0).sum()),
         "n_dropped_slivers": int(cells_grid.dropped.get("low_coverage", 0)),
+        "ntl_unit": value_unit(calibration),
         "vectors": {
             "roads": road_layer.attrs.get("geo_ntl_report", {}),
             "permeable": perm_layer.attrs.get("geo_ntl_report", {}),
@@ -279,6 +301,7 @@ def aggregate(
             "min_coverage": float(min_coverage),
             "aoi": aoi is not None,
             "road_class_weights": dict(road_class_weights) if road_class_weights else None,
+            "calibration": calibration.to_dict() if calibration is not None else None,
         },
     }
     return cells, cells_grid, report
@@ -307,6 +330,7 @@ def cluster(
     n_jobs: int = 1,
     chunks: int = 1024,
     allow_enhanced: bool = False,
+    calibration: Calibration | None = None,
 ) -> ClusterResult:
     """Spatial clustering of night light against road density and permeable surfaces.
 
@@ -340,7 +364,7 @@ def cluster(
     fdr : bool, default False
         Label with the FDR cut-off (:func:`esda.fdr`) instead of ``alpha``.
     radiance, ntl_statistic, road_class_weights, road_class_column, min_coverage, chunks,
-    allow_enhanced
+    allow_enhanced, calibration
         See :func:`aggregate`.
     n_jobs : int, default 1
         Threads for the local permutations (-1: all).
@@ -375,6 +399,7 @@ def cluster(
         min_coverage=min_coverage,
         chunks=chunks,
         allow_enhanced=allow_enhanced,
+        calibration=calibration,
     )
     has_data = cells["ntl_count"].to_numpy() > 0
     cw = build_weights(cells_grid, method=weights, k=k, distance=distance, include=has_data)

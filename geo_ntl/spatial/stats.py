@@ -155,6 +155,25 @@ def _as_graph(weights: Any) -> Any:
     )
 
 
+def esda_moran(y: np.ndarray, graph: Any, *, permutations: int, seed: int) -> Any:
+    """Return the :class:`esda.Moran` that :func:`global_moran` reads, seeded as it is.
+
+    ``graph`` is a row-standardised Graph (see :func:`global_moran` for the checks on ``y``).
+    """
+    import esda
+
+    with _seeded_global_rng(seed):
+        return esda.Moran(y, graph, transformation="r", permutations=permutations)
+
+
+def esda_moran_bv(x: np.ndarray, y: np.ndarray, graph: Any, *, permutations: int, seed: int) -> Any:
+    """Return the :class:`esda.Moran_BV` that :func:`global_moran_bv` reads, seeded as it is."""
+    import esda
+
+    with _seeded_global_rng(seed):
+        return esda.Moran_BV(x, y, graph, transformation="r", permutations=permutations)
+
+
 def _check_variable(values: Any, n: int, name: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).ravel()
     if arr.shape[0] != n:
@@ -216,14 +235,9 @@ def global_moran(
     >>> round(global_moran(y, g, permutations=99).I, 3)
     0.889
     """
-    import esda
-
     graph = _as_graph(weights)
     arr = _check_variable(y, graph.n, name)
-    with _seeded_global_rng(seed):
-        mi = esda.Moran(
-            arr, graph, transformation="r", permutations=_check_permutations(permutations)
-        )
+    mi = esda_moran(arr, graph, permutations=_check_permutations(permutations), seed=seed)
     return GlobalStat(
         test="moran",
         x=None,
@@ -267,15 +281,10 @@ def global_moran_bv(
         Positive ``I``: high ``x`` sits among high ``y`` (co-location);
         negative: high ``x`` among low ``y`` (dispersion).
     """
-    import esda
-
     graph = _as_graph(weights)
     ax = _check_variable(x, graph.n, names[0])
     ay = _check_variable(y, graph.n, names[1])
-    with _seeded_global_rng(seed):
-        mb = esda.Moran_BV(
-            ax, ay, graph, transformation="r", permutations=_check_permutations(permutations)
-        )
+    mb = esda_moran_bv(ax, ay, graph, permutations=_check_permutations(permutations), seed=seed)
     return GlobalStat(
         test="moran_bv",
         x=names[0],
@@ -305,6 +314,36 @@ def _labels(q: np.ndarray, p_sim: np.ndarray, alpha: float, fdr: bool) -> tuple[
     return labels.astype(str), threshold
 
 
+def esda_moran_local(
+    x: np.ndarray | None,
+    y: np.ndarray,
+    graph: Any,
+    *,
+    permutations: int,
+    seed: int,
+    n_jobs: int = 1,
+) -> Any:
+    """Return an :class:`esda.Moran_Local` (``x`` None) or :class:`esda.Moran_Local_BV`.
+
+    With ``permutations=0`` esda computes the statistics and quadrants only; the pseudo
+    p-values then come from :mod:`geo_ntl.spatial._crand` (see :func:`local_moran`).
+    """
+    import esda
+
+    common = {
+        "transformation": "r",
+        "permutations": permutations,
+        "seed": seed,
+        "keep_simulations": permutations > 0,
+        "n_jobs": n_jobs,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # esda's notice about 'alternative'
+        if x is None:
+            return esda.Moran_Local(y, graph, **common)
+        return esda.Moran_Local_BV(x, y, graph, **common)
+
+
 def _local(
     x: np.ndarray | None,
     y: np.ndarray,
@@ -317,29 +356,14 @@ def _local(
     n_jobs: int,
     engine: Engine,
 ) -> LocalStat:
-    import esda
-
     from geo_ntl.spatial._crand import local_pvalues
 
     permutations = _check_permutations(permutations)
     if engine not in ("geo_ntl", "esda"):
         raise ParameterError(f"engine must be 'geo_ntl' or 'esda', got {engine!r}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # esda's notice about 'alternative'
-        n_perm = permutations if engine == "esda" else 0
-        common = {
-            "transformation": "r",
-            "permutations": n_perm,
-            "seed": seed,
-            "keep_simulations": engine == "esda",
-            "n_jobs": n_jobs,
-        }
-        if x is None:
-            ml = esda.Moran_Local(y, graph, **common)
-            zf = zn = ml.z
-        else:
-            ml = esda.Moran_Local_BV(x, y, graph, **common)
-            zf, zn = ml.zx, ml.zy
+    n_perm = permutations if engine == "esda" else 0
+    ml = esda_moran_local(x, y, graph, permutations=n_perm, seed=seed, n_jobs=n_jobs)
+    zf, zn = (ml.z, ml.z) if x is None else (ml.zx, ml.zy)
     if engine == "esda":
         p_sim = np.asarray(ml.p_sim, dtype=np.float64)
     else:
