@@ -37,7 +37,7 @@ from geo_ntl.spatial.stats import (
     local_moran_bv,
 )
 from geo_ntl.spatial.vectors import read_vector
-from geo_ntl.spatial.weights import DEFAULT_K, CellWeights, WeightsMethod, build_weights
+from geo_ntl.spatial.neighbours import DEFAULT_K, CellWeights, WeightsMethod, build_weights
 
 __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json", "write_cells"]
 
@@ -70,6 +70,7 @@ class ClusterResult:
     local_variables : dict of str to (str, str or None)
         Focal and lagged variable of each local test.
     weights : CellWeights
+        The spatial weights between the analysed cells.
     grid : Grid
     report : dict
         Counts (cells, analysed, no-data cells, islands, dropped slivers),
@@ -311,7 +312,7 @@ def cluster(
     """Spatial clustering of night light against road density and permeable surfaces.
 
     Aggregates the raster and both layers to grid cells (:func:`aggregate`),
-    builds row-standardised weights (:func:`~geo_ntl.spatial.weights.build_weights`)
+    builds row-standardised spatial weights (:func:`~geo_ntl.spatial.neighbours.build_weights`)
     over the cells that hold valid pixels, drops islands, and runs global
     Moran's I of each variable, bivariate Moran's I of night light with road
     density and with permeable fraction, LISA of night light and the two
@@ -329,6 +330,7 @@ def cluster(
         Area of interest.
     grid : {"square", "hex"}, default "square"
     weights : {"queen", "rook", "knn", "distance"}, default "queen"
+        Spatial weights between cells (not the GAN's model weights).
     k : int, default DEFAULT_K
         Neighbours for knn weights.
     distance : float, optional
