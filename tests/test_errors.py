@@ -622,7 +622,7 @@ def killer():
         os._exit(1)  # every worker that runs a tile dies, as an out-of-memory kill would
 
     with compute_context(workers=1, threads_per_worker=1, dashboard=False):
-        write_cog(apply_tiled(make_scene((3, 64, 64), chunks=32), die, depth=2), os.environ["OUT"])
+        write_cog(apply_tiled(make_scene((3, 64, 64), chunks=32), die, halo=2), os.environ["OUT"])
 
 
 if __name__ == "__main__":  # worker processes re-import this file

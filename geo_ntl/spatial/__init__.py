@@ -22,6 +22,7 @@ from geo_ntl.spatial.api import (
     write_cells,
 )
 from geo_ntl.spatial.grid import Grid, make_grid
+from geo_ntl.spatial.neighbours import CellWeights, build_weights
 from geo_ntl.spatial.plots import plot_lisa_map, plot_moran_scatter, write_figures
 from geo_ntl.spatial.stats import (
     PERMUTATIONS,
@@ -33,7 +34,6 @@ from geo_ntl.spatial.stats import (
     local_moran_bv,
 )
 from geo_ntl.spatial.vectors import read_vector
-from geo_ntl.spatial.neighbours import CellWeights, build_weights
 
 __all__ = [
     "PERMUTATIONS",

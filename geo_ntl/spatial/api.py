@@ -26,6 +26,7 @@ from geo_ntl.spatial.grid import (
     make_grid,
     raise_no_overlap,
 )
+from geo_ntl.spatial.neighbours import DEFAULT_K, CellWeights, WeightsMethod, build_weights
 from geo_ntl.spatial.stats import (
     DEFAULT_ALPHA,
     PERMUTATIONS,
@@ -37,7 +38,6 @@ from geo_ntl.spatial.stats import (
     local_moran_bv,
 )
 from geo_ntl.spatial.vectors import read_vector
-from geo_ntl.spatial.neighbours import DEFAULT_K, CellWeights, WeightsMethod, build_weights
 
 __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json", "write_cells"]
 
