@@ -146,7 +146,7 @@ DEFAULT_BATCH = 4
     "--real-blurred",
     type=click.Path(file_okay=False),
     help="Folder of real blurred night images to measure blooming statistics on "
-    "(default: the statistics shipped with geo_ntl).",
+    "(also the style images with a vgg16 file; default: the shipped statistics, no style images).",
 )
 @click.option(
     "--threads",
