@@ -190,9 +190,9 @@ def tiling() -> str:
     )
     for d in (depth // 2, depth // 4, 16):
         func = _TileFunction(
-            bands=3, depth=d, stats=stats, params=params, device=torch.device("cpu")
+            bands=3, halo=d, stats=stats, params=params, device=torch.device("cpu")
         )
-        out = apply_tiled(carrier, func, depth=d, dtype=np.float32, bands_out=3).values
+        out = apply_tiled(carrier, func, halo=d, dtype=np.float32, bands_out=3).values
         rows.append((d, np.rint(out).clip(0, 255).astype(np.uint8)))
     lines = [
         f"Tile consistency: 1024 x 1024 dark crop, 256-px tiles vs whole image (whole {t_whole:.1f} s, "

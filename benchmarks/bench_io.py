@@ -29,7 +29,7 @@ HALO = 32
 
 def geo_ntl_path(src: Path, dst: Path) -> None:
     scene = open_scene(src)
-    write_cog(apply_tiled(scene, lambda block: block, depth=HALO), dst, overwrite=True)
+    write_cog(apply_tiled(scene, lambda block: block, halo=HALO), dst, overwrite=True)
 
 
 def gdal_path(src: Path, dst: Path) -> None:

@@ -29,7 +29,6 @@ __all__ = [
     "VectorDataError",
     "ClusterError",
     "GeoNTLWarning",
-    "NoDataWarning",
 ]
 
 
@@ -111,7 +110,3 @@ class ClusterError(GeoNTLError, RuntimeError):
 
 class GeoNTLWarning(UserWarning):
     """Root of every warning issued by geo_ntl."""
-
-
-class NoDataWarning(GeoNTLWarning):
-    """Nodata handling changed or dropped pixels."""

@@ -1,17 +1,17 @@
 """The tiled engine: run a per-tile function over overlapping windows.
 
 Every restoration stage runs through :func:`apply_tiled`. Each dask chunk of
-the scene is extended by a halo of ``depth`` pixels on every side, taken from
-its neighbours or, at the edges of the scene, by symmetric reflection
-(``numpy.pad(mode="symmetric")``); the function runs on the extended block and
-the halo is trimmed from its result.
+the scene is extended by a halo of ``halo`` pixels on every side (dask calls
+this width the overlap *depth*), taken from its neighbours or, at the edges of
+the scene, by symmetric reflection (``numpy.pad(mode="symmetric")``); the
+function runs on the extended block and the halo is trimmed from its result.
 
 The guarantee, pinned by property-based tests: for any operator whose output
-at a pixel depends only on input pixels within ``depth`` of it, the tiled
+at a pixel depends only on input pixels within ``halo`` of it, the tiled
 result equals :func:`apply_whole` -- the same operator on the whole image,
-reflect-padded by ``depth`` -- exactly, for every scene size, chunking and
-depth. Choose ``depth`` at least the operator's radius of support (for a CNN,
-its effective receptive field; for iterative global solvers, the distance
+reflect-padded by ``halo`` -- exactly, for every scene size, chunking and
+halo width. Choose ``halo`` at least the operator's radius of support (for a
+CNN, its effective receptive field; for iterative global solvers, the distance
 beyond which the influence falls below the tolerance you accept).
 
 With ``boundary="none"`` the scene's own edges get no halo: blocks there are
@@ -30,6 +30,7 @@ small.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,7 +50,7 @@ __all__ = [
     "TilePlacement",
     "apply_tiled",
     "apply_whole",
-    "rechunk_for_depth",
+    "rechunk_for_halo",
 ]
 
 #: ``func(block) -> block``: ``(band, h + halo, w + halo)`` in, ``(bands_out, same h, same w)`` out.
@@ -78,10 +79,26 @@ class TilePlacement:
     halo: tuple[int, int, int, int]
 
 
-def _check_depth(depth: int) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 0:
-        raise TilingError(f"depth must be a non-negative integer number of pixels, got {depth!r}")
-    return int(depth)
+def _halo_argument(halo: int | None, depth: int | None, caller: str) -> int:
+    """Return the checked halo width, accepting the deprecated ``depth`` keyword."""
+    if depth is not None:
+        if halo is not None:
+            raise TilingError(f"{caller}() got both halo and depth; pass halo only")
+        warnings.warn(
+            f"{caller}(depth=...) is deprecated; use halo=... (the same width in pixels)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        halo = depth
+    if halo is None:
+        raise TypeError(f"{caller}() missing required keyword argument: 'halo'")
+    return _check_halo(halo)
+
+
+def _check_halo(halo: int) -> int:
+    if isinstance(halo, bool) or not isinstance(halo, int | np.integer) or halo < 0:
+        raise TilingError(f"halo must be a non-negative integer number of pixels, got {halo!r}")
+    return int(halo)
 
 
 def _check_boundary(boundary: str) -> None:
@@ -104,11 +121,12 @@ def apply_whole(
     array: np.ndarray,
     func: TileFunction,
     *,
-    depth: int,
+    halo: int | None = None,
     bands_out: int | None = None,
     boundary: Boundary = "reflect",
+    depth: int | None = None,
 ) -> np.ndarray:
-    """Apply ``func`` to a whole ``(band, y, x)`` array padded by ``depth``.
+    """Apply ``func`` to a whole ``(band, y, x)`` array padded by ``halo``.
 
     This is the reference that :func:`apply_tiled` reproduces.
 
@@ -118,20 +136,22 @@ def apply_whole(
         Input pixels.
     func : callable
         Tile function, see :data:`TileFunction`.
-    depth : int
+    halo : int
         Halo width in pixels (symmetric reflection at the edges).
     bands_out : int, optional
         Number of bands ``func`` returns; defaults to the input's.
     boundary : {"reflect", "none"}, default "reflect"
         ``"none"`` runs ``func`` on the array as it is (no padding).
+    depth : int, optional
+        Deprecated name of ``halo``.
 
     Returns
     -------
     (bands_out, y, x) ndarray
     """
-    _check_depth(depth)
+    halo = _halo_argument(halo, depth, "apply_whole")
     _check_boundary(boundary)
-    pad = 0 if boundary == "none" else int(depth)
+    pad = 0 if boundary == "none" else halo
     if array.ndim != 3:
         raise DimensionError(f"expected a (band, y, x) array, got shape {array.shape}")
     bands_out = array.shape[0] if bands_out is None else bands_out
@@ -154,28 +174,28 @@ def _merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...
     return tuple(merged)
 
 
-def rechunk_for_depth(data: dsa.Array, depth: int) -> dsa.Array:
-    """Rechunk a ``(band, y, x)`` dask array so every spatial chunk is at least ``depth`` long.
+def rechunk_for_halo(data: dsa.Array, halo: int) -> dsa.Array:
+    """Rechunk a ``(band, y, x)`` dask array so every spatial chunk is at least ``halo`` long.
 
-    Bands are put into one chunk. Axes shorter than ``depth`` become one chunk.
+    Bands are put into one chunk. Axes shorter than ``halo`` become one chunk.
     """
     chunks = (
         (data.shape[0],),
-        _merge_small_chunks(data.chunks[1], depth),
-        _merge_small_chunks(data.chunks[2], depth),
+        _merge_small_chunks(data.chunks[1], halo),
+        _merge_small_chunks(data.chunks[2], halo),
     )
     return data if chunks == data.chunks else data.rechunk(chunks)
 
 
-def _halo_slice(position: int, depth: int) -> slice:
+def _halo_slice(position: int, halo: int) -> slice:
     """Rows (or columns) a tile takes from the chunk before it (-1), itself (0) or after it (1)."""
-    return {-1: slice(-depth, None), 0: slice(None), 1: slice(0, depth)}[position]
+    return {-1: slice(-halo, None), 0: slice(None), 1: slice(0, halo)}[position]
 
 
 def _extended_block(
     neighbourhood: list[list[np.ndarray]],
     positions: tuple[tuple[int, ...], tuple[int, ...]],
-    depth: int,
+    halo: int,
     reflect: bool,
 ) -> np.ndarray:
     """Assemble a chunk with its halo from the chunks around it, reflecting at scene edges.
@@ -188,7 +208,7 @@ def _extended_block(
     rows = [
         np.concatenate(
             [
-                chunk[:, _halo_slice(dy, depth), _halo_slice(dx, depth)]
+                chunk[:, _halo_slice(dy, halo), _halo_slice(dx, halo)]
                 for chunk, dx in zip(row, col_offsets, strict=True)
             ],
             axis=2,
@@ -198,8 +218,8 @@ def _extended_block(
     block = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
     if not reflect:
         return block
-    pad_y = (0 if -1 in row_offsets else depth, 0 if 1 in row_offsets else depth)
-    pad_x = (0 if -1 in col_offsets else depth, 0 if 1 in col_offsets else depth)
+    pad_y = (0 if -1 in row_offsets else halo, 0 if 1 in row_offsets else halo)
+    pad_x = (0 if -1 in col_offsets else halo, 0 if 1 in col_offsets else halo)
     if pad_y == (0, 0) and pad_x == (0, 0):
         return block
     return np.pad(block, ((0, 0), pad_y, pad_x), mode="symmetric")
@@ -209,18 +229,18 @@ def _tile_task(
     run_tile: Callable[[np.ndarray, TilePlacement], np.ndarray],
     neighbourhood: list[list[np.ndarray]],
     positions: tuple[tuple[int, ...], tuple[int, ...]],
-    depth: int,
+    halo: int,
     reflect: bool,
     placement: TilePlacement,
 ) -> np.ndarray:
-    return run_tile(_extended_block(neighbourhood, positions, depth, reflect), placement)
+    return run_tile(_extended_block(neighbourhood, positions, halo, reflect), placement)
 
 
 def _map_tiles(
     data: dsa.Array,
     run_tile: Callable[[np.ndarray, TilePlacement], np.ndarray],
     *,
-    depth: int,
+    halo: int,
     boundary: Boundary,
     bands_out: int,
     dtype: np.dtype,
@@ -228,21 +248,21 @@ def _map_tiles(
     token: Any,
 ) -> dsa.Array:
     """One task per chunk of ``data``: the chunk, its halo from its neighbours, ``run_tile``."""
-    out_name = f"{name or 'tile'}-{tokenize(data.name, depth, boundary, bands_out, dtype, token)}"
+    out_name = f"{name or 'tile'}-{tokenize(data.name, halo, boundary, bands_out, dtype, token)}"
     starts_y = np.concatenate([[0], np.cumsum(data.chunks[1])]).astype(int)
     starts_x = np.concatenate([[0], np.cumsum(data.chunks[2])]).astype(int)
     n_y, n_x = data.numblocks[1:]
-    reach = (-1, 0, 1) if depth > 0 else (0,)
+    reach = (-1, 0, 1) if halo > 0 else (0,)
     reflect = boundary == "reflect"
     graph: dict[tuple[Any, ...], Any] = {}
     for i in range(n_y):
         row_offsets = tuple(dy for dy in reach if 0 <= i + dy < n_y)
-        top = depth if reflect or i > 0 else 0
-        bottom = depth if reflect or i < n_y - 1 else 0
+        top = halo if reflect or i > 0 else 0
+        bottom = halo if reflect or i < n_y - 1 else 0
         for j in range(n_x):
             col_offsets = tuple(dx for dx in reach if 0 <= j + dx < n_x)
-            left = depth if reflect or j > 0 else 0
-            right = depth if reflect or j < n_x - 1 else 0
+            left = halo if reflect or j > 0 else 0
+            right = halo if reflect or j < n_x - 1 else 0
             neighbourhood = [
                 [(data.name, 0, i + dy, j + dx) for dx in col_offsets] for dy in row_offsets
             ]
@@ -255,7 +275,7 @@ def _map_tiles(
                 run_tile,
                 neighbourhood,
                 (row_offsets, col_offsets),
-                depth,
+                halo,
                 reflect,
                 placement,
             )
@@ -284,7 +304,7 @@ def apply_tiled(
     da: xr.DataArray,
     func: TileFunction,
     *,
-    depth: int,
+    halo: int | None = None,
     dtype: str | np.dtype | None = None,
     bands_out: int | None = None,
     nodata: float | None = None,
@@ -292,6 +312,7 @@ def apply_tiled(
     name: str | None = None,
     placement: bool = False,
     boundary: Boundary = "reflect",
+    depth: int | None = None,
 ) -> xr.DataArray:
     """Run ``func`` over overlapping windows of a scene, lazily.
 
@@ -302,12 +323,12 @@ def apply_tiled(
         Its dask chunks are the tiles; a numpy-backed array is chunked with
         ``chunks`` (default :data:`geo_ntl.io.DEFAULT_CHUNKS`).
     func : callable
-        ``func(block) -> result``: ``block`` is ``(band, h + 2*depth, w + 2*depth)``
+        ``func(block) -> result``: ``block`` is ``(band, h + 2*halo, w + 2*halo)``
         in the input dtype (less at the scene's edges with ``boundary="none"``),
         ``result`` is ``(bands_out, same height, same width)``.
         It runs once per tile, possibly in several threads or processes at
         once, so it must not change shared state.
-    depth : int
+    halo : int
         Halo width in pixels on every side.
     dtype : str or numpy.dtype, optional
         Result dtype; defaults to the input's.
@@ -327,8 +348,10 @@ def apply_tiled(
         scene's grid or that split blocks themselves.
     boundary : {"reflect", "none"}, default "reflect"
         Halo beyond the scene's edges: a symmetric reflection (every block has
-        ``depth`` on every side), or none (the function sees the scene edge;
+        ``halo`` on every side), or none (the function sees the scene edge;
         no pixel beyond the scene is computed).
+    depth : int, optional
+        Deprecated name of ``halo``.
 
     Returns
     -------
@@ -339,7 +362,7 @@ def apply_tiled(
     Raises
     ------
     TilingError
-        If ``depth`` is negative or ``func`` changes the block's spatial shape.
+        If ``halo`` is negative or ``func`` changes the block's spatial shape.
     DimensionError
         If ``da`` is not ``(band, y, x)`` or ``(y, x)``.
 
@@ -348,11 +371,11 @@ def apply_tiled(
     >>> from scipy import ndimage
     >>> from geo_ntl.testing import make_scene
     >>> scene = make_scene((3, 100, 80), chunks=32)
-    >>> blurred = apply_tiled(scene, lambda b: ndimage.uniform_filter(b, (1, 5, 5)), depth=2)
+    >>> blurred = apply_tiled(scene, lambda b: ndimage.uniform_filter(b, (1, 5, 5)), halo=2)
     >>> blurred.shape, blurred.rio.crs == scene.rio.crs
     ((3, 100, 80), True)
     """
-    depth = _check_depth(depth)
+    halo = _halo_argument(halo, depth, "apply_tiled")
     _check_boundary(boundary)
     da3, squeeze = _to_band_yx(da)
     in_nodata = da3.rio.nodata
@@ -366,7 +389,7 @@ def apply_tiled(
         data = dsa.from_array(np.asarray(data), chunks=(-1, edge, edge))
     elif chunks is not None:
         data = data.rechunk((-1, chunks, chunks))
-    data = rechunk_for_depth(data, depth)
+    data = rechunk_for_halo(data, halo)
 
     def run_tile(block: np.ndarray, where: TilePlacement) -> np.ndarray:
         result = _checked_output(
@@ -381,14 +404,14 @@ def apply_tiled(
             inner[:, mask] = out_nodata
         return inner
 
-    if any(size < depth for size in data.shape[1:]):
-        # A neighbour can only lend `depth` pixels if it has them: make the scene one tile,
+    if any(size < halo for size in data.shape[1:]):
+        # A neighbour can only lend `halo` pixels if it has them: make the scene one tile,
         # which numpy reflects whatever its size.
         data = data.rechunk((-1, -1, -1))
     out = _map_tiles(
         data,
         run_tile,
-        depth=depth,
+        halo=halo,
         boundary=boundary,
         bands_out=n_out,
         dtype=out_dtype,

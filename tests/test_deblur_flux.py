@@ -101,10 +101,10 @@ def test_flux_pass__tiled_equals_whole():
     def func(block: np.ndarray) -> np.ndarray:
         return conserve_flux(block[:3], block[3:], full_scale=255)
 
-    whole = apply_whole(stacked.astype(np.float32), func, depth=flux_halo(), bands_out=3)
+    whole = apply_whole(stacked.astype(np.float32), func, halo=flux_halo(), bands_out=3)
     da = make_scene((6, 150, 170), dtype="float32", chunks=48)
     da = da.copy(data=da.data.map_blocks(lambda b: b * 0) + stacked.astype(np.float32))
-    tiled = apply_tiled(da, func, depth=flux_halo(), bands_out=3).values
+    tiled = apply_tiled(da, func, halo=flux_halo(), bands_out=3).values
     np.testing.assert_allclose(tiled, whole, atol=1e-3)
 
 

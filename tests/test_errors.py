@@ -584,6 +584,18 @@ def test_cli_train__resume_refuses_changed_options(runner, tmp_path):
     _one_error_line(res, "steps=2 is lower than the run's 4")
 
 
+@pytest.mark.parametrize("flag", ["--batch-size", "--batch"])
+def test_cli_train__batch_size_and_its_old_name_set_the_batch(runner, tmp_path, flag):
+    run = _run_folder(tmp_path)
+    res = runner("train", "--out-dir", run, "--resume", flag, "3")
+    _one_error_line(res, "batch=3 (the run has 1)")
+
+
+def test_cli_train__help_shows_batch_size_only(runner):
+    out = runner("train", "--help").stdout
+    assert "--batch-size" in out and "--batch " not in out and "--batch," not in out
+
+
 def test_cli_train__failed_run_removes_the_folders_it_made(runner, tmp_path):
     run = tmp_path / "new" / "deep" / "run"
     res = runner("train", "--out-dir", run, "--init-weights", tmp_path / "no.pt", "--no-progress")
@@ -622,7 +634,7 @@ def killer():
         os._exit(1)  # every worker that runs a tile dies, as an out-of-memory kill would
 
     with compute_context(workers=1, threads_per_worker=1, dashboard=False):
-        write_cog(apply_tiled(make_scene((3, 64, 64), chunks=32), die, depth=2), os.environ["OUT"])
+        write_cog(apply_tiled(make_scene((3, 64, 64), chunks=32), die, halo=2), os.environ["OUT"])
 
 
 if __name__ == "__main__":  # worker processes re-import this file

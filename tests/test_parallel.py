@@ -24,7 +24,7 @@ def reference(tmp_path_factory):
     """The scene filtered in this process with the threaded scheduler."""
     scene = make_scene((3, 700, 650), seed=4, chunks=128)
     out = tmp_path_factory.mktemp("ref") / "ref.tif"
-    write_cog(apply_tiled(scene, _blur, depth=3), out)
+    write_cog(apply_tiled(scene, _blur, halo=3), out)
     return scene, out.read_bytes()
 
 
@@ -46,7 +46,7 @@ def test_local_cluster__same_bytes_and_survives_a_killed_worker(reference, tmp_p
         environs = context.client.run(lambda: {k: os.environ.get(k) for k in ALLOCATOR_ENVIRON})
         assert all(env == ALLOCATOR_ENVIRON for env in environs.values())
         out = write_cog(
-            apply_tiled(scene.chunk({"y": 200, "x": 300}), blur_or_die, depth=3), tmp_path / "d.tif"
+            apply_tiled(scene.chunk({"y": 200, "x": 300}), blur_or_die, halo=3), tmp_path / "d.tif"
         )
     assert marker.exists()
     assert out.read_bytes() == expected

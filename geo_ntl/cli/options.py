@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import click
 
 __all__ = [
+    "HiddenAliasOption",
     "cluster_opts",
     "compress_opt",
     "device_opt",
@@ -19,6 +20,28 @@ __all__ = [
     "tile_opt",
     "tiff_path",
 ]
+
+
+class HiddenAliasOption(click.Option):
+    """A click option whose old names still work but are left out of ``--help``.
+
+    Pass ``cls=HiddenAliasOption, hidden_aliases=("--old",)`` to ``click.option``
+    together with the old name among the option's names.
+    """
+
+    def __init__(self, *args, hidden_aliases: Iterable[str] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = tuple(hidden_aliases)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        """Return the help line without the hidden aliases."""
+        shown = [name for name in self.opts if name not in self.hidden_aliases]
+        saved, self.opts = self.opts, shown
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = saved
+
 
 #: Suffixes of the GeoTIFF outputs the raster commands write.
 TIFF_SUFFIXES = (".tif", ".tiff")

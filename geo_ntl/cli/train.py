@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from geo_ntl.cli.options import device_opt
+from geo_ntl.cli.options import HiddenAliasOption, device_opt
 
 #: Command-line options that are fields of TrainConfig (same names).
 _CONFIG_OPTIONS = (
@@ -56,7 +56,11 @@ DEFAULT_BATCH = 4
     help="Training crop side in pixels (multiple of 4).",
 )
 @click.option(
+    "--batch-size",
     "--batch",
+    "batch",
+    cls=HiddenAliasOption,
+    hidden_aliases=("--batch",),
     default=DEFAULT_BATCH,
     show_default=True,
     type=click.IntRange(min=1),
@@ -142,7 +146,7 @@ DEFAULT_BATCH = 4
     "--real-blurred",
     type=click.Path(file_okay=False),
     help="Folder of real blurred night images to measure blooming statistics on "
-    "(default: the statistics shipped with geo_ntl).",
+    "(also the style images with a vgg16 file; default: the shipped statistics, no style images).",
 )
 @click.option(
     "--threads",

@@ -21,8 +21,6 @@ import it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -382,8 +380,3 @@ def receptive_field(
         "support_radius": float(support),
         "mass": float(mass),
     }
-
-
-def _ceil_to(value: float, multiple: int) -> int:
-    """Round ``value`` up to a multiple of ``multiple``."""
-    return int(math.ceil(value / multiple) * multiple)

@@ -378,7 +378,7 @@ def deconvolve_array(
         out_dtype=out_dtype,
     )
     depth = default_halo(runner.kernels.shape[-1], iterations) if halo is None else int(halo)
-    out = apply_whole(arr, runner, depth=depth)
+    out = apply_whole(arr, runner, halo=depth)
     bad = _bad(arr, nodata)
     if nodata is not None and bad.any():
         out[:, bad] = nodata
@@ -480,7 +480,7 @@ def deconvolve(
         out_dtype=out_dtype,
     )
     depth = default_halo(runner.kernels.shape[-1], iterations) if halo is None else int(halo)
-    out = apply_tiled(carrier, runner, depth=depth, dtype=out_dtype, name="physics")
+    out = apply_tiled(carrier, runner, halo=depth, dtype=out_dtype, name="physics")
     out.attrs = dict(da3.attrs)
     if nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)

@@ -39,6 +39,7 @@ in the model card):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,6 +107,9 @@ class TrainConfig:
     city_size: int = 256
     checkpoint_every: int = 100
     vgg_weights: str | None = None
+    #: Folder of real blurred night images: their blooming statistics replace the shipped
+    #: ones, and with a VGG-16 file they are the style images. None: the statistics shipped
+    #: in geo_ntl/data and no style images, wherever geo_ntl is installed.
     real_blurred: str | None = None
     init_weights: str | None = None
 
@@ -195,7 +200,13 @@ def _load_stats(cfg: TrainConfig) -> dict:
 
 
 def _style_inputs(cfg: TrainConfig) -> tuple[object | None, list[np.ndarray] | None]:
-    if cfg.vgg_weights is None:
+    """VGG-16 features and real images for the style step, or ``(None, None)`` without it.
+
+    The style step needs a ``vgg16`` file beside ``cfg.vgg_weights`` and real blurred
+    images in the folder ``cfg.real_blurred``; without either, pairs are made with the
+    real-blooming statistics substitute (:func:`_load_stats`).
+    """
+    if cfg.vgg_weights is None or not cfg.real_blurred:
         return None, None
     from geo_ntl.deblur.real_stats import load_image_rgb
     from geo_ntl.deblur.vgg import STYLE_LAYERS, load_vgg_features
@@ -206,13 +217,8 @@ def _style_inputs(cfg: TrainConfig) -> tuple[object | None, list[np.ndarray] | N
     if not vgg16_path.is_file() or vgg16_path == Path(cfg.vgg_weights):
         return None, None
     vgg16 = load_vgg_features(vgg16_path, "vgg16", end=max(STYLE_LAYERS) + 1)
-    srcs: list[Path] = []
-    if cfg.real_blurred:
-        d = Path(cfg.real_blurred)
-        srcs = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".tif"))
-    else:
-        shared = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ntl_real"
-        srcs = sorted(shared.glob("*.png")) if shared.is_dir() else []
+    d = Path(cfg.real_blurred)
+    srcs = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".tif"))
     imgs = [load_image_rgb(p)[:, ::4, ::4].copy() for p in srcs]
     return (vgg16, imgs) if imgs else (None, None)
 
@@ -387,217 +393,343 @@ def _train(
     command: str | None,
     threads: int | None,
 ) -> dict:
-    from geo_ntl._device import resolve_device
-    from geo_ntl.deblur.weights import save_weights
-
     ckpt_path = out / CHECKPOINT_NAME
-    cfg = config or TrainConfig()
-    if resume:
-        if not ckpt_path.is_file():
-            raise InputError(
-                f"--resume given but {ckpt_path} does not exist; start without --resume"
-            )
-        stored = read_run_config(out)
-        if config is not None:
-            _check_resumed_config(config, stored, out)
-            cfg = TrainConfig(
-                **{
-                    **asdict(stored),
-                    "steps": config.steps,
-                    "checkpoint_every": config.checkpoint_every,
-                }
-            )
-        else:
-            cfg = stored
-    elif ckpt_path.exists():
-        raise OutputExistsError(
-            f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to continue "
-            "it or choose another --out-dir"
-        )
+    cfg = _run_config(out, config, resume)
     cfg.check()
+    dev = _prepare_torch(cfg, device, threads)
+    init_state = None
+    if cfg.init_weights and not resume:  # checked before the (slow) pool of pairs is made
+        init_state = _initial_generator_state(cfg.init_weights)
+    pool = _load_or_make_pool(out / POOL_NAME, cfg)
+    (out / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=1))
+    run = _new_run(cfg, dev, init_state)
+    if resume:
+        _restore_checkpoint(run, ckpt_path, dev)
+    # A fine-tuned generator keeps the norm statistics it was trained with, frozen throughout.
+    freeze_at = 0 if cfg.init_weights else int(round(cfg.norm_freeze * cfg.steps))
+    last = _train_loop(run, cfg, pool, dev, out, freeze_at=freeze_at, progress=progress)
+    return _export_generator(run, cfg, pool, dev, out, last=last, command=command)
+
+
+def _run_config(out: Path, config: TrainConfig | None, resume: bool) -> TrainConfig:
+    """Return the configuration a run uses: the given one, or on resume the stored one."""
+    ckpt_path = out / CHECKPOINT_NAME
+    if not resume:
+        if ckpt_path.exists():
+            raise OutputExistsError(
+                f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
+                "continue it or choose another --out-dir"
+            )
+        return config or TrainConfig()
+    if not ckpt_path.is_file():
+        raise InputError(f"--resume given but {ckpt_path} does not exist; start without --resume")
+    stored = read_run_config(out)
+    if config is None:
+        return stored
+    _check_resumed_config(config, stored, out)
+    return TrainConfig(
+        **{**asdict(stored), "steps": config.steps, "checkpoint_every": config.checkpoint_every}
+    )
+
+
+def _prepare_torch(cfg: TrainConfig, device: str | None, threads: int | None) -> torch.device:
+    """Resolve the device, set the thread count, seed torch and make CPU runs deterministic."""
+    from geo_ntl._device import resolve_device
+
     dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(cfg.seed)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+    return dev
 
-    init_state = None
-    if cfg.init_weights and not resume:  # checked before the (slow) pool of pairs is made
-        from geo_ntl.deblur.weights import load_generator, resolve_weights
 
-        path, sha = resolve_weights(cfg.init_weights)
-        init_state = load_generator(path, sha256=sha).state_dict()
+def _initial_generator_state(init_weights: str) -> dict:
+    """State dict of the generator a fine-tuning run starts from (a weights name or path)."""
+    from geo_ntl.deblur.weights import load_generator, resolve_weights
 
-    pool_path = out / POOL_NAME
+    path, sha = resolve_weights(init_weights)
+    return load_generator(path, sha256=sha).state_dict()
+
+
+def _load_or_make_pool(pool_path: Path, cfg: TrainConfig) -> PairPool:
+    """Read the run's pool of training pairs from ``pool_path``, or make and save it there."""
     if pool_path.is_file():
         try:
-            pool = PairPool.load(pool_path)
+            return PairPool.load(pool_path)
         except Exception as exc:  # zip, pickle, key or shape errors of a damaged file
             raise _corrupt(pool_path, exc, "pool of training pairs") from exc
-    else:
-        stats = _load_stats(cfg)
-        vgg16, style_imgs = _style_inputs(cfg)
-        pool = make_pool(
-            n_cities=cfg.n_cities,
-            size=cfg.city_size,
-            seed=cfg.seed,
-            stats=stats,
-            vgg16=vgg16,
-            style_images=style_imgs,
-        )
-        pool.save(pool_path)
-    (out / CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=1))
+    stats = _load_stats(cfg)
+    vgg16, style_imgs = _style_inputs(cfg)
+    pool = make_pool(
+        n_cities=cfg.n_cities,
+        size=cfg.city_size,
+        seed=cfg.seed,
+        stats=stats,
+        vgg16=vgg16,
+        style_images=style_imgs,
+    )
+    pool.save(pool_path)
+    return pool
 
+
+@dataclass
+class _Run:
+    """Everything a training run updates and checkpoints."""
+
+    gen: Generator
+    critic: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    perceptual: nn.Module
+    rng: np.random.Generator
+    gp_gen: torch.Generator
+    step: int = 0
+    elapsed: float = 0.0
+
+
+def _new_run(cfg: TrainConfig, dev: torch.device, init_state: dict | None) -> _Run:
+    """Fresh networks, optimisers and generators, seeded from ``cfg.seed``."""
     gen, critic = Generator().to(dev), Discriminator().to(dev)
     if init_state is not None:
         gen.load_state_dict(init_state)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    decay = lambda s: max(0.0, 1.0 - s / cfg.steps)  # noqa: E731
-    perceptual = losses.make_perceptual(cfg.vgg_weights).to(dev)
-    rng = np.random.default_rng(cfg.seed)
-    gp_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step, elapsed = 0, 0.0
-    if resume:
-        try:
-            ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-            gen.load_state_dict(ck["generator"])
-            critic.load_state_dict(ck["critic"])
-            opt_g.load_state_dict(ck["opt_g"])
-            opt_d.load_state_dict(ck["opt_d"])
-            step, elapsed = int(ck["step"]), float(ck["elapsed"])
-            rng.bit_generator.state = ck["np_rng"]
-            gp_gen.set_state(ck["gp_rng"])
-            torch.set_rng_state(ck["torch_rng"])
-        except Exception as exc:  # truncated, foreign or from another architecture
-            raise _corrupt(ckpt_path, exc, "training checkpoint") from exc
-    # A fine-tuned generator keeps the norm statistics it was trained with, frozen throughout.
-    freeze_at = 0 if cfg.init_weights else int(round(cfg.norm_freeze * cfg.steps))
+    return _Run(
+        gen=gen,
+        critic=critic,
+        opt_g=opt_g,
+        opt_d=opt_d,
+        perceptual=losses.make_perceptual(cfg.vgg_weights).to(dev),
+        rng=np.random.default_rng(cfg.seed),
+        gp_gen=torch.Generator().manual_seed(cfg.seed + 1),
+    )
 
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = sample_batch(pool, batch=cfg.batch, crop=cfg.crop, rng=rng)
-        return torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
 
-    def save_checkpoint() -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "generator": gen.state_dict(),
-                "critic": critic.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "step": step,
-                "elapsed": elapsed,
-                "np_rng": _rng_state(rng),
-                "gp_rng": gp_gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            tmp,
-        )
-        os.replace(tmp, ckpt_path)
+def _restore_checkpoint(run: _Run, ckpt_path: Path, dev: torch.device) -> None:
+    """Load networks, optimisers, step, time and every random state from a checkpoint."""
+    try:
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        run.gen.load_state_dict(ck["generator"])
+        run.critic.load_state_dict(ck["critic"])
+        run.opt_g.load_state_dict(ck["opt_g"])
+        run.opt_d.load_state_dict(ck["opt_d"])
+        run.step, run.elapsed = int(ck["step"]), float(ck["elapsed"])
+        run.rng.bit_generator.state = ck["np_rng"]
+        run.gp_gen.set_state(ck["gp_rng"])
+        torch.set_rng_state(ck["torch_rng"])
+    except Exception as exc:  # truncated, foreign or from another architecture
+        raise _corrupt(ckpt_path, exc, "training checkpoint") from exc
 
+
+def _save_checkpoint(run: _Run, ckpt_path: Path) -> None:
+    """Write the checkpoint atomically (temporary file, then rename)."""
+    tmp = ckpt_path.with_suffix(".tmp")
+    torch.save(
+        {
+            "generator": run.gen.state_dict(),
+            "critic": run.critic.state_dict(),
+            "opt_g": run.opt_g.state_dict(),
+            "opt_d": run.opt_d.state_dict(),
+            "step": run.step,
+            "elapsed": run.elapsed,
+            "np_rng": _rng_state(run.rng),
+            "gp_rng": run.gp_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    os.replace(tmp, ckpt_path)
+
+
+def _sample(
+    pool: PairPool, cfg: TrainConfig, rng: np.random.Generator, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of (blurred, sharp) crops on ``dev``."""
+    x, y = sample_batch(pool, batch=cfg.batch, crop=cfg.crop, rng=rng)
+    return torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+
+
+def _sample_inputs(
+    pool: PairPool, cfg: TrainConfig, rng: np.random.Generator, dev: torch.device
+) -> torch.Tensor:
+    """Return the blurred half of :func:`_sample` (what norm calibration feeds the generator)."""
+    return _sample(pool, cfg, rng, dev)[0]
+
+
+def _lr_scale(step: int, steps: int) -> float:
+    """Linear learning-rate decay from 1 at step 0 to 0 at ``steps``."""
+    return max(0.0, 1.0 - step / steps)
+
+
+def _progress_bar(cfg: TrainConfig, step: int) -> tuple[Any, Any]:
+    """Start a rich progress bar over the run's steps; return it and its task."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
+    bar.start()
+    return bar, bar.add_task("train", total=cfg.steps, completed=step, info="")
+
+
+def _train_loop(
+    run: _Run,
+    cfg: TrainConfig,
+    pool: PairPool,
+    dev: torch.device,
+    out: Path,
+    *,
+    freeze_at: int,
+    progress: bool,
+) -> dict:
+    """Run the remaining steps, logging each and checkpointing; return the last log record."""
     log = (out / LOG_NAME).open("a")
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-        )
-        bar.start()
-        task = bar.add_task("train", total=cfg.steps, completed=step, info="")
+    bar, task = _progress_bar(cfg, run.step) if progress else (None, None)
     last: dict = {}
     try:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            gen.train()
-            critic.train()
-            if step == freeze_at and not cfg.init_weights:
-                calibrate_norm_stats(gen, lambda: batch()[0], n=CALIBRATION_BATCHES)
-            frozen = step >= freeze_at
-            for group in opt_g.param_groups + opt_d.param_groups:
-                group["lr"] = cfg.lr * decay(step)  # linear decay to zero
-            set_norm_frozen(gen, frozen)
-            x, y = batch()
-            use_adv = cfg.adv_weight > 0 and step >= cfg.adv_start
-            d_parts = {"wasserstein": 0.0, "gp": 0.0}
-            if use_adv:
-                with torch.no_grad():
-                    fake = gen(x)
-                for _ in range(cfg.n_critic):
-                    opt_d.zero_grad(set_to_none=True)
-                    d_loss, d_parts = losses.critic_loss(
-                        critic, y, fake, gp_weight=cfg.gp_weight, generator=gp_gen
-                    )
-                    d_loss.backward()
-                    opt_d.step()
-            opt_g.zero_grad(set_to_none=True)
-            pred = gen(x)
-            l1 = (pred - y).abs().mean()
-            perc = perceptual(pred, y)
-            hsi = losses.hsi_loss(pred, y)
-            adv = losses.generator_adversarial_loss(critic, pred) if use_adv else pred.new_zeros(())
-            flux = losses.flux_loss(pred, y) if cfg.flux_weight > 0 else pred.new_zeros(())
-            lamp = losses.lamp_loss(pred, y) if cfg.lamp_weight > 0 else pred.new_zeros(())
-            g_loss = (
-                cfg.adv_weight * adv
-                + cfg.content_weight * (perc + l1)
-                + cfg.hsi_weight * hsi
-                + cfg.flux_weight * flux
-                + cfg.lamp_weight * lamp
-            )
-            g_loss.backward()
-            opt_g.step()
-            step += 1
-            elapsed += time.perf_counter() - t0
-            last = {
-                "step": step,
-                "g_loss": g_loss.item(),
-                "adv": adv.item(),
-                "l1": l1.item(),
-                "perceptual": perc.item(),
-                "hsi": hsi.item(),
-                "flux": flux.item(),
-                "lamp": lamp.item(),
-                **d_parts,
-                "lr": opt_g.param_groups[0]["lr"],
-                "norm_frozen": frozen,
-                "elapsed_s": round(elapsed, 2),
-            }
+        while run.step < cfg.steps:
+            last = _train_step(run, cfg, pool, dev, freeze_at=freeze_at)
             log.write(json.dumps(last) + "\n")
             log.flush()
             if bar is not None:
-                bar.update(task, completed=step, info=f"L1 {last['l1']:.4f} HSI {last['hsi']:.5f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint()
+                bar.update(
+                    task, completed=run.step, info=f"L1 {last['l1']:.4f} HSI {last['hsi']:.5f}"
+                )
+            if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+                _save_checkpoint(run, out / CHECKPOINT_NAME)
     finally:
         log.close()
         if bar is not None:
             bar.stop()
+    return last
 
-    gen.eval()
+
+def _prepare_step(
+    run: _Run, cfg: TrainConfig, pool: PairPool, dev: torch.device, *, freeze_at: int
+) -> bool:
+    """Train mode, norm calibration at ``freeze_at``, learning rates; return whether norms are frozen."""
+    run.gen.train()
+    run.critic.train()
+    if run.step == freeze_at and not cfg.init_weights:
+        sampler = functools.partial(_sample_inputs, pool, cfg, run.rng, dev)
+        calibrate_norm_stats(run.gen, sampler, n=CALIBRATION_BATCHES)
+    frozen = run.step >= freeze_at
+    for group in run.opt_g.param_groups + run.opt_d.param_groups:
+        group["lr"] = cfg.lr * _lr_scale(run.step, cfg.steps)  # linear decay to zero
+    set_norm_frozen(run.gen, frozen)
+    return frozen
+
+
+def _critic_updates(
+    run: _Run, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, float]:
+    """``n_critic`` WGAN-GP critic updates on one generated batch; return the last loss parts."""
+    with torch.no_grad():
+        fake = run.gen(x)
+    d_parts = {"wasserstein": 0.0, "gp": 0.0}
+    for _ in range(cfg.n_critic):
+        run.opt_d.zero_grad(set_to_none=True)
+        d_loss, d_parts = losses.critic_loss(
+            run.critic, y, fake, gp_weight=cfg.gp_weight, generator=run.gp_gen
+        )
+        d_loss.backward()
+        run.opt_d.step()
+    return d_parts
+
+
+def _generator_update(
+    run: _Run, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, *, use_adv: bool
+) -> dict[str, torch.Tensor]:
+    """One generator update; return its loss terms (``g_loss`` their weighted sum)."""
+    run.opt_g.zero_grad(set_to_none=True)
+    pred = run.gen(x)
+    zero = pred.new_zeros(())
+    terms = {
+        "l1": (pred - y).abs().mean(),
+        "perceptual": run.perceptual(pred, y),
+        "hsi": losses.hsi_loss(pred, y),
+        "adv": losses.generator_adversarial_loss(run.critic, pred) if use_adv else zero,
+        "flux": losses.flux_loss(pred, y) if cfg.flux_weight > 0 else zero,
+        "lamp": losses.lamp_loss(pred, y) if cfg.lamp_weight > 0 else zero,
+    }
+    g_loss = (
+        cfg.adv_weight * terms["adv"]
+        + cfg.content_weight * (terms["perceptual"] + terms["l1"])
+        + cfg.hsi_weight * terms["hsi"]
+        + cfg.flux_weight * terms["flux"]
+        + cfg.lamp_weight * terms["lamp"]
+    )
+    g_loss.backward()
+    run.opt_g.step()
+    return {"g_loss": g_loss, **terms}
+
+
+def _train_step(
+    run: _Run, cfg: TrainConfig, pool: PairPool, dev: torch.device, *, freeze_at: int
+) -> dict:
+    """One training step (critic updates, then a generator update); return its log record."""
+    t0 = time.perf_counter()
+    frozen = _prepare_step(run, cfg, pool, dev, freeze_at=freeze_at)
+    x, y = _sample(pool, cfg, run.rng, dev)
+    use_adv = cfg.adv_weight > 0 and run.step >= cfg.adv_start
+    d_parts = _critic_updates(run, cfg, x, y) if use_adv else {"wasserstein": 0.0, "gp": 0.0}
+    terms = _generator_update(run, cfg, x, y, use_adv=use_adv)
+    run.step += 1
+    run.elapsed += time.perf_counter() - t0
+    return {
+        "step": run.step,
+        **{name: terms[name].item() for name in _LOGGED_TERMS},
+        **d_parts,
+        "lr": run.opt_g.param_groups[0]["lr"],
+        "norm_frozen": frozen,
+        "elapsed_s": round(run.elapsed, 2),
+    }
+
+
+#: Generator loss terms in the order of a log record.
+_LOGGED_TERMS = ("g_loss", "adv", "l1", "perceptual", "hsi", "flux", "lamp")
+
+
+def _export_generator(
+    run: _Run,
+    cfg: TrainConfig,
+    pool: PairPool,
+    dev: torch.device,
+    out: Path,
+    *,
+    last: dict,
+    command: str | None,
+) -> dict:
+    """Save the generator with its training meta; return the run's summary."""
+    from geo_ntl.deblur.weights import save_weights
+
+    run.gen.eval()
+    style = "VGG-16 Gram matrices" if cfg.vgg_weights else "real-blooming statistics substitute"
     meta = {
         "training": {
             "data": "blur-transfer pairs from geo_ntl.simulate procedural cities "
             f"({cfg.n_cities} cities of {cfg.city_size}px + {pool.n_black} black pairs, seed "
-            f"{cfg.seed}); style step: "
-            + (
-                "VGG-16 Gram matrices" if cfg.vgg_weights else "real-blooming statistics substitute"
-            ),
+            f"{cfg.seed}); style step: " + style,
             "config": asdict(cfg),
-            "steps": step,
-            "seconds": round(elapsed, 1),
+            "steps": run.step,
+            "seconds": round(run.elapsed, 1),
             "hardware": _hardware(dev),
             "torch": torch.__version__,
             "command": command,
-            "perceptual": perceptual.name,
+            "perceptual": run.perceptual.name,
         },
         "final_losses": last,
     }
-    save_weights(gen, out / GENERATOR_NAME, meta=meta, overwrite=True)
-    return {"steps": step, "seconds": elapsed, "last": last, "generator": str(out / GENERATOR_NAME)}
+    save_weights(run.gen, out / GENERATOR_NAME, meta=meta, overwrite=True)
+    return {
+        "steps": run.step,
+        "seconds": run.elapsed,
+        "last": last,
+        "generator": str(out / GENERATOR_NAME),
+    }

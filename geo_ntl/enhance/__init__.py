@@ -7,7 +7,7 @@ updates of H, HR, R and N; the output is HR, rendered by the night-light guard
 Torch on CPU or CUDA, tile by tile with an exact halo. See
 :mod:`geo_ntl.enhance.api` for tiling and dtypes, :mod:`geo_ntl.enhance.params`
 for the parameters, and the module docstrings of
-:mod:`~geo_ntl.enhance.init`, :mod:`~geo_ntl.enhance.superpixels` and
+:mod:`~geo_ntl.enhance.initial_estimate`, :mod:`~geo_ntl.enhance.superpixels` and
 :mod:`~geo_ntl.enhance.solver` for the reading of each formula.
 
 Readings of formulas the extracted paper leaves ambiguous

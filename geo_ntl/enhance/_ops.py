@@ -163,18 +163,3 @@ def grad_t(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
 def laplacian(x: torch.Tensor) -> torch.Tensor:
     """``G^T G x``: the 5-point Neumann Laplacian (positive semi-definite sign)."""
     return grad_t(*grad(x))
-
-
-def degree(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """Count the 4-neighbours of every pixel of an ``h x w`` grid (the diagonal of G^T G)."""
-    d = torch.full((h, w), 4.0, device=device)
-    d[0, :] -= 1
-    d[-1, :] -= 1
-    d[:, 0] -= 1
-    d[:, -1] -= 1
-    return d
-
-
-def soft_clip(v: torch.Tensor, tau: float) -> torch.Tensor:
-    """``clip(v, -tau, tau)`` = v - shrink(v, tau): the residual of soft thresholding."""
-    return v.clamp(-tau, tau)

@@ -296,7 +296,7 @@ def enhance(
     enhanced = apply_tiled(
         carrier,
         func,
-        depth=depth,
+        halo=depth,
         dtype=np.float32,
         bands_out=bands,
         name="enhance",

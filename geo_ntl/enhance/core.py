@@ -20,14 +20,14 @@ import torch
 
 from geo_ntl.enhance._ops import cell_mean, gaussian, gaussian_radius, sym_index, upsample
 from geo_ntl.enhance.guard import apply_guard, guard_strength, guard_support
-from geo_ntl.enhance.init import initial_reflectance, initial_weight
+from geo_ntl.enhance.initial_estimate import initial_reflectance, initial_weight
 from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.solver import hqs
-from geo_ntl.enhance.stats import GlobalStats
+from geo_ntl.enhance.stats import GlobalStats, asd_at
 from geo_ntl.enhance.superpixels import mask_z, slic_labels
 from geo_ntl.exceptions import TilingError
 
-__all__ = ["CPU_SOLVER_PIECE", "asd_at", "enhance_block", "halo_depth", "solver_support"]
+__all__ = ["CPU_SOLVER_PIECE", "enhance_block", "halo_depth", "solver_support"]
 
 #: Smallest illumination of the max-RGB ablation.
 MIN_LIGHT = 0.02
@@ -87,55 +87,6 @@ def halo_depth(params: ASMParams) -> int:
     if params.guard:
         depth += guard_support(params.detail_sigma)
     return int(math.ceil(depth / HALO_ROUND) * HALO_ROUND)
-
-
-def asd_at(
-    asd: np.ndarray,
-    block: tuple[int, int],
-    origin: tuple[float, float],
-    shape: tuple[int, int],
-    step: float,
-    device: torch.device,
-) -> torch.Tensor:
-    """Bilinear interpolation of the block ASD grid at the centres of a coarse grid.
-
-    Parameters
-    ----------
-    asd : (ny, nx) ndarray
-        ASD per block, blocks anchored at the scene origin.
-    block : (int, int)
-        Block size in full-resolution pixels.
-    origin : (float, float)
-        Full-resolution ``(row, col)`` of the coarse grid's first pixel corner.
-    shape : (int, int)
-        Coarse-grid shape.
-    step : float
-        Coarse pixel size in full-resolution pixels.
-    device : torch.device
-        Result device.
-
-    Returns
-    -------
-    (shape) torch.Tensor
-    """
-    grid = torch.from_numpy(np.ascontiguousarray(asd, dtype=np.float32)).to(device)
-    weights = []
-    for axis in (0, 1):
-        n_cells = grid.shape[axis]
-        centres = (
-            origin[axis]
-            + (torch.arange(shape[axis], device=device, dtype=torch.float64) + 0.5) * step
-        )
-        pos = (centres / block[axis] - 0.5).clamp(0.0, n_cells - 1)
-        i0 = pos.floor().long().clamp(max=n_cells - 1)
-        i1 = (i0 + 1).clamp(max=n_cells - 1)
-        frac = (pos - i0).float()
-        wmat = torch.zeros(shape[axis], n_cells, device=device)
-        rows = torch.arange(shape[axis], device=device)
-        wmat[rows, i0] += 1.0 - frac
-        wmat[rows, i1] += frac
-        weights.append(wmat)
-    return weights[0] @ grid @ weights[1].T
 
 
 def _pad_end(x: torch.Tensor, hp: int, wp: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 
 from geo_ntl.enhance._ops import gaussian, gaussian_radius
-from geo_ntl.enhance.init import LUMA_WEIGHTS
+from geo_ntl.enhance.initial_estimate import LUMA_WEIGHTS
 
 __all__ = ["HIGHLIGHT_FROM", "HIGHLIGHT_TO", "apply_guard", "guard_strength", "guard_support"]
 

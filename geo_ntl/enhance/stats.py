@@ -18,15 +18,19 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geo_ntl._runs import run_starts, sum_runs
-from geo_ntl.enhance.init import LUMA_WEIGHTS
+from geo_ntl.enhance.initial_estimate import LUMA_WEIGHTS
 from geo_ntl.enhance.params import ASMParams
 from geo_ntl.exceptions import AllNoDataError
 
-__all__ = ["GlobalStats", "OVERVIEW_MAX", "global_stats", "white_level"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["GlobalStats", "OVERVIEW_MAX", "asd_at", "global_stats", "white_level"]
 
 #: Longest side, in pixels, of the overview on which E_G is measured.
 OVERVIEW_MAX = 512
@@ -209,6 +213,57 @@ def _lazy_pass(data, *, f: int, by: int, bx: int, scale: float | None, first: bo
     return list(dask.compute(*tasks))
 
 
+def asd_at(
+    asd: np.ndarray,
+    block: tuple[int, int],
+    origin: tuple[float, float],
+    shape: tuple[int, int],
+    step: float,
+    device: torch.device,
+) -> torch.Tensor:
+    """Bilinear interpolation of the block ASD grid at the centres of a coarse grid.
+
+    Parameters
+    ----------
+    asd : (ny, nx) ndarray
+        ASD per block, blocks anchored at the scene origin.
+    block : (int, int)
+        Block size in full-resolution pixels.
+    origin : (float, float)
+        Full-resolution ``(row, col)`` of the coarse grid's first pixel corner.
+    shape : (int, int)
+        Coarse-grid shape.
+    step : float
+        Coarse pixel size in full-resolution pixels.
+    device : torch.device
+        Result device.
+
+    Returns
+    -------
+    (shape) torch.Tensor
+    """
+    import torch
+
+    grid = torch.from_numpy(np.ascontiguousarray(asd, dtype=np.float32)).to(device)
+    weights = []
+    for axis in (0, 1):
+        n_cells = grid.shape[axis]
+        centres = (
+            origin[axis]
+            + (torch.arange(shape[axis], device=device, dtype=torch.float64) + 0.5) * step
+        )
+        pos = (centres / block[axis] - 0.5).clamp(0.0, n_cells - 1)
+        i0 = pos.floor().long().clamp(max=n_cells - 1)
+        i1 = (i0 + 1).clamp(max=n_cells - 1)
+        frac = (pos - i0).float()
+        wmat = torch.zeros(shape[axis], n_cells, device=device)
+        rows = torch.arange(shape[axis], device=device)
+        wmat[rows, i0] += 1.0 - frac
+        wmat[rows, i1] += frac
+        weights.append(wmat)
+    return weights[0] @ grid @ weights[1].T
+
+
 def global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
     """Compute :class:`GlobalStats` for a ``(band, y, x)`` float array with NaN for invalid pixels.
 
@@ -240,7 +295,7 @@ def global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
 def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats:
     import torch
 
-    from geo_ntl.enhance.init import initial_reflectance
+    from geo_ntl.enhance.initial_estimate import initial_reflectance
 
     bands, h, w = data.shape
     lazy = not isinstance(data, np.ndarray)
@@ -283,7 +338,6 @@ def _global_stats(data, *, dtype, params: ASMParams, device=None) -> GlobalStats
     ov = np.where(np.isnan(overview), np.asarray(fill, dtype=np.float32)[:, None, None], overview)
     ov = np.clip(ov / scale, 0.0, 1.0).astype(np.float32)
     dev = device if device is not None else torch.device("cpu")
-    from geo_ntl.enhance.core import asd_at
 
     oh, ow = ov.shape[1:]
     tens = torch.from_numpy(ov).to(dev)

@@ -7,6 +7,7 @@ for a seed; :func:`synthetic_city` renders and degrades one to a pair of
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
@@ -157,10 +158,46 @@ def generate_city(
     radius = float(np.hypot(xmax - xmin, ymax - ymin)) / 2 + 150.0
     angle = float(rng.uniform(0, np.pi / 2)) if rng.random() < 0.8 else 0.0
     extent = shapely.box(xmin - 120, ymin - 120, xmax + 120, ymax + 120)
+    us, vs, roads = _street_grid(rng, centre, radius)
+    blocks, block_main = _blocks_between(us, vs)
+    keep = shapely.intersects(_rotate(blocks, angle, centre), extent)
+    layout = _CityLayout(road_geoms=roads[0], road_tags=roads[1])
+    for block, main, inside in zip(blocks, block_main, keep, strict=True):
+        if inside and not block.is_empty and block.area >= 100:
+            _fill_block(rng, layout, block, main=main, park_share=park_share)
+    layout.road_geoms += layout.footways
+    layout.road_tags += ["footway"] * len(layout.footways)
+    layers = _RotatedLayers.of(layout, angle, centre)
+    if river is None:
+        river = bool(rng.random() < 0.5)
+    if river:
+        _add_river(rng, layers, centre, radius)
+    return VectorScene(
+        roads=_frame(layers.roads, extent, crs, highway=layers.road_tags),
+        buildings=_frame(
+            layers.buildings, extent, crs, building=np.array(layers.building_tags, dtype=object)
+        ),
+        floodlit=_frame(
+            layers.floodlit, extent, crs, kind=np.array(layers.floodlit_kinds, dtype=object)
+        ),
+        permeable=_frame(
+            layers.permeable, extent, crs, kind=np.array(layers.permeable_kinds, dtype=object)
+        ),
+        water=_frame(layers.water, extent, crs),
+    )
+
+
+#: Half the carriageway width of each road class, in metres (blocks start beyond it).
+_HALF_WIDTH = {"primary": 11.0, "secondary": 10.0, "tertiary": 8.0, "residential": 6.0}
+
+
+def _street_grid(
+    rng: np.random.Generator, centre: tuple[float, float], radius: float
+) -> tuple[list[tuple[float, str]], list[tuple[float, str]], tuple[list, list[str]]]:
+    """Streets along u and v (unrotated frame) and the road lines, maybe with a diagonal avenue."""
     lo, hi = -radius, radius
     us = _street_positions(rng, centre[0] + lo, centre[0] + hi)
     vs = _street_positions(rng, centre[1] + lo, centre[1] + hi)
-
     road_geoms, road_tags = [], []
     for u, tag in us:
         road_geoms.append(shapely.linestrings([[u, centre[1] + lo], [u, centre[1] + hi]]))
@@ -176,144 +213,199 @@ def generate_city(
             )
         )
         road_tags.append("primary")
+    return us, vs, (road_geoms, road_tags)
 
-    # Blocks between consecutive streets (in the unrotated frame).
-    half_width = {"primary": 11.0, "secondary": 10.0, "tertiary": 8.0, "residential": 6.0}
+
+def _blocks_between(
+    us: list[tuple[float, str]], vs: list[tuple[float, str]]
+) -> tuple[np.ndarray, list[bool]]:
+    """Blocks between consecutive streets (unrotated frame), and whether a main road borders each."""
     blocks, block_main = [], []
     for (u0, tu0), (u1, tu1) in zip(us[:-1], us[1:], strict=True):
         for (v0, tv0), (v1, tv1) in zip(vs[:-1], vs[1:], strict=True):
             blocks.append(
                 shapely.box(
-                    u0 + half_width[tu0],
-                    v0 + half_width[tv0],
-                    u1 - half_width[tu1],
-                    v1 - half_width[tv1],
+                    u0 + _HALF_WIDTH[tu0],
+                    v0 + _HALF_WIDTH[tv0],
+                    u1 - _HALF_WIDTH[tu1],
+                    v1 - _HALF_WIDTH[tv1],
                 )
             )
             block_main.append(any(t != "residential" for t in (tu0, tu1, tv0, tv1)))
-    blocks_arr = np.array(blocks, dtype=object)
-    blocks_rot = _rotate(blocks_arr, angle, centre)
-    keep = shapely.intersects(blocks_rot, extent)
+    return np.array(blocks, dtype=object), block_main
 
-    buildings, building_tags = [], []
-    floodlit, floodlit_kinds = [], []
-    permeable, permeable_kinds = [], []
-    water = []
-    footways = []
-    for block, main, inside in zip(blocks_arr, block_main, keep, strict=True):
-        if not inside or block.is_empty or block.area < 100:
-            continue
-        bx0, by0, bx1, by1 = block.bounds
-        p = rng.random()
-        if p < park_share:
-            permeable.append(block)
-            permeable_kinds.append("park" if rng.random() < 0.7 else "grass")
-            footways.append(shapely.linestrings([[bx0, by0], [bx1, by1]]))
-            if rng.random() < 0.5:
-                footways.append(shapely.linestrings([[bx0, by1], [bx1, by0]]))
-            if rng.random() < 0.2:
-                pond = shapely.Point((bx0 + bx1) / 2, (by0 + by1) / 2).buffer(
-                    min(bx1 - bx0, by1 - by0) * 0.2
-                )
-                water.append(pond)
-            continue
-        if p < park_share + 0.04:
-            floodlit.append(block)
-            floodlit_kinds.append("pitch")
-            permeable.append(block)
-            permeable_kinds.append("grass")
-            continue
-        if p < park_share + 0.10:
-            floodlit.append(block)
-            floodlit_kinds.append("parking")
-            continue
-        if p < park_share + 0.16:
-            kind = "industrial"
-            floodlit.append(block)
-            floodlit_kinds.append("industrial")
-        elif rng.random() < (0.55 if main else 0.12):
-            kind = "commercial"
-        else:
-            kind = "apartments" if rng.random() < 0.8 else "house"
-        lot = rng.uniform(30, 55) if kind == "industrial" else rng.uniform(14, 32)
-        nx = max(1, int((bx1 - bx0) // lot))
-        ny = max(1, int((by1 - by0) // lot))
-        xs = np.linspace(bx0, bx1, nx + 1)
-        ys = np.linspace(by0, by1, ny + 1)
-        for i in range(nx):
-            for j in range(ny):
-                if rng.random() > 0.85:
-                    continue
-                m = rng.uniform(1.0, 4.0, 4)
-                x0, x1 = xs[i] + m[0], xs[i + 1] - m[1]
-                y0, y1 = ys[j] + m[2], ys[j + 1] - m[3]
-                if x1 - x0 > 4 and y1 - y0 > 4:
-                    buildings.append(shapely.box(x0, y0, x1, y1))
-                    building_tags.append(kind)
-        if kind != "industrial" and rng.random() < 0.15:
-            permeable.append(
-                shapely.box(bx0, by0, bx1, by1).difference(
-                    shapely.union_all(np.array(buildings[-nx * ny :], dtype=object))
-                )
-            )
-            permeable_kinds.append("grass")
 
-    road_geoms += footways
-    road_tags += ["footway"] * len(footways)
+@dataclass
+class _CityLayout:
+    """Geometries and tags of a city in the unrotated frame, filled block by block."""
 
-    def rot(items: list) -> np.ndarray:
-        return _rotate(np.array(items, dtype=object), angle, centre) if items else np.array([])
+    road_geoms: list
+    road_tags: list[str]
+    buildings: list = field(default_factory=list)
+    building_tags: list[str] = field(default_factory=list)
+    floodlit: list = field(default_factory=list)
+    floodlit_kinds: list[str] = field(default_factory=list)
+    permeable: list = field(default_factory=list)
+    permeable_kinds: list[str] = field(default_factory=list)
+    water: list = field(default_factory=list)
+    footways: list = field(default_factory=list)
 
-    roads_arr = rot(road_geoms)
-    buildings_arr = rot(buildings)
-    floodlit_arr = rot(floodlit)
-    permeable_arr = rot(permeable)
-    water_arr = rot(water)
-    road_tags_arr = np.array(road_tags, dtype=object)
 
-    if river is None:
-        river = bool(rng.random() < 0.5)
-    if river:
-        t = np.linspace(-1.2, 1.2, 200) * radius
-        width = rng.uniform(30, 80)
-        amp, wavelength = rng.uniform(20, 120), rng.uniform(300, 900)
-        offset = rng.uniform(-0.5, 0.5) * radius
-        theta = rng.uniform(0, np.pi)
-        along = np.column_stack([t, offset + amp * np.sin(2 * np.pi * t / wavelength)])
-        c, s = np.cos(theta), np.sin(theta)
-        pts = np.column_stack(
-            [
-                c * along[:, 0] - s * along[:, 1] + centre[0],
-                s * along[:, 0] + c * along[:, 1] + centre[1],
-            ]
+def _fill_block(
+    rng: np.random.Generator,
+    layout: _CityLayout,
+    block: Any,
+    *,
+    main: bool,
+    park_share: float,
+) -> None:
+    """Make one block a park, pitch, parking lot, or industrial, commercial or housing lots."""
+    p = rng.random()
+    if p < park_share:
+        _add_park(rng, layout, block)
+        return
+    if p < park_share + 0.04:
+        layout.floodlit.append(block)
+        layout.floodlit_kinds.append("pitch")
+        layout.permeable.append(block)
+        layout.permeable_kinds.append("grass")
+        return
+    if p < park_share + 0.10:
+        layout.floodlit.append(block)
+        layout.floodlit_kinds.append("parking")
+        return
+    if p < park_share + 0.16:
+        kind = "industrial"
+        layout.floodlit.append(block)
+        layout.floodlit_kinds.append("industrial")
+    elif rng.random() < (0.55 if main else 0.12):
+        kind = "commercial"
+    else:
+        kind = "apartments" if rng.random() < 0.8 else "house"
+    _add_buildings(rng, layout, block, kind)
+
+
+def _add_park(rng: np.random.Generator, layout: _CityLayout, block: Any) -> None:
+    """Make a block a park or lawn, with one or two diagonal footpaths and sometimes a pond."""
+    bx0, by0, bx1, by1 = block.bounds
+    layout.permeable.append(block)
+    layout.permeable_kinds.append("park" if rng.random() < 0.7 else "grass")
+    layout.footways.append(shapely.linestrings([[bx0, by0], [bx1, by1]]))
+    if rng.random() < 0.5:
+        layout.footways.append(shapely.linestrings([[bx0, by1], [bx1, by0]]))
+    if rng.random() < 0.2:
+        pond = shapely.Point((bx0 + bx1) / 2, (by0 + by1) / 2).buffer(
+            min(bx1 - bx0, by1 - by0) * 0.2
         )
-        channel = shapely.linestrings(pts).buffer(width / 2)
-        banks = channel.buffer(6.0)
-        water_arr = np.concatenate([water_arr, [channel]])
-        bridges = np.isin(road_tags_arr, _MAIN_CLASSES)
-        roads_arr = np.where(bridges, roads_arr, shapely.difference(roads_arr, banks))
-        if len(buildings_arr):
-            ok = ~shapely.intersects(buildings_arr, banks)
-            buildings_arr, building_tags = buildings_arr[ok], list(np.array(building_tags)[ok])
-        if len(floodlit_arr):
-            floodlit_arr = shapely.difference(floodlit_arr, banks)
-        if len(permeable_arr):
-            permeable_arr = shapely.difference(permeable_arr, banks)
-        permeable_arr = np.concatenate([permeable_arr, [channel]])
-        permeable_kinds.append("water")
+        layout.water.append(pond)
 
-    def frame(geoms: np.ndarray, **cols: Any) -> gpd.GeoDataFrame:
-        geoms = shapely.intersection(geoms, extent) if len(geoms) else geoms
-        df = gpd.GeoDataFrame(cols, geometry=list(geoms), crs=crs)
-        return df[~df.geometry.is_empty].reset_index(drop=True)
 
-    return VectorScene(
-        roads=frame(roads_arr, highway=road_tags_arr),
-        buildings=frame(buildings_arr, building=np.array(building_tags, dtype=object)),
-        floodlit=frame(floodlit_arr, kind=np.array(floodlit_kinds, dtype=object)),
-        permeable=frame(permeable_arr, kind=np.array(permeable_kinds, dtype=object)),
-        water=frame(water_arr),
+def _add_buildings(rng: np.random.Generator, layout: _CityLayout, block: Any, kind: str) -> None:
+    """Fill a block with lots of one kind, buildings set back in them, and maybe yards of grass."""
+    bx0, by0, bx1, by1 = block.bounds
+    lot = rng.uniform(30, 55) if kind == "industrial" else rng.uniform(14, 32)
+    nx = max(1, int((bx1 - bx0) // lot))
+    ny = max(1, int((by1 - by0) // lot))
+    xs = np.linspace(bx0, bx1, nx + 1)
+    ys = np.linspace(by0, by1, ny + 1)
+    for i in range(nx):
+        for j in range(ny):
+            if rng.random() > 0.85:
+                continue
+            m = rng.uniform(1.0, 4.0, 4)
+            x0, x1 = xs[i] + m[0], xs[i + 1] - m[1]
+            y0, y1 = ys[j] + m[2], ys[j + 1] - m[3]
+            if x1 - x0 > 4 and y1 - y0 > 4:
+                layout.buildings.append(shapely.box(x0, y0, x1, y1))
+                layout.building_tags.append(kind)
+    if kind != "industrial" and rng.random() < 0.15:
+        layout.permeable.append(
+            shapely.box(bx0, by0, bx1, by1).difference(
+                shapely.union_all(np.array(layout.buildings[-nx * ny :], dtype=object))
+            )
+        )
+        layout.permeable_kinds.append("grass")
+
+
+def _rotate_items(items: list, angle: float, centre: tuple[float, float]) -> np.ndarray:
+    """:func:`_rotate` a list of geometries; an empty list gives an empty array."""
+    return _rotate(np.array(items, dtype=object), angle, centre) if items else np.array([])
+
+
+@dataclass
+class _RotatedLayers:
+    """The layers as geometry arrays in the map frame, before clipping to the extent."""
+
+    roads: np.ndarray
+    road_tags: np.ndarray
+    buildings: np.ndarray
+    building_tags: list[str]
+    floodlit: np.ndarray
+    floodlit_kinds: list[str]
+    permeable: np.ndarray
+    permeable_kinds: list[str]
+    water: np.ndarray
+
+    @classmethod
+    def of(cls, layout: _CityLayout, angle: float, centre: tuple[float, float]) -> _RotatedLayers:
+        """Rotate a layout's geometries about ``centre`` by ``angle``."""
+        return cls(
+            roads=_rotate_items(layout.road_geoms, angle, centre),
+            road_tags=np.array(layout.road_tags, dtype=object),
+            buildings=_rotate_items(layout.buildings, angle, centre),
+            building_tags=layout.building_tags,
+            floodlit=_rotate_items(layout.floodlit, angle, centre),
+            floodlit_kinds=layout.floodlit_kinds,
+            permeable=_rotate_items(layout.permeable, angle, centre),
+            permeable_kinds=layout.permeable_kinds,
+            water=_rotate_items(layout.water, angle, centre),
+        )
+
+
+def _river_channel(rng: np.random.Generator, centre: tuple[float, float], radius: float) -> Any:
+    """Return a meandering river polygon across the city."""
+    t = np.linspace(-1.2, 1.2, 200) * radius
+    width = rng.uniform(30, 80)
+    amp, wavelength = rng.uniform(20, 120), rng.uniform(300, 900)
+    offset = rng.uniform(-0.5, 0.5) * radius
+    theta = rng.uniform(0, np.pi)
+    along = np.column_stack([t, offset + amp * np.sin(2 * np.pi * t / wavelength)])
+    c, s = np.cos(theta), np.sin(theta)
+    pts = np.column_stack(
+        [
+            c * along[:, 0] - s * along[:, 1] + centre[0],
+            s * along[:, 0] + c * along[:, 1] + centre[1],
+        ]
     )
+    return shapely.linestrings(pts).buffer(width / 2)
+
+
+def _add_river(
+    rng: np.random.Generator, layers: _RotatedLayers, centre: tuple[float, float], radius: float
+) -> None:
+    """Cut a river through the layers: local streets end at it, main roads cross on bridges."""
+    channel = _river_channel(rng, centre, radius)
+    banks = channel.buffer(6.0)
+    layers.water = np.concatenate([layers.water, [channel]])
+    bridges = np.isin(layers.road_tags, _MAIN_CLASSES)
+    layers.roads = np.where(bridges, layers.roads, shapely.difference(layers.roads, banks))
+    if len(layers.buildings):
+        ok = ~shapely.intersects(layers.buildings, banks)
+        layers.buildings = layers.buildings[ok]
+        layers.building_tags = list(np.array(layers.building_tags)[ok])
+    if len(layers.floodlit):
+        layers.floodlit = shapely.difference(layers.floodlit, banks)
+    if len(layers.permeable):
+        layers.permeable = shapely.difference(layers.permeable, banks)
+    layers.permeable = np.concatenate([layers.permeable, [channel]])
+    layers.permeable_kinds.append("water")
+
+
+def _frame(geoms: np.ndarray, extent: Any, crs: str | CRS, **cols: Any) -> gpd.GeoDataFrame:
+    """Return a GeoDataFrame of ``geoms`` clipped to ``extent``, without the empty ones."""
+    geoms = shapely.intersection(geoms, extent) if len(geoms) else geoms
+    df = gpd.GeoDataFrame(cols, geometry=list(geoms), crs=crs)
+    return df[~df.geometry.is_empty].reset_index(drop=True)
 
 
 def synthetic_city(

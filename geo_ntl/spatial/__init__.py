@@ -1,8 +1,8 @@
 """Spatial clustering of night light with road networks and permeable surfaces (PySAL).
 
 Grid cells aligned to the raster (:mod:`~geo_ntl.spatial.grid`), streamed
-per-cell aggregation (:mod:`~geo_ntl.spatial.aggregate`), libpysal weights
-(:mod:`~geo_ntl.spatial.weights`), esda statistics (:mod:`~geo_ntl.spatial.stats`),
+per-cell aggregation (:mod:`~geo_ntl.spatial.aggregate`), libpysal spatial
+weights (:mod:`~geo_ntl.spatial.neighbours`), esda statistics (:mod:`~geo_ntl.spatial.stats`),
 figures (:mod:`~geo_ntl.spatial.plots`) and the one-call :func:`cluster`.
 ``import geo_ntl`` does not import this package; libpysal and esda load here.
 """
@@ -23,6 +23,7 @@ from geo_ntl.spatial.api import (
 )
 from geo_ntl.spatial.esda_objects import EsdaResults, to_esda
 from geo_ntl.spatial.grid import Grid, make_grid
+from geo_ntl.spatial.neighbours import CellWeights, build_weights
 from geo_ntl.spatial.plots import plot_lisa_map, plot_moran_scatter, write_figures
 from geo_ntl.spatial.stats import (
     PERMUTATIONS,
@@ -34,7 +35,6 @@ from geo_ntl.spatial.stats import (
     local_moran_bv,
 )
 from geo_ntl.spatial.vectors import read_vector
-from geo_ntl.spatial.weights import CellWeights, build_weights
 
 __all__ = [
     "PERMUTATIONS",

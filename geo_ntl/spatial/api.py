@@ -27,6 +27,7 @@ from geo_ntl.spatial.grid import (
     make_grid,
     raise_no_overlap,
 )
+from geo_ntl.spatial.neighbours import DEFAULT_K, CellWeights, WeightsMethod, build_weights
 from geo_ntl.spatial.stats import (
     DEFAULT_ALPHA,
     PERMUTATIONS,
@@ -38,7 +39,6 @@ from geo_ntl.spatial.stats import (
     local_moran_bv,
 )
 from geo_ntl.spatial.vectors import read_vector
-from geo_ntl.spatial.weights import DEFAULT_K, CellWeights, WeightsMethod, build_weights
 
 __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json", "write_cells"]
 
@@ -71,6 +71,7 @@ class ClusterResult:
     local_variables : dict of str to (str, str or None)
         Focal and lagged variable of each local test.
     weights : CellWeights
+        The spatial weights between the analysed cells.
     grid : Grid
     report : dict
         Counts (cells, analysed, no-data cells, islands, dropped slivers),
@@ -335,7 +336,7 @@ def cluster(
     """Spatial clustering of night light against road density and permeable surfaces.
 
     Aggregates the raster and both layers to grid cells (:func:`aggregate`),
-    builds row-standardised weights (:func:`~geo_ntl.spatial.weights.build_weights`)
+    builds row-standardised spatial weights (:func:`~geo_ntl.spatial.neighbours.build_weights`)
     over the cells that hold valid pixels, drops islands, and runs global
     Moran's I of each variable, bivariate Moran's I of night light with road
     density and with permeable fraction, LISA of night light and the two
@@ -353,6 +354,7 @@ def cluster(
         Area of interest.
     grid : {"square", "hex"}, default "square"
     weights : {"queen", "rook", "knn", "distance"}, default "queen"
+        Spatial weights between cells (not the GAN's model weights).
     k : int, default DEFAULT_K
         Neighbours for knn weights.
     distance : float, optional
@@ -406,32 +408,11 @@ def cluster(
     analysed = cells.iloc[cw.cells]
     values = {name: analysed[name].to_numpy(dtype=float) for name in VARIABLES}
     opts = {"permutations": permutations, "seed": seed}
-    g = cw.graph
-    global_stats = {f"moran_{v}": global_moran(values[v], g, name=v, **opts) for v in VARIABLES}
-    for other in VARIABLES[1:]:
-        global_stats[f"moran_bv_ntl_{other}"] = global_moran_bv(
-            values["ntl"], values[other], g, names=("ntl", other), **opts
-        )
-    lopts = {**opts, "alpha": alpha, "fdr": fdr, "n_jobs": n_jobs}
-    local_variables: dict[str, tuple[str, str | None]] = {"ntl": ("ntl", None)}
-    local_stats = {"ntl": local_moran(values["ntl"], g, name="ntl", **lopts)}
-    for other in VARIABLES[1:]:
-        key = f"ntl_{other}"
-        local_variables[key] = ("ntl", other)
-        local_stats[key] = local_moran_bv(
-            values["ntl"], values[other], g, names=("ntl", other), **lopts
-        )
-
-    cells["analysed"] = False
-    cells.loc[cells.index[cw.cells], "analysed"] = True
-    for key, stat in local_stats.items():
-        for suffix, data, fill in (("I", stat.Is, np.nan), ("p", stat.p_sim, np.nan)):
-            column = np.full(len(cells), fill)
-            column[cw.cells] = data
-            cells[f"{key}_{suffix}"] = column
-        labels = np.where(has_data, ISLAND, NO_DATA).astype(object)
-        labels[cw.cells] = stat.labels
-        cells[f"{key}_label"] = labels.astype(str)
+    global_stats = _global_tests(values, cw.graph, opts)
+    local_stats, local_variables = _local_tests(
+        values, cw.graph, {**opts, "alpha": alpha, "fdr": fdr, "n_jobs": n_jobs}
+    )
+    _add_local_columns(cells, local_stats, cw, has_data)
     report = {
         **report,
         "n_analysed": int(len(cw.cells)),
@@ -460,6 +441,49 @@ def cluster(
         grid=cells_grid,
         report=report,
     )
+
+
+def _global_tests(
+    values: dict[str, np.ndarray], graph: Any, opts: dict[str, Any]
+) -> dict[str, GlobalStat]:
+    """Moran's I of every variable, and bivariate Moran's I of night light with the others."""
+    stats = {f"moran_{v}": global_moran(values[v], graph, name=v, **opts) for v in VARIABLES}
+    for other in VARIABLES[1:]:
+        stats[f"moran_bv_ntl_{other}"] = global_moran_bv(
+            values["ntl"], values[other], graph, names=("ntl", other), **opts
+        )
+    return stats
+
+
+def _local_tests(
+    values: dict[str, np.ndarray], graph: Any, opts: dict[str, Any]
+) -> tuple[dict[str, LocalStat], dict[str, tuple[str, str | None]]]:
+    """LISA of night light and bivariate LISAs against the others, with their variables."""
+    local_variables: dict[str, tuple[str, str | None]] = {"ntl": ("ntl", None)}
+    local_stats = {"ntl": local_moran(values["ntl"], graph, name="ntl", **opts)}
+    for other in VARIABLES[1:]:
+        key = f"ntl_{other}"
+        local_variables[key] = ("ntl", other)
+        local_stats[key] = local_moran_bv(
+            values["ntl"], values[other], graph, names=("ntl", other), **opts
+        )
+    return local_stats, local_variables
+
+
+def _add_local_columns(
+    cells: Any, local_stats: dict[str, LocalStat], cw: CellWeights, has_data: np.ndarray
+) -> None:
+    """Add ``analysed`` and each local test's ``_I``, ``_p`` and ``_label`` columns to ``cells``."""
+    cells["analysed"] = False
+    cells.loc[cells.index[cw.cells], "analysed"] = True
+    for key, stat in local_stats.items():
+        for suffix, data, fill in (("I", stat.Is, np.nan), ("p", stat.p_sim, np.nan)):
+            column = np.full(len(cells), fill)
+            column[cw.cells] = data
+            cells[f"{key}_{suffix}"] = column
+        labels = np.where(has_data, ISLAND, NO_DATA).astype(object)
+        labels[cw.cells] = stat.labels
+        cells[f"{key}_label"] = labels.astype(str)
 
 
 def summary_json(result: ClusterResult) -> str:

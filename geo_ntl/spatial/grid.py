@@ -145,9 +145,7 @@ class Grid:
     @property
     def full_cell_area(self) -> float:
         """Area of an unclipped cell in m²."""
-        if self.kind == "square":
-            return self.cell_size**2
-        return _SQRT3 / 2.0 * self.cell_size**2
+        return _full_cell_area(self.kind, self.cell_size)
 
     def lattice_of_points(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lattice ``(row, array column)`` of the cell containing each point.
@@ -260,14 +258,37 @@ def make_grid(
     >>> len(grid.cells), grid.lattice_shape
     (16, (4, 4))
     """
-    import geopandas as gpd
-    import shapely
-
     if kind not in ("square", "hex"):
         raise ParameterError(f"grid kind must be 'square' or 'hex', got {kind!r}")
     if not 0.0 <= min_coverage <= 1.0:
         raise ParameterError(f"min_coverage must be in [0, 1], got {min_coverage}")
     frame = raster_frame(da)
+    _check_cell_size(frame, cell_size)
+    aoi_geom = None if aoi is None else _aoi_geometry(aoi, frame)
+    lattice = _full_lattice(frame, kind, cell_size)
+    cells = _clipped_cells(frame, lattice, aoi_geom, min_coverage)
+    return Grid(
+        cells=cells.table(frame.crs),
+        kind=kind,
+        cell_size=float(cell_size),
+        frame=frame,
+        lattice_shape=lattice.shape,
+        col_offset=lattice.col_offset,
+        lookup=cells.lookup(lattice),
+        aoi=aoi_geom,
+        dropped=cells.dropped,
+    )
+
+
+def _full_cell_area(kind: GridKind, cell_size: float) -> float:
+    """Area in m² of an unclipped square or hexagonal cell."""
+    if kind == "square":
+        return cell_size**2
+    return _SQRT3 / 2.0 * cell_size**2
+
+
+def _check_cell_size(frame: RasterFrame, cell_size: float) -> None:
+    """Refuse a cell size that is not finite and positive, below a pixel or above the scene."""
     res_x, res_y = frame.res
     width_m, height_m = frame.width * res_x, frame.height * res_y
     if not math.isfinite(cell_size) or cell_size <= 0:
@@ -293,89 +314,143 @@ def make_grid(
             "for a 3 x 3 grid or more"
         )
 
-    left, bottom, right, top = frame.bounds
-    footprint = shapely.box(left, bottom, right, top)
-    aoi_geom = None
-    if aoi is not None:
-        from geo_ntl.spatial.vectors import read_vector
 
-        layer = read_vector(aoi, kind="polygons", crs=frame.crs, name="AOI")
-        aoi_geom = shapely.union_all(layer.geometry.values)
-        if not aoi_geom.intersects(footprint):
-            raise_no_overlap("AOI", layer.total_bounds, frame.bounds)
+def _aoi_geometry(aoi: Any, frame: RasterFrame) -> Any:
+    """Read the AOI in the raster CRS as one geometry; refuse one that misses the raster."""
+    import shapely
 
+    from geo_ntl.spatial.vectors import read_vector
+
+    layer = read_vector(aoi, kind="polygons", crs=frame.crs, name="AOI")
+    aoi_geom = shapely.union_all(layer.geometry.values)
+    if not aoi_geom.intersects(shapely.box(*frame.bounds)):
+        raise_no_overlap("AOI", layer.total_bounds, frame.bounds)
+    return aoi_geom
+
+
+@dataclass(frozen=True)
+class _Lattice:
+    """Every cell of a grid's full lattice, unclipped."""
+
+    kind: GridKind
+    cell_size: float
+    shape: tuple[int, int]
+    col_offset: int
+    rows: np.ndarray
+    cols: np.ndarray
+    polygons: np.ndarray
+
+
+def _full_lattice(frame: RasterFrame, kind: GridKind, cell_size: float) -> _Lattice:
+    """Lay the full lattice of cells over the raster, anchored at its upper-left corner."""
+    res_x, res_y = frame.res
+    width_m, height_m = frame.width * res_x, frame.height * res_y
+    left, top = frame.transform.c, frame.transform.f
     if kind == "square":
         n_rows = math.ceil(height_m / cell_size - 1e-9)
         n_cols = math.ceil(width_m / cell_size - 1e-9)
         col_offset = 0
-        rr, cc = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
-        rows, cols = rr.ravel(), cc.ravel()
-        full = _square_polygons(rows, cols, cell_size=cell_size, left=left, top=top)
+        polygons = _square_polygons
     else:
         radius = cell_size / _SQRT3
         n_rows = math.ceil(height_m / (1.5 * radius)) + 2
         n_cols = math.ceil(width_m / cell_size) + 2
         col_offset = 1
-        rr, cc = np.meshgrid(np.arange(n_rows), np.arange(n_cols) - col_offset, indexing="ij")
-        rows, cols = rr.ravel(), cc.ravel()
-        full = _hex_polygons(rows, cols, cell_size=cell_size, left=left, top=top)
+        polygons = _hex_polygons
+    rr, cc = np.meshgrid(np.arange(n_rows), np.arange(n_cols) - col_offset, indexing="ij")
+    rows, cols = rr.ravel(), cc.ravel()
+    return _Lattice(
+        kind=kind,
+        cell_size=cell_size,
+        shape=(n_rows, n_cols),
+        col_offset=col_offset,
+        rows=rows,
+        cols=cols,
+        polygons=polygons(rows, cols, cell_size=cell_size, left=left, top=top),
+    )
 
+
+@dataclass(frozen=True)
+class _KeptCells:
+    """The cells that keep enough area after clipping, and counts of the dropped ones."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    geometry: np.ndarray
+    area: np.ndarray
+    coverage: np.ndarray
+    dropped: dict[str, int]
+
+    def lookup(self, lattice: _Lattice) -> np.ndarray:
+        """Return the position of each lattice cell among the kept cells, -1 where none was."""
+        lookup = np.full(lattice.shape, -1, dtype=np.int64)
+        lookup[self.rows, self.cols + lattice.col_offset] = np.arange(len(self.rows))
+        return lookup
+
+    def table(self, crs: Any) -> Any:
+        """Return the cells as a GeoDataFrame (see :class:`Grid`)."""
+        import geopandas as gpd
+
+        return gpd.GeoDataFrame(
+            {
+                "cell_id": np.arange(len(self.rows), dtype=np.int64),
+                "row": self.rows.astype(np.int64),
+                "col": self.cols.astype(np.int64),
+                "area_m2": self.area,
+                "coverage": self.coverage,
+            },
+            geometry=self.geometry,
+            crs=crs,
+        )
+
+
+def _clip(full: np.ndarray, frame: RasterFrame, clip_to: Any, exact_boxes: bool) -> np.ndarray:
+    """Clip cells to ``clip_to``; boxes clipped to the footprint box by plain coordinates."""
+    import shapely
+
+    if not exact_boxes:
+        return shapely.intersection(full, clip_to)
+    left, bottom, right, top = frame.bounds
+    b = shapely.bounds(full)
+    return shapely.box(
+        np.maximum(b[:, 0], left),
+        np.maximum(b[:, 1], bottom),
+        np.minimum(b[:, 2], right),
+        np.minimum(b[:, 3], top),
+    )
+
+
+def _clipped_cells(
+    frame: RasterFrame, lattice: _Lattice, aoi_geom: Any, min_coverage: float
+) -> _KeptCells:
+    """Clip the lattice to the footprint (and AOI) and drop cells below ``min_coverage``."""
+    import shapely
+
+    footprint = shapely.box(*frame.bounds)
     clip_to = footprint if aoi_geom is None else shapely.intersection(footprint, aoi_geom)
     shapely.prepare(clip_to)
-    touches = shapely.intersects(full, clip_to)
-    rows, cols, full = rows[touches], cols[touches], full[touches]
-    if kind == "square" and aoi_geom is None:
-        # clipping a box to the footprint box: plain coordinate clipping
-        b = shapely.bounds(full)
-        clipped = shapely.box(
-            np.maximum(b[:, 0], left),
-            np.maximum(b[:, 1], bottom),
-            np.minimum(b[:, 2], right),
-            np.minimum(b[:, 3], top),
-        )
-    else:
-        clipped = shapely.intersection(full, clip_to)
-    full_area = cell_size**2 if kind == "square" else _SQRT3 / 2.0 * cell_size**2
+    touches = shapely.intersects(lattice.polygons, clip_to)
+    rows, cols = lattice.rows[touches], lattice.cols[touches]
+    square_only = lattice.kind == "square" and aoi_geom is None
+    clipped = _clip(lattice.polygons[touches], frame, clip_to, square_only)
     area = shapely.area(clipped)
-    coverage = area / full_area
+    coverage = area / _full_cell_area(lattice.kind, lattice.cell_size)
     keep = (coverage >= min_coverage) & (area > 0)
-    dropped = {"low_coverage": int(((area > 0) & ~keep).sum())}
-    rows, cols, clipped, area, coverage = (
-        rows[keep],
-        cols[keep],
-        clipped[keep],
-        area[keep],
-        coverage[keep],
-    )
-    if len(rows) < MIN_CELLS:
+    if keep.sum() < MIN_CELLS:
+        res_x, res_y = frame.res
         raise ParameterError(
-            f"only {len(rows)} cells of {cell_size} m fit the scene"
-            f"{'' if aoi_geom is None else ' and AOI'} ({width_m:.0f} x {height_m:.0f} m); "
+            f"only {int(keep.sum())} cells of {lattice.cell_size} m fit the scene"
+            f"{'' if aoi_geom is None else ' and AOI'} "
+            f"({frame.width * res_x:.0f} x {frame.height * res_y:.0f} m); "
             f"at least {MIN_CELLS} are needed: use a smaller --cell-size"
         )
-    lookup = np.full((n_rows, n_cols), -1, dtype=np.int64)
-    lookup[rows, cols + col_offset] = np.arange(len(rows))
-    cells = gpd.GeoDataFrame(
-        {
-            "cell_id": np.arange(len(rows), dtype=np.int64),
-            "row": rows.astype(np.int64),
-            "col": cols.astype(np.int64),
-            "area_m2": area,
-            "coverage": coverage,
-        },
-        geometry=clipped,
-        crs=frame.crs,
-    )
-    return Grid(
-        cells=cells,
-        kind=kind,
-        cell_size=float(cell_size),
-        frame=frame,
-        lattice_shape=(n_rows, n_cols),
-        col_offset=col_offset,
-        lookup=lookup,
-        aoi=aoi_geom,
-        dropped=dropped,
+    return _KeptCells(
+        rows=rows[keep],
+        cols=cols[keep],
+        geometry=clipped[keep],
+        area=area[keep],
+        coverage=coverage[keep],
+        dropped={"low_coverage": int(((area > 0) & ~keep).sum())},
     )
 
 
