@@ -3,7 +3,8 @@
 The package reads georeferenced scenes lazily (:func:`geo_ntl.io.open_scene`),
 runs restoration stages tile by tile with overlapping windows
 (:func:`geo_ntl.tiling.apply_tiled`) and writes Cloud-Optimized GeoTIFFs
-(:func:`geo_ntl.io.write_cog`). Names are imported on first use, so
+(:func:`geo_ntl.io.write_cog`); :func:`geo_ntl.pipeline.restore_scenes` does all
+three over many scenes, resumably. Names are imported on first use, so
 ``import geo_ntl`` and ``geo-ntl --help`` stay fast; torch and PySAL load only
 with the stages that need them.
 """
@@ -21,6 +22,7 @@ _LAZY = {
     "scene_info": "geo_ntl.io",
     "apply_tiled": "geo_ntl.tiling",
     "apply_whole": "geo_ntl.tiling",
+    "restore_scenes": "geo_ntl.pipeline",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -170,7 +170,7 @@ def restore_scenes(
 def _staging(
     plan: StagePlan, *, out: PathLike | None, out_dir: PathLike | None
 ) -> contextlib.AbstractContextManager[Path | None]:
-    """The hidden folder a deblur output waits in for the enhancer (removed on any exit).
+    """Return the hidden folder a deblur output waits in for the enhancer (removed on exit).
 
     Marked as this run's, so the next run for the same outputs removes what a killed one left.
     """

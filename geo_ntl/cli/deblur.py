@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geo_ntl.cli._restore import restore, restoration_options
+from geo_ntl.cli._restore import restoration_options, restore
 from geo_ntl.cli.options import device_opt
 from geo_ntl.defaults import DEBLUR_TILE
 
