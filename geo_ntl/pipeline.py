@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geo_ntl._stages import (
     STAGING_PREFIX,
@@ -41,6 +41,9 @@ from geo_ntl._stages import (
     StageSpec,
     plan_stages,
 )
+
+if TYPE_CHECKING:
+    from geo_ntl.io import Compression
 
 __all__ = ["ComputeOptions", "DeblurStage", "EnhanceStage", "StageSpec", "restore_scenes"]
 
@@ -79,7 +82,7 @@ def restore_scenes(
     overwrite: bool = False,
     device: str = "auto",
     dtype: str | None = None,
-    compress: str = "DEFLATE",
+    compress: Compression = "DEFLATE",
     compute: ComputeOptions | None = None,
     allow_no_crs: bool = False,
     on_written: Callable[[Path], None] | None = None,
@@ -194,7 +197,7 @@ def _run(
     mosaic: PathLike | None,
     overwrite: bool,
     device: str,
-    compress: str,
+    compress: Compression,
     compute: ComputeOptions,
     allow_no_crs: bool,
     on_written: Callable[[Path], None],
@@ -320,7 +323,7 @@ def _write(
     plan: StagePlan,
     overwrite: bool,
     device_tag: str,
-    compress: str,
+    compress: Compression,
     allow_no_crs: bool,
 ) -> None:
     """Write one scene's result as a COG with its job signature and provenance."""

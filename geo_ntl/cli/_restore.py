@@ -15,11 +15,12 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
 if TYPE_CHECKING:
+    from geo_ntl.io import Compression
     from geo_ntl.pipeline import StageSpec
 
 #: The library's words for its arguments -> the commands' flags.
@@ -97,7 +98,7 @@ def restore(
             overwrite=overwrite,
             device=device,
             dtype=dtype,
-            compress=compress,
+            compress=cast("Compression", compress),  # click checked it
             compute=ComputeOptions(
                 workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler
             ),
