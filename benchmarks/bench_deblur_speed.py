@@ -78,9 +78,7 @@ def main() -> None:
     da = da.copy(data=crop)
     diffs = {}
     for halo in [int(h) for h in args.halos.split(",")]:
-        tiled = deblur(
-            da, weights=args.weights, device="cpu", enhance=False, tile=256, halo=halo
-        ).values
+        tiled = deblur(da, weights=args.weights, device="cpu", tile=256, halo=halo).values
         diffs[str(halo)] = int(np.abs(tiled.astype(int) - whole.astype(int)).max())
         print("halo", halo, "max diff DN", diffs[str(halo)])
     res["tiled_vs_whole_max_dn"] = diffs
@@ -106,7 +104,7 @@ def main() -> None:
             # (dask would otherwise run a tile per core beside torch's own threads).
             with dask.config.set(scheduler="threads", num_workers=1):
                 scene = open_scene(src_path, chunks=tile)
-                out = deblur(scene, weights=args.weights, device="cpu", enhance=False, tile=tile)
+                out = deblur(scene, weights=args.weights, device="cpu", tile=tile)
                 write_cog(out, Path(tmp) / f"out{i}.tif", stage="deblur")
             pipe.append(time.perf_counter() - t0)
         t_bare, t_pipe = min(bare), min(pipe)

@@ -3,7 +3,8 @@
 The package reads georeferenced scenes lazily (:func:`geo_ntl.io.open_scene`),
 runs restoration stages tile by tile with overlapping windows
 (:func:`geo_ntl.tiling.apply_tiled`) and writes Cloud-Optimized GeoTIFFs
-(:func:`geo_ntl.io.write_cog`). Names are imported on first use, so
+(:func:`geo_ntl.io.write_cog`); :func:`geo_ntl.pipeline.restore_scenes` does all
+three over many scenes, resumably. Names are imported on first use, so
 ``import geo_ntl`` and ``geo-ntl --help`` stay fast; torch and PySAL load only
 with the stages that need them.
 """
@@ -23,6 +24,7 @@ _LAZY = {
     "apply_whole": "geo_ntl.tiling",
     "sample_aoi": "geo_ntl.sample_data",
     "sample_aoi_path": "geo_ntl.sample_data",
+    "restore_scenes": "geo_ntl.pipeline",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

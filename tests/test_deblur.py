@@ -416,7 +416,6 @@ def test_deblur__keeps_grid_dtype_and_matches_whole(tiny_weights):
         scene,
         weights=tiny_weights,
         device="cpu",
-        enhance=False,
         tile=32,
         halo=TINY_HALO,
         batch_size=3,
@@ -438,7 +437,6 @@ def test_deblur__one_band_replicated_and_merged(tiny_weights):
             scene.isel(band=0, drop=True),
             weights=tiny_weights,
             device="cpu",
-            enhance=False,
             tile=32,
             conserve=conserve,
         )
@@ -451,7 +449,7 @@ def test_deblur__one_band_replicated_and_merged(tiny_weights):
 def test_deblur__two_or_four_bands_refused(tiny_weights, bands):
     scene = make_scene((bands, 32, 32), seed=5)
     with pytest.raises(UnsupportedRasterError, match="1 .panchromatic. or 3"):
-        deblur(scene, weights=tiny_weights, device="cpu", enhance=False)
+        deblur(scene, weights=tiny_weights, device="cpu")
 
 
 def test_deblur__nodata_and_nan_kept(tiny_weights):
@@ -460,7 +458,7 @@ def test_deblur__nodata_and_nan_kept(tiny_weights):
     values[:, :8, :8] = -1.0
     values[0, 20, 20] = np.nan
     scene = scene.copy(data=values)
-    out = deblur(scene, weights=tiny_weights, device="cpu", enhance=False, tile=32).values
+    out = deblur(scene, weights=tiny_weights, device="cpu", tile=32).values
     assert np.all(out[:, :8, :8] == -1.0)
     assert np.all(out[:, 20, 20] == -1.0)
     assert np.isfinite(out).all()
@@ -471,14 +469,14 @@ def test_deblur__nodata_and_nan_kept(tiny_weights):
 
 def test_deblur__scene_smaller_than_halo(tiny_weights):
     scene = make_scene((3, 12, 20), seed=7)
-    out = deblur(scene, weights=tiny_weights, device="cpu", enhance=False, tile=16, halo=64)
+    out = deblur(scene, weights=tiny_weights, device="cpu", tile=16, halo=64)
     assert out.values.shape == (3, 12, 20)
 
 
 def test_deblur__all_black_stays_dark():
     scene = make_scene((3, 64, 64), seed=8)
     black = scene.copy(data=np.zeros(scene.shape, np.uint8))
-    out = deblur(black, device="cpu", enhance=False, tile=64).values
+    out = deblur(black, device="cpu", tile=64).values
     assert out.max() <= 8
 
 

@@ -117,7 +117,6 @@ def test_deblur__tiled_equals_whole_with_flux_pass(tiny_weights, conserve):
         weights=tiny_weights,
         device="cpu",
         tile=48,
-        enhance=False,
         conserve=conserve,
     ).values
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1

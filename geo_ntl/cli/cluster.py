@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from geo_ntl import defaults
 from geo_ntl.cli.options import json_opt, out_opt, overwrite_opt
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def _option_names() -> Iterator[None]:
 )
 @click.option(
     "--cell-size",
-    default=50.0,
+    default=defaults.CLUSTER_CELL_SIZE,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Cell size in metres (square edge, or hexagon width across flats).",
@@ -96,7 +97,7 @@ def _option_names() -> Iterator[None]:
 @click.option(
     "--k",
     type=click.IntRange(min=1),
-    default=8,
+    default=defaults.CLUSTER_K,
     show_default=True,
     help="Neighbours for knn weights.",
 )
@@ -106,12 +107,17 @@ def _option_names() -> Iterator[None]:
     default=None,
     help="Distance band in metres for distance weights [default: 1.5 x cell size].",
 )
-@click.option("--permutations", type=click.IntRange(min=1), default=999, show_default=True)
+@click.option(
+    "--permutations",
+    type=click.IntRange(min=1),
+    default=defaults.CLUSTER_PERMUTATIONS,
+    show_default=True,
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations.")
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
+    default=defaults.CLUSTER_ALPHA,
     show_default=True,
     help="Significance level of the LISA labels.",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geo_ntl.cli._restore import restoration_options, run_restoration
+from geo_ntl.cli._restore import restoration_options, restore
 from geo_ntl.cli.options import device_opt, param_opt, parse_params, tile_opt
 
 
@@ -45,17 +45,11 @@ def enhance(
       geo-ntl enhance scenes/ --out-dir bright/ --mosaic city.tif --workers 2
     """
     from geo_ntl.enhance import ASMParams
-    from geo_ntl.enhance import enhance as run
+    from geo_ntl.pipeline import EnhanceStage
 
-    prm = ASMParams.from_mapping(parse_params(params))
-    dtype = "float32" if as_float else None
-    run_restoration(
+    restore(
         scenes,
-        stage="enhance",
-        suffix="_enhanced",
-        # Every parameter, defaults included, and the tile edge: all can change the pixels.
-        params={**prm.to_dict(), "dtype": dtype, "tile": tile},
-        build=lambda da: run(da, params=prm, device=device, tile=tile, dtype=dtype),
+        [EnhanceStage(params=ASMParams.from_mapping(parse_params(params)), tile=tile)],
         out=out,
         out_dir=out_dir,
         mosaic_out=mosaic_out,
@@ -64,5 +58,6 @@ def enhance(
         threads_per_worker=threads_per_worker,
         scheduler=scheduler,
         device=device,
+        dtype="float32" if as_float else None,
         compress=compress,
     )

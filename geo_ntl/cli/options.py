@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import click
 
+from geo_ntl.defaults import ENHANCE_TILE
+
 __all__ = [
     "HiddenAliasOption",
     "cluster_opts",
@@ -82,7 +84,7 @@ device_opt = click.option(
 )
 tile_opt = click.option(
     "--tile",
-    default=1024,
+    default=ENHANCE_TILE,
     show_default=True,
     type=click.IntRange(min=16),
     help="Tile edge in pixels (halo excluded); lower it to use less memory.",

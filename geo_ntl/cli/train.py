@@ -8,6 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
+from geo_ntl import defaults
 from geo_ntl.cli.options import HiddenAliasOption, device_opt
 
 #: Command-line options that are fields of TrainConfig (same names).
@@ -29,10 +30,6 @@ _CONFIG_OPTIONS = (
     "real_blurred",
 )
 
-DEFAULT_STEPS = 2000
-DEFAULT_CROP = 128
-DEFAULT_BATCH = 4
-
 
 @click.command()
 @click.option(
@@ -43,14 +40,14 @@ DEFAULT_BATCH = 4
 )
 @click.option(
     "--steps",
-    default=DEFAULT_STEPS,
+    default=defaults.TRAIN_STEPS,
     show_default=True,
     type=click.IntRange(min=1),
     help="Generator updates (each after 5 critic updates).",
 )
 @click.option(
     "--crop",
-    default=DEFAULT_CROP,
+    default=defaults.TRAIN_CROP,
     show_default=True,
     type=click.IntRange(min=96),
     help="Training crop side in pixels (multiple of 4).",
@@ -61,51 +58,57 @@ DEFAULT_BATCH = 4
     "batch",
     cls=HiddenAliasOption,
     hidden_aliases=("--batch",),
-    default=DEFAULT_BATCH,
+    default=defaults.TRAIN_BATCH,
     show_default=True,
     type=click.IntRange(min=1),
     help="Crops per step.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of data and weights.")
+@click.option(
+    "--seed",
+    default=defaults.TRAIN_SEED,
+    show_default=True,
+    type=int,
+    help="Seed of data and weights.",
+)
 @click.option(
     "--cities",
     "n_cities",
-    default=48,
+    default=defaults.TRAIN_N_CITIES,
     show_default=True,
     type=click.IntRange(min=1),
     help="Procedural cities in the pool of training pairs.",
 )
 @click.option(
     "--city-size",
-    default=256,
+    default=defaults.TRAIN_CITY_SIZE,
     show_default=True,
     type=click.IntRange(min=96),
     help="Side of each procedural city in pixels.",
 )
 @click.option(
     "--lr",
-    default=1e-3,
+    default=defaults.TRAIN_LR,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Adam learning rate of both networks (decays linearly to 0); the paper's is 1e-3.",
 )
 @click.option(
     "--adv-start",
-    default=0,
+    default=defaults.TRAIN_ADV_START,
     show_default=True,
     type=click.IntRange(min=0),
     help="Steps of content-only training before the adversarial loss starts.",
 )
 @click.option(
     "--flux-weight",
-    default=0.0,
+    default=defaults.TRAIN_FLUX_WEIGHT,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Weight of the block-flux loss (light moved, not created; not in the paper).",
 )
 @click.option(
     "--lamp-weight",
-    default=0.0,
+    default=defaults.TRAIN_LAMP_WEIGHT,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Weight of the L1 loss over lamps and the 7 px around them (not in the paper).",
@@ -117,14 +120,14 @@ DEFAULT_BATCH = 4
 )
 @click.option(
     "--norm-freeze",
-    default=0.3,
+    default=defaults.TRAIN_NORM_FREEZE,
     show_default=True,
     type=click.FloatRange(0, 1),
     help="Fraction of steps after which the norm statistics are calibrated and frozen.",
 )
 @click.option(
     "--checkpoint-every",
-    default=100,
+    default=defaults.TRAIN_CHECKPOINT_EVERY,
     show_default=True,
     type=click.IntRange(min=1),
     help="Steps between checkpoints.",

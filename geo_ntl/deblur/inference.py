@@ -5,8 +5,9 @@ with a halo of :data:`DEFAULT_HALO` pixels between tiles (at least the
 generator's effective receptive field, see
 :func:`geo_ntl.deblur.model.receptive_field`), projects the network's correction
 so that it conserves light (:mod:`geo_ntl.deblur.flux`, a second exact tiled
-pass; ``conserve=False`` skips it) and then, with ``enhance=True``, runs the ASM
-low-light enhancer (:func:`geo_ntl.enhance.enhance`) for a viewing rendition.
+pass; ``conserve=False`` skips it). For a viewing rendition, compose it with the
+ASM low-light enhancer (:func:`geo_ntl.enhance.enhance`), or run both over files
+with :func:`geo_ntl.pipeline.restore_scenes`, which runs the GAN once.
 The scene's own edges get no halo (``boundary="none"``): the generator meets
 them with its own padding, as it does on a whole image and as it did on the
 edges of its training crops, so no pixel beyond the scene is computed.
@@ -393,13 +394,11 @@ def deblur(
     device: str | None = "auto",
     tile: int = DEFAULT_TILE,
     halo: int | None = None,
-    enhance: bool = False,
     batch_size: int | None = None,
     scale: float | None = None,
-    enhance_params: dict[str, Any] | None = None,
     conserve: bool = True,
 ) -> xr.DataArray:
-    """Deblur (deblooming GAN) and optionally enhance (ASM) a georeferenced scene.
+    """Deblur a georeferenced scene with the deblooming GAN (tiled, lazy, light conserved).
 
     Parameters
     ----------
@@ -419,16 +418,11 @@ def deblur(
         Halo in pixels between tiles (multiple of 4); default
         :data:`DEFAULT_HALO`, chosen from the generator's effective receptive
         field so tiled and whole results differ by at most 1 DN (measured).
-    enhance : bool, default False
-        Run :func:`geo_ntl.enhance.enhance` on the result (a rendition for viewing, see
-        :mod:`geo_ntl.radiometry`).
     batch_size : int, optional
         Tiles per forward pass (each dask chunk holds up to this many tiles);
         default 4 on a GPU, 1 on a CPU.
     scale : float, optional
         See :func:`deblur_array`.
-    enhance_params : dict, optional
-        Passed to :func:`geo_ntl.enhance.enhance` as ``params``.
     conserve : bool, default True
         Flux conservation (see :func:`deblur_array`): a second tiled pass with
         :func:`geo_ntl.deblur.flux.flux_halo` px of halo, exact across tiles.
@@ -455,10 +449,11 @@ def deblur(
     Its norm layers use stored statistics, so each output pixel depends only
     on input pixels within its receptive field, never on where a tile was cut.
 
-    With ``enhance=True`` the result stays lazy, so the enhancer's first pass
-    (whole-scene statistics) and its tiles each evaluate the GAN. To run the GAN
-    once, write ``deblur(..., enhance=False)`` to a file and enhance that file,
-    as ``geo-ntl deblur`` does.
+    For a viewing rendition, enhance the result with :func:`geo_ntl.enhance.enhance`
+    (see :mod:`geo_ntl.radiometry`). The result is lazy, so the enhancer's first pass
+    (whole-scene statistics) and its tiles would each evaluate the GAN: write it to a
+    file and enhance that file, or let :func:`geo_ntl.pipeline.restore_scenes` do so
+    (``stages=["deblur", "enhance"]``), as ``geo-ntl deblur --enhance`` does.
 
     References
     ----------
@@ -469,7 +464,7 @@ def deblur(
     --------
     >>> from geo_ntl.testing import make_scene
     >>> scene = make_scene((3, 64, 64))
-    >>> out = deblur(scene, device="cpu", enhance=False, tile=32)
+    >>> out = deblur(scene, device="cpu", tile=32)
     >>> out.shape == scene.shape and out.dtype == scene.dtype
     True
     """
@@ -527,10 +522,6 @@ def deblur(
     )
     if conserve:
         out = _conserve_tiled(carrier, out, full_scale=sc, nodata=nodata, dtype=dtype)
-    if enhance:
-        from geo_ntl.enhance import enhance as asm_enhance
-
-        out = asm_enhance(out, params=enhance_params, device=dev, tile=tile)
     out.attrs = dict(da3.attrs)
     if nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)

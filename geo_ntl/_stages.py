@@ -1,0 +1,322 @@
+"""The stages :func:`geo_ntl.pipeline.restore_scenes` runs, and what each records.
+
+A stage is given as a :class:`DeblurStage` or :class:`EnhanceStage`, as a name
+(``"deblur"``), or as a name and the stage's keyword arguments
+(``("enhance", {"tile": 512})``). :func:`plan_stages` checks a sequence of them
+once, before any scene is read, and turns it into a :class:`StagePlan`: the
+function that computes one scene, and the parameters that make a job (what
+its output's job signature and provenance tags hold).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from geo_ntl.defaults import DEBLUR_TILE, ENHANCE_TILE
+from geo_ntl.exceptions import ParameterError, TilingError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["DeblurStage", "EnhanceStage", "StagePlan", "StageSpec", "plan_stages"]
+
+#: Output dtypes a run may ask for (``None``: the input's).
+OUTPUT_DTYPES = (None, "float32")
+#: Name prefix of the hidden folder the deblur output is staged in before the enhancer.
+STAGING_PREFIX = ".geo_ntl-gan-"
+
+
+@dataclass(frozen=True)
+class DeblurStage:
+    """Remove blooming: the NTL-Db-Net GAN, or the physics baseline.
+
+    Parameters
+    ----------
+    method : {"gan", "physics"}, default "gan"
+        ``"gan"``: :func:`geo_ntl.deblur.deblur`; ``"physics"``: Richardson-Lucy with
+        the scene's own PSF (:func:`geo_ntl.deblur.physics.physics_stage`).
+    weights : str or os.PathLike, optional
+        GAN weights: a shipped name or a file from ``geo-ntl train``; default the shipped model.
+    tile : int, default :data:`geo_ntl.defaults.DEBLUR_TILE`
+        Tile edge in pixels, halo excluded (multiple of 4, at least 16).
+    halo : int, optional
+        Halo in pixels (multiple of 4); default the method's own.
+    batch_size : int, optional
+        GAN tiles per forward pass; default 4 on a GPU, 1 on a CPU.
+    psf : str, os.PathLike or PSFEstimate, optional
+        Physics PSF (a JSON file from ``geo-ntl psf --json``); default measured on each scene.
+    """
+
+    name: ClassVar[str] = "deblur"
+    method: Literal["gan", "physics"] = "gan"
+    weights: str | os.PathLike[str] | None = None
+    tile: int = DEBLUR_TILE
+    halo: int | None = None
+    batch_size: int | None = None
+    psf: Any = None
+
+
+@dataclass(frozen=True)
+class EnhanceStage:
+    """Brighten with the ASM low-light enhancer (a rendition for viewing).
+
+    Parameters
+    ----------
+    params : ASMParams or mapping, optional
+        Enhancer parameters (:data:`geo_ntl.enhance.PARAM_DOCS`); default :class:`ASMParams`'s.
+    tile : int, optional
+        Tile edge in pixels, halo excluded; default :data:`geo_ntl.defaults.ENHANCE_TILE`,
+        or the deblur stage's tile when it follows one.
+    """
+
+    name: ClassVar[str] = "enhance"
+    params: Any = None
+    tile: int | None = None
+
+
+#: A stage: an object, a name, or a name and the stage's keyword arguments.
+StageSpec = DeblurStage | EnhanceStage | str | tuple[str, Mapping[str, Any]]
+
+_STAGES: dict[str, type[DeblurStage] | type[EnhanceStage]] = {
+    "deblur": DeblurStage,
+    "enhance": EnhanceStage,
+}
+
+
+@dataclass
+class StagePlan:
+    """What a run computes for each scene, checked and resolved.
+
+    Attributes
+    ----------
+    stage : str
+        Stage name recorded in the outputs (the first stage's).
+    suffix : str
+        Suffix of the output names in an output folder.
+    params : dict
+        Every parameter that changes the pixels (recorded, and part of the job signature).
+    first : callable
+        ``first(scene) -> result``, lazy.
+    then : callable, optional
+        The enhancer after a deblur stage, run on the deblur output once it is on disk, so
+        the enhancer's two passes over a scene do not run the deblur twice.
+    then_chunks : int
+        Chunk edge to read the staged deblur output with.
+    dtype : str, optional
+        Output dtype the COG writer casts to.
+    inputs : list of (str, pathlib.Path)
+        Other files the stages read (no output may be one of them).
+    staged : bool
+        Whether the run needs a staging folder (every run with a deblur stage: it also
+        removes what a killed run left there).
+    """
+
+    stage: str
+    suffix: str
+    params: dict[str, Any]
+    first: Callable[[xr.DataArray], xr.DataArray]
+    then: Callable[[xr.DataArray], xr.DataArray] | None = None
+    then_chunks: int = ENHANCE_TILE
+    dtype: str | None = None
+    inputs: list[tuple[str, Path]] = field(default_factory=list)
+    staged: bool = False
+
+    def builder(self, staging: Path | None) -> Callable[[xr.DataArray], xr.DataArray]:
+        """Return ``build(scene) -> result``, staging the deblur output in ``staging``."""
+        if self.then is None:
+            return self.first
+        if staging is None:
+            raise ValueError("a plan with two stages needs a staging folder")
+        from geo_ntl.io import open_scene, write_cog
+
+        counter = itertools.count()
+        then = self.then
+
+        def build(da: xr.DataArray) -> xr.DataArray:
+            path = write_cog(self.first(da), staging / f"gan_{next(counter)}.tif", compress="NONE")
+            return then(open_scene(path, chunks=self.then_chunks))
+
+        return build
+
+
+def as_stage(spec: StageSpec) -> DeblurStage | EnhanceStage:
+    """Return the stage object a spec names.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown stage name or argument.
+    """
+    if isinstance(spec, DeblurStage | EnhanceStage):
+        return spec
+    name, kwargs = (spec, {}) if isinstance(spec, str) else spec
+    cls = _STAGES.get(name)
+    if cls is None:
+        raise ParameterError(f"unknown stage {name!r}; stages are {', '.join(sorted(_STAGES))}")
+    try:
+        return cls(**dict(kwargs))
+    except TypeError as exc:
+        raise ParameterError(f"bad arguments for stage {name!r}: {exc}") from None
+
+
+def plan_stages(
+    specs: Sequence[StageSpec], *, device: str = "auto", dtype: str | None = None
+) -> StagePlan:
+    """Check the stages and resolve them into a :class:`StagePlan` (no scene is read).
+
+    Parameters
+    ----------
+    specs : sequence of StageSpec
+        ``[deblur]``, ``[enhance]`` or ``[deblur, enhance]``.
+    device : str, default "auto"
+        Torch device of the stages.
+    dtype : {None, "float32"}, optional
+        Output dtype; default the input's.
+
+    Returns
+    -------
+    StagePlan
+
+    Raises
+    ------
+    ParameterError, TilingError
+        For an unknown, misordered or badly parametrised stage.
+    WeightsNotFoundError, WeightsError
+        For a missing, corrupt or foreign weights file (loaded here, before any work).
+    InputError
+        For a physics PSF file that does not hold a PSF.
+    """
+    stages = [as_stage(spec) for spec in specs]
+    names = tuple(stage.name for stage in stages)
+    if names not in (("deblur",), ("enhance",), ("deblur", "enhance")):
+        raise ParameterError(
+            f"stages must be deblur, enhance, or deblur then enhance; got {list(names) or 'none'}"
+        )
+    if dtype not in OUTPUT_DTYPES:
+        raise ParameterError(f"dtype must be None or 'float32', got {dtype!r}")
+    if names == ("enhance",):
+        return _enhance_plan(stages[0], device=device, dtype=dtype)  # type: ignore[arg-type]
+    deblur: DeblurStage = stages[0]  # type: ignore[assignment]
+    enhance: EnhanceStage | None = stages[1] if len(stages) == 2 else None  # type: ignore[assignment]
+    plan = _deblur_plan(deblur, device=device, dtype=dtype)
+    # The job signature holds the enhancer's parameters when it runs (False when not).
+    plan.params["enhance"] = False
+    if enhance is not None:
+        asm = _asm_params(enhance.params)
+        tile = deblur.tile if enhance.tile is None else enhance.tile
+        recorded = asm.to_dict()
+        if tile != deblur.tile:
+            recorded["tile"] = tile
+        plan.params["enhance"] = recorded
+
+        def then(da: xr.DataArray) -> xr.DataArray:
+            from geo_ntl.enhance import enhance as asm_enhance
+
+            return asm_enhance(da, params=asm, device=device, tile=tile)
+
+        plan.then, plan.then_chunks = then, tile
+    return plan
+
+
+def _asm_params(params: Any) -> Any:
+    from geo_ntl.enhance import ASMParams
+
+    return params if isinstance(params, ASMParams) else ASMParams.from_mapping(params)
+
+
+def _enhance_plan(stage: EnhanceStage, *, device: str, dtype: str | None) -> StagePlan:
+    asm = _asm_params(stage.params)
+    tile = ENHANCE_TILE if stage.tile is None else stage.tile
+
+    def first(da: xr.DataArray) -> xr.DataArray:
+        from geo_ntl.enhance import enhance as asm_enhance
+
+        return asm_enhance(da, params=asm, device=device, tile=tile, dtype=dtype)
+
+    return StagePlan(
+        stage="enhance",
+        suffix="_enhanced",
+        # Every parameter, defaults included, and the tile edge: all can change the pixels.
+        params={**asm.to_dict(), "dtype": dtype, "tile": tile},
+        first=first,
+    )
+
+
+def _check_tiling(tile: Any, halo: Any) -> None:
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % 4:
+        raise ParameterError(f"tile must be a multiple of 4 and >= 16 pixels, got {tile!r}")
+    if halo is not None and (
+        isinstance(halo, bool) or not isinstance(halo, int) or halo < 0 or halo % 4
+    ):
+        raise TilingError(f"halo must be a non-negative multiple of 4 pixels, got {halo!r}")
+
+
+def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> StagePlan:
+    _check_tiling(stage.tile, stage.halo)
+    if stage.method == "physics":
+        return _physics_plan(stage, dtype=dtype)
+    if stage.method != "gan":
+        raise ParameterError(f"method must be 'gan' or 'physics', got {stage.method!r}")
+    if stage.psf is not None:
+        raise ParameterError("psf applies to method='physics'")
+    from geo_ntl.deblur import get_model
+    from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
+    from geo_ntl.deblur.inference import DEFAULT_HALO
+    from geo_ntl.deblur.weights import list_models, resolve_weights, sha256sum
+
+    weights, tile, halo, batch_size = stage.weights, stage.tile, stage.halo, stage.batch_size
+    get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
+    weights_path, _ = resolve_weights(weights)
+    inputs = []
+    if not (weights is None or weights in list_models()):
+        inputs.append(("weights file", Path(weights_path)))
+    # The model by its SHA-256 (a retrained file under the same name is another model), the
+    # resolved halo and the flux projection: what changes the pixels.
+    params: dict[str, Any] = {
+        "weights": os.fspath(weights) if weights else "default",
+        "weights_sha256": sha256sum(weights_path),
+        "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
+        "tile": tile,
+        "halo": DEFAULT_HALO if halo is None else halo,
+        "batch_size": batch_size,
+    }
+    if dtype is not None:
+        params["dtype"] = dtype
+
+    def first(da: xr.DataArray) -> xr.DataArray:
+        from geo_ntl.deblur import deblur
+
+        return deblur(
+            da.chunk({"y": tile, "x": tile}),
+            weights=weights,
+            device=device,
+            tile=tile,
+            halo=halo,
+            batch_size=batch_size,
+        )
+
+    return StagePlan(
+        stage="deblur",
+        suffix="_clean",
+        params=params,
+        first=first,
+        dtype=dtype,
+        inputs=inputs,
+        staged=True,
+    )
+
+
+def _physics_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
+    if stage.weights is not None or stage.batch_size is not None:
+        raise ParameterError("weights and batch_size apply to method='gan'")
+    from geo_ntl.deblur.physics import physics_stage
+
+    first, params = physics_stage(stage.psf, tile=stage.tile, halo=stage.halo, dtype=dtype)
+    return StagePlan(
+        stage="deblur", suffix="_clean", params=params, first=first, dtype=dtype, staged=True
+    )

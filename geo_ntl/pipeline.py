@@ -1,0 +1,361 @@
+"""Restore many scenes in one resumable run: scenes in, one COG each (and a mosaic) out.
+
+:func:`restore_scenes` is the one path every restoration takes -- ``geo-ntl
+deblur``, ``geo-ntl enhance``, notebooks and scripts. It expands the scenes
+(files, folders, globs), plans one output per scene, keeps the outputs an
+earlier run of the same job finished (job signatures, :mod:`geo_ntl.batch`),
+chooses where the work runs (:mod:`geo_ntl.parallel`), checks every scene for
+valid pixels before any work, writes each output atomically as a COG with its
+provenance, and optionally blends them into a mosaic.
+
+Deblur then enhance runs the deblur once per scene: its output is staged on
+disk in a hidden folder (removed on any exit) and the enhancer reads it from
+there, because the enhancer's whole-scene statistics and its tiles would each
+evaluate a lazy deblur again.
+
+Examples
+--------
+>>> from geo_ntl.pipeline import restore_scenes
+>>> restore_scenes(
+...     "scenes/", stages=["deblur", ("enhance", {"tile": 512})], out_dir="clean/"
+... )  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geo_ntl._stages import (
+    STAGING_PREFIX,
+    DeblurStage,
+    EnhanceStage,
+    StagePlan,
+    StageSpec,
+    plan_stages,
+)
+
+if TYPE_CHECKING:
+    from geo_ntl.io import Compression
+
+__all__ = ["ComputeOptions", "DeblurStage", "EnhanceStage", "StageSpec", "restore_scenes"]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """Where the work runs (see :func:`geo_ntl.parallel.compute_context`).
+
+    Parameters
+    ----------
+    workers : int, optional
+        0: in this process; N: an embedded dask cluster of N processes; default a
+        cluster only for big jobs.
+    threads_per_worker : int, optional
+        Threads per embedded worker.
+    scheduler : str, optional
+        Address of a running dask scheduler to join.
+    """
+
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    scheduler: str | None = None
+
+
+def restore_scenes(
+    scenes: PathLike | Sequence[PathLike],
+    *,
+    stages: Sequence[StageSpec],
+    out: PathLike | None = None,
+    out_dir: PathLike | None = None,
+    mosaic: PathLike | None = None,
+    overwrite: bool = False,
+    device: str = "auto",
+    dtype: str | None = None,
+    compress: Compression = "DEFLATE",
+    compute: ComputeOptions | None = None,
+    allow_no_crs: bool = False,
+    on_written: Callable[[Path], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Run restoration stages over scenes and write one COG each (plus an optional mosaic).
+
+    Parameters
+    ----------
+    scenes : path or sequence of paths
+        Files, folders or glob patterns.
+    stages : sequence of StageSpec
+        ``["deblur"]``, ``["enhance"]`` or ``["deblur", "enhance"]``, each a name, a
+        ``(name, keyword arguments)`` pair or a :class:`DeblurStage` / :class:`EnhanceStage`.
+        Outputs are named ``<scene>_clean.tif`` with a deblur stage, else
+        ``<scene>_enhanced.tif``.
+    out : path, optional
+        Output COG of a single scene.
+    out_dir : path, optional
+        Output folder for any number of scenes (created if missing).
+    mosaic : path, optional
+        Also blend every output into this mosaic COG.
+    overwrite : bool, default False
+        Recompute and replace every output (and the mosaic). Without it, outputs an
+        earlier run of the same job finished are kept, and other existing files are an error.
+    device : str, default "auto"
+        Torch device of the stages.
+    dtype : {None, "float32"}, optional
+        Output dtype; default the input's.
+    compress : str, default "DEFLATE"
+        Compression of the COGs and the mosaic (see :func:`geo_ntl.io.write_cog`); not
+        part of the job signature (another compression has the same pixels).
+    compute : ComputeOptions, optional
+        Where the work runs; default chosen from the size of the job.
+    allow_no_crs : bool, default False
+        Accept scenes without a CRS.
+    on_written : callable, optional
+        Called with each output's path once it is complete (the scenes', then the mosaic's);
+        default a log record.
+    on_note : callable, optional
+        Called with a one-line note when outputs of an earlier run are kept or recomputed;
+        default a log record.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written (or already finished) outputs, in scene order.
+
+    Raises
+    ------
+    SceneNotFoundError
+        If a scene, folder or pattern names no scene.
+    InputError
+        For bad destinations (``out`` with several scenes, an output that is an input) or
+        a scene without valid pixels -- before any work.
+    OutputExistsError
+        If an output or the mosaic exists and is not this job's (``overwrite=True`` replaces it).
+    ParameterError, TilingError, WeightsNotFoundError, WeightsError
+        For bad stages (checked before any scene is read).
+
+    Examples
+    --------
+    >>> from geo_ntl.pipeline import ComputeOptions, DeblurStage
+    >>> restore_scenes(
+    ...     ["a.tif", "b.tif"], stages=[DeblurStage(tile=1024), "enhance"],
+    ...     out_dir="clean", mosaic="city.tif", compute=ComputeOptions(workers=2),
+    ... )  # doctest: +SKIP
+    """
+    plan = plan_stages(stages, device=device, dtype=dtype)
+    with _staging(plan, out=out, out_dir=out_dir) as staging:
+        return _run(
+            [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes),
+            plan=plan,
+            build=plan.builder(staging),
+            out=out,
+            out_dir=out_dir,
+            mosaic=mosaic,
+            overwrite=overwrite,
+            device=device,
+            compress=compress,
+            compute=compute or ComputeOptions(),
+            allow_no_crs=allow_no_crs,
+            on_written=on_written or (lambda path: log.info("wrote %s", path)),
+            on_note=on_note or log.info,
+        )
+
+
+def _staging(
+    plan: StagePlan, *, out: PathLike | None, out_dir: PathLike | None
+) -> contextlib.AbstractContextManager[Path | None]:
+    """Return the hidden folder a deblur output waits in for the enhancer (removed on exit).
+
+    Marked as this run's, so the next run for the same outputs removes what a killed one left.
+    """
+    if not plan.staged:
+        return contextlib.nullcontext()
+    from geo_ntl._atomic import staging_dir
+
+    parents = [Path(p) for p in (out_dir, out and Path(out).absolute().parent) if p]
+    parent = next((p for p in parents if p.is_dir()), None)
+    owners = [Path(out_dir or out).absolute()] if (out_dir or out) else []  # type: ignore[arg-type]
+    return staging_dir(parent, prefix=STAGING_PREFIX, owners=owners)
+
+
+def _run(
+    scenes: Sequence[PathLike],
+    *,
+    plan: StagePlan,
+    build: Callable[[Any], Any],
+    out: PathLike | None,
+    out_dir: PathLike | None,
+    mosaic: PathLike | None,
+    overwrite: bool,
+    device: str,
+    compress: Compression,
+    compute: ComputeOptions,
+    allow_no_crs: bool,
+    on_written: Callable[[Path], None],
+    on_note: Callable[[str], None],
+) -> list[Path]:
+    import rasterio
+    from dask.diagnostics import ProgressBar
+
+    from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs
+    from geo_ntl.io import ensure_valid_data, open_scene
+    from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
+
+    paths = expand_scenes([os.fspath(s) for s in scenes])
+    out = None if out is None else os.fspath(out)
+    out_dir = None if out_dir is None else os.fspath(out_dir)
+    mosaic = None if mosaic is None else os.fspath(mosaic)
+    if out_dir is not None and out is None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(
+        paths,
+        out=out,
+        out_dir=out_dir,
+        suffix=plan.suffix,
+        stage=plan.stage,
+        params=plan.params,
+        overwrite=overwrite,
+    )
+    readers = [("input scene", p) for p in paths] + list(plan.inputs)
+    mosaic_kept = _check_outputs(jobs, readers, mosaic=mosaic, overwrite=overwrite)
+    _note_resumed(jobs, mosaic_kept=mosaic_kept, on_note=on_note)
+    opened = {
+        job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done
+    }
+    for da in opened.values():
+        ensure_valid_data(da)
+    megapixels = 0.0
+    for job in jobs:
+        with rasterio.open(job.scene) as src:
+            megapixels += src.width * src.height / 1e6
+    device_tag = _device_name(device)
+
+    with compute_context(
+        workers=compute.workers,
+        threads_per_worker=compute.threads_per_worker,
+        scheduler=compute.scheduler,
+        megapixels=megapixels,
+        n_scenes=len(jobs),
+        gpu=str(device) != "cpu",
+    ) as context:
+
+        def process(job: Any) -> None:
+            with gpu_annotations(context, device):
+                result = build(opened[job.scene])
+            # Tile progress on a terminal (the dashboard shows it on a cluster).
+            show = context.client is None and sys.stderr.isatty()
+            with ProgressBar(minimum=5, out=sys.stderr) if show else contextlib.nullcontext():
+                _write(result, job, plan=plan, overwrite=overwrite, device_tag=device_tag,
+                       compress=compress, allow_no_crs=allow_no_crs)  # fmt: skip
+            on_written(job.out)
+
+        outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
+        if mosaic is not None and not mosaic_kept:
+            from geo_ntl.mosaic import write_mosaic
+
+            write_mosaic(outputs, mosaic, overwrite=overwrite, compress=compress)
+            on_written(Path(mosaic))
+    return outputs
+
+
+def _check_outputs(
+    jobs: Sequence[Any],
+    readers: Sequence[tuple[str, PathLike]],
+    *,
+    mosaic: str | None,
+    overwrite: bool,
+) -> bool:
+    """Refuse outputs that are inputs; return whether an existing mosaic is kept."""
+    from geo_ntl._atomic import check_distinct, check_output_path, remove_stale_partials
+    from geo_ntl.exceptions import OutputExistsError
+
+    check_distinct([job.out for job in jobs], readers)
+    if mosaic is None:
+        return False
+    from geo_ntl.mosaic import mosaic_is_current
+
+    check_distinct([*(job.out for job in jobs), mosaic], readers)
+    remove_stale_partials(mosaic)
+    kept = False
+    if Path(mosaic).exists() and not overwrite:
+        # Kept only if every scene is kept too and the mosaic is of exactly those outputs.
+        kept = all(job.done for job in jobs) and mosaic_is_current(
+            [job.out for job in jobs], mosaic
+        )
+        if not kept:
+            raise OutputExistsError(
+                f"mosaic {mosaic} already exists and is not the mosaic of these outputs; "
+                "pass overwrite=True to replace it"
+            )
+    check_output_path(mosaic, overwrite=True)
+    return kept
+
+
+def _note_resumed(
+    jobs: Sequence[Any], *, mosaic_kept: bool, on_note: Callable[[str], None]
+) -> None:
+    """Say how many outputs an earlier identical run finished (kept) or wrote (recomputed)."""
+    kept = sum(job.done for job in jobs)
+    redone = sum(job.current and not job.done for job in jobs)
+    if kept:
+        what = f"kept {kept} of {len(jobs)} output(s)" + (" and the mosaic" if mosaic_kept else "")
+        on_note(f"{what} from an earlier identical run; overwrite=True recomputes them")
+    elif redone:
+        on_note(
+            f"recomputing {redone} of {len(jobs)} output(s) an earlier identical run wrote "
+            "(overwrite=True)"
+        )
+
+
+def _write(
+    result: Any,
+    job: Any,
+    *,
+    plan: StagePlan,
+    overwrite: bool,
+    device_tag: str,
+    compress: Compression,
+    allow_no_crs: bool,
+) -> None:
+    """Write one scene's result as a COG with its job signature and provenance."""
+    from geo_ntl.batch import input_identity
+    from geo_ntl.io import write_cog
+
+    tags = {
+        "GEO_NTL_JOB": job.signature,
+        "GEO_NTL_SOURCE": job.scene.name,
+        "GEO_NTL_INPUT": json.dumps([input_identity(job.scene)], sort_keys=True),
+        "GEO_NTL_DEVICE": device_tag,
+    }
+    write_cog(
+        result,
+        job.out,
+        # Without overwrite the output did not exist when planned: refuse one that appeared
+        # since (a concurrent run) instead of replacing it.
+        overwrite=overwrite,
+        dtype=plan.dtype,
+        stage=plan.stage,
+        params=plan.params,
+        tags=tags,
+        allow_no_crs=allow_no_crs,
+        compress=compress,
+    )
+
+
+def _device_name(device: str) -> str:
+    """Return the torch device a stage runs on, resolved (``auto`` -> ``cuda``/``cpu``)."""
+    try:
+        from geo_ntl._device import resolve_device
+
+        return str(resolve_device(device))
+    except Exception:  # noqa: BLE001 - a provenance tag; the stage reports bad devices itself
+        return str(device)
