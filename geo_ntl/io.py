@@ -26,12 +26,19 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_output_path
-from geo_ntl._raster import check_nodata, disk_errors, to_dtype
+from geo_ntl._raster import (
+    SUPPORTED_DTYPES,
+    as_band_yx,
+    cast,
+    check_dtype,
+    check_nodata,
+    disk_errors,
+    nodata_mask,
+)
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
     ClusterError,
-    DimensionError,
     InputError,
     MissingCRSError,
     NotARasterError,
@@ -56,8 +63,6 @@ __all__ = [
 
 #: Default dask chunk edge, in pixels, for ``y`` and ``x`` (bands stay in one chunk).
 DEFAULT_CHUNKS = 2048
-#: Pixel types geo_ntl reads and writes.
-SUPPORTED_DTYPES = ("uint8", "uint16", "float32")
 #: Most bands a scene may have (RGB plus one extra such as NIR or alpha).
 MAX_BANDS = 4
 #: GDAL block cache (MB) for reading and writing: bounds memory whatever the scene size.
@@ -176,11 +181,12 @@ def open_scene(
             f"{source} has {count} bands; geo_ntl reads 1 to {MAX_BANDS} bands "
             "(panchromatic or RGB); select bands first, e.g. `gdal_translate -b 1 -b 2 -b 3`"
         )
-    if len(set(dtypes)) != 1 or dtypes[0] not in SUPPORTED_DTYPES:
+    if len(set(dtypes)) != 1:
         raise UnsupportedRasterError(
-            f"{source} has pixel type {_describe_dtypes(dtypes)}; geo_ntl reads "
-            f"{', '.join(SUPPORTED_DTYPES)}; convert first, e.g. `gdal_translate -ot Float32`"
+            f"{source} has pixel types {_describe_dtypes(dtypes)}; geo_ntl reads one per scene "
+            f"({', '.join(SUPPORTED_DTYPES)}); convert first, e.g. `gdal_translate -ot Float32`"
         )
+    check_dtype(dtypes[0], source=source)
     if chunks is None:
         dask_chunks = None
     elif isinstance(chunks, int):
@@ -220,30 +226,6 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-def nodata_mask(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    """Mask of nodata pixels of a ``(band, y, x)`` block, or None if there is no nodata value.
-
-    A pixel is nodata when every band equals ``nodata`` (or is NaN when
-    ``nodata`` is NaN).
-
-    Parameters
-    ----------
-    block : (band, y, x) ndarray
-        Pixel values.
-    nodata : float or None
-        The nodata value.
-
-    Returns
-    -------
-    (y, x) ndarray of bool or None
-    """
-    if nodata is None:
-        return None
-    if isinstance(nodata, float) and math.isnan(nodata):
-        return np.isnan(block).all(axis=0)
-    return (block == np.asarray(nodata, dtype=block.dtype)).all(axis=0)
-
-
 def ensure_valid_data(da: xr.DataArray) -> None:
     """Raise if a scene holds no valid pixel.
 
@@ -264,7 +246,7 @@ def ensure_valid_data(da: xr.DataArray) -> None:
     is_float = np.issubdtype(da.dtype, np.floating)
     if nodata is None and not is_float:
         return
-    data = _as_band_yx(da).data
+    data = as_band_yx(da)[0].data
     step = max(1, max(data.shape[1:]) // 256)
 
     def all_invalid(arr: Any) -> bool:
@@ -280,30 +262,6 @@ def ensure_valid_data(da: xr.DataArray) -> None:
             f"{da.attrs.get('source', 'the scene')} holds no valid pixel (all nodata={nodata}); "
             "check the file or its nodata value"
         )
-
-
-def _as_band_yx(da: xr.DataArray) -> xr.DataArray:
-    if da.dims == ("y", "x"):
-        return da.expand_dims("band").assign_coords(band=[1])
-    if da.ndim != 3 or da.dims[1:] != ("y", "x"):
-        raise DimensionError(
-            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
-            "reorder with da.transpose('band', 'y', 'x')"
-        )
-    return da
-
-
-def _cast(data: Any, dtype: np.dtype, nodata: float | None = None) -> Any:
-    """Cast pixel values, rounding and clipping when going from float to integer.
-
-    Goes through :func:`geo_ntl._raster.to_dtype`: nodata pixels stay nodata, and a valid
-    pixel that would round to the nodata value is nudged off it.
-    """
-    if data.dtype == dtype:
-        return data
-    if isinstance(data, dsa.Array):
-        return data.map_blocks(to_dtype, dtype, nodata, dtype=dtype)
-    return to_dtype(np.asarray(data), dtype, nodata)
 
 
 def _active_client() -> Any:
@@ -586,20 +544,16 @@ def write_cog(
     the scene plus a third (its overviews) on disk next to the output until
     the COG is done.
     """
-    da = _as_band_yx(da)
+    da = as_band_yx(da)[0]
     crs = da.rio.crs
     if crs is None and not allow_no_crs:
         raise MissingCRSError("the array has no CRS; call da.rio.write_crs(...) before writing")
-    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(da.dtype)
-    if out_dtype.name not in SUPPORTED_DTYPES:
-        raise UnsupportedRasterError(
-            f"cannot write pixel type {out_dtype.name}; choose one of {', '.join(SUPPORTED_DTYPES)}"
-        )
+    out_dtype = check_dtype(dtype if dtype is not None else da.dtype)
     nodata = da.rio.nodata if nodata is None else nodata
     data = da.data
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=(-1, DEFAULT_CHUNKS, DEFAULT_CHUNKS))
-    data = _cast(data, out_dtype, nodata)
+    data = cast(data, out_dtype, nodata)
     count, height, width = data.shape
     if mask is not None:
         # The mask travels as one more plane of each block; the writers split it off.

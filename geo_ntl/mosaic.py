@@ -15,7 +15,7 @@ of all footprints, snapped to the first scene's pixel grid.
 Gaps (pixels no scene covers) are marked with the first scene's nodata value. Scenes
 without nodata give float mosaics NaN gaps and integer mosaics an internal mask band
 (GDAL's per-dataset mask, which QGIS and GDAL honour like nodata): every uint8 or
-uint16 value may be a real pixel -- 0 is a black one -- so none is taken for nodata.
+uint16 (or int16) value may be a real pixel -- 0 is a black one -- so none is taken for nodata.
 A valid pixel whose blended value equals the nodata value is moved one step off it
 (see :func:`geo_ntl._raster.to_dtype`).
 """
@@ -44,7 +44,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_distinct, check_output_path
-from geo_ntl._raster import to_dtype
+from geo_ntl._raster import check_dtype, nodata_mask, to_dtype
 from geo_ntl.exceptions import (
     InputError,
     MissingCRSError,
@@ -54,9 +54,7 @@ from geo_ntl.exceptions import (
 )
 from geo_ntl.io import (
     DEFAULT_CHUNKS,
-    SUPPORTED_DTYPES,
     Compression,
-    nodata_mask,
     scene_info,
     write_cog,
 )
@@ -73,7 +71,13 @@ __all__ = [
 
 #: Width in output pixels over which a scene's weight ramps up from its edge.
 DEFAULT_FEATHER = 128
-_VRT_DTYPES = {"uint8": "Byte", "uint16": "UInt16", "float32": "Float32"}
+_VRT_DTYPES = {
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "float32": "Float32",
+    "float64": "Float64",
+}
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,7 @@ def mosaic_grid(
                 f"{info['path']} has {info['bands']} band(s) of {info['dtype']} but "
                 f"{first['path']} has {first['bands']} of {first['dtype']}; mosaic scenes of one kind"
             )
-    if first["dtype"] not in SUPPORTED_DTYPES:
-        raise UnsupportedRasterError(f"cannot mosaic pixel type {first['dtype']}")
+    check_dtype(first["dtype"], source=first["path"])
     target = _parse_crs(crs) if crs is not None else CRS.from_user_input(first["crs"])
     try:
         footprints = [
@@ -209,7 +212,7 @@ def mosaic_grid(
     height = max(1, math.ceil((top - bottom) / resolution - 1e-9))
     if nodata is None:
         nodata = first["nodata"]
-    if nodata is None and first["dtype"] == "float32":
+    if nodata is None and np.dtype(first["dtype"]).kind == "f":
         nodata = float("nan")
     return MosaicGrid(
         crs=target,
