@@ -42,6 +42,7 @@ from geo_ntl.exceptions import (
     InputError,
     MissingCRSError,
     NotARasterError,
+    ParameterError,
     SceneNotFoundError,
     UnsupportedRasterError,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_BANDS",
     "atomic_output",
     "check_output_path",
+    "cog_creation_options",
     "cog_overview_factors",
     "ensure_valid_data",
     "nodata_mask",
@@ -84,6 +86,20 @@ COG_PROFILE: dict[str, str] = {
     "OVERVIEW_RESAMPLING": "AVERAGE",
     "BIGTIFF": "IF_SAFER",
     "NUM_THREADS": "ALL_CPUS",
+}
+
+#: Creation options geo_ntl sets itself: it builds the overviews before the COG driver runs.
+RESERVED_CREATION_OPTIONS = ("OVERVIEWS",)
+#: GDAL's overview resampling names and rasterio's for them (geo_ntl builds the overviews).
+_OVERVIEW_RESAMPLING = {
+    "NEAREST": "nearest",
+    "AVERAGE": "average",
+    "BILINEAR": "bilinear",
+    "CUBIC": "cubic",
+    "CUBICSPLINE": "cubic_spline",
+    "LANCZOS": "lanczos",
+    "MODE": "mode",
+    "RMS": "rms",
 }
 
 Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
@@ -320,7 +336,7 @@ def cog_overview_factors(width: int, height: int, blocksize: int = 512) -> list[
     return factors
 
 
-def _build_staging_overviews(staging: Path, blocksize: int) -> None:
+def _build_staging_overviews(staging: Path, blocksize: int, resampling: str) -> None:
     """Build the COG's overview levels inside the uncompressed staging file.
 
     GDAL's COG driver, given a source without overviews, computes them into a
@@ -334,7 +350,7 @@ def _build_staging_overviews(staging: Path, blocksize: int) -> None:
     with rasterio.open(staging, "r+") as dst:
         factors = cog_overview_factors(dst.width, dst.height, blocksize)
         if factors:
-            dst.build_overviews(factors, Resampling[COG_PROFILE["OVERVIEW_RESAMPLING"].lower()])
+            dst.build_overviews(factors, Resampling[_OVERVIEW_RESAMPLING[resampling.upper()]])
 
 
 #: Tile tasks per worker thread in one band of rows stored by a cluster (see :func:`_row_bands`).
@@ -446,6 +462,99 @@ class _WindowWriter:
             self._closed = True
 
 
+def _creation_blocksize(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ParameterError(
+            f"creation_options BLOCKSIZE={text} is not a number of pixels; give a multiple of 16",
+            options={"creation_options": "creation_options"},
+        ) from None
+
+
+def cog_creation_options(
+    compress: str | None = None,
+    blocksize: int | None = None,
+    creation_options: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The GDAL COG driver's creation options :func:`write_cog` uses.
+
+    :data:`COG_PROFILE`, then ``compress`` and ``blocksize``, then ``creation_options``
+    (keys case-insensitive), as ``rio``'s ``--co KEY=VALUE`` does.
+
+    Parameters
+    ----------
+    compress : str, optional
+        Compression; default DEFLATE, or ``creation_options["COMPRESS"]``.
+    blocksize : int, optional
+        Internal tile edge in pixels, a multiple of 16; default 512, or
+        ``creation_options["BLOCKSIZE"]``.
+    creation_options : mapping of str to str, optional
+        Further COG driver options (``LEVEL``, ``PREDICTOR``, ``BIGTIFF``, ...).
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    ParameterError
+        For a reserved key (:data:`RESERVED_CREATION_OPTIONS`), a ``COMPRESS`` or
+        ``BLOCKSIZE`` that contradicts ``compress`` or ``blocksize``, or a block size that
+        is not a positive multiple of 16.
+    """
+    user = {str(key).strip().upper(): str(value).strip() for key, value in (creation_options or {}).items()}
+    cli = {"creation_options": "creation_options"}
+    for key in user:
+        if key in RESERVED_CREATION_OPTIONS:
+            raise ParameterError(
+                f"creation_options {key} is set by geo_ntl (it builds the overviews itself); "
+                "leave it out",
+                options=cli,
+            )
+    if "COMPRESS" in user:
+        given = user.pop("COMPRESS").upper()
+        if compress is not None and given != compress.upper():
+            raise ParameterError(
+                f"creation_options COMPRESS={given} contradicts compress={compress!r}; "
+                "give the compression once",
+                options={**cli, f"compress={compress!r}": "compress"},
+            )
+        compress = given
+    if "BLOCKSIZE" in user:
+        text = user.pop("BLOCKSIZE")
+        size = _creation_blocksize(text)
+        if blocksize is not None and size != blocksize:
+            raise ParameterError(
+                f"creation_options BLOCKSIZE={text} contradicts blocksize={blocksize}; "
+                "give the block size once",
+                options={**cli, f"blocksize={blocksize}": "blocksize"},
+            )
+        if size <= 0 or size % 16:
+            raise ParameterError(
+                f"creation_options BLOCKSIZE={text} is not a positive multiple of 16 pixels",
+                options=cli,
+            )
+        blocksize = size
+    resampling = user.get("OVERVIEW_RESAMPLING", "AVERAGE").upper()
+    if resampling not in _OVERVIEW_RESAMPLING:
+        raise ParameterError(
+            f"creation_options OVERVIEW_RESAMPLING={resampling} is not one of "
+            f"{', '.join(_OVERVIEW_RESAMPLING)}",
+            options=cli,
+        )
+    if "OVERVIEW_RESAMPLING" in user:
+        user["OVERVIEW_RESAMPLING"] = resampling
+    blocksize = 512 if blocksize is None else blocksize
+    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize <= 0 or blocksize % 16:
+        raise ParameterError(f"blocksize must be a positive multiple of 16 pixels, got {blocksize!r}")
+    compress = "DEFLATE" if compress is None else compress.upper()
+    options = {**COG_PROFILE, "BLOCKSIZE": str(blocksize), "COMPRESS": compress}
+    if compress == "NONE":
+        options.pop("PREDICTOR")
+    return {**options, **user}
+
+
 def _provenance_tags(
     stage: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
 ) -> dict[str, str]:
@@ -468,8 +577,9 @@ def write_cog(
     path: PathLike,
     *,
     overwrite: bool = False,
-    compress: Compression = "DEFLATE",
-    blocksize: int = 512,
+    compress: Compression | None = None,
+    blocksize: int | None = None,
+    creation_options: Mapping[str, str] | None = None,
     nodata: float | None = None,
     dtype: str | np.dtype | None = None,
     stage: str | None = None,
@@ -497,11 +607,15 @@ def write_cog(
     overwrite : bool, default False
         Replace an existing file. Without it the final rename also refuses a
         file that appeared while writing (see :func:`geo_ntl._atomic.atomic_output`).
-    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
-        Compression, always with a predictor (horizontal for integers,
-        floating point for floats).
-    blocksize : int, default 512
-        Internal tile edge in pixels.
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, optional
+        Compression (default DEFLATE), always with a predictor (horizontal for
+        integers, floating point for floats).
+    blocksize : int, optional
+        Internal tile edge in pixels, a multiple of 16 (default 512).
+    creation_options : mapping of str to str, optional
+        Further GDAL COG driver creation options, e.g. ``{"LEVEL": "9"}``, as ``rio``'s
+        ``--co`` (see :func:`cog_creation_options`); they change the encoding, not the
+        pixels.
     nodata : float, optional
         Nodata value to record; defaults to ``da.rio.nodata``.
     dtype : str or numpy.dtype, optional
@@ -532,6 +646,8 @@ def write_cog(
     ------
     MissingCRSError
         If ``da`` has no CRS and ``allow_no_crs`` is False.
+    ParameterError
+        For bad creation options (see :func:`cog_creation_options`).
     OutputExistsError, OutputPathError
         If ``path`` cannot be written; raised before any computation.
     DiskFullError
@@ -545,6 +661,8 @@ def write_cog(
     the COG is done.
     """
     da = as_band_yx(da)[0]
+    cog_options = cog_creation_options(compress, blocksize, creation_options)
+    blocksize = int(cog_options["BLOCKSIZE"])
     crs = da.rio.crs
     if crs is None and not allow_no_crs:
         raise MissingCRSError("the array has no CRS; call da.rio.write_crs(...) before writing")
@@ -583,9 +701,6 @@ def write_cog(
     descriptions = da.attrs.get("long_name")
     if isinstance(descriptions, str):
         descriptions = (descriptions,) * count if count == 1 else None
-    cog_options = {**COG_PROFILE, "BLOCKSIZE": str(blocksize), "COMPRESS": compress}
-    if compress == "NONE":
-        cog_options.pop("PREDICTOR")
     scales, offsets = da.attrs.get("scale_factor"), da.attrs.get("add_offset")
 
     with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
@@ -621,7 +736,7 @@ def write_cog(
             with rasterio.Env(
                 GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024
             ):
-                _build_staging_overviews(staging, blocksize)
+                _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
                 rasterio.shutil.copy(
                     staging,
                     tmp_cog,

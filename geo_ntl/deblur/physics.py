@@ -66,7 +66,7 @@ import numpy as np
 import xarray as xr
 from scipy import fft, ndimage
 
-from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like
+from geo_ntl._raster import as_band_yx, cast, check_dtype, invalid_pixels, like
 from geo_ntl.exceptions import DimensionError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -232,12 +232,10 @@ class _RL:
         return u[pad : pad + h, pad : pad + w].astype(np.float64)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
-        from geo_ntl.io import _cast
-
         bad = invalid_pixels(block, self.nodata, nonfinite=True)
         x = block.astype(np.float64)
         if bad.all():
-            return _cast(np.zeros_like(x), self.out_dtype)
+            return cast(np.zeros_like(x), self.out_dtype)
         if bad.any():
             # Fill nodata from the nearest valid pixel so it does not ring into its neighbours.
             idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
@@ -253,7 +251,7 @@ class _RL:
             out[b] = np.where(clipped, np.maximum(u, x[b]), u)
         if self.out_dtype.kind == "f" and bad.any():
             out[:, bad] = np.nan if self.nodata is None else self.nodata
-        return _cast(out, self.out_dtype)
+        return cast(out, self.out_dtype)
 
 
 def _runner(
