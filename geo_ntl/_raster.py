@@ -452,6 +452,7 @@ def disk_errors(path: str | os.PathLike[str], folder: str | os.PathLike[str] | N
         if is_disk_full(exc, where):
             raise DiskFullError(
                 f"no space left on device writing {os.fspath(path)}; free space or choose "
-                "another --out"
+                "another `out`",
+                options={"`out`": "out"},
             ) from exc
         raise

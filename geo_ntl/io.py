@@ -71,12 +71,6 @@ MAX_BANDS = 4
 #: (rasterio passes GDAL_CACHEMAX to GDAL as bytes, so it is converted where it is set.)
 GDAL_CACHE_MB = 256
 
-# GDAL's default block cache is 5 % of the machine's RAM (1.2 GB on 24 GiB, 6 GB on 128 GiB) and
-# keeps every block a scene read passes through until it is full: streaming a 20000 x 20000 scene
-# once then costs as much memory as the scene. geo_ntl reads each block about once (plus halos), so
-# it caps the cache unless the user chose a size. Set here, before any read, so the dask worker
-# processes geo_ntl starts inherit it. (A bare number is MB to GDAL.)
-os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 #: Creation options of the GDAL COG driver used by :func:`write_cog`.
 COG_PROFILE: dict[str, str] = {
     "BLOCKSIZE": "512",
@@ -104,6 +98,31 @@ _OVERVIEW_RESAMPLING = {
 
 Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
 _REMOTE_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
+
+
+def gdal_cache_environ() -> dict[str, str]:
+    """``{"GDAL_CACHEMAX": MB}`` for processes geo_ntl starts, or ``{}`` if the user set one.
+
+    GDAL's default block cache is 5 % of the machine's RAM (1.2 GB on 24 GiB, 6 GB on
+    128 GiB) and keeps every block a scene read passes through until it is full: streaming
+    a 20000 x 20000 scene once then costs as much memory as the scene. geo_ntl reads each
+    block about once (plus halos), so it caps the cache, unless the user chose a size, in
+    the GDAL work it does (:func:`_gdal_env`) and in the dask worker processes it starts
+    (:mod:`geo_ntl.parallel`) -- never in this process's environment. (A bare number is MB
+    to GDAL.)
+    """
+    return {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": str(GDAL_CACHE_MB)}
+
+
+def _gdal_env(**options: Any) -> rasterio.Env:
+    """``rasterio.Env`` with ``options`` and geo_ntl's block-cache cap (see :func:`gdal_cache_environ`).
+
+    GDAL fixes its cache size at the first block it caches, so the cap holds for the
+    process once the first read or write geo_ntl does runs inside this environment.
+    """
+    if "GDAL_CACHEMAX" not in os.environ:
+        options.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB * 1024 * 1024)
+    return rasterio.Env(**options)
 
 
 def _check_exists(path: PathLike) -> str:
@@ -173,7 +192,7 @@ def open_scene(
 
     source = _check_exists(path)
     try:
-        with rasterio.open(source) as src:
+        with _gdal_env(), rasterio.open(source) as src:
             count, dtypes, crs = src.count, src.dtypes, src.crs
             if 1 <= count <= MAX_BANDS and len(set(dtypes)) == 1:
                 check_nodata(src)
@@ -306,7 +325,7 @@ class _StagingFileWriter:
         self.mask_band = mask_band
 
     def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
-        with rasterio.open(self.path, "r+") as dataset:
+        with _gdal_env(), rasterio.open(self.path, "r+") as dataset:
             _WindowWriter(dataset, self.mask_band)[key] = value
 
 
@@ -418,7 +437,8 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
         edge = max(max(data.chunks[1]), max(data.chunks[2]))
         raise ClusterError(
             f"dask workers died repeatedly computing a {edge}-pixel tile, most likely out of memory; "
-            "lower --tile, use fewer --threads-per-worker, or give workers more memory"
+            "lower `tile`, use fewer `threads_per_worker`, or give workers more memory",
+            options={"`tile`": "tile", "`threads_per_worker`": "threads_per_worker"},
         ) from exc
     finally:
         for future in in_flight:
@@ -477,7 +497,7 @@ def cog_creation_options(
     blocksize: int | None = None,
     creation_options: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The GDAL COG driver's creation options :func:`write_cog` uses.
+    """Return the GDAL COG driver's creation options that :func:`write_cog` uses.
 
     :data:`COG_PROFILE`, then ``compress`` and ``blocksize``, then ``creation_options``
     (keys case-insensitive), as ``rio``'s ``--co KEY=VALUE`` does.
@@ -503,7 +523,10 @@ def cog_creation_options(
         ``BLOCKSIZE`` that contradicts ``compress`` or ``blocksize``, or a block size that
         is not a positive multiple of 16.
     """
-    user = {str(key).strip().upper(): str(value).strip() for key, value in (creation_options or {}).items()}
+    user = {
+        str(key).strip().upper(): str(value).strip()
+        for key, value in (creation_options or {}).items()
+    }
     cli = {"creation_options": "creation_options"}
     for key in user:
         if key in RESERVED_CREATION_OPTIONS:
@@ -546,8 +569,15 @@ def cog_creation_options(
     if "OVERVIEW_RESAMPLING" in user:
         user["OVERVIEW_RESAMPLING"] = resampling
     blocksize = 512 if blocksize is None else blocksize
-    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize <= 0 or blocksize % 16:
-        raise ParameterError(f"blocksize must be a positive multiple of 16 pixels, got {blocksize!r}")
+    if (
+        isinstance(blocksize, bool)
+        or not isinstance(blocksize, int)
+        or blocksize <= 0
+        or blocksize % 16
+    ):
+        raise ParameterError(
+            f"blocksize must be a positive multiple of 16 pixels, got {blocksize!r}"
+        )
     compress = "DEFLATE" if compress is None else compress.upper()
     options = {**COG_PROFILE, "BLOCKSIZE": str(blocksize), "COMPRESS": compress}
     if compress == "NONE":
@@ -709,11 +739,7 @@ def write_cog(
             client = _active_client()
             if client is not None:
                 profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
-            gdal_env = rasterio.Env(
-                GDAL_NUM_THREADS="ALL_CPUS",
-                GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024,
-                GDAL_TIFF_INTERNAL_MASK=True,
-            )
+            gdal_env = _gdal_env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True)
             with gdal_env, rasterio.open(staging, "w", **profile) as dst:
                 if mask is not None:
                     dst.write_mask(np.full((1, 1), 255, np.uint8), window=Window(0, 0, 1, 1))
@@ -733,9 +759,7 @@ def write_cog(
                         writer.close()
             if client is not None:
                 _store_distributed(data, staging, count if mask is not None else None)
-            with rasterio.Env(
-                GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024
-            ):
+            with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
                 _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
                 rasterio.shutil.copy(
                     staging,

@@ -266,7 +266,6 @@ def _read_windows(da: Any, max_pixels: int) -> tuple[list[np.ndarray], float | N
     """Read the :data:`WINDOW`-px windows with most lamps of a DataArray, up to ``max_pixels``."""
     import dask.array as dsa
 
-
     da3 = as_band_yx(da)[0]
     nodata = da3.rio.nodata if hasattr(da3, "rio") else None
     data = da3.data
@@ -1010,7 +1009,8 @@ def estimate_psf(
             f"(sigma {sigma:.3g}) in small windows and {n_second} in PSF-sized windows, "
             f"need min_sources={min_sources}; {n_sat} pixels are near saturation but too few "
             "isolated saturated blobs could be fitted. Pass a scene (or crop) with separate "
-            "street lamps, lower min_snr / min_sources, or give a PSF (--psf-json)"
+            "street lamps, lower min_snr / min_sources, or give a PSF (`psf`)",
+            options={"`psf`": "psf"},
         )
     return estimate
 

@@ -25,9 +25,10 @@ Stage = Callable[[xr.DataArray], xr.DataArray]
 
 def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """Options shared by the restoration commands (outputs, cluster, mosaic)."""
-    from geo_ntl.cli.options import cluster_opts, compress_opt, overwrite_opt, tiff_path
+    from geo_ntl.cli.options import cluster_opts, co_opt, compress_opt, overwrite_opt, tiff_path
 
     func = overwrite_opt(func)
+    func = co_opt(func)
     func = compress_opt(func)
     func = cluster_opts(func)
     func = click.option(
@@ -73,8 +74,9 @@ def run_restoration(
     device: str = "auto",
     dtype: str | None = None,
     allow_no_crs: bool = False,
-    compress: str = "DEFLATE",
+    compress: str | None = None,
     inputs: Sequence[tuple[str, str | Path]] = (),
+    creation_options: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Run one stage over scenes and write one COG each (plus an optional mosaic).
 
@@ -104,9 +106,11 @@ def run_restoration(
         Output dtype; defaults to the input's.
     allow_no_crs : bool, default False
         Accept scenes without CRS.
-    compress : str, default "DEFLATE"
+    compress : str, optional
         Compression of the COGs and the mosaic (see :func:`geo_ntl.io.write_cog`). Not part of
         the job signature: an output finished with another compression has the same pixels.
+    creation_options : mapping, optional
+        Further COG creation options (``--co``); not part of the job signature either.
     inputs : sequence of (str, path)
         Other files the stage reads (e.g. ``("weights file", path)``); no output may be one.
 
@@ -214,6 +218,7 @@ def run_restoration(
                 tags=tags,
                 allow_no_crs=allow_no_crs,
                 compress=compress,
+                creation_options=creation_options,
             )
             click.echo(f"wrote {job.out}")
 
@@ -221,7 +226,13 @@ def run_restoration(
         if mosaic_out is not None and not mosaic_kept:
             from geo_ntl.mosaic import write_mosaic
 
-            write_mosaic(outputs, mosaic_out, overwrite=overwrite, compress=compress)
+            write_mosaic(
+                outputs,
+                mosaic_out,
+                overwrite=overwrite,
+                compress=compress,
+                creation_options=creation_options,
+            )
             click.echo(f"wrote mosaic {mosaic_out}")
     return outputs
 

@@ -82,7 +82,8 @@ def deblur(
     threads_per_worker: int | None,
     scheduler: str | None,
     overwrite: bool,
-    compress: str,
+    compress: str | None,
+    creation_options: dict[str, str],
 ) -> None:
     """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
 
@@ -205,4 +206,5 @@ def deblur(
             dtype="float32" if as_float else None,
             compress=compress,
             inputs=inputs,
+            creation_options=creation_options,
         )

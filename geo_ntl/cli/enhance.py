@@ -30,7 +30,8 @@ def enhance(
     threads_per_worker: int | None,
     scheduler: str | None,
     overwrite: bool,
-    compress: str,
+    compress: str | None,
+    creation_options: dict[str, str],
 ) -> None:
     """Enhance low-light SCENES with the ASM / non-uniform illumination method.
 
@@ -65,4 +66,5 @@ def enhance(
         scheduler=scheduler,
         device=device,
         compress=compress,
+        creation_options=creation_options,
     )
