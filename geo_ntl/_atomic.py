@@ -92,12 +92,18 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
             f"output {out} is a folder; give a file name such as {out / 'out.tif'}"
         )
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(
+            f"output {out} already exists; pass overwrite=True to replace it",
+            options={"overwrite=True": "overwrite"},
+        )
     parent = out.parent
     if not parent.is_dir():
         raise OutputPathError(f"output folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"output folder {parent} is not writable; choose another --out")
+        raise OutputPathError(
+            f"output folder {parent} is not writable; choose another `out`",
+            options={"`out`": "out"},
+        )
     return out
 
 
@@ -270,7 +276,8 @@ def _commit(tmp: Path, out: Path, overwrite: bool) -> None:
     except FileExistsError as exc:
         raise OutputExistsError(
             f"output {out} appeared while this run was writing it (another run?); it was left "
-            "as it is; pass --overwrite to replace it"
+            "as it is; pass overwrite=True to replace it",
+            options={"overwrite=True": "overwrite"},
         ) from exc
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
@@ -282,7 +289,8 @@ def _commit(tmp: Path, out: Path, overwrite: bool) -> None:
         except FileExistsError as exists:
             raise OutputExistsError(
                 f"output {out} appeared while this run was writing it (another run?); it was "
-                "left as it is; pass --overwrite to replace it"
+                "left as it is; pass overwrite=True to replace it",
+                options={"overwrite=True": "overwrite"},
             ) from exists
         os.close(fd)
         os.replace(tmp, out)

@@ -41,7 +41,8 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(
-                f"device {device!r} asked for but no CUDA GPU is available; use --device cpu"
+                f"device {device!r} asked for but no CUDA GPU is available; use device='cpu'",
+                options={"device='cpu'": "device"},
             )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise InputError(

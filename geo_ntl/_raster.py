@@ -1,12 +1,23 @@
-"""Pixel-type rules every stage shares: the cast to the output dtype, nodata checks, disk errors.
+"""The raster contract every stage shares: dims, pixel types, nodata, the cast, georeferencing.
 
 One home for what the stages used to do each in their own way:
 
+* :func:`as_band_yx` -- scenes are ``(band, y, x)``; a ``(y, x)`` scene gets one band (and
+  loses it again on the way out), any other layout is a
+  :class:`~geo_ntl.exceptions.DimensionError`.
+* :data:`SUPPORTED_DTYPES` and :func:`check_dtype` -- the one set of pixel types that
+  reading, writing, the tiled engine, the enhancer and the deblooming GAN take, with one
+  :class:`~geo_ntl.exceptions.UnsupportedRasterError` for the others.
+* :func:`nodata_mask` and :func:`invalid_pixels` -- which pixels are nodata: every band
+  equal to the nodata value, or (invalid pixels) a NaN -- and, for stages whose filters an
+  infinity would poison, an infinite -- band.
 * :func:`to_dtype` -- the float -> output-dtype cast (round, clip, fill nodata) of
   :func:`geo_ntl.io.write_cog`, the enhancer, the deblooming GAN and the mosaic. A *valid*
   pixel whose computed value equals the nodata value would otherwise become nodata; it is
   nudged to the nearest value that is not nodata (nodata 0 -> 1 for integer outputs, the
   next float for float outputs).
+* :func:`cast` and :func:`from_float` -- numpy or dask blocks through :func:`to_dtype`.
+* :func:`like` -- a stage's result gets its scene's CRS, transform, attrs and nodata back.
 * :func:`check_nodata` -- a nodata tag that the dtype cannot hold (uint8 999, float32 1e40)
   is an error naming the fix, not a tag dropped without a word.
 * :func:`disk_errors` -- a full disk while writing is a :class:`~geo_ntl.exceptions.DiskFullError`
@@ -23,13 +34,33 @@ import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geo_ntl.exceptions import DiskFullError, InputError
+from geo_ntl.exceptions import DimensionError, DiskFullError, InputError, UnsupportedRasterError
 
-__all__ = ["check_nodata", "disk_errors", "is_disk_full", "raw_nodata", "to_dtype"]
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "as_band_yx",
+    "cast",
+    "check_dtype",
+    "check_nodata",
+    "disk_errors",
+    "from_float",
+    "invalid_pixels",
+    "is_disk_full",
+    "like",
+    "nodata_mask",
+    "raw_nodata",
+    "to_dtype",
+]
+
+#: Pixel types every stage reads, processes and writes (see DESIGN.md, "Data contract").
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32", "float64")
 
 #: Free bytes below which a failed write is taken for a full disk (GDAL's write errors do not
 #: always say why they failed).
@@ -40,16 +71,106 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float | np.floating) and math.isnan(value)
 
 
-def invalid_pixels(x: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Mask the nodata pixels of a ``(band, y, x)`` block.
+# --- dims and pixel types ----------------------------------------------------------------
 
-    A pixel is nodata when every band equals ``nodata``, or any band is NaN (float blocks).
+
+def as_band_yx(da: xr.DataArray) -> tuple[xr.DataArray, bool]:
+    """Return ``da`` as ``(band, y, x)`` and whether a band was added to a ``(y, x)`` scene.
+
+    Raises
+    ------
+    DimensionError
+        For any other layout, naming the ``transpose`` that fixes it.
+    """
+    if da.dims == ("y", "x"):
+        return da.expand_dims("band").assign_coords(band=[1]), True
+    if da.ndim != 3 or da.dims[1:] != ("y", "x"):
+        raise DimensionError(
+            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
+            "reorder with da.transpose('band', 'y', 'x')"
+        )
+    return da, False
+
+
+def check_dtype(dtype: Any, *, source: str | None = None) -> np.dtype:
+    """Return ``dtype`` as a numpy dtype if it is one of :data:`SUPPORTED_DTYPES`.
+
+    Parameters
+    ----------
+    dtype : numpy dtype or str
+        Pixel type to check.
+    source : str, optional
+        File the pixels come from, named in the message.
+
+    Raises
+    ------
+    UnsupportedRasterError
+        For any other pixel type (the same message from every stage).
+    """
+    out = np.dtype(dtype)
+    if out.name not in SUPPORTED_DTYPES:
+        subject = f"{source} has pixel type {out.name}" if source else f"pixel type {out.name}"
+        raise UnsupportedRasterError(
+            f"{subject} is not supported; geo_ntl takes {', '.join(SUPPORTED_DTYPES)}; convert "
+            "first, e.g. da.astype('float32') or `gdal_translate -ot Float32`"
+        )
+    return out
+
+
+# --- nodata ------------------------------------------------------------------------------
+
+
+def _nodata_as(nodata: float, dtype: np.dtype) -> np.ndarray | None:
+    """``nodata`` in ``dtype``, or None where no pixel of ``dtype`` can equal it."""
+    value = float(nodata)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        if not (value.is_integer() and info.min <= value <= info.max):
+            return None
+    elif not math.isinf(value) and abs(value) > float(np.finfo(dtype).max):
+        return None
+    return np.asarray(nodata, dtype=dtype)
+
+
+def nodata_mask(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """Mask of nodata pixels of a ``(band, y, x)`` block, or None if there is no nodata value.
+
+    A pixel is nodata when every band equals ``nodata`` (or is NaN when ``nodata`` is NaN).
+
+    Parameters
+    ----------
+    block : (band, y, x) ndarray
+        Pixel values.
+    nodata : float or None
+        The nodata value.
+
+    Returns
+    -------
+    (y, x) ndarray of bool or None
+    """
+    if nodata is None:
+        return None
+    if _is_nan(nodata):
+        return np.isnan(block).all(axis=0)
+    value = _nodata_as(nodata, block.dtype)
+    if value is None:
+        return np.zeros(block.shape[1:], dtype=bool)
+    return (block == value).all(axis=0)
+
+
+def invalid_pixels(x: np.ndarray, nodata: float | None, *, nonfinite: bool = False) -> np.ndarray:
+    """Mask the pixels of a ``(band, y, x)`` block that hold no valid value.
+
+    A pixel is invalid when every band equals ``nodata``, or any band is NaN (float
+    blocks) -- or, with ``nonfinite``, infinite: the choice of the stages whose filters an
+    infinity would spread (the enhancer, deconvolution, the flux pass, PSF estimation);
+    the cast and the GAN clip infinities to full scale instead.
     """
     bad = np.zeros(x.shape[1:], dtype=bool)
     if x.dtype.kind == "f":
-        bad |= np.isnan(x).any(axis=0)
+        bad |= (~np.isfinite(x) if nonfinite else np.isnan(x)).any(axis=0)
     if nodata is not None and not _is_nan(nodata):
-        bad |= (x == np.asarray(nodata, dtype=x.dtype)).all(axis=0)
+        bad |= nodata_mask(x, nodata)
     return bad
 
 
@@ -105,6 +226,73 @@ def to_dtype(
     if any_invalid:
         y[:, invalid] = fill
     return y
+
+
+def cast(data: Any, dtype: Any, nodata: float | None = None) -> Any:
+    """:func:`to_dtype` for numpy or dask ``(band, y, x)`` data (dask stays lazy, block-wise)."""
+    import dask.array as dsa
+
+    dtype = np.dtype(dtype)
+    if data.dtype == dtype:
+        return data
+    if isinstance(data, dsa.Array):
+        return data.map_blocks(to_dtype, dtype, nodata, dtype=dtype)
+    return to_dtype(np.asarray(data), dtype, nodata)
+
+
+def from_float(x: np.ndarray, dtype: Any, nodata: float | None) -> np.ndarray:
+    """Cast a float result whose NaN pixels (any band) are nodata; ``(band, y, x)`` or ``(y, x)``.
+
+    Unlike :func:`to_dtype`'s default, a valid pixel that computes to ``nodata`` exactly is
+    not taken for nodata: it is nudged off it.
+    """
+    if x.ndim == 3:
+        return to_dtype(x, dtype, nodata, np.isnan(x).any(axis=0))
+    return to_dtype(x[None], dtype, nodata, np.isnan(x))[0]
+
+
+_TEMPLATE: Any = object()
+
+
+def like(
+    result: xr.DataArray,
+    template: xr.DataArray,
+    *,
+    nodata: Any = _TEMPLATE,
+    attrs: bool = True,
+) -> xr.DataArray:
+    """Give a stage's result its scene's CRS, transform, attrs and nodata.
+
+    Parameters
+    ----------
+    result : xarray.DataArray
+        The stage's output, on the template's grid.
+    template : xarray.DataArray
+        The scene it came from.
+    nodata : float or None, optional
+        Nodata value of the result; default the template's. ``None`` writes none (and
+        drops a ``_FillValue`` the attrs carried).
+    attrs : bool, default True
+        Replace the result's attrs by a copy of the template's.
+
+    Returns
+    -------
+    xarray.DataArray
+        A new DataArray (``result`` is not changed).
+    """
+    import rioxarray  # noqa: F401 - the .rio accessor
+
+    out = result.copy(deep=False)
+    if attrs:
+        out.attrs = dict(template.attrs)
+    if template.rio.crs is not None:
+        out = out.rio.write_crs(template.rio.crs)
+    out = out.rio.write_transform(template.rio.transform())
+    value = template.rio.nodata if nodata is _TEMPLATE else nodata
+    if value is not None:
+        return out.rio.write_nodata(value, encoded=False)
+    out.attrs.pop("_FillValue", None)
+    return out
 
 
 def _nudged(computed: np.ndarray, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -264,6 +452,7 @@ def disk_errors(path: str | os.PathLike[str], folder: str | os.PathLike[str] | N
         if is_disk_full(exc, where):
             raise DiskFullError(
                 f"no space left on device writing {os.fspath(path)}; free space or choose "
-                "another --out"
+                "another `out`",
+                options={"`out`": "out"},
             ) from exc
         raise

@@ -356,9 +356,15 @@ def plan_jobs(
         ``overwrite`` is False -- checked for every scene before any work.
     """
     if (out is None) == (out_dir is None):
-        raise InputError("give either --out (one scene) or --out-dir (any number of scenes)")
+        raise InputError(
+            "give either `out` (one scene) or `out_dir` (any number of scenes)",
+            options={"`out`": "out", "`out_dir`": "out_dir"},
+        )
     if out is not None and len(scenes) != 1:
-        raise InputError(f"--out takes one scene but {len(scenes)} were given; use --out-dir")
+        raise InputError(
+            f"`out` takes one scene but {len(scenes)} were given; use `out_dir`",
+            options={"`out`": "out", "`out_dir`": "out_dir"},
+        )
     if out_dir is not None:
         folder = Path(out_dir)
         if not folder.is_dir():
@@ -384,7 +390,8 @@ def plan_jobs(
             except OutputExistsError as exc:
                 raise OutputExistsError(
                     f"output {target} already exists and is not what this command writes: "
-                    f"{mismatch_reason(target, identity)}; pass --overwrite to replace it"
+                    f"{mismatch_reason(target, identity)}; pass overwrite=True to replace it",
+                    options={"overwrite=True": "overwrite"},
                 ) from exc
         jobs.append(SceneJob(scene, target, signature, done, current))
     return jobs

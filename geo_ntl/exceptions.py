@@ -4,9 +4,16 @@ Every error derives from :class:`GeoNTLError` and from the builtin exception
 that matches its meaning, so callers can catch either. Messages say what was
 wrong, what was received and how to fix it; the command-line interface prints
 them as a single ``error: ...`` line and exits with status 2.
+
+Messages name Python parameters (``pass overwrite=True``), never command-line
+flags. An error whose message names parameters lists them in its ``options``
+attribute, ``{text in the message: parameter name}``, so that the command line
+can show each text as the flag that sets it (``--overwrite``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 __all__ = [
     "GeoNTLError",
@@ -33,7 +40,35 @@ __all__ = [
 
 
 class GeoNTLError(Exception):
-    """Root of every error raised by geo_ntl."""
+    """Root of every error raised by geo_ntl.
+
+    Parameters
+    ----------
+    *args
+        The message (and any further arguments, as for :class:`Exception`).
+    options : mapping of str to str, optional
+        The parameters the message names: each text as it appears in the message
+        (``"overwrite=True"``, ``"out"``) mapped to the parameter's name
+        (``"overwrite"``, ``"out"``).
+
+    Attributes
+    ----------
+    options : dict of str to str
+        As given (empty when the message names no parameter).
+    """
+
+    def __init__(self, *args: object, options: Mapping[str, str] | None = None) -> None:
+        super().__init__(*args)
+        self.options = dict(options or {})
+
+    def __reduce__(self):  # noqa: ANN204 - keep ``options`` across processes (dask workers)
+        return (_rebuild, (type(self), self.args, self.options))
+
+
+def _rebuild(cls: type[GeoNTLError], args: tuple, options: dict[str, str]) -> GeoNTLError:
+    error = cls.__new__(cls)
+    GeoNTLError.__init__(error, *args, options=options)
+    return error
 
 
 class InputError(GeoNTLError, ValueError):

@@ -26,15 +26,23 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_output_path
-from geo_ntl._raster import check_nodata, disk_errors, to_dtype
+from geo_ntl._raster import (
+    SUPPORTED_DTYPES,
+    as_band_yx,
+    cast,
+    check_dtype,
+    check_nodata,
+    disk_errors,
+    nodata_mask,
+)
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
     ClusterError,
-    DimensionError,
     InputError,
     MissingCRSError,
     NotARasterError,
+    ParameterError,
     SceneNotFoundError,
     UnsupportedRasterError,
 )
@@ -46,6 +54,7 @@ __all__ = [
     "MAX_BANDS",
     "atomic_output",
     "check_output_path",
+    "cog_creation_options",
     "cog_overview_factors",
     "ensure_valid_data",
     "nodata_mask",
@@ -56,20 +65,12 @@ __all__ = [
 
 #: Default dask chunk edge, in pixels, for ``y`` and ``x`` (bands stay in one chunk).
 DEFAULT_CHUNKS = 2048
-#: Pixel types geo_ntl reads and writes.
-SUPPORTED_DTYPES = ("uint8", "uint16", "float32")
 #: Most bands a scene may have (RGB plus one extra such as NIR or alpha).
 MAX_BANDS = 4
 #: GDAL block cache (MB) for reading and writing: bounds memory whatever the scene size.
 #: (rasterio passes GDAL_CACHEMAX to GDAL as bytes, so it is converted where it is set.)
 GDAL_CACHE_MB = 256
 
-# GDAL's default block cache is 5 % of the machine's RAM (1.2 GB on 24 GiB, 6 GB on 128 GiB) and
-# keeps every block a scene read passes through until it is full: streaming a 20000 x 20000 scene
-# once then costs as much memory as the scene. geo_ntl reads each block about once (plus halos), so
-# it caps the cache unless the user chose a size. Set here, before any read, so the dask worker
-# processes geo_ntl starts inherit it. (A bare number is MB to GDAL.)
-os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 #: Creation options of the GDAL COG driver used by :func:`write_cog`.
 COG_PROFILE: dict[str, str] = {
     "BLOCKSIZE": "512",
@@ -81,8 +82,47 @@ COG_PROFILE: dict[str, str] = {
     "NUM_THREADS": "ALL_CPUS",
 }
 
+#: Creation options geo_ntl sets itself: it builds the overviews before the COG driver runs.
+RESERVED_CREATION_OPTIONS = ("OVERVIEWS",)
+#: GDAL's overview resampling names and rasterio's for them (geo_ntl builds the overviews).
+_OVERVIEW_RESAMPLING = {
+    "NEAREST": "nearest",
+    "AVERAGE": "average",
+    "BILINEAR": "bilinear",
+    "CUBIC": "cubic",
+    "CUBICSPLINE": "cubic_spline",
+    "LANCZOS": "lanczos",
+    "MODE": "mode",
+    "RMS": "rms",
+}
+
 Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
 _REMOTE_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
+
+
+def gdal_cache_environ() -> dict[str, str]:
+    """``{"GDAL_CACHEMAX": MB}`` for processes geo_ntl starts, or ``{}`` if the user set one.
+
+    GDAL's default block cache is 5 % of the machine's RAM (1.2 GB on 24 GiB, 6 GB on
+    128 GiB) and keeps every block a scene read passes through until it is full: streaming
+    a 20000 x 20000 scene once then costs as much memory as the scene. geo_ntl reads each
+    block about once (plus halos), so it caps the cache, unless the user chose a size, in
+    the GDAL work it does (:func:`_gdal_env`) and in the dask worker processes it starts
+    (:mod:`geo_ntl.parallel`) -- never in this process's environment. (A bare number is MB
+    to GDAL.)
+    """
+    return {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": str(GDAL_CACHE_MB)}
+
+
+def _gdal_env(**options: Any) -> rasterio.Env:
+    """``rasterio.Env`` with ``options`` and geo_ntl's block-cache cap (see :func:`gdal_cache_environ`).
+
+    GDAL fixes its cache size at the first block it caches, so the cap holds for the
+    process once the first read or write geo_ntl does runs inside this environment.
+    """
+    if "GDAL_CACHEMAX" not in os.environ:
+        options.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB * 1024 * 1024)
+    return rasterio.Env(**options)
 
 
 def _check_exists(path: PathLike) -> str:
@@ -152,7 +192,7 @@ def open_scene(
 
     source = _check_exists(path)
     try:
-        with rasterio.open(source) as src:
+        with _gdal_env(), rasterio.open(source) as src:
             count, dtypes, crs = src.count, src.dtypes, src.crs
             if 1 <= count <= MAX_BANDS and len(set(dtypes)) == 1:
                 check_nodata(src)
@@ -176,11 +216,12 @@ def open_scene(
             f"{source} has {count} bands; geo_ntl reads 1 to {MAX_BANDS} bands "
             "(panchromatic or RGB); select bands first, e.g. `gdal_translate -b 1 -b 2 -b 3`"
         )
-    if len(set(dtypes)) != 1 or dtypes[0] not in SUPPORTED_DTYPES:
+    if len(set(dtypes)) != 1:
         raise UnsupportedRasterError(
-            f"{source} has pixel type {_describe_dtypes(dtypes)}; geo_ntl reads "
-            f"{', '.join(SUPPORTED_DTYPES)}; convert first, e.g. `gdal_translate -ot Float32`"
+            f"{source} has pixel types {_describe_dtypes(dtypes)}; geo_ntl reads one per scene "
+            f"({', '.join(SUPPORTED_DTYPES)}); convert first, e.g. `gdal_translate -ot Float32`"
         )
+    check_dtype(dtypes[0], source=source)
     if chunks is None:
         dask_chunks = None
     elif isinstance(chunks, int):
@@ -220,30 +261,6 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-def nodata_mask(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    """Mask of nodata pixels of a ``(band, y, x)`` block, or None if there is no nodata value.
-
-    A pixel is nodata when every band equals ``nodata`` (or is NaN when
-    ``nodata`` is NaN).
-
-    Parameters
-    ----------
-    block : (band, y, x) ndarray
-        Pixel values.
-    nodata : float or None
-        The nodata value.
-
-    Returns
-    -------
-    (y, x) ndarray of bool or None
-    """
-    if nodata is None:
-        return None
-    if isinstance(nodata, float) and math.isnan(nodata):
-        return np.isnan(block).all(axis=0)
-    return (block == np.asarray(nodata, dtype=block.dtype)).all(axis=0)
-
-
 def ensure_valid_data(da: xr.DataArray) -> None:
     """Raise if a scene holds no valid pixel.
 
@@ -264,7 +281,7 @@ def ensure_valid_data(da: xr.DataArray) -> None:
     is_float = np.issubdtype(da.dtype, np.floating)
     if nodata is None and not is_float:
         return
-    data = _as_band_yx(da).data
+    data = as_band_yx(da)[0].data
     step = max(1, max(data.shape[1:]) // 256)
 
     def all_invalid(arr: Any) -> bool:
@@ -280,30 +297,6 @@ def ensure_valid_data(da: xr.DataArray) -> None:
             f"{da.attrs.get('source', 'the scene')} holds no valid pixel (all nodata={nodata}); "
             "check the file or its nodata value"
         )
-
-
-def _as_band_yx(da: xr.DataArray) -> xr.DataArray:
-    if da.dims == ("y", "x"):
-        return da.expand_dims("band").assign_coords(band=[1])
-    if da.ndim != 3 or da.dims[1:] != ("y", "x"):
-        raise DimensionError(
-            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
-            "reorder with da.transpose('band', 'y', 'x')"
-        )
-    return da
-
-
-def _cast(data: Any, dtype: np.dtype, nodata: float | None = None) -> Any:
-    """Cast pixel values, rounding and clipping when going from float to integer.
-
-    Goes through :func:`geo_ntl._raster.to_dtype`: nodata pixels stay nodata, and a valid
-    pixel that would round to the nodata value is nudged off it.
-    """
-    if data.dtype == dtype:
-        return data
-    if isinstance(data, dsa.Array):
-        return data.map_blocks(to_dtype, dtype, nodata, dtype=dtype)
-    return to_dtype(np.asarray(data), dtype, nodata)
 
 
 def _active_client() -> Any:
@@ -332,7 +325,7 @@ class _StagingFileWriter:
         self.mask_band = mask_band
 
     def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray) -> None:
-        with rasterio.open(self.path, "r+") as dataset:
+        with _gdal_env(), rasterio.open(self.path, "r+") as dataset:
             _WindowWriter(dataset, self.mask_band)[key] = value
 
 
@@ -362,7 +355,7 @@ def cog_overview_factors(width: int, height: int, blocksize: int = 512) -> list[
     return factors
 
 
-def _build_staging_overviews(staging: Path, blocksize: int) -> None:
+def _build_staging_overviews(staging: Path, blocksize: int, resampling: str) -> None:
     """Build the COG's overview levels inside the uncompressed staging file.
 
     GDAL's COG driver, given a source without overviews, computes them into a
@@ -376,7 +369,7 @@ def _build_staging_overviews(staging: Path, blocksize: int) -> None:
     with rasterio.open(staging, "r+") as dst:
         factors = cog_overview_factors(dst.width, dst.height, blocksize)
         if factors:
-            dst.build_overviews(factors, Resampling[COG_PROFILE["OVERVIEW_RESAMPLING"].lower()])
+            dst.build_overviews(factors, Resampling[_OVERVIEW_RESAMPLING[resampling.upper()]])
 
 
 #: Tile tasks per worker thread in one band of rows stored by a cluster (see :func:`_row_bands`).
@@ -444,7 +437,8 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
         edge = max(max(data.chunks[1]), max(data.chunks[2]))
         raise ClusterError(
             f"dask workers died repeatedly computing a {edge}-pixel tile, most likely out of memory; "
-            "lower --tile, use fewer --threads-per-worker, or give workers more memory"
+            "lower `tile`, use fewer `threads_per_worker`, or give workers more memory",
+            options={"`tile`": "tile", "`threads_per_worker`": "threads_per_worker"},
         ) from exc
     finally:
         for future in in_flight:
@@ -488,6 +482,109 @@ class _WindowWriter:
             self._closed = True
 
 
+def _creation_blocksize(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ParameterError(
+            f"creation_options BLOCKSIZE={text} is not a number of pixels; give a multiple of 16",
+            options={"creation_options": "creation_options"},
+        ) from None
+
+
+def cog_creation_options(
+    compress: str | None = None,
+    blocksize: int | None = None,
+    creation_options: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return the GDAL COG driver's creation options that :func:`write_cog` uses.
+
+    :data:`COG_PROFILE`, then ``compress`` and ``blocksize``, then ``creation_options``
+    (keys case-insensitive), as ``rio``'s ``--co KEY=VALUE`` does.
+
+    Parameters
+    ----------
+    compress : str, optional
+        Compression; default DEFLATE, or ``creation_options["COMPRESS"]``.
+    blocksize : int, optional
+        Internal tile edge in pixels, a multiple of 16; default 512, or
+        ``creation_options["BLOCKSIZE"]``.
+    creation_options : mapping of str to str, optional
+        Further COG driver options (``LEVEL``, ``PREDICTOR``, ``BIGTIFF``, ...).
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    ParameterError
+        For a reserved key (:data:`RESERVED_CREATION_OPTIONS`), a ``COMPRESS`` or
+        ``BLOCKSIZE`` that contradicts ``compress`` or ``blocksize``, or a block size that
+        is not a positive multiple of 16.
+    """
+    user = {
+        str(key).strip().upper(): str(value).strip()
+        for key, value in (creation_options or {}).items()
+    }
+    cli = {"creation_options": "creation_options"}
+    for key in user:
+        if key in RESERVED_CREATION_OPTIONS:
+            raise ParameterError(
+                f"creation_options {key} is set by geo_ntl (it builds the overviews itself); "
+                "leave it out",
+                options=cli,
+            )
+    if "COMPRESS" in user:
+        given = user.pop("COMPRESS").upper()
+        if compress is not None and given != compress.upper():
+            raise ParameterError(
+                f"creation_options COMPRESS={given} contradicts compress={compress!r}; "
+                "give the compression once",
+                options={**cli, f"compress={compress!r}": "compress"},
+            )
+        compress = given
+    if "BLOCKSIZE" in user:
+        text = user.pop("BLOCKSIZE")
+        size = _creation_blocksize(text)
+        if blocksize is not None and size != blocksize:
+            raise ParameterError(
+                f"creation_options BLOCKSIZE={text} contradicts blocksize={blocksize}; "
+                "give the block size once",
+                options={**cli, f"blocksize={blocksize}": "blocksize"},
+            )
+        if size <= 0 or size % 16:
+            raise ParameterError(
+                f"creation_options BLOCKSIZE={text} is not a positive multiple of 16 pixels",
+                options=cli,
+            )
+        blocksize = size
+    resampling = user.get("OVERVIEW_RESAMPLING", "AVERAGE").upper()
+    if resampling not in _OVERVIEW_RESAMPLING:
+        raise ParameterError(
+            f"creation_options OVERVIEW_RESAMPLING={resampling} is not one of "
+            f"{', '.join(_OVERVIEW_RESAMPLING)}",
+            options=cli,
+        )
+    if "OVERVIEW_RESAMPLING" in user:
+        user["OVERVIEW_RESAMPLING"] = resampling
+    blocksize = 512 if blocksize is None else blocksize
+    if (
+        isinstance(blocksize, bool)
+        or not isinstance(blocksize, int)
+        or blocksize <= 0
+        or blocksize % 16
+    ):
+        raise ParameterError(
+            f"blocksize must be a positive multiple of 16 pixels, got {blocksize!r}"
+        )
+    compress = "DEFLATE" if compress is None else compress.upper()
+    options = {**COG_PROFILE, "BLOCKSIZE": str(blocksize), "COMPRESS": compress}
+    if compress == "NONE":
+        options.pop("PREDICTOR")
+    return {**options, **user}
+
+
 def _provenance_tags(
     stage: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None
 ) -> dict[str, str]:
@@ -510,8 +607,9 @@ def write_cog(
     path: PathLike,
     *,
     overwrite: bool = False,
-    compress: Compression = "DEFLATE",
-    blocksize: int = 512,
+    compress: Compression | None = None,
+    blocksize: int | None = None,
+    creation_options: Mapping[str, str] | None = None,
     nodata: float | None = None,
     dtype: str | np.dtype | None = None,
     stage: str | None = None,
@@ -539,11 +637,15 @@ def write_cog(
     overwrite : bool, default False
         Replace an existing file. Without it the final rename also refuses a
         file that appeared while writing (see :func:`geo_ntl._atomic.atomic_output`).
-    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
-        Compression, always with a predictor (horizontal for integers,
-        floating point for floats).
-    blocksize : int, default 512
-        Internal tile edge in pixels.
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, optional
+        Compression (default DEFLATE), always with a predictor (horizontal for
+        integers, floating point for floats).
+    blocksize : int, optional
+        Internal tile edge in pixels, a multiple of 16 (default 512).
+    creation_options : mapping of str to str, optional
+        Further GDAL COG driver creation options, e.g. ``{"LEVEL": "9"}``, as ``rio``'s
+        ``--co`` (see :func:`cog_creation_options`); they change the encoding, not the
+        pixels.
     nodata : float, optional
         Nodata value to record; defaults to ``da.rio.nodata``.
     dtype : str or numpy.dtype, optional
@@ -574,6 +676,8 @@ def write_cog(
     ------
     MissingCRSError
         If ``da`` has no CRS and ``allow_no_crs`` is False.
+    ParameterError
+        For bad creation options (see :func:`cog_creation_options`).
     OutputExistsError, OutputPathError
         If ``path`` cannot be written; raised before any computation.
     DiskFullError
@@ -586,20 +690,18 @@ def write_cog(
     the scene plus a third (its overviews) on disk next to the output until
     the COG is done.
     """
-    da = _as_band_yx(da)
+    da = as_band_yx(da)[0]
+    cog_options = cog_creation_options(compress, blocksize, creation_options)
+    blocksize = int(cog_options["BLOCKSIZE"])
     crs = da.rio.crs
     if crs is None and not allow_no_crs:
         raise MissingCRSError("the array has no CRS; call da.rio.write_crs(...) before writing")
-    out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(da.dtype)
-    if out_dtype.name not in SUPPORTED_DTYPES:
-        raise UnsupportedRasterError(
-            f"cannot write pixel type {out_dtype.name}; choose one of {', '.join(SUPPORTED_DTYPES)}"
-        )
+    out_dtype = check_dtype(dtype if dtype is not None else da.dtype)
     nodata = da.rio.nodata if nodata is None else nodata
     data = da.data
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=(-1, DEFAULT_CHUNKS, DEFAULT_CHUNKS))
-    data = _cast(data, out_dtype, nodata)
+    data = cast(data, out_dtype, nodata)
     count, height, width = data.shape
     if mask is not None:
         # The mask travels as one more plane of each block; the writers split it off.
@@ -629,9 +731,6 @@ def write_cog(
     descriptions = da.attrs.get("long_name")
     if isinstance(descriptions, str):
         descriptions = (descriptions,) * count if count == 1 else None
-    cog_options = {**COG_PROFILE, "BLOCKSIZE": str(blocksize), "COMPRESS": compress}
-    if compress == "NONE":
-        cog_options.pop("PREDICTOR")
     scales, offsets = da.attrs.get("scale_factor"), da.attrs.get("add_offset")
 
     with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
@@ -640,11 +739,7 @@ def write_cog(
             client = _active_client()
             if client is not None:
                 profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
-            gdal_env = rasterio.Env(
-                GDAL_NUM_THREADS="ALL_CPUS",
-                GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024,
-                GDAL_TIFF_INTERNAL_MASK=True,
-            )
+            gdal_env = _gdal_env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True)
             with gdal_env, rasterio.open(staging, "w", **profile) as dst:
                 if mask is not None:
                     dst.write_mask(np.full((1, 1), 255, np.uint8), window=Window(0, 0, 1, 1))
@@ -664,10 +759,8 @@ def write_cog(
                         writer.close()
             if client is not None:
                 _store_distributed(data, staging, count if mask is not None else None)
-            with rasterio.Env(
-                GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024
-            ):
-                _build_staging_overviews(staging, blocksize)
+            with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
+                _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
                 rasterio.shutil.copy(
                     staging,
                     tmp_cog,

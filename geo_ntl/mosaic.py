@@ -15,7 +15,7 @@ of all footprints, snapped to the first scene's pixel grid.
 Gaps (pixels no scene covers) are marked with the first scene's nodata value. Scenes
 without nodata give float mosaics NaN gaps and integer mosaics an internal mask band
 (GDAL's per-dataset mask, which QGIS and GDAL honour like nodata): every uint8 or
-uint16 value may be a real pixel -- 0 is a black one -- so none is taken for nodata.
+uint16 (or int16) value may be a real pixel -- 0 is a black one -- so none is taken for nodata.
 A valid pixel whose blended value equals the nodata value is moved one step off it
 (see :func:`geo_ntl._raster.to_dtype`).
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,7 +44,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_distinct, check_output_path
-from geo_ntl._raster import to_dtype
+from geo_ntl._raster import check_dtype, nodata_mask, to_dtype
 from geo_ntl.exceptions import (
     InputError,
     MissingCRSError,
@@ -54,9 +54,7 @@ from geo_ntl.exceptions import (
 )
 from geo_ntl.io import (
     DEFAULT_CHUNKS,
-    SUPPORTED_DTYPES,
     Compression,
-    nodata_mask,
     scene_info,
     write_cog,
 )
@@ -73,7 +71,14 @@ __all__ = [
 
 #: Width in output pixels over which a scene's weight ramps up from its edge.
 DEFAULT_FEATHER = 128
-_VRT_DTYPES = {"uint8": "Byte", "uint16": "UInt16", "float32": "Float32"}
+_RESOLUTION = {"`resolution`": "resolution"}
+_VRT_DTYPES = {
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "float32": "Float32",
+    "float64": "Float64",
+}
 
 
 @dataclass(frozen=True)
@@ -173,8 +178,7 @@ def mosaic_grid(
                 f"{info['path']} has {info['bands']} band(s) of {info['dtype']} but "
                 f"{first['path']} has {first['bands']} of {first['dtype']}; mosaic scenes of one kind"
             )
-    if first["dtype"] not in SUPPORTED_DTYPES:
-        raise UnsupportedRasterError(f"cannot mosaic pixel type {first['dtype']}")
+    check_dtype(first["dtype"], source=first["path"])
     target = _parse_crs(crs) if crs is not None else CRS.from_user_input(first["crs"])
     try:
         footprints = [
@@ -184,7 +188,8 @@ def mosaic_grid(
         raise InputError(f"cannot reproject the scenes to {target.to_string()}: {exc}") from exc
     if not all(np.isfinite(b).all() for b in footprints):
         raise InputError(
-            f"some scenes fall outside the valid area of {target.to_string()}; choose another --crs"
+            f"some scenes fall outside the valid area of {target.to_string()}; choose another `crs`",
+            options={"`crs`": "crs"},
         )
     if resolution is None:
         if CRS.from_user_input(first["crs"]) == target:
@@ -209,7 +214,7 @@ def mosaic_grid(
     height = max(1, math.ceil((top - bottom) / resolution - 1e-9))
     if nodata is None:
         nodata = first["nodata"]
-    if nodata is None and first["dtype"] == "float32":
+    if nodata is None and np.dtype(first["dtype"]).kind == "f":
         nodata = float("nan")
     return MosaicGrid(
         crs=target,
@@ -279,27 +284,31 @@ def check_mosaic_size(
         if pixels > MAX_MOSAIC_PIXELS:
             raise InputError(
                 f"{what}, more than {MAX_MOSAIC_PIXELS / 1e9:.3g} Gpx per band ({tiles} tiles); "
-                "choose a coarser --resolution"
+                "choose a coarser `resolution`",
+                options=_RESOLUTION,
             )
         if tiles > MAX_VRT_TILES:
             raise InputError(
                 f"{what}: {tiles} tiles of {tile_size} px, more than {MAX_VRT_TILES}; "
-                "choose a coarser --resolution"
+                "choose a coarser `resolution`",
+                options=_RESOLUTION,
             )
         need = min(tile_size, grid.width) * min(tile_size, grid.height) * grid.count * itemsize
     else:
         if pixels > MAX_COG_PIXELS:
             raise InputError(
                 f"{what}, more than {MAX_COG_PIXELS} px per band in one file; choose a coarser "
-                "--resolution, or write tiles with --vrt"
+                "`resolution`, or write tiles with vrt=True",
+                options={**_RESOLUTION, "vrt=True": "vrt"},
             )
         need = size
     need = need * 4 // 3
     if free is not None and need > free:
         raise InputError(
             f"{what}, and encoding it needs about {_human_bytes(need)} free in {folder} "
-            f"but {_human_bytes(free)} is free; free space, choose another --out or a coarser "
-            "--resolution"
+            f"but {_human_bytes(free)} is free; free space, choose another `out` or a coarser "
+            "`resolution`",
+            options={**_RESOLUTION, "`out`": "out"},
         )
 
 
@@ -577,7 +586,8 @@ def write_mosaic(
     overwrite: bool = False,
     vrt: bool = False,
     tile_size: int = 8192,
-    compress: Compression = "DEFLATE",
+    compress: Compression | None = None,
+    creation_options: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> Path:
     """Mosaic scenes into one COG, or into COG tiles indexed by a VRT.
@@ -602,8 +612,11 @@ def write_mosaic(
         same mosaic is kept, so an interrupted run resumes where it stopped.
     tile_size : int, default 8192
         Tile edge for ``vrt``.
-    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
-        COG compression (see :func:`geo_ntl.io.write_cog`).
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, optional
+        COG compression, default DEFLATE (see :func:`geo_ntl.io.write_cog`).
+    creation_options : mapping of str to str, optional
+        Further COG creation options (see :func:`geo_ntl.io.write_cog`); they change the
+        encoding, not the pixels, and are not part of the mosaic's signature.
     **kwargs
         Passed to :func:`mosaic`.
 
@@ -648,12 +661,13 @@ def write_mosaic(
         check_output_path(out, overwrite=True)
         raise OutputExistsError(
             f"output {out} already exists and is not this mosaic: "
-            f"{mismatch_reason(out, identity)}; pass --overwrite to replace it"
+            f"{mismatch_reason(out, identity)}; pass overwrite=True to replace it",
+            options={"overwrite=True": "overwrite"},
         )
     if vrt:
         return write_mosaic_vrt(
             da, out, overwrite=overwrite, tile_size=tile_size, params=params, compress=compress,
-            tags=tags,
+            tags=tags, creation_options=creation_options,
         )  # fmt: skip
     if current and not overwrite:
         return out
@@ -664,6 +678,7 @@ def write_mosaic(
         stage="mosaic",
         params=params,
         compress=compress,
+        creation_options=creation_options,
         tags=tags,
         mask=_valid_mask(da),
     )
@@ -682,14 +697,16 @@ def check_mosaic_suffix(out: PathLike, *, vrt: bool) -> None:
     suffix = Path(os.fspath(out)).suffix.lower()
     if vrt and suffix != ".vrt":
         raise OutputPathError(
-            f"--vrt writes a VRT index but --out {os.fspath(out)} ends in {suffix or 'nothing'}; "
-            "name it .vrt"
+            f"vrt=True writes a VRT index but `out` {os.fspath(out)} ends in "
+            f"{suffix or 'nothing'}; name it .vrt",
+            options={"vrt=True": "vrt", "`out`": "out"},
         )
     if not vrt and suffix not in (".tif", ".tiff"):
-        hint = " (or pass --vrt for tiles and a VRT index)" if suffix == ".vrt" else ""
+        hint = " (or pass vrt=True for tiles and a VRT index)" if suffix == ".vrt" else ""
         raise OutputPathError(
-            f"the mosaic is written as a GeoTIFF but --out {os.fspath(out)} ends in "
-            f"{suffix or 'nothing'}; name it .tif or .tiff{hint}"
+            f"the mosaic is written as a GeoTIFF but `out` {os.fspath(out)} ends in "
+            f"{suffix or 'nothing'}; name it .tif or .tiff{hint}",
+            options={"vrt=True": "vrt", "`out`": "out"},
         )
 
 
@@ -727,8 +744,9 @@ def write_mosaic_vrt(
     overwrite: bool = False,
     tile_size: int = 8192,
     params: dict[str, Any] | None = None,
-    compress: Compression = "DEFLATE",
+    compress: Compression | None = None,
     tags: dict[str, str] | None = None,
+    creation_options: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a lazy mosaic as COG tiles plus a VRT index; resumable per tile.
 
@@ -746,11 +764,13 @@ def write_mosaic_vrt(
         Tile edge in pixels.
     params : dict, optional
         Provenance recorded in every tile.
-    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, default "DEFLATE"
-        Compression of the tiles.
+    compress : {"DEFLATE", "ZSTD", "LZW", "NONE"}, optional
+        Compression of the tiles (default DEFLATE).
     tags : dict, optional
         Further tags for the tiles and the VRT; ``GEO_NTL_JOB`` is the signature
         tiles are matched by (default: a hash of ``params``, shape and transform).
+    creation_options : mapping of str to str, optional
+        Further COG creation options of the tiles (see :func:`geo_ntl.io.write_cog`).
 
     Returns
     -------
@@ -789,13 +809,16 @@ def write_mosaic_vrt(
     if not overwrite:
         if out.exists() and not vrt_current:
             raise OutputExistsError(
-                f"output {out} already exists and is not this mosaic; pass --overwrite to replace it"
+                f"output {out} already exists and is not this mosaic; pass overwrite=True to "
+                "replace it",
+                options={"overwrite=True": "overwrite"},
             )
         for path, *_ in tiles:
             if path.exists() and not _tile_is_done(path, signature):
                 raise OutputExistsError(
                     f"tile {path} of {out} already exists and is not a tile of this mosaic; "
-                    "pass --overwrite to replace it"
+                    "pass overwrite=True to replace it",
+                    options={"overwrite=True": "overwrite"},
                 )
     count, height, width = da.shape
     tiles_dir = out.with_name(out.stem + "_tiles")
@@ -815,6 +838,7 @@ def write_mosaic_vrt(
                 params=params,
                 tags={**tags, "GEO_NTL_SIGNATURE": signature},
                 compress=compress,
+                creation_options=creation_options,
                 mask=_valid_mask(piece),
             )
         sources.append((f"{tiles_dir.name}/{path.name}", r0, c0, h, w))

@@ -158,15 +158,16 @@ def compute_context(
         If ``workers`` or ``threads_per_worker`` is negative.
     """
     if workers is not None and workers < 0:
-        raise InputError(f"--workers must be 0 or more, got {workers}")
+        raise InputError(f"workers must be 0 or more, got {workers}")
     if workers is not None and workers > max_workers():
         raise InputError(
-            f"--workers {workers} is more than {max_workers()} ({MAX_WORKERS_PER_CORE} per CPU "
+            f"workers={workers} is more than {max_workers()} ({MAX_WORKERS_PER_CORE} per CPU "
             f"core, {os.cpu_count() or 1} here); use at most {max_workers()}, or join a larger "
-            "cluster with --scheduler"
+            "cluster with `scheduler`",
+            options={f"workers={workers}": "workers", "`scheduler`": "scheduler"},
         )
     if threads_per_worker is not None and threads_per_worker < 1:
-        raise InputError(f"--threads-per-worker must be 1 or more, got {threads_per_worker}")
+        raise InputError(f"threads_per_worker must be 1 or more, got {threads_per_worker}")
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address:
         with _join(address, timeout) as context:
@@ -190,8 +191,9 @@ def _join(address: str, timeout: float) -> Iterator[ComputeContext]:
     except (ValueError, TypeError) as exc:
         _forget_failed_client()
         raise ClusterError(
-            f"--scheduler (or $DASK_SCHEDULER_ADDRESS) {address!r} is not a dask scheduler "
-            f"address ({exc}); give one such as tcp://HOST:8786"
+            f"`scheduler` (or $DASK_SCHEDULER_ADDRESS) {address!r} is not a dask scheduler "
+            f"address ({exc}); give one such as tcp://HOST:8786",
+            options={"`scheduler`": "scheduler"},
         ) from exc
     except Exception as exc:  # OSError, TimeoutError, and distributed's own failures to connect
         _forget_failed_client()
@@ -246,10 +248,12 @@ def _embedded(
     import dask
 
     from geo_ntl.allocator import ALLOCATOR_ENVIRON
+    from geo_ntl.io import gdal_cache_environ
 
     environ = {
         **dask.config.get("distributed.nanny.pre-spawn-environ", default={}),
         **ALLOCATOR_ENVIRON,
+        **gdal_cache_environ(),
     }
     settings = {
         "distributed.nanny.pre-spawn-environ": environ,

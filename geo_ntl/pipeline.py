@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,7 +82,8 @@ def restore_scenes(
     overwrite: bool = False,
     device: str = "auto",
     dtype: str | None = None,
-    compress: Compression = "DEFLATE",
+    compress: Compression | None = None,
+    creation_options: Mapping[str, str] | None = None,
     compute: ComputeOptions | None = None,
     allow_no_crs: bool = False,
     on_written: Callable[[Path], None] | None = None,
@@ -112,9 +113,12 @@ def restore_scenes(
         Torch device of the stages.
     dtype : {None, "float32"}, optional
         Output dtype; default the input's.
-    compress : str, default "DEFLATE"
-        Compression of the COGs and the mosaic (see :func:`geo_ntl.io.write_cog`); not
-        part of the job signature (another compression has the same pixels).
+    compress : str, optional
+        Compression of the COGs and the mosaic (see :func:`geo_ntl.io.write_cog`; default
+        DEFLATE); not part of the job signature (another compression has the same pixels).
+    creation_options : mapping of str to str, optional
+        Further GDAL COG creation options (see :func:`geo_ntl.io.write_cog`); not part of the
+        job signature either.
     compute : ComputeOptions, optional
         Where the work runs; default chosen from the size of the job.
     allow_no_crs : bool, default False
@@ -163,6 +167,7 @@ def restore_scenes(
             overwrite=overwrite,
             device=device,
             compress=compress,
+            creation_options=creation_options,
             compute=compute or ComputeOptions(),
             allow_no_crs=allow_no_crs,
             on_written=on_written or (lambda path: log.info("wrote %s", path)),
@@ -197,7 +202,8 @@ def _run(
     mosaic: PathLike | None,
     overwrite: bool,
     device: str,
-    compress: Compression,
+    compress: Compression | None,
+    creation_options: Mapping[str, str] | None,
     compute: ComputeOptions,
     allow_no_crs: bool,
     on_written: Callable[[Path], None],
@@ -255,14 +261,16 @@ def _run(
             show = context.client is None and sys.stderr.isatty()
             with ProgressBar(minimum=5, out=sys.stderr) if show else contextlib.nullcontext():
                 _write(result, job, plan=plan, overwrite=overwrite, device_tag=device_tag,
-                       compress=compress, allow_no_crs=allow_no_crs)  # fmt: skip
+                       compress=compress, creation_options=creation_options,
+                       allow_no_crs=allow_no_crs)  # fmt: skip
             on_written(job.out)
 
         outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
         if mosaic is not None and not mosaic_kept:
             from geo_ntl.mosaic import write_mosaic
 
-            write_mosaic(outputs, mosaic, overwrite=overwrite, compress=compress)
+            write_mosaic(outputs, mosaic, overwrite=overwrite, compress=compress,
+                         creation_options=creation_options)  # fmt: skip
             on_written(Path(mosaic))
     return outputs
 
@@ -294,7 +302,8 @@ def _check_outputs(
         if not kept:
             raise OutputExistsError(
                 f"mosaic {mosaic} already exists and is not the mosaic of these outputs; "
-                "pass overwrite=True to replace it"
+                "pass overwrite=True to replace it",
+                options={"overwrite=True": "overwrite"},
             )
     check_output_path(mosaic, overwrite=True)
     return kept
@@ -323,7 +332,8 @@ def _write(
     plan: StagePlan,
     overwrite: bool,
     device_tag: str,
-    compress: Compression,
+    compress: Compression | None,
+    creation_options: Mapping[str, str] | None,
     allow_no_crs: bool,
 ) -> None:
     """Write one scene's result as a COG with its job signature and provenance."""
@@ -348,6 +358,7 @@ def _write(
         tags=tags,
         allow_no_crs=allow_no_crs,
         compress=compress,
+        creation_options=creation_options,
     )
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from geo_ntl._raster import as_band_yx, invalid_pixels
 from geo_ntl.exceptions import (
     DimensionError,
     InputError,
@@ -236,15 +237,6 @@ def _saturation_level(dtype: np.dtype, top: float, n_at_top: int) -> float:
     return top
 
 
-def _invalid(arr: np.ndarray, nodata: float | None) -> np.ndarray:
-    bad = np.zeros(arr.shape[1:], dtype=bool)
-    if arr.dtype.kind == "f":
-        bad |= ~np.isfinite(arr).all(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= (arr == np.asarray(nodata, dtype=arr.dtype)).all(axis=0)
-    return bad
-
-
 def _valid_max(arr: np.ndarray, bad: np.ndarray) -> float:
     if bad.all():
         return float("nan")
@@ -274,9 +266,7 @@ def _read_windows(da: Any, max_pixels: int) -> tuple[list[np.ndarray], float | N
     """Read the :data:`WINDOW`-px windows with most lamps of a DataArray, up to ``max_pixels``."""
     import dask.array as dsa
 
-    from geo_ntl.io import _as_band_yx
-
-    da3 = _as_band_yx(da)
+    da3 = as_band_yx(da)[0]
     nodata = da3.rio.nodata if hasattr(da3, "rio") else None
     data = da3.data
     if not isinstance(data, dsa.Array):
@@ -284,7 +274,7 @@ def _read_windows(da: Any, max_pixels: int) -> tuple[list[np.ndarray], float | N
     _, h, w = data.shape
     if h * w <= max_pixels:
         arr = np.asarray(data.compute())
-        return [arr], nodata, _valid_max(arr, _invalid(arr, nodata))
+        return [arr], nodata, _valid_max(arr, invalid_pixels(arr, nodata, nonfinite=True))
     edge = max(2 * MIN_SCENE, min(WINDOW, math.isqrt(max_pixels)))
     lum = data.astype(np.float32).mean(axis=0)
     ny, nx = -(-h // edge), -(-w // edge)
@@ -316,14 +306,14 @@ def _prepare(
     else:
         arr = _as_bands(image)
         windows, dtype = [arr], arr.dtype
-        top = _valid_max(arr, _invalid(arr, nodata))
+        top = _valid_max(arr, invalid_pixels(arr, nodata, nonfinite=True))
     if not np.isfinite(top):
         raise PSFEstimationError(
             "the scene holds no valid pixel (all nodata or NaN); check the file or its nodata value"
         )
     out, n_at_top = [], 0
     for win in windows:
-        bad = _invalid(win, nodata)
+        bad = invalid_pixels(win, nodata, nonfinite=True)
         f = win.astype(np.float64)
         f[:, bad] = np.nan
         n_at_top += int((f >= top).any(axis=0).sum())
@@ -348,7 +338,7 @@ def noise_sigma(image: np.ndarray, *, nodata: float | None = None) -> float:
         at least the quantisation noise of integer images (``1 / sqrt(12)``).
     """
     arr = _as_bands(image)
-    bad = _invalid(arr, nodata)
+    bad = invalid_pixels(arr, nodata, nonfinite=True)
     floor = 1.0 / math.sqrt(12.0) if arr.dtype.kind in "ui" else 0.0
     x = np.where(bad[None], np.nan, arr.astype(np.float64)).mean(axis=0)
     filled = np.where(np.isnan(x), np.nanmedian(x) if (~bad).any() else 0.0, x)
@@ -628,7 +618,7 @@ def isolated_lamps(
     if window < 7 or window % 2 == 0:
         raise ParameterError(f"window must be an odd number of pixels >= 7, got {window!r}")
     arr = _as_bands(image)
-    bad = _invalid(arr, nodata)
+    bad = invalid_pixels(arr, nodata, nonfinite=True)
     top = _valid_max(arr, bad)
     f = arr.astype(np.float64)
     f[:, bad] = np.nan
@@ -1019,7 +1009,8 @@ def estimate_psf(
             f"(sigma {sigma:.3g}) in small windows and {n_second} in PSF-sized windows, "
             f"need min_sources={min_sources}; {n_sat} pixels are near saturation but too few "
             "isolated saturated blobs could be fitted. Pass a scene (or crop) with separate "
-            "street lamps, lower min_snr / min_sources, or give a PSF (--psf-json)"
+            "street lamps, lower min_snr / min_sources, or give a PSF (`psf`)",
+            options={"`psf`": "psf"},
         )
     return estimate
 

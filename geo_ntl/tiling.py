@@ -41,8 +41,9 @@ import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from geo_ntl._raster import as_band_yx, check_dtype, like, nodata_mask
 from geo_ntl.exceptions import DimensionError, TilingError
-from geo_ntl.io import DEFAULT_CHUNKS, nodata_mask
+from geo_ntl.io import DEFAULT_CHUNKS
 
 __all__ = [
     "Boundary",
@@ -289,17 +290,6 @@ def _map_tiles(
     )
 
 
-def _to_band_yx(da: xr.DataArray) -> tuple[xr.DataArray, bool]:
-    if da.dims == ("y", "x"):
-        return da.expand_dims("band").assign_coords(band=[1]), True
-    if da.ndim != 3 or da.dims[1:] != ("y", "x"):
-        raise DimensionError(
-            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
-            "reorder with da.transpose('band', 'y', 'x')"
-        )
-    return da, False
-
-
 def apply_tiled(
     da: xr.DataArray,
     func: TileFunction,
@@ -365,6 +355,8 @@ def apply_tiled(
         If ``halo`` is negative or ``func`` changes the block's spatial shape.
     DimensionError
         If ``da`` is not ``(band, y, x)`` or ``(y, x)``.
+    UnsupportedRasterError
+        If ``da``'s pixel type is not one of :data:`geo_ntl._raster.SUPPORTED_DTYPES`.
 
     Examples
     --------
@@ -377,7 +369,8 @@ def apply_tiled(
     """
     halo = _halo_argument(halo, depth, "apply_tiled")
     _check_boundary(boundary)
-    da3, squeeze = _to_band_yx(da)
+    da3, squeeze = as_band_yx(da)
+    check_dtype(da3.dtype)
     in_nodata = da3.rio.nodata
     out_nodata = in_nodata if nodata is None else nodata
     out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(da3.dtype)
@@ -421,12 +414,6 @@ def apply_tiled(
 
     coords = {key: value for key, value in da3.coords.items() if "band" not in value.dims}
     coords["band"] = np.arange(1, n_out + 1) if n_out != da3.shape[0] else da3.coords["band"].values
-    result = xr.DataArray(out, dims=da3.dims, coords=coords, attrs=dict(da3.attrs), name=da3.name)
-    if da3.rio.crs is not None:
-        result = result.rio.write_crs(da3.rio.crs)
-    result = result.rio.write_transform(da3.rio.transform())
-    if out_nodata is not None:
-        result = result.rio.write_nodata(out_nodata, encoded=False)
-    else:
-        result.attrs.pop("_FillValue", None)
+    result = xr.DataArray(out, dims=da3.dims, coords=coords, name=da3.name)
+    result = like(result, da3, nodata=out_nodata)
     return result.isel(band=0, drop=True) if squeeze else result

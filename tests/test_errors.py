@@ -109,12 +109,12 @@ def test_deblur_runner__valid_pixels_never_become_nodata(monkeypatch):
     assert (out.reshape(3, -1)[:, 1:] == 1).all()  # restored to 0 -> nudged, still valid
 
 
-def test_enhance_from_float__valid_zero_is_not_nodata():
-    from geo_ntl.enhance.api import _from_float
+def test_from_float__valid_zero_is_not_nodata():
+    from geo_ntl._raster import from_float
 
     x = np.full((3, 4, 4), 0.3, np.float32)
     x[:, 0, 0] = np.nan
-    y = _from_float(x, np.dtype("uint8"), 0)
+    y = from_float(x, np.dtype("uint8"), 0)
     assert (y[:, 0, 0] == 0).all() and (y.reshape(3, -1)[:, 1:] == 1).all()
 
 

@@ -10,28 +10,25 @@ flags where the library names its arguments.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import click
 
+from geo_ntl.cli._flags import cli_text
+
 if TYPE_CHECKING:
     from geo_ntl.io import Compression
     from geo_ntl.pipeline import StageSpec
 
-#: The library's words for its arguments -> the commands' flags.
-FLAG_NAMES: dict[str, str] = {r"\boverwrite=True\b": "--overwrite"}
-
-
 def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """Options shared by the restoration commands (outputs, cluster, mosaic)."""
-    from geo_ntl.cli.options import cluster_opts, compress_opt, overwrite_opt, tiff_path
+    from geo_ntl.cli.options import cluster_opts, co_opt, compress_opt, overwrite_opt, tiff_path
 
     func = overwrite_opt(func)
+    func = co_opt(func)
     func = compress_opt(func)
     func = cluster_opts(func)
     func = click.option(
@@ -73,7 +70,8 @@ def restore(
     scheduler: str | None,
     device: str,
     dtype: str | None,
-    compress: str,
+    compress: str | None,
+    creation_options: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Run :func:`geo_ntl.pipeline.restore_scenes` with a command's options.
 
@@ -88,8 +86,7 @@ def restore(
         is_mosaic = mosaic_out is not None and Path(path) == Path(mosaic_out)
         click.echo(f"wrote mosaic {path}" if is_mosaic else f"wrote {path}")
 
-    with flag_names():
-        return restore_scenes(
+    return restore_scenes(
             scenes,
             stages=stages,
             out=out,
@@ -98,7 +95,8 @@ def restore(
             overwrite=overwrite,
             device=device,
             dtype=dtype,
-            compress=cast("Compression", compress),  # click checked it
+            compress=cast("Compression | None", compress),  # click checked it
+            creation_options=creation_options,
             compute=ComputeOptions(
                 workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler
             ),
@@ -107,28 +105,7 @@ def restore(
         )
 
 
-def as_flags(message: str) -> str:
-    """Replace the library's argument names in ``message`` by the commands' flags."""
-    for pattern, flag in FLAG_NAMES.items():
-        message = re.sub(pattern, flag, message)
-    return message
-
-
-@contextlib.contextmanager
-def flag_names() -> Iterator[None]:
-    """Re-raise a library error whose message names an argument with the flag's name."""
-    from geo_ntl.exceptions import GeoNTLError
-
-    try:
-        yield
-    except GeoNTLError as exc:
-        message = as_flags(str(exc))
-        if message == str(exc):
-            raise
-        raise type(exc)(message) from exc
-
-
 def _note(message: str) -> None:
     """One line on stderr, unless -q."""
     if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
-        click.echo(as_flags(message), err=True)
+        click.echo(cli_text(message, {"overwrite=True": "overwrite"}), err=True)

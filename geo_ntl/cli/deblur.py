@@ -80,7 +80,8 @@ def deblur(
     threads_per_worker: int | None,
     scheduler: str | None,
     overwrite: bool,
-    compress: str,
+    compress: str | None,
+    creation_options: dict[str, str],
 ) -> None:
     """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
 
@@ -138,4 +139,5 @@ def deblur(
         device=device,
         dtype="float32" if as_float else None,
         compress=compress,
+        creation_options=creation_options,
     )

@@ -30,7 +30,8 @@ def enhance(
     threads_per_worker: int | None,
     scheduler: str | None,
     overwrite: bool,
-    compress: str,
+    compress: str | None,
+    creation_options: dict[str, str],
 ) -> None:
     """Enhance low-light SCENES with the ASM / non-uniform illumination method.
 
@@ -60,4 +61,5 @@ def enhance(
         device=device,
         dtype="float32" if as_float else None,
         compress=compress,
+        creation_options=creation_options,
     )

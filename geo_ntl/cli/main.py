@@ -291,7 +291,9 @@ def _main(args: list[str]) -> int:
     except GeoNTLError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {_one_line(str(exc))}", err=True)
+        from geo_ntl.cli._flags import cli_message
+
+        click.echo(f"error: {_one_line(cli_message(exc))}", err=True)
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, click.Abort) as exc:
         written = len(_finished(committed_outputs())) - written_before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from geo_ntl.cli.options import cluster_opts, compress_opt, out_opt, overwrite_opt
+from geo_ntl.cli.options import cluster_opts, co_opt, compress_opt, out_opt, overwrite_opt
 
 
 @click.command()
@@ -42,6 +42,7 @@ from geo_ntl.cli.options import cluster_opts, compress_opt, out_opt, overwrite_o
     help="Tile edge in pixels with --vrt.",
 )
 @compress_opt
+@co_opt
 @cluster_opts
 @overwrite_opt
 def mosaic(
@@ -58,6 +59,7 @@ def mosaic(
     scheduler,
     overwrite,
     compress,
+    creation_options,
 ) -> None:  # noqa: ANN001
     """Reproject SCENES (files, folders or globs) to one grid and blend them seamlessly.
 
@@ -109,6 +111,7 @@ def mosaic(
             vrt=vrt,
             tile_size=vrt_tile,
             compress=compress,
+            creation_options=creation_options,
             **settings,
         )
     click.echo(f"{written}: {grid.width} x {grid.height} px from {len(paths)} scene(s)")

@@ -12,6 +12,7 @@ from geo_ntl.defaults import ENHANCE_TILE
 __all__ = [
     "HiddenAliasOption",
     "cluster_opts",
+    "co_opt",
     "compress_opt",
     "device_opt",
     "json_opt",
@@ -96,14 +97,81 @@ param_opt = click.option(
     metavar="NAME=VALUE",
     help="Set an algorithm parameter (repeatable).",
 )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (command line or environment), not its default."""
+    from click.core import ParameterSource
+
+    source = ctx.get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _compress_conflict(value: str, ctx: click.Context) -> None:
+    raise click.UsageError(
+        f"--compress {value} and --co COMPRESS={ctx.params['creation_options']['COMPRESS']} "
+        "both set the compression; give one of them",
+        ctx=ctx,
+    )
+
+
+def _check_compress(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    value = value.upper() if value is not None else None
+    if value is not None and "COMPRESS" in (ctx.params.get("creation_options") or {}):
+        _compress_conflict(value, ctx)
+    return value
+
+
+def parse_creation_options(
+    ctx: click.Context, param: click.Parameter, values: Iterable[str]
+) -> dict[str, str]:
+    """Click callback: ``--co KEY=VALUE`` strings into COG creation options, checked now.
+
+    Raises
+    ------
+    click.UsageError
+        For a string without ``=``, a key geo_ntl sets itself, a ``BLOCKSIZE`` that is not
+        a multiple of 16, or ``COMPRESS`` together with ``--compress``.
+    """
+    options: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--co {item!r} is not KEY=VALUE, e.g. --co LEVEL=9", ctx=ctx)
+        options[key.strip().upper()] = value.strip()
+    if not options:
+        return options
+    from geo_ntl.cli._flags import cli_message
+    from geo_ntl.exceptions import ParameterError
+    from geo_ntl.io import cog_creation_options
+
+    try:
+        cog_creation_options(None, None, options)
+    except ParameterError as exc:
+        raise click.UsageError(cli_message(exc), ctx=ctx) from exc
+    ctx.params["creation_options"] = options
+    if "COMPRESS" in options and _given(ctx, "compress") and ctx.params.get("compress"):
+        _compress_conflict(ctx.params["compress"], ctx)
+    return options
+
+
 compress_opt = click.option(
     "--compress",
     type=click.Choice(["DEFLATE", "ZSTD", "LZW", "NONE"], case_sensitive=False),
-    default="DEFLATE",
-    show_default=True,
-    callback=lambda ctx, param, value: value.upper(),
+    default=None,
+    show_default="DEFLATE",
+    callback=_check_compress,
     help="COG compression. ZSTD encoded enhanced scenes 1.4-2.6x faster than DEFLATE at the "
     "same size here, but some older readers lack it.",
+)
+co_opt = click.option(
+    "--co",
+    "creation_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=parse_creation_options,
+    help="GDAL COG creation option, as rio's --co (repeatable), e.g. --co LEVEL=9; "
+    "BLOCKSIZE a multiple of 16.",
 )
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 

@@ -20,7 +20,7 @@ Band handling
     e.g. ``da.isel(band=[0, 1, 2])``): the network was trained on RGB only.
 
 Scaling
-    uint8 is read as 0..255. uint16 and float32 are divided by ``scale``,
+    uint8 is read as 0..255. uint16, int16 and float are divided by ``scale``,
     by default the scene's largest valid value (one streamed pass), and the
     result is multiplied back; the output keeps the input dtype (integers
     rounded and clipped).
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like, to_dtype
 from geo_ntl.deblur.flux import conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
@@ -123,16 +124,6 @@ class _Runner:
         self.bands = bands
         self.out_dtype = np.dtype(out_dtype)
 
-    def _mask(self, block: np.ndarray) -> np.ndarray:
-        bad = np.zeros(block.shape[1:], dtype=bool)
-        if block.dtype.kind == "f":
-            bad |= np.isnan(block).any(axis=0)
-        if self.nodata is not None and not (
-            isinstance(self.nodata, float) and np.isnan(self.nodata)
-        ):
-            bad |= (block == np.asarray(self.nodata, dtype=block.dtype)).all(axis=0)
-        return bad
-
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """Run the generator on a (N, 3, h, w) float32 batch in [-1, 1] (h, w multiples of 4)."""
         import torch
@@ -185,7 +176,7 @@ class _Runner:
 
     def __call__(self, block: np.ndarray, placement: TilePlacement | None = None) -> np.ndarray:
         """Deblur a block; without ``placement`` the whole block is the tile proper."""
-        bad = self._mask(block)
+        bad = invalid_pixels(block, self.nodata)
         x = block.astype(np.float32) / np.float32(self.scale)
         x[:, bad] = 0.0
         x = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0)
@@ -194,8 +185,6 @@ class _Runner:
         if self.bands == 1:
             y = y.mean(axis=0, keepdims=True)
         y = y * np.float32(self.scale)
-        from geo_ntl._raster import to_dtype
-
         if self.nodata is None and self.out_dtype.kind in "ui":
             bad = np.zeros_like(bad)  # no nodata to give them: keep the computed values
         return to_dtype(y, self.out_dtype, self.nodata, bad)
@@ -216,11 +205,7 @@ def _conserve_tiled(
         dims=scene.dims,
         coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
     )
-    if scene.rio.crs is not None:
-        carrier = carrier.rio.write_crs(scene.rio.crs)
-    carrier = carrier.rio.write_transform(scene.rio.transform())
-    if nodata is not None:
-        carrier = carrier.rio.write_nodata(nodata, encoded=False)
+    carrier = like(carrier, scene, nodata=nodata, attrs=False)
     depth = flux_halo()
     projector = _FluxProjector(
         bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, depth=depth
@@ -228,7 +213,7 @@ def _conserve_tiled(
     out = apply_tiled(
         carrier,
         projector,
-        depth=depth,
+        halo=depth,
         dtype=dtype,
         bands_out=bands,
         name="flux",
@@ -259,9 +244,7 @@ class _FluxProjector:
         """Project one block; without ``placement`` it is a whole scene padded by ``depth``."""
         scene = block[: self.bands].astype(np.float32)
         restored = block[self.bands :].astype(np.float32)
-        bad = ~np.isfinite(scene).all(axis=0)
-        if self.nodata is not None and not np.isnan(self.nodata):
-            bad |= (block[: self.bands] == np.asarray(self.nodata, block.dtype)).all(axis=0)
+        bad = invalid_pixels(block[: self.bands], self.nodata, nonfinite=True)
         if bad.any():  # no light there: the correction is 0 (the engine restores the nodata)
             scene[:, bad] = 0.0
             restored[:, bad] = 0.0
@@ -274,8 +257,6 @@ class _FluxProjector:
             out = np.floor(out + ordered_dither(out.shape[1:], origin))
         else:
             out = np.maximum(out, 0.0)
-        from geo_ntl._raster import to_dtype
-
         return to_dtype(out, self.out_dtype, self.nodata, bad)
 
 
@@ -309,7 +290,7 @@ def deblur_array(
     Parameters
     ----------
     image : (band, y, x) or (y, x) ndarray
-        1 or 3 bands; uint8, uint16 or float32.
+        1 or 3 bands; uint8, uint16, int16, float32 or float64.
     weights : str or os.PathLike, optional
         Shipped name or weights file; default the shipped model.
     device : str, default "auto"
@@ -360,6 +341,7 @@ def deblur_array(
     if arr.ndim != 3:
         raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
     _check_bands(arr.shape[0])
+    check_dtype(arr.dtype)
     depth = _check_options(tile or DEFAULT_TILE, halo, batch_size)
     dev = str(resolve_device(device))
     batch_size = batch_size or (DEFAULT_BATCH_SIZE if dev.startswith("cuda") else 1)
@@ -376,14 +358,14 @@ def deblur_array(
         bands=arr.shape[0],
         out_dtype=arr.dtype,
     )
-    out = apply_whole(arr, runner, depth=depth, boundary="none")
+    out = apply_whole(arr, runner, halo=depth, boundary="none")
     if conserve:
         depth = flux_halo()
         projector = _FluxProjector(
             bands=arr.shape[0], full_scale=sc, nodata=nodata, out_dtype=arr.dtype, depth=depth
         )
         stacked = np.concatenate([arr, out.astype(arr.dtype)])
-        out = apply_whole(stacked, projector, depth=depth, bands_out=arr.shape[0])
+        out = apply_whole(stacked, projector, halo=depth, bands_out=arr.shape[0])
     return out[0] if squeeze else out
 
 
@@ -475,19 +457,9 @@ def deblur(
     from geo_ntl.tiling import apply_tiled
 
     depth = _check_options(tile, halo, batch_size)
-    squeeze = da.dims == ("y", "x")
-    da3 = da.expand_dims("band").assign_coords(band=[1]) if squeeze else da
-    if da3.ndim != 3 or da3.dims[1:] != ("y", "x"):
-        raise DimensionError(
-            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
-            "reorder with da.transpose('band', 'y', 'x')"
-        )
+    da3, squeeze = as_band_yx(da)
     _check_bands(da3.shape[0])
-    dtype = np.dtype(da3.dtype)
-    if dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        raise UnsupportedRasterError(
-            f"dtype {dtype} is not supported; use uint8, uint16 or float32"
-        )
+    dtype = check_dtype(da3.dtype)
     dev = str(resolve_device(device))
     batch_size = batch_size or (DEFAULT_BATCH_SIZE if dev.startswith("cuda") else 1)
     get_model(weights, device=dev)  # fail early on bad weights, and warm the cache
@@ -514,7 +486,7 @@ def deblur(
     out = apply_tiled(
         carrier,
         runner,
-        depth=depth,
+        halo=depth,
         dtype=dtype,
         name="deblur",
         placement=True,
@@ -522,7 +494,5 @@ def deblur(
     )
     if conserve:
         out = _conserve_tiled(carrier, out, full_scale=sc, nodata=nodata, dtype=dtype)
-    out.attrs = dict(da3.attrs)
-    if nodata is not None:
-        out = out.rio.write_nodata(nodata, encoded=False)
+    out = like(out, da3)
     return out.isel(band=0, drop=True) if squeeze else out

@@ -66,7 +66,8 @@ import numpy as np
 import xarray as xr
 from scipy import fft, ndimage
 
-from geo_ntl.exceptions import DimensionError, ParameterError, UnsupportedRasterError
+from geo_ntl._raster import as_band_yx, cast, check_dtype, invalid_pixels, like
+from geo_ntl.exceptions import DimensionError, ParameterError
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +140,6 @@ def _check_options(iterations: int, damping: float) -> None:
         raise ParameterError(f"damping must be >= 0 noise sigmas, got {damping!r}")
 
 
-def _bad(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    bad = np.zeros(block.shape[1:], dtype=bool)
-    if block.dtype.kind == "f":
-        bad |= ~np.isfinite(block).all(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= (block == np.asarray(nodata, dtype=block.dtype)).all(axis=0)
-    return bad
-
-
 def _saturation(dtype: np.dtype, saturation: float | None) -> float:
     if saturation is not None:
         return float(saturation)
@@ -168,7 +160,7 @@ def _levels(data: Any, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
 
         sample, centre = dask.compute(sample, centre)
     sample, centre = np.asarray(sample), np.asarray(centre)
-    bad = _bad(sample, nodata)
+    bad = invalid_pixels(sample, nodata, nonfinite=True)
     black = np.array(
         [np.percentile(b[~bad], 1.0) if (~bad).any() else 0.0 for b in sample], dtype=np.float64
     )
@@ -240,12 +232,10 @@ class _RL:
         return u[pad : pad + h, pad : pad + w].astype(np.float64)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
-        from geo_ntl.io import _cast
-
-        bad = _bad(block, self.nodata)
+        bad = invalid_pixels(block, self.nodata, nonfinite=True)
         x = block.astype(np.float64)
         if bad.all():
-            return _cast(np.zeros_like(x), self.out_dtype)
+            return cast(np.zeros_like(x), self.out_dtype)
         if bad.any():
             # Fill nodata from the nearest valid pixel so it does not ring into its neighbours.
             idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
@@ -261,7 +251,7 @@ class _RL:
             out[b] = np.where(clipped, np.maximum(u, x[b]), u)
         if self.out_dtype.kind == "f" and bad.any():
             out[:, bad] = np.nan if self.nodata is None else self.nodata
-        return _cast(out, self.out_dtype)
+        return cast(out, self.out_dtype)
 
 
 def _runner(
@@ -287,13 +277,6 @@ def _runner(
         nodata=nodata,
         out_dtype=out_dtype,
     )
-
-
-def _check_dtype(dtype: np.dtype) -> None:
-    if dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        raise UnsupportedRasterError(
-            f"dtype {dtype} is not supported; use uint8, uint16 or float32"
-        )
 
 
 def deconvolve_array(
@@ -365,7 +348,7 @@ def deconvolve_array(
         arr = arr[None]
     if arr.ndim != 3:
         raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
-    _check_dtype(arr.dtype)
+    check_dtype(arr.dtype)
     out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
     runner = _runner(
         arr,
@@ -379,7 +362,7 @@ def deconvolve_array(
     )
     depth = default_halo(runner.kernels.shape[-1], iterations) if halo is None else int(halo)
     out = apply_whole(arr, runner, halo=depth)
-    bad = _bad(arr, nodata)
+    bad = invalid_pixels(arr, nodata, nonfinite=True)
     if nodata is not None and bad.any():
         out[:, bad] = nodata
     return out[0] if squeeze else out
@@ -450,15 +433,8 @@ def deconvolve(
 
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16:
         raise ParameterError(f"tile must be an integer >= 16 pixels, got {tile!r}")
-    squeeze = da.dims == ("y", "x")
-    da3 = da.expand_dims("band").assign_coords(band=[1]) if squeeze else da
-    if da3.ndim != 3 or da3.dims[1:] != ("y", "x"):
-        raise DimensionError(
-            f"expected dims (band, y, x) or (y, x), got {da.dims}; "
-            "reorder with da.transpose('band', 'y', 'x')"
-        )
-    in_dtype = np.dtype(da3.dtype)
-    _check_dtype(in_dtype)
+    da3, squeeze = as_band_yx(da)
+    in_dtype = check_dtype(da3.dtype)
     out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
     nodata = da3.rio.nodata
     if psf is None:
@@ -481,9 +457,7 @@ def deconvolve(
     )
     depth = default_halo(runner.kernels.shape[-1], iterations) if halo is None else int(halo)
     out = apply_tiled(carrier, runner, halo=depth, dtype=out_dtype, name="physics")
-    out.attrs = dict(da3.attrs)
-    if nodata is not None:
-        out = out.rio.write_nodata(nodata, encoded=False)
+    out = like(out, da3)
     return out.isel(band=0, drop=True) if squeeze else out
 
 

@@ -93,7 +93,8 @@ def resolve_weights(name_or_path: str | os.PathLike[str] | None) -> tuple[Path, 
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"shipped weights {key!r} should be at {path} but the file is missing; "
-                "reinstall geo_ntl or pass --weights PATH"
+                "reinstall geo_ntl or pass weights=PATH",
+                options={"weights=PATH": "weights"},
             )
         return path, reg[key]["sha256"]
     path = Path(key).expanduser()

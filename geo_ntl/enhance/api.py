@@ -30,16 +30,16 @@ bands are all nodata, or that hold NaN/inf, are nodata (NaN for float output).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from geo_ntl._raster import as_band_yx, check_dtype, from_float, invalid_pixels, like
 from geo_ntl.enhance.core import enhance_block, halo_depth
 from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.stats import GlobalStats, global_stats
-from geo_ntl.exceptions import DimensionError, ParameterError, UnsupportedRasterError
+from geo_ntl.exceptions import DimensionError, ParameterError
 from geo_ntl.tiling import TilePlacement
 
 __all__ = ["enhance", "enhance_array"]
@@ -60,13 +60,6 @@ def _resolve(params: ASMParams | dict[str, Any] | None) -> ASMParams:
     raise ParameterError(f"params must be an ASMParams or a dict, got {type(params).__name__}")
 
 
-def _check_dtype(dtype: np.dtype) -> None:
-    if dtype.kind not in "uif" or dtype == np.bool_:
-        raise UnsupportedRasterError(
-            f"cannot enhance pixels of type {dtype}; convert to uint8, uint16 or float32 first"
-        )
-
-
 def _out_dtype(in_dtype: np.dtype, dtype: Any) -> np.dtype:
     if dtype is None:
         return np.dtype(in_dtype)
@@ -79,29 +72,10 @@ def _out_dtype(in_dtype: np.dtype, dtype: Any) -> np.dtype:
 def _to_float(block: np.ndarray, nodata: float | None) -> np.ndarray:
     """Float32 copy with NaN where a pixel is nodata (all bands) or any band is not finite."""
     x = block.astype(np.float32, copy=True)
-    bad = None if block.dtype.kind in "ui" else ~np.isfinite(x).all(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        is_nodata = (block == nodata).all(axis=0)
-        bad = is_nodata if bad is None else bad | is_nodata
-    if bad is not None and bad.any():
+    bad = invalid_pixels(block, nodata, nonfinite=True)
+    if bad.any():
         x[:, bad] = np.nan
     return x
-
-
-def _from_float(
-    x: np.ndarray, out_dtype: np.dtype, nodata: float | None, overwrite: bool = False
-) -> np.ndarray:
-    """Convert a float result (NaN = nodata) to ``out_dtype`` (:func:`geo_ntl._raster.to_dtype`).
-
-    ``overwrite`` is accepted for callers that no longer need ``x``; the cast always
-    makes its own output.
-    """
-    from geo_ntl._raster import to_dtype
-
-    invalid = np.isnan(x).any(axis=0) if x.ndim == 3 else np.isnan(x)
-    if x.ndim == 3:
-        return to_dtype(x, out_dtype, nodata, invalid)
-    return to_dtype(x[None], out_dtype, nodata, invalid)[0]
 
 
 def enhance_array(
@@ -162,7 +136,7 @@ def enhance_array(
     from geo_ntl._device import resolve_device
 
     arr = np.asarray(image)
-    _check_dtype(arr.dtype)
+    check_dtype(arr.dtype)
     squeeze = arr.ndim == 2
     if squeeze:
         arr = arr[None]
@@ -189,7 +163,7 @@ def enhance_array(
         nodata_out = np.nan
     else:
         nodata_out = nodata
-    out = _from_float(y, out_dtype, nodata_out, overwrite=True)
+    out = from_float(y, out_dtype, nodata_out)
     return out[0] if squeeze else out
 
 
@@ -258,19 +232,13 @@ def enhance(
         raise ParameterError(f"tile must be an integer >= 16 pixels, got {tile!r}")
     if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo < 0):
         raise ParameterError(f"halo must be None or an integer >= 0 pixels, got {halo!r}")
-    squeeze = da.dims == ("y", "x")
-    da3 = da.expand_dims("band").assign_coords(band=[1]) if squeeze else da
-    if da3.ndim != 3 or da3.dims[1:] != ("y", "x"):
-        raise DimensionError(
-            f"expected dims (band, y, x) or (y, x), got {da.dims}; reorder with da.transpose('band', 'y', 'x')"
-        )
+    da3, squeeze = as_band_yx(da)
     bands, h, w = da3.shape
     if not 1 <= bands <= MAX_BANDS:
         raise DimensionError(f"expected 1 to {MAX_BANDS} bands, got {bands}")
     if h == 0 or w == 0:
         raise DimensionError(f"the scene is empty (shape {da3.shape})")
-    in_dtype = np.dtype(da3.dtype)
-    _check_dtype(in_dtype)
+    in_dtype = check_dtype(da3.dtype)
     prm = _resolve(params)
     out_dtype = _out_dtype(in_dtype, dtype)
     dev = resolve_device(device)
@@ -285,10 +253,7 @@ def enhance(
     # converts its own block. The scene's nodata is left off so that apply_tiled leaves the
     # masking to the enhancer (NaN inside, nodata_out outside).
     spatial = {k: v for k, v in da3.coords.items() if "band" not in v.dims}
-    carrier = xr.DataArray(data, dims=da3.dims, coords=spatial)
-    if da3.rio.crs is not None:
-        carrier = carrier.rio.write_crs(da3.rio.crs)
-    carrier = carrier.rio.write_transform(da3.rio.transform())
+    carrier = like(xr.DataArray(data, dims=da3.dims, coords=spatial), da3, nodata=None, attrs=False)
     depth = halo_depth(prm) if halo is None else halo
     func = _TileFunction(
         bands=bands, depth=depth, stats=stats, params=prm, device=dev, nodata=nodata
@@ -303,17 +268,11 @@ def enhance(
         placement=True,
     )
     nodata_out = nodata if nodata is not None else (np.nan if out_dtype.kind == "f" else None)
-    result_data = enhanced.data.map_blocks(_from_float, out_dtype, nodata_out, dtype=out_dtype)
-    result = xr.DataArray(
-        result_data, dims=da3.dims, coords=da3.coords, attrs=dict(da3.attrs), name=da3.name
-    )
-    if da3.rio.crs is not None:
-        result = result.rio.write_crs(da3.rio.crs)
-    result = result.rio.write_transform(da3.rio.transform())
-    if nodata is not None:
-        result = result.rio.write_nodata(nodata, encoded=False)
-    elif out_dtype.kind == "f" and in_dtype.kind != "f":
-        result = result.rio.write_nodata(np.nan, encoded=False)
+    result_data = enhanced.data.map_blocks(from_float, out_dtype, nodata_out, dtype=out_dtype)
+    result = xr.DataArray(result_data, dims=da3.dims, coords=da3.coords, name=da3.name)
+    if nodata is None and out_dtype.kind == "f" and in_dtype.kind != "f":
+        nodata = np.nan  # integer scene, float result: its nodata pixels are NaN
+    result = like(result, da3, nodata=nodata)
     return result.isel(band=0, drop=True) if squeeze else result
 
 

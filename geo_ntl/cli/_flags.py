@@ -1,0 +1,42 @@
+"""Show library errors in command-line terms: the parameters they name become flags.
+
+Library messages name Python parameters (``pass overwrite=True``) and list them in
+:attr:`geo_ntl.exceptions.GeoNTLError.options`; :func:`cli_message` rewrites each
+one into the flag that sets it (``pass --overwrite``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+__all__ = ["FLAG_NAMES", "cli_message", "cli_text", "flag_text"]
+
+#: Parameters whose flag is not ``--`` and the name with dashes.
+FLAG_NAMES = {"creation_options": "--co", "psf": "--psf-json"}
+
+
+def flag_text(phrase: str, name: str) -> str:
+    """Spell ``phrase``, a mention of parameter ``name``, as on the command line.
+
+    ``overwrite=True`` -> ``--overwrite``; ``device='cpu'`` -> ``--device cpu``;
+    ``out`` -> ``--out``.
+    """
+    flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+    _, sep, value = phrase.partition("=")
+    if not sep or value == "True":
+        return flag
+    return f"{flag} {value.strip(chr(39) + chr(34))}"
+
+
+def cli_text(text: str, options: Mapping[str, str]) -> str:
+    """Return ``text`` with each phrase of ``options`` (``{phrase: parameter}``) as its flag."""
+    for phrase, name in options.items():
+        pattern = rf"(?<![\w-]){re.escape(phrase)}(?![\w=-])"
+        text = re.sub(pattern, flag_text(phrase, name).replace("\\", "\\\\"), text)
+    return text
+
+
+def cli_message(exc: BaseException) -> str:
+    """Return the message of ``exc`` with every parameter it names shown as its flag."""
+    return cli_text(str(exc), getattr(exc, "options", {}))

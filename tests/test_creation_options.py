@@ -1,0 +1,109 @@
+"""COG creation options (``write_cog(creation_options=...)``, ``--co KEY=VALUE``) and CLI flag rendering."""
+
+from __future__ import annotations
+
+import pytest
+import rasterio
+
+from geo_ntl.exceptions import OutputExistsError, ParameterError
+from geo_ntl.io import cog_creation_options, write_cog
+
+FAST = ("--param", "iterations=1", "--tile", "32", "--device", "cpu", "--workers", "0")
+
+
+def test_cog_creation_options__user_keys_override_the_profile():
+    options = cog_creation_options(None, None, {"level": "9", "BlockSize": "256"})
+    assert options["LEVEL"] == "9" and options["BLOCKSIZE"] == "256"
+    assert options["COMPRESS"] == "DEFLATE" and options["OVERVIEWS"] == "AUTO"
+    assert cog_creation_options("none")["COMPRESS"] == "NONE"
+    assert "PREDICTOR" not in cog_creation_options(None, None, {"COMPRESS": "NONE"})
+
+
+@pytest.mark.parametrize(
+    ("compress", "blocksize", "options", "match"),
+    [
+        (None, None, {"BLOCKSIZE": "100"}, "BLOCKSIZE=100 is not a positive multiple of 16"),
+        (None, None, {"BLOCKSIZE": "big"}, "BLOCKSIZE=big is not a number"),
+        (None, 100, None, "blocksize must be a positive multiple of 16"),
+        ("LZW", None, {"COMPRESS": "ZSTD"}, "contradicts compress='LZW'"),
+        (None, 256, {"BLOCKSIZE": "512"}, "contradicts blocksize=256"),
+        (None, None, {"OVERVIEWS": "NONE"}, "OVERVIEWS is set by geo_ntl"),
+        (None, None, {"OVERVIEW_RESAMPLING": "FANCY"}, "OVERVIEW_RESAMPLING=FANCY"),
+    ],
+)
+def test_cog_creation_options__bad_options_raise(compress, blocksize, options, match):
+    with pytest.raises(ParameterError, match=match) as info:
+        cog_creation_options(compress, blocksize, options)
+    assert "--" not in str(info.value)
+
+
+def test_write_cog__creation_options_change_the_encoding_not_the_pixels(tmp_path, rgb_scene):
+    plain = write_cog(rgb_scene, tmp_path / "plain.tif")
+    tuned = write_cog(
+        rgb_scene,
+        tmp_path / "tuned.tif",
+        creation_options={"COMPRESS": "ZSTD", "BLOCKSIZE": "32", "LEVEL": "1"},
+    )
+    with rasterio.open(plain) as a, rasterio.open(tuned) as b:
+        assert b.compression.name.upper() == "ZSTD" and b.block_shapes[0] == (32, 32)
+        assert (a.read() == b.read()).all()
+
+
+def test_write_cog__bad_creation_option_writes_nothing(tmp_path, rgb_scene):
+    with pytest.raises(ParameterError):
+        write_cog(rgb_scene, tmp_path / "o.tif", creation_options={"BLOCKSIZE": "100"})
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_message__renders_parameters_as_flags():
+    from geo_ntl.cli._flags import cli_message
+
+    error = OutputExistsError(
+        "output /tmp/out/overwrite.tif exists; pass overwrite=True or choose another `out`",
+        options={"overwrite=True": "overwrite", "`out`": "out"},
+    )
+    assert cli_message(error) == (
+        "output /tmp/out/overwrite.tif exists; pass --overwrite or choose another --out"
+    )
+    device = ParameterError("use device='cpu'", options={"device='cpu'": "device"})
+    assert cli_message(device) == "use --device cpu"
+
+
+@pytest.mark.parametrize("command", ["enhance", "mosaic"])
+def test_cli_co__passed_to_the_cog_driver(runner, tmp_path, rgb_scene_file, command):
+    out = tmp_path / "o.tif"
+    args = FAST if command == "enhance" else ("--workers", "0")
+    res = runner(command, rgb_scene_file, "--out", out, "--co", "BLOCKSIZE=32", "--co",
+                 "compress=zstd", *args)  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as src:
+        assert src.block_shapes[0] == (32, 32) and src.compression.name.upper() == "ZSTD"
+
+
+def test_cli_co__not_part_of_the_job_signature(runner, tmp_path, rgb_scene_file):
+    out = tmp_path / "o.tif"
+    assert runner("enhance", rgb_scene_file, "--out", out, *FAST).exit_code == 0
+    again = runner("enhance", rgb_scene_file, "--out", out, "--co", "LEVEL=1", *FAST)
+    assert again.exit_code == 0 and "kept" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("co", "words"),
+    [
+        (("--co", "LEVEL"), ("--co 'LEVEL' is not KEY=VALUE",)),
+        (("--co", "BLOCKSIZE=100"), ("--co BLOCKSIZE=100", "multiple of 16")),
+        (("--co", "OVERVIEWS=NONE"), ("--co OVERVIEWS is set by geo_ntl",)),
+        (("--co", "COMPRESS=ZSTD", "--compress", "LZW"), ("--compress LZW", "--co COMPRESS=ZSTD")),
+        (("--compress", "LZW", "--co", "COMPRESS=ZSTD"), ("--compress LZW", "--co COMPRESS=ZSTD")),
+    ],
+)
+@pytest.mark.parametrize("command", ["enhance", "deblur", "mosaic"])
+def test_cli_co__bad_option_is_one_error_line(runner, tmp_path, rgb_scene_file, command, co, words):
+    out = tmp_path / "o.tif"
+    res = runner(command, rgb_scene_file, "--out", out, *co)
+    assert res.exit_code == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not out.exists()
