@@ -50,7 +50,7 @@ def _deblur_array(da, tmp_path):
 def _tiled(da, tmp_path):
     from geo_ntl.tiling import apply_tiled
 
-    return apply_tiled(da, lambda block: block, depth=2)
+    return apply_tiled(da, lambda block: block, halo=2)
 
 
 ENTRY_POINTS = {
