@@ -94,7 +94,7 @@ def restore_scenes(
     Parameters
     ----------
     scenes : path or sequence of paths
-        Files, folders or glob patterns.
+        Files, folders, glob patterns or remote inputs (URLs, ``/vsi...`` paths: one scene each).
     stages : sequence of StageSpec
         ``["deblur"]``, ``["enhance"]`` or ``["deblur", "enhance"]``, each a name, a
         ``(name, keyword arguments)`` pair or a :class:`DeblurStage` / :class:`EnhanceStage`.
@@ -337,12 +337,13 @@ def _write(
     allow_no_crs: bool,
 ) -> None:
     """Write one scene's result as a COG with its job signature and provenance."""
+    from geo_ntl._remote import scene_name
     from geo_ntl.batch import input_identity
     from geo_ntl.io import write_cog
 
     tags = {
         "GEO_NTL_JOB": job.signature,
-        "GEO_NTL_SOURCE": job.scene.name,
+        "GEO_NTL_SOURCE": scene_name(job.scene),
         "GEO_NTL_INPUT": json.dumps([input_identity(job.scene)], sort_keys=True),
         "GEO_NTL_DEVICE": device_tag,
     }
