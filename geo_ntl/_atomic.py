@@ -386,7 +386,7 @@ def remove_stale_staging_dirs(
     """
     folder = Path(parent)
     wanted = {_real(p) for p in owners}
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for candidate in folder.glob(glob_escape(prefix) + "*"):

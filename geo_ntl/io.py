@@ -423,8 +423,8 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
             region = (slice(0, count), slice(y0, y1), slice(0, width))
             band = dsa.store(
                 data[:, y0:y1, :],
-                writer,
-                lock=lock,
+                writer,  # type: ignore[arg-type]  # any object with __setitem__ (dask's stubs: arrays)
+                lock=lock,  # type: ignore[arg-type]
                 regions=region,
                 optimize_graph=False,
                 compute=False,
@@ -755,7 +755,7 @@ def write_cog(
                 if client is None:
                     writer = _WindowWriter(dst, count if mask is not None else None)
                     try:
-                        dsa.store(data, writer, lock=False)
+                        dsa.store(data, writer, lock=False)  # type: ignore[arg-type]
                     finally:
                         writer.close()
             if client is not None:

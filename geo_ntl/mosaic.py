@@ -403,7 +403,7 @@ def _blend_block(
     feather: int,
     resampling: Resampling,
 ) -> np.ndarray:
-    (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]
+    (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]  # type: ignore[index]  # dask passes it
     rows, cols = slice(r0, r1), slice(c0, c1)
     left, top = grid.transform @ (c0, r0)
     right, bottom = grid.transform @ (c1, r1)

@@ -188,8 +188,8 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return rng.bit_generator.state  # type: ignore[return-value]  # a dict (numpy's stubs: Mapping)
 
 
 def _load_stats(cfg: TrainConfig) -> dict:

@@ -160,6 +160,7 @@ def enhance_array(
     x = _to_float(arr, nodata)
     stats = global_stats if global_stats is not None else _global(x, arr.dtype, prm, dev)
     y = enhance_block(x, origin=origin, stats=stats, params=prm, device=dev)
+    nodata_out: float | None
     if nodata is None and out_dtype.kind == "f":
         nodata_out = np.nan
     else:

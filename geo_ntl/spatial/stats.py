@@ -234,7 +234,7 @@ def global_moran(
     >>> g = Graph.from_W(lat2W(5, 5))
     >>> y = np.arange(25.0)
     >>> round(global_moran(y, g, permutations=99).I, 3)
-    0.889
+    0.84
     """
     graph = _as_graph(weights)
     arr = _check_variable(y, graph.n, name)
