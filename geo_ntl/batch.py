@@ -411,7 +411,8 @@ def run_jobs(
     its scene-wide statistics are summed before any tile starts, and its COG is
     encoded here after the last tile -- and a second scene's tiles fill them.
     Outputs do not depend on the order or overlap of jobs: each is written
-    atomically from its own scene.
+    atomically from its own scene. Progress is ``process``'s to report
+    (:func:`geo_ntl.pipeline.restore_scenes` takes a ``progress`` callback).
 
     Parameters
     ----------

@@ -125,7 +125,9 @@ class RichProgress:
         """Show one event."""
         with self._lock:
             if self._run is None:
-                self._run = self._bar.add_task("scenes", total=event.scenes or None, count="")
+                self._run = self._bar.add_task(
+                    "scenes", total=event.scenes or None, count=f"0/{event.scenes}"
+                )
             if event.stage == DONE:
                 self._done(event)
                 return

@@ -18,6 +18,7 @@ from geo_ntl.testing import make_scene
 # 64 px scenes in 32 px tiles with an 8 px halo: four GAN tiles each, fast on a CPU.
 DEBLUR = DeblurStage(tile=32, halo=8)
 ENHANCE = EnhanceStage(params={"iterations": 1})
+IN_PROCESS = ComputeOptions(workers=0)
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def _pixels_and_tags(paths):
 
 def test_restore_scenes__progress_in_process__stages_and_tiles_to_the_total(scenes, tmp_path):
     recorder = _Recorder()
-    kwargs = {"stages": [DEBLUR, ENHANCE], "device": "cpu", "compute": ComputeOptions(workers=0)}
+    kwargs = {"stages": [DEBLUR, ENHANCE], "device": "cpu", "compute": IN_PROCESS}
     outs = restore_scenes(scenes, out_dir=tmp_path / "with", progress=recorder, **kwargs)
     _check_events(recorder.events, scenes=2, stages=["deblur", "enhance"])
     deblur_tiles = [e.total for e in recorder.events if e.stage == "deblur" and e.total]
@@ -90,7 +91,7 @@ def test_restore_scenes__progress_in_process__stages_and_tiles_to_the_total(scen
 
 def test_restore_scenes__progress_on_a_local_cluster__per_scene_counts(scenes, tmp_path):
     recorder = _Recorder()
-    restore_scenes(
+    outs = restore_scenes(
         scenes,
         stages=[DEBLUR],
         out_dir=tmp_path / "out",
@@ -100,10 +101,17 @@ def test_restore_scenes__progress_on_a_local_cluster__per_scene_counts(scenes, t
     )
     _check_events(recorder.events, scenes=2, stages=["deblur"], polled=True)
     assert {e.name for e in recorder.events} == {"a.tif", "b.tif"}
+    # Tagged for progress, the tasks give the same pixels and job signatures as in process.
+    plain = restore_scenes(
+        scenes, stages=[DEBLUR], out_dir=tmp_path / "plain", device="cpu", compute=IN_PROCESS
+    )
+    for (a, job_a), (b, job_b) in zip(_pixels_and_tags(outs), _pixels_and_tags(plain), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert job_a == job_b
 
 
 def test_restore_scenes__progress_reports_the_mosaic_and_skips_kept_scenes(scenes, tmp_path):
-    kwargs = {"stages": [DEBLUR], "device": "cpu", "compute": ComputeOptions(workers=0)}
+    kwargs = {"stages": [DEBLUR], "device": "cpu", "compute": IN_PROCESS}
     restore_scenes(scenes[:1], out_dir=tmp_path / "out", **kwargs)
     recorder = _Recorder()
     restore_scenes(
