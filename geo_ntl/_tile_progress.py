@@ -84,7 +84,7 @@ class SceneTracker:
         client: Any,
     ) -> None:
         self._report = report
-        self._where = {"scene": scene, "scenes": scenes, "name": name}
+        self._scene, self._scenes, self._name = scene, scenes, name
         self._final = stages[-1]
         self._client = client
         self._tag = uuid.uuid4().hex
@@ -166,7 +166,7 @@ class SceneTracker:
 
     def _emit(self) -> None:
         event = ProgressEvent(
-            **self._where, stage=self._stage or "", completed=self._completed, total=self._total
+            self._scene, self._scenes, self._name, self._stage or "", self._completed, self._total
         )
         try:
             self._report(event)
@@ -180,7 +180,8 @@ class _LocalTileCounter(Callback):
     def __init__(self, tracker: SceneTracker) -> None:
         super().__init__()
         self._tracker = tracker
-        self._generation, self._layers = 0, ()
+        self._generation = 0
+        self._layers: tuple[str, ...] = ()
         self._done = self._total = 0
 
     def _start_state(self, dsk: Any, state: Any) -> None:

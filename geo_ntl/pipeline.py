@@ -203,7 +203,7 @@ def _run(
     scenes: Sequence[PathLike],
     *,
     plan: StagePlan,
-    build: Callable[[Any], Any],
+    build: Callable[..., Any],
     out: PathLike | None,
     out_dir: PathLike | None,
     mosaic: PathLike | None,
