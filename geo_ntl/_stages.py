@@ -126,22 +126,49 @@ class StagePlan:
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     staged: bool = False
 
-    def builder(self, staging: Path | None) -> Callable[[xr.DataArray], xr.DataArray]:
-        """Return ``build(scene) -> result``, staging the deblur output in ``staging``."""
-        if self.then is None:
-            return self.first
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """Names of the stages each scene goes through, in order."""
+        return (self.stage, "enhance") if self.then is not None else (self.stage,)
+
+    def builder(self, staging: Path | None) -> Callable[..., xr.DataArray]:
+        """Return ``build(scene, on_stage=None) -> result``, staging the deblur output in ``staging``.
+
+        ``on_stage(name, lazy_result_or_None)`` is called as each stage starts building
+        (for progress reports).
+        """
+        first, then = self.first, self.then
+        if then is None:
+
+            def build_one(da: xr.DataArray, on_stage: OnStage | None = None) -> xr.DataArray:
+                (on_stage or _ignore)(self.stage, None)
+                return first(da)
+
+            return build_one
         if staging is None:
             raise ValueError("a plan with two stages needs a staging folder")
         from geo_ntl.io import open_scene, write_cog
 
         counter = itertools.count()
-        then = self.then
 
-        def build(da: xr.DataArray) -> xr.DataArray:
-            path = write_cog(self.first(da), staging / f"gan_{next(counter)}.tif", compress="NONE")
+        def build(da: xr.DataArray, on_stage: OnStage | None = None) -> xr.DataArray:
+            report = on_stage or _ignore
+            report(self.stage, None)
+            deblurred = first(da)
+            report(self.stage, deblurred)
+            path = write_cog(deblurred, staging / f"gan_{next(counter)}.tif", compress="NONE")
+            report("enhance", None)
             return then(open_scene(path, chunks=self.then_chunks))
 
         return build
+
+
+#: ``on_stage(name, lazy_result_or_None)``: told as each stage of a scene starts.
+OnStage = Callable[[str, Any], None]
+
+
+def _ignore(name: str, data: Any) -> None:
+    """Ignore a stage report (the default ``on_stage``)."""
 
 
 def as_stage(spec: StageSpec) -> DeblurStage | EnhanceStage:

@@ -474,7 +474,6 @@ def run_jobs(
     jobs: Sequence[SceneJob],
     process: Callable[[SceneJob], None],
     *,
-    progress: bool = True,
     in_flight: int = 1,
 ) -> list[Path]:
     """Run ``process`` on every job not done yet, ``in_flight`` jobs at a time.
@@ -485,7 +484,8 @@ def run_jobs(
     its scene-wide statistics are summed before any tile starts, and its COG is
     encoded here after the last tile -- and a second scene's tiles fill them.
     Outputs do not depend on the order or overlap of jobs: each is written
-    atomically from its own scene.
+    atomically from its own scene. Progress is ``process``'s to report
+    (:func:`geo_ntl.pipeline.restore_scenes` takes a ``progress`` callback).
 
     Parameters
     ----------
@@ -495,8 +495,6 @@ def run_jobs(
         Writes ``job.out`` from ``job.scene`` (atomically, recording
         ``{"GEO_NTL_JOB": job.signature}`` in its tags). Must be thread-safe
         when ``in_flight`` > 1.
-    progress : bool, default True
-        Show a progress bar on stderr.
     in_flight : int, default 1
         Jobs processed at the same time; see :func:`geo_ntl.parallel.scenes_in_flight`.
 
@@ -512,22 +510,17 @@ def run_jobs(
         finished (their outputs are complete and count as done for a rerun);
         jobs not yet started are not started.
     """
-    from rich.progress import Progress
-
     if in_flight < 1:
         raise InputError(f"in_flight must be 1 or more, got {in_flight}")
     todo = [job for job in jobs if not job.done]
     for job in jobs:
         if job.done:
             log.info("%s: kept, written by an earlier run of the same job", job.out)
-    with Progress(transient=True, disable=not progress or len(todo) < 2) as bar:
-        task = bar.add_task("scenes", total=len(todo))
-        if in_flight == 1 or len(todo) < 2:
-            for job in todo:
-                process(job)
-                bar.advance(task)
-        else:
-            _run_overlapped(todo, process, in_flight, lambda: bar.advance(task))
+    if in_flight == 1 or len(todo) < 2:
+        for job in todo:
+            process(job)
+    else:
+        _run_overlapped(todo, process, in_flight)
     return [job.out for job in jobs]
 
 
@@ -548,7 +541,6 @@ def _run_overlapped(
     todo: Sequence[SceneJob],
     process: Callable[[SceneJob], None],
     in_flight: int,
-    advance: Callable[[], None],
 ) -> None:
     """Run jobs in order in ``in_flight`` threads; stop starting new ones after an error."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -567,9 +559,7 @@ def _run_overlapped(
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 exc = future.exception()
-                if exc is None:
-                    advance()
-                elif error is None:
+                if exc is not None and error is None:
                     error = exc
     except BaseException:
         # Interrupted (Ctrl-C): start nothing more; running scenes stop when the cluster closes.

@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from geo_ntl._stages import (
 
 if TYPE_CHECKING:
     from geo_ntl.io import Compression
+    from geo_ntl.progress import ProgressCallback
 
 __all__ = ["ComputeOptions", "DeblurStage", "EnhanceStage", "StageSpec", "restore_scenes"]
 
@@ -88,6 +88,7 @@ def restore_scenes(
     allow_no_crs: bool = False,
     on_written: Callable[[Path], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Path]:
     """Run restoration stages over scenes and write one COG each (plus an optional mosaic).
 
@@ -129,6 +130,11 @@ def restore_scenes(
     on_note : callable, optional
         Called with a one-line note when outputs of an earlier run are kept or recomputed;
         default a log record.
+    progress : callable, optional
+        Called with a :class:`geo_ntl.progress.ProgressEvent` as each scene enters a stage
+        and as its tiles finish, on dask's local schedulers and on a cluster alike (from
+        several threads when scenes are in flight together); default nothing.
+        :class:`geo_ntl.progress.RichProgress` shows them on a terminal.
 
     Returns
     -------
@@ -172,6 +178,7 @@ def restore_scenes(
             allow_no_crs=allow_no_crs,
             on_written=on_written or (lambda path: log.info("wrote %s", path)),
             on_note=on_note or log.info,
+            progress=progress,
         )
 
 
@@ -196,7 +203,7 @@ def _run(
     scenes: Sequence[PathLike],
     *,
     plan: StagePlan,
-    build: Callable[[Any], Any],
+    build: Callable[..., Any],
     out: PathLike | None,
     out_dir: PathLike | None,
     mosaic: PathLike | None,
@@ -208,9 +215,9 @@ def _run(
     allow_no_crs: bool,
     on_written: Callable[[Path], None],
     on_note: Callable[[str], None],
+    progress: ProgressCallback | None,
 ) -> list[Path]:
     import rasterio
-    from dask.diagnostics import ProgressBar
 
     from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs
     from geo_ntl.io import ensure_valid_data, open_scene
@@ -253,26 +260,82 @@ def _run(
         n_scenes=len(jobs),
         gpu=str(device) != "cpu",
     ) as context:
+        trackers = _Trackers(progress, jobs, stages=plan.stages, client=context.client)
 
         def process(job: Any) -> None:
-            with gpu_annotations(context, device):
-                result = build(opened[job.scene])
-            # Tile progress on a terminal (the dashboard shows it on a cluster).
-            show = context.client is None and sys.stderr.isatty()
-            with ProgressBar(minimum=5, out=sys.stderr) if show else contextlib.nullcontext():
-                _write(result, job, plan=plan, overwrite=overwrite, device_tag=device_tag,
-                       compress=compress, creation_options=creation_options,
-                       allow_no_crs=allow_no_crs)  # fmt: skip
+            with trackers.scene(job) as tracker:
+                with tracker.annotate():
+                    with gpu_annotations(context, device):
+                        result = build(opened[job.scene], tracker.stage)
+                    tracker.stage(plan.stages[-1], result)
+                    _write(result, job, plan=plan, overwrite=overwrite, device_tag=device_tag,
+                           compress=compress, creation_options=creation_options,
+                           allow_no_crs=allow_no_crs)  # fmt: skip
+                tracker.done()
             on_written(job.out)
 
         outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
         if mosaic is not None and not mosaic_kept:
             from geo_ntl.mosaic import write_mosaic
 
+            trackers.mosaic(Path(mosaic).name)
             write_mosaic(outputs, mosaic, overwrite=overwrite, compress=compress,
                          creation_options=creation_options)  # fmt: skip
+            trackers.mosaic(Path(mosaic).name, done=True)
             on_written(Path(mosaic))
     return outputs
+
+
+class _Trackers:
+    """Hand each scene its progress tracker (or one that reports nothing)."""
+
+    def __init__(
+        self,
+        progress: ProgressCallback | None,
+        jobs: Sequence[Any],
+        *,
+        stages: Sequence[str],
+        client: Any,
+    ) -> None:
+        self._progress, self._stages, self._client = progress, stages, client
+        todo = [job for job in jobs if not job.done]
+        self._scenes = len(todo)
+        self._position = {job.out: index for index, job in enumerate(todo, start=1)}
+
+    def scene(self, job: Any) -> contextlib.AbstractContextManager[Any]:
+        """Return the tracker of the scene ``job`` computes."""
+        if self._progress is None:
+            return contextlib.nullcontext(_SILENT)
+        from geo_ntl._remote import scene_name
+        from geo_ntl._tile_progress import SceneTracker
+
+        index = self._position[job.out]
+        return SceneTracker(self._progress, scene=index, scenes=self._scenes,
+                            name=scene_name(job.scene), stages=self._stages, client=self._client)  # fmt: skip
+
+    def mosaic(self, name: str, *, done: bool = False) -> None:
+        """Report that the mosaic starts, or is complete."""
+        if self._progress is not None:
+            from geo_ntl.progress import DONE, MOSAIC, ProgressEvent
+
+            stage = DONE if done else MOSAIC
+            self._progress(ProgressEvent(scene=0, scenes=self._scenes, name=name, stage=stage))
+
+
+class _SilentTracker:
+    """A scene tracker that reports nothing and tags no task."""
+
+    def annotate(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def stage(self, name: str, data: Any = None) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+_SILENT = _SilentTracker()
 
 
 def _check_outputs(

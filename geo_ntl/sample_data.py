@@ -3,8 +3,9 @@
 The Helsinki sample AOI (simulated Jilin-1 night light on real OpenStreetMap geography, about
 9 MB; its ``README.md`` gives the provenance and the ODbL licence) is package data under
 ``geo_ntl/data/sample_aoi/helsinki``, so it is found the same way from a checkout, an editable
-install or an installed wheel. In a checkout, ``sample_aoi/`` at the repository root links to the
-same folder. ``geo-ntl simulate --helsinki`` rebuilds it (with the ``osm`` extra).
+install or an installed wheel. In a checkout the files live in ``sample_aoi/`` at the repository
+root and the package folder is a link to them (a wheel holds the files themselves).
+``geo-ntl simulate --helsinki`` rebuilds it (with the ``osm`` extra).
 """
 
 from __future__ import annotations

@@ -179,7 +179,8 @@ def test_enhance__remote_scenes_match_local_and_resume(runner, served, tmp_path)
     remote_dir.mkdir()
     urls = [f"{base}/a.tif", f"/vsicurl/{base}/b.tif?ignored=1"]
     assert runner("enhance", folder, "--out-dir", local_dir, *FAST).exit_code == 0
-    result = runner("enhance", *urls, "--out-dir", remote_dir, *FAST)
+    # With the progress display on: it names each scene after its URL's last component too.
+    result = runner("enhance", *urls, "--out-dir", remote_dir, "--progress", *FAST)
     assert result.exit_code == 0, result.stderr
     outs = sorted(p.name for p in remote_dir.glob("*.tif"))
     assert outs == ["a_enhanced.tif", "b_enhanced.tif"]

@@ -10,10 +10,12 @@ flags where the library names its arguments.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -23,10 +25,17 @@ if TYPE_CHECKING:
     from geo_ntl.io import Compression
     from geo_ntl.pipeline import StageSpec
 
+
 def restoration_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """Options shared by the restoration commands (outputs, cluster, mosaic)."""
     from geo_ntl.cli.options import cluster_opts, co_opt, compress_opt, overwrite_opt, tiff_path
 
+    func = click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show the run's progress on stderr (scenes, stages, tiles)  [default: on a "
+        "terminal, unless -q].",
+    )(func)
     func = overwrite_opt(func)
     func = co_opt(func)
     func = compress_opt(func)
@@ -72,8 +81,11 @@ def restore(
     dtype: str | None,
     compress: str | None,
     creation_options: Mapping[str, str] | None = None,
+    progress: bool | None = None,
 ) -> list[Path]:
     """Run :func:`geo_ntl.pipeline.restore_scenes` with a command's options.
+
+    ``progress``: show a live display on stderr; None: only on a terminal, unless -q.
 
     Returns
     -------
@@ -86,7 +98,8 @@ def restore(
         is_mosaic = mosaic_out is not None and Path(path) == Path(mosaic_out)
         click.echo(f"wrote mosaic {path}" if is_mosaic else f"wrote {path}")
 
-    return restore_scenes(
+    with _progress_display(progress) as display:
+        return restore_scenes(
             scenes,
             stages=stages,
             out=out,
@@ -102,10 +115,33 @@ def restore(
             ),
             on_written=written,
             on_note=_note,
+            progress=display,
         )
+
+
+def _progress_display(wanted: bool | None) -> contextlib.AbstractContextManager[Any]:
+    """Return the live progress display (None when it is off) for the ``--progress`` flag."""
+    if wanted is None:
+        wanted = _stderr_is_terminal() and not _quiet()
+    if not wanted:
+        return contextlib.nullcontext()
+    from geo_ntl.progress import RichProgress
+
+    # Forced on (--progress), it draws even when stderr is not a terminal.
+    return RichProgress(force_terminal=True)
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (a live display there is read, not logged)."""
+    return sys.stderr.isatty()
+
+
+def _quiet() -> bool:
+    """Whether -q asked for errors only."""
+    return logging.getLogger().getEffectiveLevel() > logging.WARNING
 
 
 def _note(message: str) -> None:
     """One line on stderr, unless -q."""
-    if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
+    if not _quiet():
         click.echo(cli_text(message, {"overwrite=True": "overwrite"}), err=True)

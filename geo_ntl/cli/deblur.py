@@ -82,6 +82,7 @@ def deblur(
     overwrite: bool,
     compress: str | None,
     creation_options: dict[str, str],
+    progress: bool | None,
 ) -> None:
     """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
 
@@ -141,4 +142,5 @@ def deblur(
         dtype="float32" if as_float else None,
         compress=compress,
         creation_options=creation_options,
+        progress=progress,
     )

@@ -32,6 +32,7 @@ def enhance(
     overwrite: bool,
     compress: str | None,
     creation_options: dict[str, str],
+    progress: bool | None,
 ) -> None:
     """Enhance low-light SCENES with the ASM / non-uniform illumination method.
 
@@ -63,4 +64,5 @@ def enhance(
         dtype="float32" if as_float else None,
         compress=compress,
         creation_options=creation_options,
+        progress=progress,
     )

@@ -23,6 +23,7 @@ _CONFIG_OPTIONS = (
     "adv_start",
     "flux_weight",
     "lamp_weight",
+    "project_flux",
     "init_weights",
     "norm_freeze",
     "checkpoint_every",
@@ -114,6 +115,13 @@ _CONFIG_OPTIONS = (
     help="Weight of the L1 loss over lamps and the 7 px around them (not in the paper).",
 )
 @click.option(
+    "--project-flux/--no-project-flux",
+    default=False,
+    show_default=True,
+    help="Train through the light-conserving projection that geo-ntl deblur applies "
+    "(the loss sees the written output; not in the paper).",
+)
+@click.option(
     "--init-weights",
     help="Start the generator from these weights (a model name or a file: fine-tuning) "
     "instead of random ones; their norm statistics stay frozen.",
@@ -169,6 +177,7 @@ def train(
     adv_start: int,
     flux_weight: float,
     lamp_weight: float,
+    project_flux: bool,
     init_weights: str | None,
     norm_freeze: float,
     checkpoint_every: int,
@@ -208,6 +217,7 @@ def train(
         adv_start=adv_start,
         flux_weight=flux_weight,
         lamp_weight=lamp_weight,
+        project_flux=project_flux,
         init_weights=init_weights,
         norm_freeze=norm_freeze,
         checkpoint_every=checkpoint_every,

@@ -29,15 +29,20 @@ of support :func:`flux_halo`, so the tiled engine reproduces a whole-scene run e
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "CLIP_RADIUS",
     "FLUX_SIGMA",
     "SATURATION",
     "conserve_flux",
+    "conserve_flux_torch",
     "box_widths",
     "flux_halo",
     "low_pass",
@@ -232,3 +237,59 @@ def ordered_dither(shape: tuple[int, int], origin: tuple[int, int]) -> np.ndarra
     rows = (np.arange(shape[0]) + origin[0]) % 8
     cols = (np.arange(shape[1]) + origin[1]) % 8
     return BAYER_8[rows[:, None], cols[None, :]]
+
+
+def _low_pass_torch(values: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`low_pass` of an ``(n, c, h, w)`` tensor (reflecting edges), differentiable."""
+    import torch
+    import torch.nn.functional as F
+
+    def symmetric(v: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+        # scipy's "reflect" (d c b a | a b c d), which torch's own "reflect" is not
+        head, tail = v.narrow(dim, 0, r).flip(dim), v.narrow(dim, v.shape[dim] - r, r).flip(dim)
+        return torch.cat([head, v, tail], dim=dim)
+
+    out = values
+    for dim, kernel in ((2, lambda w: (w, 1)), (3, lambda w: (1, w))):
+        for width in box_widths(sigma):
+            r = (width - 1) // 2
+            out = F.avg_pool2d(symmetric(out, r, dim), kernel(width), stride=1)
+    return out
+
+
+def conserve_flux_torch(
+    scene: torch.Tensor,
+    restored: torch.Tensor,
+    *,
+    full_scale: float = 1.0,
+    sigma: float = FLUX_SIGMA,
+    clip_radius: int = CLIP_RADIUS,
+) -> torch.Tensor:
+    """:func:`conserve_flux` of a batch, differentiable in ``restored`` (for training).
+
+    Parameters
+    ----------
+    scene, restored : (n, band, h, w) torch.Tensor
+        Inputs and outputs of the network, in the same units.
+    full_scale : float, default 1.0
+        The value of full scale in those units.
+    sigma, clip_radius
+        As in :func:`conserve_flux`.
+
+    Returns
+    -------
+    (n, band, h, w) torch.Tensor
+        The projected outputs; equal to ``conserve_flux`` of each image up to float rounding.
+    """
+    import torch
+
+    correction = restored - scene
+    saturated = (scene.detach() >= SATURATION * full_scale).any(dim=1).cpu().numpy()
+    weight = torch.ones_like(scene[:, :1])
+    for i, sat in enumerate(saturated):
+        if sat.any():
+            near = (ndi.distance_transform_edt(~sat) <= clip_radius).astype(np.float32)
+            allow = torch.from_numpy(low_pass(near[None], sigma / 2)[0]).to(scene)
+            weight[i, 0] = 1.0 - allow.clamp(0.0, 1.0)
+    low = _low_pass_torch(correction * weight, sigma)
+    return scene + correction - low

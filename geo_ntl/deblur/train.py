@@ -102,6 +102,9 @@ class TrainConfig:
     adv_weight: float = 1.0
     flux_weight: float = defaults.TRAIN_FLUX_WEIGHT
     lamp_weight: float = defaults.TRAIN_LAMP_WEIGHT
+    #: Train through the flux projection of inference (geo_ntl.deblur.flux): the loss sees the
+    #: output geo-ntl deblur writes, so the network is not taught to fight the projection.
+    project_flux: bool = False
     adv_start: int = defaults.TRAIN_ADV_START
     norm_freeze: float = defaults.TRAIN_NORM_FREEZE
     n_cities: int = defaults.TRAIN_N_CITIES
@@ -637,12 +640,22 @@ def _prepare_step(
     return frozen
 
 
+def _generate(run: _Run, cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
+    """Return the generator's output for ``x``, projected as at inference with ``project_flux``."""
+    pred = run.gen(x)
+    if cfg.project_flux:
+        from geo_ntl.deblur.flux import conserve_flux_torch
+
+        pred = conserve_flux_torch(x, pred)
+    return pred
+
+
 def _critic_updates(
     run: _Run, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor
 ) -> dict[str, float]:
     """``n_critic`` WGAN-GP critic updates on one generated batch; return the last loss parts."""
     with torch.no_grad():
-        fake = run.gen(x)
+        fake = _generate(run, cfg, x)
     d_parts = {"wasserstein": 0.0, "gp": 0.0}
     for _ in range(cfg.n_critic):
         run.opt_d.zero_grad(set_to_none=True)
@@ -659,7 +672,7 @@ def _generator_update(
 ) -> dict[str, torch.Tensor]:
     """One generator update; return its loss terms (``g_loss`` their weighted sum)."""
     run.opt_g.zero_grad(set_to_none=True)
-    pred = run.gen(x)
+    pred = _generate(run, cfg, x)
     zero = pred.new_zeros(())
     terms = {
         "l1": (pred - y).abs().mean(),
