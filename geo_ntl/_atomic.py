@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from geo_ntl._remote import is_remote
 from geo_ntl.exceptions import InputError, OutputExistsError, OutputPathError
 
 __all__ = [
@@ -129,18 +130,18 @@ def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, Path
         Every file the command will write.
     inputs : iterable of (str, path)
         Every file it reads, each with a word for the message (``"scene"``,
-        ``"roads file"``, ``"weights file"``...).
+        ``"roads file"``, ``"weights file"``...). Remote inputs (see
+        :func:`geo_ntl._remote.is_remote`) are skipped: no output is one.
 
     Raises
     ------
     InputError
         Naming the output, the input it is, and the fix.
     """
-    remote = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
     readers: dict[object, tuple[str, str]] = {}
     for label, source in inputs:
         text = os.fspath(source)
-        if not text.startswith(remote):
+        if not is_remote(text):  # a URL or GDAL path is never a local output
             for key in _file_keys(text):
                 readers.setdefault(key, (label, text))
     written: dict[object, str] = {}
@@ -385,7 +386,7 @@ def remove_stale_staging_dirs(
     """
     folder = Path(parent)
     wanted = {_real(p) for p in owners}
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for candidate in folder.glob(glob_escape(prefix) + "*"):

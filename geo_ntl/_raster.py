@@ -236,7 +236,7 @@ def cast(data: Any, dtype: Any, nodata: float | None = None) -> Any:
     if data.dtype == dtype:
         return data
     if isinstance(data, dsa.Array):
-        return data.map_blocks(to_dtype, dtype, nodata, dtype=dtype)
+        return data.map_blocks(to_dtype, dtype, nodata, dtype=dtype)  # type: ignore[arg-type]
     return to_dtype(np.asarray(data), dtype, nodata)
 
 

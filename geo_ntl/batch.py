@@ -1,11 +1,11 @@
 """Many scenes, one command: expanding inputs, planning outputs, resuming runs.
 
-A restoration command given several scenes (files, folders or glob patterns)
-writes one COG per scene. Each output records a job signature in its
+A restoration command given several scenes (files, folders, glob patterns or
+remote inputs) writes one COG per scene. Each output records a job signature in its
 ``GEO_NTL_JOB`` tag: a hash of everything that determines its pixels -- the
 stage, its effective parameters (defaults filled in, weights by SHA-256), the
 input's identity (resolved path, size, modification time and a fingerprint of
-its first and last bytes) and the code's identity (geo_ntl version and
+its first and last bytes; for a remote input its URL and raster header) and the code's identity (geo_ntl version and
 :func:`geo_ntl._provenance.code_hash`). Running the same command again keeps
 every output whose signature matches, so an interrupted run resumes where it
 stopped and ends with the same files as an uninterrupted one. An existing
@@ -14,6 +14,15 @@ output with another signature is an error unless ``overwrite`` is set, and
 
 Folders and globs never yield hidden (dot-) files -- geo_ntl's own temporary
 files are hidden -- nor files named like temporary files.
+
+A remote input (a URL such as ``https://...`` or ``s3://...``, or a GDAL path such
+as ``/vsicurl/...``, see :func:`geo_ntl._remote.is_remote`) is one scene: never
+globbed nor listed, kept as the string given, and named after its last path
+component (``https://host/a/scene.tif?sig=x`` writes ``scene<suffix>.tif``). GDAL
+cannot tell its size or modification time through rasterio, so its identity is
+the URL and its raster header (size, bands, dtypes, CRS, transform): a remote
+scene replaced at the same URL by one with the same header but other pixels is
+taken for the same input -- pass ``overwrite`` to recompute.
 """
 
 from __future__ import annotations
@@ -32,11 +41,13 @@ import rasterio
 
 from geo_ntl._atomic import PathLike, check_distinct, check_output_path, remove_stale_partials
 from geo_ntl._provenance import code_hash
+from geo_ntl._remote import is_remote, scene_stem
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import InputError, OutputExistsError, SceneNotFoundError
 
 __all__ = [
     "RASTER_SUFFIXES",
+    "Scene",
     "SceneJob",
     "expand_scenes",
     "input_identity",
@@ -45,6 +56,7 @@ __all__ = [
     "job_signature",
     "mismatch_reason",
     "plan_jobs",
+    "remote_identity",
     "run_jobs",
 ]
 
@@ -61,6 +73,9 @@ TEMPORARY_SUFFIXES = (".partial", ".staging", ".tmp", ".temp", ".part", "~")
 #: Bytes read from each end of an input for its content fingerprint.
 FINGERPRINT_BYTES = 64 * 1024
 
+#: A scene: a local file, or a remote input kept as the string given (see :func:`expand_scenes`).
+Scene = Path | str
+
 
 @dataclass(frozen=True)
 class SceneJob:
@@ -68,8 +83,8 @@ class SceneJob:
 
     Attributes
     ----------
-    scene : pathlib.Path
-        Input.
+    scene : pathlib.Path or str
+        Input: a local file, or a remote input (a str, see :func:`expand_scenes`).
     out : pathlib.Path
         Output COG.
     signature : str
@@ -80,36 +95,45 @@ class SceneJob:
         Whether the existing output is what this job writes (kept unless ``overwrite``).
     """
 
-    scene: Path
+    scene: Scene
     out: Path
     signature: str
     done: bool
     current: bool = False
 
 
-def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
-    """Turn files, folders and glob patterns into a sorted, de-duplicated list of scenes.
+def expand_scenes(items: Iterable[PathLike]) -> list[Scene]:
+    """Turn files, folders, glob patterns and remote inputs into a de-duplicated list of scenes.
 
     Parameters
     ----------
     items : iterable of path or str
-        Files, folders (their ``*.tif``, ``*.tiff`` and ``*.vrt`` files) or
-        glob patterns such as ``"scenes/*.tif"``. Folders and globs skip hidden
+        Files, folders (their ``*.tif``, ``*.tiff`` and ``*.vrt`` files), glob
+        patterns such as ``"scenes/*.tif"``, or remote inputs (``https://...``,
+        ``s3://...``, ``/vsicurl/...``, ``/vsimem/...``: see
+        :func:`geo_ntl._remote.is_remote`). Folders and globs skip hidden
         (dot-) files and temporary files (see :func:`is_scene_name`); a file
-        named explicitly is always taken.
+        named explicitly is always taken. A remote input is one scene, taken
+        as given: it is neither globbed nor listed, nor checked here (opening
+        it is).
 
     Returns
     -------
-    list of pathlib.Path
+    list of pathlib.Path or str
+        Local scenes as absolute paths (each folder's and glob's sorted), remote
+        ones as the strings given, in the order of ``items``.
 
     Raises
     ------
     SceneNotFoundError
         If an item matches nothing.
     """
-    scenes: list[Path] = []
+    scenes: list[Scene] = []
     for item in items:
         text = os.fspath(item)
+        if is_remote(text):
+            scenes.append(text)
+            continue
         path = Path(text)
         if path.is_dir():
             found = sorted(
@@ -133,9 +157,9 @@ def expand_scenes(items: Iterable[PathLike]) -> list[Path]:
             scenes.extend(found)
         else:
             raise SceneNotFoundError(f"scene {text} does not exist; check the path")
-    unique: dict[Path, None] = {}
+    unique: dict[Scene, None] = {}
     for scene in scenes:
-        unique.setdefault(scene.absolute(), None)
+        unique.setdefault(scene if isinstance(scene, str) else scene.absolute(), None)
     return list(unique)
 
 
@@ -174,18 +198,26 @@ def _fingerprint(path: Path, size: int) -> str:
 
 
 def input_identity(path: PathLike) -> dict[str, Any]:
-    """Identity of an input file: resolved path, size, modification time, content fingerprint.
+    """Identity of an input: resolved path, size, modification time, content fingerprint.
 
     Parameters
     ----------
     path : path
-        An existing file.
+        An existing file, or a remote input (see :func:`geo_ntl._remote.is_remote`).
 
     Returns
     -------
     dict
-        ``{"path", "size", "mtime_ns", "fingerprint"}``, JSON-serialisable.
+        ``{"path", "size", "mtime_ns", "fingerprint"}``, JSON-serialisable; for a
+        remote input ``{"url", "header"}`` (see :func:`remote_identity`).
+
+    Raises
+    ------
+    SceneNotFoundError
+        If a remote input cannot be opened.
     """
+    if is_remote(path):
+        return remote_identity(os.fspath(path))
     real = Path(os.path.realpath(path))
     stat = real.stat()
     return {
@@ -194,6 +226,46 @@ def input_identity(path: PathLike) -> dict[str, Any]:
         "mtime_ns": stat.st_mtime_ns,
         "fingerprint": _fingerprint(real, stat.st_size),
     }
+
+
+def remote_identity(url: str) -> dict[str, Any]:
+    """Identity of a remote input: the URL as given and its raster header.
+
+    GDAL cannot tell a remote file's size or modification time through rasterio, and
+    reading its bytes to fingerprint them would download it; the header (size, bands,
+    dtypes, CRS, transform, nodata) is read anyway to open the scene.
+
+    Parameters
+    ----------
+    url : str
+        A remote input (see :func:`geo_ntl._remote.is_remote`).
+
+    Returns
+    -------
+    dict
+        ``{"url", "header"}``, JSON-serialisable.
+
+    Raises
+    ------
+    SceneNotFoundError
+        If GDAL cannot open ``url``.
+    """
+    try:
+        with rasterio.open(url) as src:
+            header = {
+                "width": src.width,
+                "height": src.height,
+                "count": src.count,
+                "dtypes": list(src.dtypes),
+                "crs": src.crs.to_string() if src.crs is not None else None,
+                "transform": list(src.transform)[:6],
+                "nodata": None if src.nodata is None else str(src.nodata),
+            }
+    except rasterio.errors.RasterioIOError as exc:
+        raise SceneNotFoundError(
+            f"remote scene {url} cannot be opened ({exc}); check the URL and its access"
+        ) from exc
+    return {"url": url, "header": header}
 
 
 def job_identity(
@@ -311,7 +383,7 @@ def mismatch_reason(path: PathLike, identity: Mapping[str, Any]) -> str:
 
 
 def plan_jobs(
-    scenes: Sequence[Path],
+    scenes: Sequence[Scene],
     *,
     out: PathLike | None = None,
     out_dir: PathLike | None = None,
@@ -324,12 +396,13 @@ def plan_jobs(
 
     Parameters
     ----------
-    scenes : sequence of pathlib.Path
+    scenes : sequence of pathlib.Path or str
         Inputs from :func:`expand_scenes`.
     out : path, optional
         Output file; only for a single scene.
     out_dir : path, optional
-        Output folder; outputs are named ``<stem><suffix>.tif``.
+        Output folder; outputs are named ``<stem><suffix>.tif`` (a remote scene's stem
+        is that of its URL's last path component).
     suffix : str
         Suffix of output names in ``out_dir``.
     stage : str
@@ -369,7 +442,7 @@ def plan_jobs(
         folder = Path(out_dir)
         if not folder.is_dir():
             raise InputError(f"output folder {folder} does not exist; create it first")
-        outs = [folder.absolute() / f"{scene.stem}{suffix}.tif" for scene in scenes]
+        outs = [folder.absolute() / f"{scene_stem(scene)}{suffix}.tif" for scene in scenes]
     else:
         outs = [Path(out).expanduser().absolute()]  # type: ignore[arg-type]
     if len(set(outs)) != len(outs):

@@ -6,9 +6,9 @@ fast). One module for the whole package rather than one per subpackage: a
 ``geo_ntl.deblur.defaults`` would import ``geo_ntl.deblur`` -- and with it
 xarray -- first.
 
-The library's functions take their defaults from these constants, or are
-pinned to them by ``tests/test_defaults.py`` where their modules keep a
-constant of their own.
+The library's functions and constants (``geo_ntl.deblur.DEFAULT_TILE``,
+``TrainConfig``'s fields, ``geo_ntl.spatial.grid.DEFAULT_CELL_SIZE``...) take
+their values from these; ``tests/test_defaults.py`` checks that they do.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ __all__ = [
 
 # --- restoration -------------------------------------------------------------------------
 
-#: Tile edge of the deblooming GAN in pixels, halo excluded (``geo_ntl.deblur.DEFAULT_TILE``).
+#: Tile edge of the deblur stage in pixels, halo excluded, for the GAN
+#: (``geo_ntl.deblur.DEFAULT_TILE``) and the physics baseline (``geo_ntl.deblur.physics``).
 DEBLUR_TILE = 2048
 #: Tile edge of the ASM enhancer in pixels, halo excluded (:func:`geo_ntl.enhance.enhance`).
 ENHANCE_TILE = 1024

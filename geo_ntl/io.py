@@ -35,6 +35,7 @@ from geo_ntl._raster import (
     disk_errors,
     nodata_mask,
 )
+from geo_ntl._remote import is_remote
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
@@ -57,6 +58,7 @@ __all__ = [
     "cog_creation_options",
     "cog_overview_factors",
     "ensure_valid_data",
+    "is_remote",
     "nodata_mask",
     "open_scene",
     "scene_info",
@@ -97,7 +99,6 @@ _OVERVIEW_RESAMPLING = {
 }
 
 Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
-_REMOTE_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
 
 
 def gdal_cache_environ() -> dict[str, str]:
@@ -127,7 +128,7 @@ def _gdal_env(**options: Any) -> rasterio.Env:
 
 def _check_exists(path: PathLike) -> str:
     text = os.fspath(path)
-    if text.startswith(_REMOTE_PREFIXES):
+    if is_remote(text):
         return text
     if not Path(text).exists():
         raise SceneNotFoundError(f"scene {text} does not exist; check the path")
@@ -422,8 +423,8 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
             region = (slice(0, count), slice(y0, y1), slice(0, width))
             band = dsa.store(
                 data[:, y0:y1, :],
-                writer,
-                lock=lock,
+                writer,  # type: ignore[arg-type]  # any object with __setitem__ (dask's stubs: arrays)
+                lock=lock,  # type: ignore[arg-type]
                 regions=region,
                 optimize_graph=False,
                 compute=False,
@@ -754,7 +755,7 @@ def write_cog(
                 if client is None:
                     writer = _WindowWriter(dst, count if mask is not None else None)
                     try:
-                        dsa.store(data, writer, lock=False)
+                        dsa.store(data, writer, lock=False)  # type: ignore[arg-type]
                     finally:
                         writer.close()
             if client is not None:

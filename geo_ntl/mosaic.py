@@ -45,6 +45,7 @@ from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_distinct, check_output_path
 from geo_ntl._raster import check_dtype, nodata_mask, to_dtype
+from geo_ntl._remote import is_remote
 from geo_ntl.exceptions import (
     InputError,
     MissingCRSError,
@@ -402,7 +403,7 @@ def _blend_block(
     feather: int,
     resampling: Resampling,
 ) -> np.ndarray:
-    (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]
+    (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]  # type: ignore[index]  # dask passes it
     rows, cols = slice(r0, r1), slice(c0, c1)
     left, top = grid.transform @ (c0, r0)
     right, bottom = grid.transform @ (c1, r1)
@@ -643,7 +644,7 @@ def write_mosaic(
         outputs += [
             tiles_dir / Path(p).name
             for p in paths
-            if os.path.realpath(Path(p).parent) == real_tiles
+            if not is_remote(p) and os.path.realpath(Path(p).parent) == real_tiles
         ]
     check_distinct(outputs, [("input scene", p) for p in paths])
     grid_keys = ("crs", "resolution", "nodata")

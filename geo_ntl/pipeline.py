@@ -95,7 +95,7 @@ def restore_scenes(
     Parameters
     ----------
     scenes : path or sequence of paths
-        Files, folders or glob patterns.
+        Files, folders, glob patterns or remote inputs (URLs, ``/vsi...`` paths: one scene each).
     stages : sequence of StageSpec
         ``["deblur"]``, ``["enhance"]`` or ``["deblur", "enhance"]``, each a name, a
         ``(name, keyword arguments)`` pair or a :class:`DeblurStage` / :class:`EnhanceStage`.
@@ -306,11 +306,12 @@ class _Trackers:
         """Return the tracker of the scene ``job`` computes."""
         if self._progress is None:
             return contextlib.nullcontext(_SILENT)
+        from geo_ntl._remote import scene_name
         from geo_ntl._tile_progress import SceneTracker
 
         index = self._position[job.out]
         return SceneTracker(self._progress, scene=index, scenes=self._scenes,
-                            name=job.scene.name, stages=self._stages, client=self._client)  # fmt: skip
+                            name=scene_name(job.scene), stages=self._stages, client=self._client)  # fmt: skip
 
     def mosaic(self, name: str, *, done: bool = False) -> None:
         """Report that the mosaic starts, or is complete."""
@@ -399,12 +400,13 @@ def _write(
     allow_no_crs: bool,
 ) -> None:
     """Write one scene's result as a COG with its job signature and provenance."""
+    from geo_ntl._remote import scene_name
     from geo_ntl.batch import input_identity
     from geo_ntl.io import write_cog
 
     tags = {
         "GEO_NTL_JOB": job.signature,
-        "GEO_NTL_SOURCE": job.scene.name,
+        "GEO_NTL_SOURCE": scene_name(job.scene),
         "GEO_NTL_INPUT": json.dumps([input_identity(job.scene)], sort_keys=True),
         "GEO_NTL_DEVICE": device_tag,
     }

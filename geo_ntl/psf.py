@@ -516,7 +516,7 @@ class _Sources:
 
 def _sources(win: np.ndarray, *, full_scale: float, sigma: float, min_snr: float) -> _Sources:
     lum = np.nanmean(win, axis=0) if np.isfinite(win).any() else win[0]
-    sat = (win >= SATURATION_FRACTION * full_scale).any(axis=0)
+    sat: np.ndarray = (win >= SATURATION_FRACTION * full_scale).any(axis=0)  # type: ignore[assignment]
     coords, amp, bright = _detect(lum, sigma, min_snr, sat)
     return _Sources(coords, amp, bright, sat, np.isnan(win).any(axis=0))
 
@@ -723,7 +723,8 @@ def _finish(stacked: np.ndarray, *, n_sources: int, method: str, max_half: int) 
     half_in = stacked.shape[-1] // 2 - _ANNULUS
     c = stacked.shape[-1] // 2
     core = stacked[:, c - half_in : c + half_in + 1, c - half_in : c + half_in + 1]
-    profiles, radius = [], None
+    profiles: list[np.ndarray] = []
+    radius: Any = None
     for band in core:
         radius, prof = radial_profile(band)
         profiles.append(_peak_one(prof))
@@ -1083,7 +1084,8 @@ def write_profile_plot(
     ax.set_ylim(max(1e-4, float(np.nanmin(estimate.profile[estimate.profile > 0]))), 1.5)
     if pixel_size:
         sec = ax.secondary_xaxis(
-            "top", functions=(lambda r: r * pixel_size, lambda m: m / pixel_size)
+            "top",
+            functions=(lambda r: r * pixel_size, lambda m: m / pixel_size),  # type: ignore[operator]
         )
         sec.set_xlabel("radius (m)")
     ax.set_title(title or f"PSF from {estimate.n_sources} sources ({estimate.method})")

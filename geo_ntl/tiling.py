@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import dask.array as dsa
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
@@ -280,7 +281,7 @@ def _map_tiles(
                 reflect,
                 placement,
             )
-    layer = HighLevelGraph.from_collections(out_name, graph, dependencies=[data])
+    layer = HighLevelGraph.from_collections(out_name, graph, dependencies=[data])  # type: ignore[arg-type, list-item]
     return dsa.Array(
         layer,
         out_name,
@@ -295,7 +296,7 @@ def apply_tiled(
     func: TileFunction,
     *,
     halo: int | None = None,
-    dtype: str | np.dtype | None = None,
+    dtype: npt.DTypeLike | None = None,
     bands_out: int | None = None,
     nodata: float | None = None,
     chunks: int | None = None,

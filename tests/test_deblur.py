@@ -505,8 +505,11 @@ def test_train__resume_and_existing_run(tmp_path, monkeypatch):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and log[1]["norm_frozen"]
     assert any(r["flux"] > 0 for r in log)  # a black pair can give exactly 0
-    with pytest.raises(OutputExistsError, match="--resume"):
+    with pytest.raises(OutputExistsError, match="resume=True") as refused:
         train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
+    from geo_ntl.cli._flags import cli_message
+
+    assert "pass --resume to continue it or choose another --out-dir" in cli_message(refused.value)
     cfg3 = train_mod.TrainConfig(**{**cfg.__dict__, "steps": 3})
     summary = train_mod.train(
         tmp_path / "run", config=cfg3, device="cpu", resume=True, progress=False

@@ -21,6 +21,13 @@ def test_defaults__library_restoration_defaults_are_the_shared_ones():
 
     assert DEFAULT_TILE == _default(deblur, "tile") == defaults.DEBLUR_TILE
     assert DeblurStage().tile == defaults.DEBLUR_TILE
+    from geo_ntl.deblur import physics
+    from geo_ntl.enhance import api as enhance_api
+
+    # The physics baseline tiles like the GAN: the deblur stage's tile, whichever method.
+    assert physics.DEFAULT_TILE == _default(physics.deconvolve, "tile") == defaults.DEBLUR_TILE
+    assert _default(physics.physics_stage, "tile") == defaults.DEBLUR_TILE
+    assert enhance_api.DEFAULT_TILE == defaults.ENHANCE_TILE
     assert _default(enhance, "tile") == defaults.ENHANCE_TILE
     assert EnhanceStage().tile is None  # ENHANCE_TILE alone, the deblur tile after deblur
 
@@ -32,10 +39,15 @@ def test_defaults__cluster_signature_defaults_are_the_shared_ones():
     assert _default(cluster, "k") == defaults.CLUSTER_K
     assert _default(cluster, "permutations") == defaults.CLUSTER_PERMUTATIONS
     assert _default(cluster, "alpha") == defaults.CLUSTER_ALPHA
+    from geo_ntl.spatial import grid, neighbours, stats
+
+    assert grid.DEFAULT_CELL_SIZE == defaults.CLUSTER_CELL_SIZE
+    assert neighbours.DEFAULT_K == defaults.CLUSTER_K
+    assert stats.PERMUTATIONS == defaults.CLUSTER_PERMUTATIONS
+    assert stats.DEFAULT_ALPHA == defaults.CLUSTER_ALPHA
 
 
-#: TrainConfig field -> its default in geo_ntl.defaults. TrainConfig still writes the
-#: numbers itself: this pins the two together until it imports them.
+#: TrainConfig field -> its default in geo_ntl.defaults (which TrainConfig imports).
 TRAIN_FIELDS = {
     "steps": defaults.TRAIN_STEPS,
     "crop": defaults.TRAIN_CROP,

@@ -98,10 +98,10 @@ def test_deblur_runner__valid_pixels_never_become_nodata(monkeypatch):
     from geo_ntl.deblur.inference import _Runner
 
     runner = _Runner(
-        weights=None, device="cpu", depth=0, tile=16, batch_size=1, scale=255.0,
+        weights=None, device="cpu", halo=0, tile=16, batch_size=1, scale=255.0,
         nodata=0, bands=3, out_dtype=np.uint8,
     )  # fmt: skip
-    monkeypatch.setattr(runner, "run_rgb", lambda rgb, halo=None: np.zeros_like(rgb))
+    monkeypatch.setattr(runner, "run_rgb", lambda rgb, block_halo=None: np.zeros_like(rgb))
     block = np.full((3, 8, 8), 40, np.uint8)
     block[:, 0, 0] = 0  # nodata
     out = runner(block)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from geo_ntl.exceptions import (
     AllNoDataError,
     GeoNTLWarning,
+    InputError,
     MissingCRSError,
     ParameterError,
     VectorDataError,
@@ -87,6 +88,27 @@ def test_make_grid__square_edge_cells_clipped():
 def test_make_grid__cell_smaller_than_pixel():
     with pytest.raises(ParameterError, match="smaller than a pixel"):
         make_grid(scene(np.ones((20, 20)), resolution=2.0), cell_size=1.5)
+
+
+def test_grid_and_weights__messages_name_parameters_the_cli_shows_as_flags():
+    from geo_ntl.cli._flags import cli_message
+
+    def refusal(call):
+        with pytest.raises((ParameterError, InputError)) as caught:
+            call()
+        return str(caught.value), cli_message(caught.value)
+
+    small = refusal(lambda: make_grid(scene(np.ones((20, 20)), resolution=2.0), cell_size=1.5))
+    assert "use cell_size=2 or more" in small[0] and "use --cell-size 2 or more" in small[1]
+    bad = refusal(lambda: make_grid(scene(np.ones((20, 20))), cell_size=float("nan")))
+    assert "e.g. cell_size=50" in bad[0] and "e.g. --cell-size 50" in bad[1]
+    few = refusal(lambda: make_grid(scene(np.ones((20, 20))), cell_size=10))
+    assert "use a smaller `cell_size`" in few[0] and few[1].endswith("use a smaller --cell-size")
+    grid = make_grid(scene(np.ones((50, 50))), cell_size=10)
+    lonely = refusal(lambda: build_weights(grid, method="distance", distance=0.5))
+    assert "a larger `distance` or `k`" in lonely[0]
+    assert "a larger --distance or --k, or knn weights" in lonely[1]
+    assert all("--" not in text for text in (small[0], bad[0], few[0], lonely[0]))
 
 
 def test_make_grid__cell_larger_than_scene():

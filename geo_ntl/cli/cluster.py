@@ -227,15 +227,15 @@ def cluster(
             cell_size=cell_size,
             aoi=aoi,
             grid=grid,  # type: ignore[arg-type]
-            weights=weights,
+            weights=weights,  # type: ignore[arg-type]
             k=k,
             distance=distance,
             permutations=permutations,
-            seed=seed,  # type: ignore[arg-type]
+            seed=seed,
             alpha=alpha,
             fdr=fdr,
-            radiance=radiance,
-            road_class_weights=_parse_road_weights(road_weights),  # type: ignore[arg-type]
+            radiance=radiance,  # type: ignore[arg-type]
+            road_class_weights=_parse_road_weights(road_weights),
             n_jobs=jobs,
             allow_enhanced=allow_enhanced,
             calibration=calibration,
@@ -263,6 +263,6 @@ def cluster(
             f"{name:<34} I={stat.I:+.4f}  E[I]={stat.expected_I:+.4f}  "
             f"z={stat.z:+.2f}  p_sim={stat.p_sim:.4f}"
         )
-    for key, stat in result.local_stats.items():
-        counts = " ".join(f"{lab}={n}" for lab, n in stat.counts().items())
+    for key, local in result.local_stats.items():
+        counts = " ".join(f"{lab}={n}" for lab, n in local.counts().items())
         click.echo(f"lisa {key:<29} {counts}")

@@ -86,13 +86,14 @@ def deblur(
 ) -> None:
     """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
 
-    SCENES are files, folders or glob patterns. Keeps size, dtype, CRS,
-    transform and nodata. The output keeps the scene's light: the network's
-    correction may move light within about 30 px but not create or remove it,
-    except around pixels saturated at full scale. It is what `geo-ntl cluster`
-    analyses. --enhance adds the ASM low-light enhancer, for viewing. 1-band
-    scenes are processed as three identical channels and merged back; 2- and
-    4-band scenes are refused.
+    SCENES are files, folders, glob patterns or URLs (https://, s3://,
+    /vsi..., one scene each). Keeps size, dtype, CRS, transform and nodata.
+    The output keeps the scene's light: the network's correction may move
+    light within about 30 px but not create or remove it, except around
+    pixels saturated at full scale. It is what `geo-ntl cluster` analyses.
+    --enhance adds the ASM low-light enhancer, for viewing. 1-band scenes
+    are processed as three identical channels and merged back; 2- and 4-band
+    scenes are refused.
 
     With `--method physics`, a flux-conserving Richardson-Lucy deconvolution
     with the scene's own PSF replaces the GAN (any band count): the PSF is

@@ -36,9 +36,10 @@ def enhance(
 ) -> None:
     """Enhance low-light SCENES with the ASM / non-uniform illumination method.
 
-    SCENES are files, folders or glob patterns. Keeps CRS, transform, shape,
-    nodata and dtype (float32 with --float32). Parameters (see
-    geo_ntl.enhance.PARAM_DOCS) with --param NAME=VALUE, e.g. --param p=0.2.
+    SCENES are files, folders, glob patterns or URLs (https://, s3://,
+    /vsi..., one scene each). Keeps CRS, transform, shape, nodata and dtype
+    (float32 with --float32). Parameters (see geo_ntl.enhance.PARAM_DOCS)
+    with --param NAME=VALUE, e.g. --param p=0.2.
 
     \b
     Examples:

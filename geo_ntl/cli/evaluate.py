@@ -119,7 +119,7 @@ def _finite(value):  # noqa: ANN001, ANN202
     return value
 
 
-def _light_table(light: dict, output: str, input_: str):  # noqa: ANN202
+def _light_table(light: dict, output: str, input_: str | None):  # noqa: ANN202
     from rich.table import Table
 
     def num(v: float | None, spec: str = ".3f") -> str:

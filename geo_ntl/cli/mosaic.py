@@ -61,7 +61,7 @@ def mosaic(
     compress,
     creation_options,
 ) -> None:  # noqa: ANN001
-    """Reproject SCENES (files, folders or globs) to one grid and blend them seamlessly.
+    """Reproject SCENES (files, folders, globs or URLs) to one grid and blend them seamlessly.
 
     Overlaps are feathered over --feather pixels, nodata never leaks in, and the
     result is the same bytes for any number of workers. Gaps get the first scene's

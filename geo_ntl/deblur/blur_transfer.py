@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, signal
@@ -103,7 +105,7 @@ def physical_blur_options(rng: np.random.Generator) -> dict:
     return {"psf": psf, "dilation": int(rng.choice(DILATIONS)), **r}
 
 
-def physical_blur(sharp: np.ndarray, *, seed: int, **options: object) -> np.ndarray:
+def physical_blur(sharp: np.ndarray, *, seed: int, **options: Any) -> np.ndarray:
     """Blur a sharp uint8 (3, y, x) image with :func:`geo_ntl.simulate.degrade`.
 
     Parameters
@@ -196,7 +198,7 @@ def style_substitute(sharp: np.ndarray, *, stats: dict, rng: np.random.Generator
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def nightlight_masks(x01: object, *, bright_level: float = BRIGHT_LEVEL) -> object:
+def nightlight_masks(x01: Any, *, bright_level: float = BRIGHT_LEVEL) -> Any:
     """Bright, blooming and background masks of a (N, 3, H, W) torch batch in [0, 1].
 
     Returns a (N, 3, H, W) float tensor whose channels are the three masks.
@@ -212,7 +214,7 @@ def nightlight_masks(x01: object, *, bright_level: float = BRIGHT_LEVEL) -> obje
     return torch.cat([bright, bloom, back], dim=1)
 
 
-def _masked_grams(feats: list, masks: object) -> list:
+def _masked_grams(feats: list, masks: Any) -> list:
     import torch.nn.functional as F
 
     grams = []
@@ -232,7 +234,7 @@ def style_vgg(
     sharp: np.ndarray,
     start: np.ndarray,
     *,
-    vgg16: object,
+    vgg16: Any,
     style_images: list[np.ndarray],
     steps: int = 60,
     lr: float = 0.02,
@@ -344,9 +346,9 @@ def make_pool(
     size: int,
     seed: int,
     stats: dict,
-    vgg16: object | None = None,
+    vgg16: Any = None,
     style_images: list[np.ndarray] | None = None,
-    progress: object | None = None,
+    progress: Callable[[], object] | None = None,
 ) -> PairPool:
     """Make a pool of blur-transfer pairs from procedural cities.
 

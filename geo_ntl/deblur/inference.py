@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geo_ntl import defaults
 from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like, to_dtype
 from geo_ntl.deblur.flux import conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
@@ -55,8 +56,8 @@ __all__ = [
 
 #: Tile edge in pixels (halo excluded). Large, so the halo costs little: an
 #: interior tile computes (2048 + 2 x 100)^2 / 2048^2 = 1.20 x its pixels, a
-#: scene of 2 x 2 tiles 1.10 x, a scene of one tile 1.0 x.
-DEFAULT_TILE = 2048
+#: scene of 2 x 2 tiles 1.10 x, a scene of one tile 1.0 x. (:data:`geo_ntl.defaults.DEBLUR_TILE`)
+DEFAULT_TILE = defaults.DEBLUR_TILE
 #: Halo in pixels on every side of a tile (multiple of 4). The shipped
 #: generator's effective receptive field holds 99 % of its gradient mass within
 #: 96 px (99.9 % within 118 px; theoretical radius 192 px); tiled and whole
@@ -106,7 +107,7 @@ class _Runner:
         *,
         weights: Any,
         device: str,
-        depth: int,
+        halo: int,
         tile: int,
         batch_size: int,
         scale: float,
@@ -116,7 +117,7 @@ class _Runner:
     ) -> None:
         self.weights = weights
         self.device = device
-        self.depth = depth
+        self.halo = halo
         self.tile = tile
         self.batch_size = batch_size
         self.scale = scale
@@ -143,18 +144,18 @@ class _Runner:
             return y.float().cpu().numpy()
 
     def run_rgb(
-        self, rgb: np.ndarray, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self, rgb: np.ndarray, block_halo: tuple[int, int, int, int] = (0, 0, 0, 0)
     ) -> np.ndarray:
-        """Deblur a (3, H, W) float32 block in [0, 1] with ``halo`` px of context around it.
+        """Deblur a (3, H, W) float32 block in [0, 1] with ``block_halo`` px of context around it.
 
-        The block's outer ``halo`` px (top, bottom, left, right) are context from neighbouring
-        blocks. The block's core is cut into windows of ``tile`` px, each run with ``depth`` px of
-        context around it where the block has them (a block side without halo is the
-        scene's edge, which the generator meets with its own padding).
+        The block's outer ``block_halo`` px (top, bottom, left, right) are context from
+        neighbouring blocks. The block's core is cut into windows of ``tile`` px, each run with
+        ``self.halo`` px of context around it where the block has them (a block side without
+        halo is the scene's edge, which the generator meets with its own padding).
         """
-        d, tile = self.depth, self.tile
+        d, tile = self.halo, self.tile
         _, hb, wb = rgb.shape
-        top, bottom, left, right = halo
+        top, bottom, left, right = block_halo
         out = np.zeros_like(rgb)
         groups: dict[tuple[int, int], list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
         for y0 in range(top, max(hb - bottom, top + 1), tile):
@@ -206,14 +207,14 @@ def _conserve_tiled(
         coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
     )
     carrier = like(carrier, scene, nodata=nodata, attrs=False)
-    depth = flux_halo()
+    halo = flux_halo()
     projector = _FluxProjector(
-        bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, depth=depth
+        bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, halo=halo
     )
     out = apply_tiled(
         carrier,
         projector,
-        halo=depth,
+        halo=halo,
         dtype=dtype,
         bands_out=bands,
         name="flux",
@@ -232,16 +233,16 @@ class _FluxProjector:
         full_scale: float,
         nodata: float | None,
         out_dtype: np.dtype,
-        depth: int,
+        halo: int,
     ) -> None:
         self.bands = bands
         self.full_scale = full_scale
         self.nodata = nodata
         self.out_dtype = np.dtype(out_dtype)
-        self.depth = depth
+        self.halo = halo
 
     def __call__(self, block: np.ndarray, placement: TilePlacement | None = None) -> np.ndarray:
-        """Project one block; without ``placement`` it is a whole scene padded by ``depth``."""
+        """Project one block; without ``placement`` it is a whole scene padded by ``halo``."""
         scene = block[: self.bands].astype(np.float32)
         restored = block[self.bands :].astype(np.float32)
         bad = invalid_pixels(block[: self.bands], self.nodata, nonfinite=True)
@@ -253,7 +254,7 @@ class _FluxProjector:
             # Rounding to the nearest integer would lose or add the smooth fractional part of
             # the projection everywhere (13 % of a dim scene's light, measured); an ordered
             # dither anchored on the scene's pixel grid rounds without bias and tile-exactly.
-            origin = placement.origin if placement is not None else (-self.depth, -self.depth)
+            origin = placement.origin if placement is not None else (-self.halo, -self.halo)
             out = np.floor(out + ordered_dither(out.shape[1:], origin))
         else:
             out = np.maximum(out, 0.0)
@@ -263,14 +264,19 @@ class _FluxProjector:
 def _check_options(tile: int, halo: int | None, batch_size: int | None) -> int:
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % _MULT:
         raise ParameterError(f"tile must be a multiple of 4 and >= 16 pixels, got {tile!r}")
-    depth = DEFAULT_HALO if halo is None else halo
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0 or depth % _MULT:
+    resolved = DEFAULT_HALO if halo is None else halo
+    if (
+        isinstance(resolved, bool)
+        or not isinstance(resolved, int)
+        or resolved < 0
+        or resolved % _MULT
+    ):
         raise TilingError(f"halo must be a non-negative multiple of 4 pixels, got {halo!r}")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return depth
+    return resolved
 
 
 def deblur_array(
@@ -342,7 +348,7 @@ def deblur_array(
         raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
     _check_bands(arr.shape[0])
     check_dtype(arr.dtype)
-    depth = _check_options(tile or DEFAULT_TILE, halo, batch_size)
+    halo = _check_options(tile or DEFAULT_TILE, halo, batch_size)
     dev = str(resolve_device(device))
     batch_size = batch_size or (DEFAULT_BATCH_SIZE if dev.startswith("cuda") else 1)
     sc = float(scale) if scale is not None else _scale_for(arr.dtype, arr, nodata)
@@ -350,7 +356,7 @@ def deblur_array(
     runner = _Runner(
         weights=weights,
         device=dev,
-        depth=depth,
+        halo=halo,
         tile=tile or max(h, w) + _MULT,
         batch_size=batch_size,
         scale=sc,
@@ -358,14 +364,15 @@ def deblur_array(
         bands=arr.shape[0],
         out_dtype=arr.dtype,
     )
-    out = apply_whole(arr, runner, halo=depth, boundary="none")
+    out = apply_whole(arr, runner, halo=halo, boundary="none")
     if conserve:
-        depth = flux_halo()
+        projector_halo = flux_halo()
         projector = _FluxProjector(
-            bands=arr.shape[0], full_scale=sc, nodata=nodata, out_dtype=arr.dtype, depth=depth
-        )
+            bands=arr.shape[0], full_scale=sc, nodata=nodata, out_dtype=arr.dtype,
+            halo=projector_halo,
+        )  # fmt: skip
         stacked = np.concatenate([arr, out.astype(arr.dtype)])
-        out = apply_whole(stacked, projector, halo=depth, bands_out=arr.shape[0])
+        out = apply_whole(stacked, projector, halo=projector_halo, bands_out=arr.shape[0])
     return out[0] if squeeze else out
 
 
@@ -456,7 +463,7 @@ def deblur(
     from geo_ntl.deblur.weights import get_model
     from geo_ntl.tiling import apply_tiled
 
-    depth = _check_options(tile, halo, batch_size)
+    halo = _check_options(tile, halo, batch_size)
     da3, squeeze = as_band_yx(da)
     _check_bands(da3.shape[0])
     dtype = check_dtype(da3.dtype)
@@ -475,7 +482,7 @@ def deblur(
     runner = _Runner(
         weights=weights,
         device=dev,
-        depth=depth,
+        halo=halo,
         tile=tile,
         batch_size=batch_size,
         scale=sc,
@@ -486,7 +493,7 @@ def deblur(
     out = apply_tiled(
         carrier,
         runner,
-        halo=depth,
+        halo=halo,
         dtype=dtype,
         name="deblur",
         placement=True,

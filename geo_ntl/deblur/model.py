@@ -21,6 +21,8 @@ import it.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -362,7 +364,8 @@ def receptive_field(
             x = torch.where(spots, torch.ones_like(x) * 0.9, x).requires_grad_(True)
             y = model(x)
             y[0, :, c, c].sum().backward()
-            total += x.grad.detach().abs().sum(dim=(0, 1)).double()
+            grad = cast(torch.Tensor, x.grad)  # set: x requires grad and y depends on it
+            total += grad.detach().abs().sum(dim=(0, 1)).double()
     finally:
         model.train(was_training)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")

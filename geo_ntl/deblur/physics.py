@@ -66,6 +66,7 @@ import numpy as np
 import xarray as xr
 from scipy import fft, ndimage
 
+from geo_ntl import defaults
 from geo_ntl._raster import as_band_yx, cast, check_dtype, invalid_pixels, like
 from geo_ntl.exceptions import DimensionError, ParameterError
 
@@ -87,8 +88,9 @@ DEFAULT_ITERATIONS = 25
 #: on simulated cities damping 1 changed PSNR by < 0.01 dB and doubled the per-cell flux
 #: error (0.6-1.1 % -> 1.3-1.4 % median), as it breaks RL's exact flux conservation.
 DEFAULT_DAMPING = 0.0
-#: Tile edge (px, halo excluded) of :func:`deconvolve`.
-DEFAULT_TILE = 1024
+#: Tile edge (px, halo excluded) of :func:`deconvolve`: the deblur stage's, whichever method
+#: (:data:`geo_ntl.defaults.DEBLUR_TILE`).
+DEFAULT_TILE = defaults.DEBLUR_TILE
 #: Pedestal (noise sigmas) the black level is moved to.
 PEDESTAL_SIGMAS = 3.0
 _SAMPLE_PIXELS = 1_000_000  # pixels of the decimated copy for the black level
@@ -395,7 +397,7 @@ def deconvolve(
         Residuals within this many noise sigmas damp the update; 0 is plain RL.
     saturation : float, optional
         Clip level (default 255 for uint8, none otherwise).
-    tile : int, default 1024
+    tile : int, default DEFAULT_TILE (2048)
         Tile edge in pixels (halo excluded). Memory is about
         ``60 x (tile + 2 halo + 4 r)^2`` bytes per tile and band in flight.
     halo : int, optional

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -152,11 +153,11 @@ def measure_blooming_stats(image: np.ndarray) -> dict:
             for sl, n_px in zip(box, intensity.shape, strict=True)
         )
         sel, dk, ik, lk = owner[win] == k, np.rint(dist[win]), intensity[win], labels[win]
-        vals = []
+        means: list[float] = []
         for d in d_img:
             m = sel & (dk == d) if d > 0 else lk == k
-            vals.append(float(ik[m].mean()) if m.any() else np.nan)
-        vals = np.asarray(vals)
+            means.append(float(ik[m].mean()) if m.any() else np.nan)
+        vals = np.asarray(means)
         core = vals[0]
         if not np.isfinite(core) or core - bg < 0.2:
             continue
@@ -185,7 +186,7 @@ def measure_blooming_stats(image: np.ndarray) -> dict:
     }
 
 
-def measure_images(paths: list[str | os.PathLike[str]]) -> dict:
+def measure_images(paths: Sequence[str | os.PathLike[str]]) -> dict:
     """Measure several real blurred images (files or folders) and average the statistics.
 
     Parameters

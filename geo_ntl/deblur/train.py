@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from geo_ntl import defaults
 from geo_ntl.deblur import losses
 from geo_ntl.deblur.blur_transfer import PairPool, make_pool, sample_batch
 from geo_ntl.deblur.model import Discriminator, Generator
@@ -76,11 +77,11 @@ POOL_NAME = "pool.npz"
 CONFIG_NAME = "config.json"
 #: Batches used to re-estimate the running statistics before freezing them.
 CALIBRATION_BATCHES = 32
-#: Defaults of the command line.
-DEFAULT_STEPS = 2000
-DEFAULT_CROP = 128
-DEFAULT_BATCH = 4
-DEFAULT_LR = 1e-3
+#: Defaults of :class:`TrainConfig` that the command line shows too (from :mod:`geo_ntl.defaults`).
+DEFAULT_STEPS = defaults.TRAIN_STEPS
+DEFAULT_CROP = defaults.TRAIN_CROP
+DEFAULT_BATCH = defaults.TRAIN_BATCH
+DEFAULT_LR = defaults.TRAIN_LR
 DEFAULT_BETA1 = 0.5
 
 
@@ -91,7 +92,7 @@ class TrainConfig:
     steps: int = DEFAULT_STEPS
     crop: int = DEFAULT_CROP
     batch: int = DEFAULT_BATCH
-    seed: int = 0
+    seed: int = defaults.TRAIN_SEED
     lr: float = DEFAULT_LR
     beta1: float = DEFAULT_BETA1
     n_critic: int = losses.N_CRITIC
@@ -99,16 +100,16 @@ class TrainConfig:
     content_weight: float = losses.CONTENT_WEIGHT
     hsi_weight: float = losses.HSI_WEIGHT
     adv_weight: float = 1.0
-    flux_weight: float = 0.0
-    lamp_weight: float = 0.0
+    flux_weight: float = defaults.TRAIN_FLUX_WEIGHT
+    lamp_weight: float = defaults.TRAIN_LAMP_WEIGHT
     #: Train through the flux projection of inference (geo_ntl.deblur.flux): the loss sees the
     #: output geo-ntl deblur writes, so the network is not taught to fight the projection.
     project_flux: bool = False
-    adv_start: int = 0
-    norm_freeze: float = 0.3
-    n_cities: int = 48
-    city_size: int = 256
-    checkpoint_every: int = 100
+    adv_start: int = defaults.TRAIN_ADV_START
+    norm_freeze: float = defaults.TRAIN_NORM_FREEZE
+    n_cities: int = defaults.TRAIN_N_CITIES
+    city_size: int = defaults.TRAIN_CITY_SIZE
+    checkpoint_every: int = defaults.TRAIN_CHECKPOINT_EVERY
     vgg_weights: str | None = None
     #: Folder of real blurred night images: their blooming statistics replace the shipped
     #: ones, and with a VGG-16 file they are the style images. None: the statistics shipped
@@ -190,8 +191,8 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return rng.bit_generator.state  # type: ignore[return-value]  # a dict (numpy's stubs: Mapping)
 
 
 def _load_stats(cfg: TrainConfig) -> dict:
@@ -305,6 +306,9 @@ def train(
 
 #: Files a training run writes into its folder.
 RUN_FILES = (CONFIG_NAME, POOL_NAME, CHECKPOINT_NAME, LOG_NAME, GENERATOR_NAME)
+#: Parameters the messages name (``options`` of GeoNTLError: the CLI shows them as flags).
+_OUT_DIR = {"`out_dir`": "out_dir"}
+_RESUME = {"resume=True": "resume"}
 #: Options a resumed run may change: only how often it saves (and ``steps``, which may rise).
 RESUME_MUTABLE = ("steps", "checkpoint_every")
 
@@ -358,7 +362,8 @@ def read_run_config(out_dir: str | os.PathLike[str]) -> TrainConfig:
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise InputError(
             f"{path} is corrupt or not a geo_ntl training configuration ({exc}); "
-            "start a new run with another --out-dir"
+            "start a new run with another `out_dir`",
+            options=_OUT_DIR,
         ) from exc
 
 
@@ -375,14 +380,16 @@ def _check_resumed_config(given: TrainConfig, stored: TrainConfig, out: Path) ->
             f"a resumed run keeps the configuration stored in {out / CONFIG_NAME}, but "
             + "; ".join(changed)
             + "; drop those options (steps may only be raised) or start a new run with "
-            "another --out-dir"
+            "another `out_dir`",
+            options=_OUT_DIR,
         )
 
 
 def _corrupt(path: Path, exc: BaseException, what: str) -> InputError:
     return InputError(
         f"{path} is corrupt or not a geo_ntl {what} ({type(exc).__name__}: {exc}); "
-        "start a new run with another --out-dir"
+        "start a new run with another `out_dir`",
+        options=_OUT_DIR,
     )
 
 
@@ -420,12 +427,16 @@ def _run_config(out: Path, config: TrainConfig | None, resume: bool) -> TrainCon
     if not resume:
         if ckpt_path.exists():
             raise OutputExistsError(
-                f"{out} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
-                "continue it or choose another --out-dir"
+                f"{out} already holds a training run ({CHECKPOINT_NAME}); pass resume=True to "
+                "continue it or choose another `out_dir`",
+                options={**_RESUME, **_OUT_DIR},
             )
         return config or TrainConfig()
     if not ckpt_path.is_file():
-        raise InputError(f"--resume given but {ckpt_path} does not exist; start without --resume")
+        raise InputError(
+            f"resume=True given but {ckpt_path} does not exist; start without resume=True",
+            options=_RESUME,
+        )
     stored = read_run_config(out)
     if config is None:
         return stored

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geo_ntl import defaults
 from geo_ntl._raster import as_band_yx, check_dtype, from_float, invalid_pixels, like
 from geo_ntl.enhance.core import enhance_block, halo_depth
 from geo_ntl.enhance.params import ASMParams
@@ -44,8 +45,8 @@ from geo_ntl.tiling import TilePlacement
 
 __all__ = ["enhance", "enhance_array"]
 
-#: Default tile edge (pixels, halo excluded) of :func:`enhance`.
-DEFAULT_TILE = 1024
+#: Default tile edge (pixels, halo excluded) of :func:`enhance` (:data:`geo_ntl.defaults.ENHANCE_TILE`).
+DEFAULT_TILE = defaults.ENHANCE_TILE
 #: Most bands the enhancer accepts.
 MAX_BANDS = 4
 
@@ -159,6 +160,7 @@ def enhance_array(
     x = _to_float(arr, nodata)
     stats = global_stats if global_stats is not None else _global(x, arr.dtype, prm, dev)
     y = enhance_block(x, origin=origin, stats=stats, params=prm, device=dev)
+    nodata_out: float | None
     if nodata is None and out_dtype.kind == "f":
         nodata_out = np.nan
     else:
@@ -254,14 +256,12 @@ def enhance(
     # masking to the enhancer (NaN inside, nodata_out outside).
     spatial = {k: v for k, v in da3.coords.items() if "band" not in v.dims}
     carrier = like(xr.DataArray(data, dims=da3.dims, coords=spatial), da3, nodata=None, attrs=False)
-    depth = halo_depth(prm) if halo is None else halo
-    func = _TileFunction(
-        bands=bands, depth=depth, stats=stats, params=prm, device=dev, nodata=nodata
-    )
+    halo = halo_depth(prm) if halo is None else halo
+    func = _TileFunction(bands=bands, halo=halo, stats=stats, params=prm, device=dev, nodata=nodata)
     enhanced = apply_tiled(
         carrier,
         func,
-        halo=depth,
+        halo=halo,
         dtype=np.float32,
         bands_out=bands,
         name="enhance",
@@ -283,21 +283,21 @@ class _TileFunction:
         self,
         *,
         bands: int,
-        depth: int,
+        halo: int,
         stats: GlobalStats,
         params: ASMParams,
         device,
         nodata: float | None,
     ) -> None:
         self.bands = bands
-        self.depth = depth
+        self.halo = halo
         self.stats = stats
         self.params = params
         self.device = device
         self.nodata = nodata
 
     def __call__(self, block: np.ndarray, placement: TilePlacement) -> np.ndarray:
-        d = self.depth
+        d = self.halo
         hb, wb = block.shape[1:]
         oy, ox = placement.origin
         height, width = self.stats.shape

@@ -120,7 +120,9 @@ def _solver_window(
     return y0, y1, x0, x1
 
 
-def _pieces(region: tuple[int, int, int, int], piece: int | None) -> list[tuple[int, ...]]:
+def _pieces(
+    region: tuple[int, int, int, int], piece: int | None
+) -> list[tuple[int, int, int, int]]:
     """Split ``region`` (row0, row1, col0, col1) into pieces of at most ``piece`` pixels a side."""
     ry0, ry1, rx0, rx1 = region
     if piece is None:

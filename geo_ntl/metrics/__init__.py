@@ -100,8 +100,8 @@ def evaluate(
     if low_light is not None:
         result["loe"] = _safe(loe, output, low_light, data_range=data_range)
     if reference is not None:
-        for name, fn in FULL_REFERENCE.items():
-            result[name] = _safe(fn, output, reference, data_range=data_range)
+        for name, full_fn in FULL_REFERENCE.items():
+            result[name] = _safe(full_fn, output, reference, data_range=data_range)
     return result
 
 

@@ -113,7 +113,7 @@ def piqe(image: np.ndarray, *, data_range: float | None = None) -> float:
     z = _mscn(g)
 
     ny, nx = z.shape[0] // PIQE_BLOCK, z.shape[1] // PIQE_BLOCK
-    blocks = z.reshape(ny, PIQE_BLOCK, nx, PIQE_BLOCK).transpose(0, 2, 1, 3)
+    blocks: np.ndarray = z.reshape(ny, PIQE_BLOCK, nx, PIQE_BLOCK).transpose(0, 2, 1, 3)
     blocks = blocks.reshape(-1, PIQE_BLOCK, PIQE_BLOCK)
     var = blocks.reshape(len(blocks), -1).var(axis=1, ddof=1)
     active = var > PIQE_ACTIVITY_THRESHOLD

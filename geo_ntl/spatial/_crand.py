@@ -180,11 +180,8 @@ def local_pvalues(
     if HAVE_NUMBA:
         import numba
 
-        threads = (
-            numba.config.NUMBA_NUM_THREADS
-            if n_jobs == -1
-            else max(1, min(n_jobs, numba.config.NUMBA_NUM_THREADS))
-        )
+        most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+        threads = most if n_jobs == -1 else max(1, min(n_jobs, most))
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:

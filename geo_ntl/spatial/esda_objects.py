@@ -76,11 +76,11 @@ def to_esda(result: ClusterResult) -> EsdaResults:
         else:
             global_objects[key] = esda_moran_bv(values(str(stat.x)), values(stat.y), graph, **opts)
     local_objects: dict[str, Any] = {}
-    for key, stat in result.local_stats.items():
+    for key, local in result.local_stats.items():
         focal, lagged = result.local_variables[key]
         x, y = (None, values(focal)) if lagged is None else (values(focal), values(lagged))
-        obj = esda_moran_local(x, y, graph, permutations=0, seed=stat.seed)
-        obj.p_sim = np.array(stat.p_sim, dtype=np.float64)
+        obj = esda_moran_local(x, y, graph, permutations=0, seed=local.seed)
+        obj.p_sim = np.array(local.p_sim, dtype=np.float64)
         local_objects[key] = obj
     return EsdaResults(
         global_stats=global_objects, local_stats=local_objects, cells=cells, weights=graph

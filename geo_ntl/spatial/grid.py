@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from affine import Affine
 
+from geo_ntl import defaults
 from geo_ntl.exceptions import InputError, ParameterError
 
 __all__ = [
@@ -28,8 +29,8 @@ __all__ = [
     "raster_frame",
 ]
 
-#: Default cell size in metres (the issue's ``--cell-size 50``).
-DEFAULT_CELL_SIZE = 50.0
+#: Default cell size in metres (:data:`geo_ntl.defaults.CLUSTER_CELL_SIZE`).
+DEFAULT_CELL_SIZE = defaults.CLUSTER_CELL_SIZE
 #: Cells that keep less than this fraction of a full cell's area are dropped.
 DEFAULT_MIN_COVERAGE = 0.5
 #: Fewest cells a grid may have; Moran's I is meaningless on fewer.
@@ -294,12 +295,14 @@ def _check_cell_size(frame: RasterFrame, cell_size: float) -> None:
     if not math.isfinite(cell_size) or cell_size <= 0:
         raise ParameterError(
             f"cell size must be a finite, positive number of metres, got {cell_size}; "
-            f"e.g. --cell-size {DEFAULT_CELL_SIZE:g}"
+            f"e.g. cell_size={DEFAULT_CELL_SIZE:g}",
+            options={f"cell_size={DEFAULT_CELL_SIZE:g}": "cell_size"},
         )
     if cell_size < max(res_x, res_y):
         raise ParameterError(
             f"cell size {cell_size} m is smaller than a pixel ({max(res_x, res_y):g} m); "
-            f"use --cell-size {math.ceil(max(res_x, res_y))} or more"
+            f"use cell_size={math.ceil(max(res_x, res_y))} or more",
+            options={f"cell_size={math.ceil(max(res_x, res_y))}": "cell_size"},
         )
     if min(width_m, height_m) < 3 * max(res_x, res_y):
         raise ParameterError(
@@ -442,7 +445,8 @@ def _clipped_cells(
             f"only {int(keep.sum())} cells of {lattice.cell_size} m fit the scene"
             f"{'' if aoi_geom is None else ' and AOI'} "
             f"({frame.width * res_x:.0f} x {frame.height * res_y:.0f} m); "
-            f"at least {MIN_CELLS} are needed: use a smaller --cell-size"
+            f"at least {MIN_CELLS} are needed: use a smaller `cell_size`",
+            options={"`cell_size`": "cell_size"},
         )
     return _KeptCells(
         rows=rows[keep],

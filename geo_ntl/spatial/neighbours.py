@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from geo_ntl import defaults
 from geo_ntl.exceptions import InputError, ParameterError
 from geo_ntl.spatial.grid import Grid
 
@@ -29,7 +30,7 @@ __all__ = [
 
 WeightsMethod = Literal["queen", "rook", "knn", "distance"]
 #: Default number of neighbours for ``method="knn"``.
-DEFAULT_K = 8
+DEFAULT_K = defaults.CLUSTER_K
 #: Default distance band, in cell sizes (1.5: the 8 queen neighbours of a square, 6 of a hexagon).
 DISTANCE_FACTOR = 1.5
 
@@ -202,7 +203,8 @@ def build_weights(
     if has_neighbour.sum() < 3:
         raise InputError(
             f"only {int(has_neighbour.sum())} cells have neighbours with {method} weights; "
-            "use a smaller cell size, a larger --distance or --k, or knn weights"
+            "use a smaller cell size, a larger `distance` or `k`, or knn weights",
+            options={"`distance`": "distance", "`k`": "k"},
         )
     if islands.size:
         remap = np.full(n, -1, dtype=np.int64)

@@ -7,6 +7,7 @@ pyplot's global figure list.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +175,11 @@ def plot_moran_scatter(result: ClusterResult, key: str, *, ax: Any = None) -> An
 
 
 def write_figures(
-    result: ClusterResult, directory: str | Path, *, overwrite: bool = False, dpi: int = _DPI
+    result: ClusterResult,
+    directory: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    dpi: int = _DPI,
 ) -> list[Path]:
     """Write a LISA map and a Moran scatterplot per local test as PNG files.
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from geo_ntl import defaults
 from geo_ntl.exceptions import InputError, ParameterError
 
 __all__ = [
@@ -35,10 +36,10 @@ __all__ = [
     "local_moran_bv",
 ]
 
-#: Default number of permutations (esda's).
-PERMUTATIONS = 999
+#: Default number of permutations (esda's; :data:`geo_ntl.defaults.CLUSTER_PERMUTATIONS`).
+PERMUTATIONS = defaults.CLUSTER_PERMUTATIONS
 #: Default significance level of the LISA labels.
-DEFAULT_ALPHA = 0.05
+DEFAULT_ALPHA = defaults.CLUSTER_ALPHA
 #: esda quadrant code -> label (value of the focal variable, then of the neighbours' lag).
 QUADRANT_LABELS = {1: "HH", 2: "LH", 3: "LL", 4: "HL"}
 #: Label of cells whose pseudo p-value is not below the threshold.
@@ -233,7 +234,7 @@ def global_moran(
     >>> g = Graph.from_W(lat2W(5, 5))
     >>> y = np.arange(25.0)
     >>> round(global_moran(y, g, permutations=99).I, 3)
-    0.889
+    0.84
     """
     graph = _as_graph(weights)
     arr = _check_variable(y, graph.n, name)

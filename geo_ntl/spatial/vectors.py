@@ -138,7 +138,7 @@ def read_vector(
     gdf = gdf.to_crs(crs)
     geoms = np.asarray(gdf.geometry.array, dtype=object)
     missing = np.array([g is None or g.is_empty for g in geoms])
-    invalid = ~missing & ~shapely.is_valid(np.where(missing, None, geoms))
+    invalid = ~missing & ~shapely.is_valid(np.where(missing, None, geoms))  # type: ignore[call-overload]
     geoms = geoms.copy()
     if invalid.any():
         geoms[invalid] = shapely.make_valid(geoms[invalid].astype(object))
