@@ -699,19 +699,67 @@ def write_cog(
         raise MissingCRSError("the array has no CRS; call da.rio.write_crs(...) before writing")
     out_dtype = check_dtype(dtype if dtype is not None else da.dtype)
     nodata = da.rio.nodata if nodata is None else nodata
-    data = da.data
-    if not isinstance(data, dsa.Array):
-        data = dsa.from_array(np.asarray(data), chunks=(-1, DEFAULT_CHUNKS, DEFAULT_CHUNKS))
+    data = _with_mask_plane(_as_dask(da.data), out_dtype, nodata, mask)
+    count = data.shape[0] - (mask is not None)
+    shape = (count, *data.shape[1:])  # the image bands, without the mask plane
+    profile = _staging_profile(da, shape, out_dtype, crs=crs, nodata=nodata, blocksize=blocksize)
+    with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
+        staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
+        try:
+            _write_staging(
+                staging,
+                data,
+                profile,
+                tags=_provenance_tags(stage, params, tags),
+                attrs=da.attrs,
+                mask_count=count if mask is not None else None,
+            )
+            with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
+                _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
+                rasterio.shutil.copy(
+                    staging,
+                    tmp_cog,
+                    driver="COG",
+                    **{**cog_options, "OVERVIEWS": "FORCE_USE_EXISTING"},
+                )
+        finally:
+            staging.unlink(missing_ok=True)
+    return Path(path)
+
+
+def _as_dask(data: Any) -> dsa.Array:
+    """Return the pixels as a dask array (an in-memory array gets the default chunks)."""
+    if isinstance(data, dsa.Array):
+        return data
+    return dsa.from_array(np.asarray(data), chunks=(-1, DEFAULT_CHUNKS, DEFAULT_CHUNKS))
+
+
+def _with_mask_plane(
+    data: dsa.Array, out_dtype: np.dtype, nodata: float | None, mask: Any | None
+) -> dsa.Array:
+    """Cast to the output dtype; a mask travels as one more plane (the writers split it off)."""
     data = cast(data, out_dtype, nodata)
-    count, height, width = data.shape
-    if mask is not None:
-        # The mask travels as one more plane of each block; the writers split it off.
-        mask = getattr(mask, "data", mask)
-        if not isinstance(mask, dsa.Array):
-            mask = dsa.from_array(np.asarray(mask), chunks=data.chunks[1:])
-        plane = dsa.where(mask.rechunk(data.chunks[1:]), 255, 0).astype(out_dtype)[None]
-        data = dsa.concatenate([data, plane], axis=0).rechunk({0: -1})
-    profile = {
+    if mask is None:
+        return data
+    mask = getattr(mask, "data", mask)
+    if not isinstance(mask, dsa.Array):
+        mask = dsa.from_array(np.asarray(mask), chunks=data.chunks[1:])
+    plane = dsa.where(mask.rechunk(data.chunks[1:]), 255, 0).astype(out_dtype)[None]
+    return dsa.concatenate([data, plane], axis=0).rechunk({0: -1})
+
+
+def _staging_profile(
+    da: xr.DataArray,
+    shape: tuple[int, ...],
+    out_dtype: np.dtype,
+    *,
+    crs: Any,
+    nodata: float | None,
+    blocksize: int,
+) -> dict[str, Any]:
+    """Rasterio profile of the uncompressed, tiled staging GeoTIFF the COG is copied from."""
+    count, height, width = shape
+    return {
         "driver": "GTiff",
         "width": width,
         "height": height,
@@ -729,48 +777,50 @@ def write_cog(
         # pixel interleaving in Python or GDAL; the COG driver interleaves once, as it encodes
         "interleave": "band",
     }
-    descriptions = da.attrs.get("long_name")
+
+
+def _write_staging(
+    staging: Path,
+    data: dsa.Array,
+    profile: dict[str, Any],
+    *,
+    tags: dict[str, str],
+    attrs: dict[str, Any],
+    mask_count: int | None,
+) -> None:
+    """Write the pixels (and the mask plane) into the staging file, here or on the cluster's workers.
+
+    ``mask_count``: the number of image bands (``profile["count"]``) when ``data`` carries a
+    mask plane after them, else None.
+    """
+    count = profile["count"]
+    client = _active_client()
+    if client is not None:
+        profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
+    descriptions = attrs.get("long_name")
     if isinstance(descriptions, str):
         descriptions = (descriptions,) * count if count == 1 else None
-    scales, offsets = da.attrs.get("scale_factor"), da.attrs.get("add_offset")
-
-    with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
-        staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
-        try:
-            client = _active_client()
-            if client is not None:
-                profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
-            gdal_env = _gdal_env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True)
-            with gdal_env, rasterio.open(staging, "w", **profile) as dst:
-                if mask is not None:
-                    dst.write_mask(np.full((1, 1), 255, np.uint8), window=Window(0, 0, 1, 1))
-                dst.update_tags(**_provenance_tags(stage, params, tags))
-                if descriptions is not None and len(descriptions) == count:
-                    for index, text in enumerate(descriptions, start=1):
-                        dst.set_band_description(index, str(text))
-                if scales is not None:
-                    dst.scales = tuple(np.broadcast_to(scales, (count,)).tolist())
-                if offsets is not None:
-                    dst.offsets = tuple(np.broadcast_to(offsets, (count,)).tolist())
-                if client is None:
-                    writer = _WindowWriter(dst, count if mask is not None else None)
-                    try:
-                        dsa.store(data, writer, lock=False)  # type: ignore[arg-type]
-                    finally:
-                        writer.close()
-            if client is not None:
-                _store_distributed(data, staging, count if mask is not None else None)
-            with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
-                _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
-                rasterio.shutil.copy(
-                    staging,
-                    tmp_cog,
-                    driver="COG",
-                    **{**cog_options, "OVERVIEWS": "FORCE_USE_EXISTING"},
-                )
-        finally:
-            staging.unlink(missing_ok=True)
-    return Path(path)
+    scales, offsets = attrs.get("scale_factor"), attrs.get("add_offset")
+    gdal_env = _gdal_env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True)
+    with gdal_env, rasterio.open(staging, "w", **profile) as dst:
+        if mask_count is not None:
+            dst.write_mask(np.full((1, 1), 255, np.uint8), window=Window(0, 0, 1, 1))
+        dst.update_tags(**tags)
+        if descriptions is not None and len(descriptions) == count:
+            for index, text in enumerate(descriptions, start=1):
+                dst.set_band_description(index, str(text))
+        if scales is not None:
+            dst.scales = tuple(np.broadcast_to(scales, (count,)).tolist())
+        if offsets is not None:
+            dst.offsets = tuple(np.broadcast_to(offsets, (count,)).tolist())
+        if client is None:
+            writer = _WindowWriter(dst, mask_count)
+            try:
+                dsa.store(data, writer, lock=False)  # type: ignore[arg-type]
+            finally:
+                writer.close()
+    if client is not None:
+        _store_distributed(data, staging, mask_count)
 
 
 def scene_info(path: PathLike) -> dict[str, Any]:
