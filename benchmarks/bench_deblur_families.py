@@ -30,6 +30,7 @@ in the linear truth, the input and the output.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import math
@@ -138,10 +139,10 @@ def estimate_psf_from_lamps(
     return psf / psf.sum()
 
 
-def _gan(degraded: np.ndarray) -> np.ndarray:
+def _gan(degraded: np.ndarray, weights: str | None = None) -> np.ndarray:
     from geo_ntl.deblur import deblur_array
 
-    return deblur_array(degraded, device="cpu")
+    return deblur_array(degraded, device="cpu", weights=weights)
 
 
 def _physics_true(degraded: np.ndarray, *, meta: dict) -> np.ndarray | None:
@@ -483,12 +484,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--md", default=None, help="write the markdown table here")
     ap.add_argument("--png-dir", default=None)
+    ap.add_argument(
+        "--candidate",
+        default=None,
+        metavar="WEIGHTS",
+        help="also judge these GAN weights (method 'candidate', flux projection on), e.g. a run's "
+        "generator.pt, side by side with the shipped ones",
+    )
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     known = default_methods()
+    if args.candidate:
+        known["candidate"] = functools.partial(_gan, weights=args.candidate)
     names = args.methods.split(",") if args.methods else list(known)
+    if args.candidate and "candidate" not in names:
+        names.append("candidate")
     unknown = [n for n in names if n not in known]
     if unknown:
         ap.error(f"unknown methods {unknown}; known: {', '.join(known)}")
