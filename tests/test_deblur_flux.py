@@ -188,4 +188,6 @@ def test_train__project_flux_trains_through_the_projection(tmp_path, monkeypatch
     assert calls and all(shape[1] == 3 for shape in calls)  # critic batch and generator update
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["project_flux"] is True
+    record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert record["raw_l1"] > 0  # the raw output is anchored too
     assert torch.is_tensor(real(torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96)))

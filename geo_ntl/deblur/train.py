@@ -103,7 +103,9 @@ class TrainConfig:
     flux_weight: float = defaults.TRAIN_FLUX_WEIGHT
     lamp_weight: float = defaults.TRAIN_LAMP_WEIGHT
     #: Train through the flux projection of inference (geo_ntl.deblur.flux): the loss sees the
-    #: output geo-ntl deblur writes, so the network is not taught to fight the projection.
+    #: output geo-ntl deblur writes, so the network is not taught to fight the projection; an
+    #: L1 on the raw output (weight content_weight) keeps the part the projection removes near
+    #: the truth too.
     project_flux: bool = False
     adv_start: int = defaults.TRAIN_ADV_START
     norm_freeze: float = defaults.TRAIN_NORM_FREEZE
@@ -640,14 +642,18 @@ def _prepare_step(
     return frozen
 
 
+def _project(cfg: TrainConfig, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Return ``pred`` projected as at inference with ``project_flux``, else unchanged."""
+    if not cfg.project_flux:
+        return pred
+    from geo_ntl.deblur.flux import conserve_flux_torch
+
+    return conserve_flux_torch(x, pred)
+
+
 def _generate(run: _Run, cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
     """Return the generator's output for ``x``, projected as at inference with ``project_flux``."""
-    pred = run.gen(x)
-    if cfg.project_flux:
-        from geo_ntl.deblur.flux import conserve_flux_torch
-
-        pred = conserve_flux_torch(x, pred)
-    return pred
+    return _project(cfg, x, run.gen(x))
 
 
 def _critic_updates(
@@ -672,7 +678,8 @@ def _generator_update(
 ) -> dict[str, torch.Tensor]:
     """One generator update; return its loss terms (``g_loss`` their weighted sum)."""
     run.opt_g.zero_grad(set_to_none=True)
-    pred = _generate(run, cfg, x)
+    raw = run.gen(x)
+    pred = _project(cfg, x, raw)
     zero = pred.new_zeros(())
     terms = {
         "l1": (pred - y).abs().mean(),
@@ -681,6 +688,9 @@ def _generator_update(
         "adv": losses.generator_adversarial_loss(run.critic, pred) if use_adv else zero,
         "flux": losses.flux_loss(pred, y) if cfg.flux_weight > 0 else zero,
         "lamp": losses.lamp_loss(pred, y) if cfg.lamp_weight > 0 else zero,
+        # The projection removes the low-pass of the correction, so the loss on its output alone
+        # leaves that part free: an L1 on the raw output keeps it near the truth too.
+        "raw_l1": (raw - y).abs().mean() if cfg.project_flux else zero,
     }
     g_loss = (
         cfg.adv_weight * terms["adv"]
@@ -688,6 +698,7 @@ def _generator_update(
         + cfg.hsi_weight * terms["hsi"]
         + cfg.flux_weight * terms["flux"]
         + cfg.lamp_weight * terms["lamp"]
+        + cfg.content_weight * terms["raw_l1"]
     )
     g_loss.backward()
     run.opt_g.step()
@@ -717,7 +728,7 @@ def _train_step(
 
 
 #: Generator loss terms in the order of a log record.
-_LOGGED_TERMS = ("g_loss", "adv", "l1", "perceptual", "hsi", "flux", "lamp")
+_LOGGED_TERMS = ("g_loss", "adv", "l1", "perceptual", "hsi", "flux", "lamp", "raw_l1")
 
 
 def _export_generator(
