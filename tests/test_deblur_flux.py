@@ -183,11 +183,11 @@ def test_train__project_flux_trains_through_the_projection(tmp_path, monkeypatch
         return real(scene, restored, **kwargs)
 
     monkeypatch.setattr(flux, "conserve_flux_torch", spy)
-    cfg = _tiny_run_config(train_mod, steps=1, n_critic=1, project_flux=True)
+    cfg = _tiny_run_config(train_mod, steps=3, n_critic=1, project_flux=True)
     train_mod.train(tmp_path / "run", config=cfg, device="cpu", progress=False)
     assert calls and all(shape[1] == 3 for shape in calls)  # critic batch and generator update
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["project_flux"] is True
-    record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
-    assert record["raw_l1"] > 0  # the raw output is anchored too
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r["raw_l1"] > 0 for r in log)  # the raw output is anchored too (a black pair gives 0)
     assert torch.is_tensor(real(torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96)))
