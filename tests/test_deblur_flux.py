@@ -189,5 +189,6 @@ def test_train__project_flux_trains_through_the_projection(tmp_path, monkeypatch
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["project_flux"] is True
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert any(r["raw_l1"] > 0 for r in log)  # the raw output is anchored too (a black pair gives 0)
+    # the raw output is anchored too (a black pair gives 0)
+    assert any(r["raw_l1"] > 0 for r in log)
     assert torch.is_tensor(real(torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96)))
