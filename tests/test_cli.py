@@ -34,6 +34,20 @@ def test_python_m_help__imports_neither_xarray_nor_torch():
     )
 
 
+def test_info__closed_stdout_stops_quietly(rgb_scene_file):
+    """``geo-ntl info scene.tif | head -1``: the reader goes away; no ``error:`` line, status 141."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geo_ntl", "info", str(rgb_scene_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # before the command prints anything: every write hits a closed pipe
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert stderr == ""
+
+
 def test_info__describes_cog(runner, rgb_scene_file):
     result = runner("info", rgb_scene_file)
     assert result.exit_code == 0, result.stderr

@@ -51,6 +51,8 @@ COMMANDS: dict[str, str] = {
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 1
+#: A closed stdout (the reader exited): 128 + SIGPIPE, as a process killed by it reports.
+EXIT_BROKEN_PIPE = 128 + 13
 #: Signals that stop a command cleanly (see :class:`Interrupted`).
 INTERRUPT_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -300,6 +302,12 @@ def _main(args: list[str]) -> int:
         message, status = _interrupt_message(exc, written)
         click.echo(message, err=True)
         return status
+    except BrokenPipeError:
+        # The reader of stdout went away (`geo-ntl info scene.tif | head`): stop quietly, as
+        # other command-line tools do, and keep the interpreter's final flush from failing.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         if debug:
             traceback.print_exc()
