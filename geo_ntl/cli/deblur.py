@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from geo_ntl.cli._restore import restoration_options, restore
@@ -64,9 +66,6 @@ from geo_ntl.defaults import DEBLUR_TILE
 @device_opt
 def deblur(
     scenes: tuple[str, ...],
-    out: str | None,
-    out_dir: str | None,
-    mosaic_out: str | None,
     method: str,
     psf_json: str | None,
     weights: str | None,
@@ -76,13 +75,7 @@ def deblur(
     batch_size: int | None,
     tile: int,
     device: str,
-    workers: int | None,
-    threads_per_worker: int | None,
-    scheduler: str | None,
-    overwrite: bool,
-    compress: str | None,
-    creation_options: dict[str, str],
-    progress: bool | None,
+    **restoration: Any,
 ) -> None:
     """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
 
@@ -131,16 +124,7 @@ def deblur(
     restore(
         scenes,
         [stage, EnhanceStage()] if enhance else [stage],
-        out=out,
-        out_dir=out_dir,
-        mosaic_out=mosaic_out,
-        overwrite=overwrite,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        scheduler=scheduler,
         device=device,
         dtype="float32" if as_float else None,
-        compress=compress,
-        creation_options=creation_options,
-        progress=progress,
+        **restoration,  # the options of restoration_options: outputs, cluster, codec, progress
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from geo_ntl.cli._restore import restoration_options, restore
@@ -19,20 +21,11 @@ from geo_ntl.cli.options import device_opt, param_opt, parse_params, tile_opt
 )
 def enhance(
     scenes: tuple[str, ...],
-    out: str | None,
-    out_dir: str | None,
-    mosaic_out: str | None,
     params: tuple[str, ...],
     tile: int,
     device: str,
     as_float: bool,
-    workers: int | None,
-    threads_per_worker: int | None,
-    scheduler: str | None,
-    overwrite: bool,
-    compress: str | None,
-    creation_options: dict[str, str],
-    progress: bool | None,
+    **restoration: Any,
 ) -> None:
     """Enhance low-light SCENES with the ASM / non-uniform illumination method.
 
@@ -53,16 +46,7 @@ def enhance(
     restore(
         scenes,
         [EnhanceStage(params=ASMParams.from_mapping(parse_params(params)), tile=tile)],
-        out=out,
-        out_dir=out_dir,
-        mosaic_out=mosaic_out,
-        overwrite=overwrite,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        scheduler=scheduler,
         device=device,
         dtype="float32" if as_float else None,
-        compress=compress,
-        creation_options=creation_options,
-        progress=progress,
+        **restoration,  # the options of restoration_options: outputs, cluster, codec, progress
     )
