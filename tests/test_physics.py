@@ -241,3 +241,27 @@ def test_cli_deblur_physics__scene_without_lamps(runner, tmp_path):
     res = runner("deblur", path, "--out", out, "--method", "physics", "--no-enhance")
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "--psf-json" in res.stderr
     assert not out.exists()
+
+
+def test_levels__black_is_the_darkest_area_not_the_noise_tail():
+    # RL's positivity acts at the black level: taken from the raw pixels' low tail
+    # (20 - 2.3 sigma here) RL would fit the noise floor above it.
+    from geo_ntl.deblur.physics import _levels
+
+    rng = np.random.default_rng(SEED)
+    image = 20 + rng.normal(0, 2.0, (2, 256, 256))
+    image[:, 100:110, 100:110] += 150
+    black, sigma = _levels(image, None)
+    assert np.allclose(black, 20, atol=1.0)  # the 1st percentile of the pixels: 15.3
+    assert np.allclose(sigma, 2.0, rtol=0.15)
+
+
+def test_deconvolve_array__keeps_flux_below_black():
+    # Noise below the black level passes through (RL sees only the light above it), so the
+    # total is kept although RL itself only takes positive data.
+    rng = np.random.default_rng(SEED)
+    image = (8 + rng.normal(0, 3.0, (1, 96, 96))).astype(np.float32)
+    image[0, 40, 40] += 400
+    out = deconvolve_array(image, KERNEL, dtype="float32")
+    assert out.sum() == pytest.approx(image.sum(), rel=1e-4)
+    assert out[0, 40, 40] > image[0, 40, 40]

@@ -12,19 +12,26 @@ iteration (up to the scene's edges), and it keeps ``u`` positive. Three
 changes make it usable on night-light scenes:
 
 Black level
-    RL needs positive data. Each band's black level (its 1st percentile of
-    valid pixels, over a decimated copy of the scene) is moved to a pedestal of
-    3 noise sigmas: the signal RL sees is ``y - black + pedestal``, positive
-    almost everywhere (the few pixels below are raised to a tiny positive
-    value), and the pedestal is removed again at the end. Flux is unchanged:
-    a constant is a fixed point of RL.
+    RL needs positive data, and its positivity is also what keeps it from
+    amplifying noise in the dark. Each band's black level is the darkest
+    *area* of the scene (the 0.5th percentile of the band smoothed at 2 px,
+    over a decimated copy: :func:`geo_ntl.metrics.light.black_level`'s
+    definition, the one every light measure of geo_ntl uses). RL sees the
+    light above it, ``max(y - black, 0)`` plus a floor of 0.01 noise sigmas
+    (a pixel at exactly 0 could never grow), and the black level is added
+    back at the end. Flux above black is kept: a constant is a fixed point of
+    RL. (An earlier version moved the black level, the 1st percentile of the
+    raw pixels, to a pedestal of 3 noise sigmas: RL then fitted the noise
+    floor, and on five scene families -- the sample AOI, a held-out city and
+    three point-source PSF families -- it scored 0.1-1.1 dB PSNR and
+    0.01-0.05 SSIM lower, with 2-60 x the dark-ring depth.)
 Damping
     Where the data and the re-blurred estimate agree to within ``damping``
     noise sigmas, the update is damped quadratically towards 1 (after White's
     damped RL [2]_), so RL stops fitting the noise in dark areas. It is off by
     default (``damping=0``): damping makes RL no longer conserve flux exactly
     (about 1 % more error per cell on simulated cities) and gained no PSNR
-    there; against noise the default relies on the pedestal and on stopping
+    there; against noise the default relies on positivity at the black level and on stopping
     early (:data:`DEFAULT_ITERATIONS`).
 Clipping and nodata
     Saturated pixels (at the sensor's clip level in a band: 255 for uint8, or
@@ -91,8 +98,13 @@ DEFAULT_DAMPING = 0.0
 #: Tile edge (px, halo excluded) of :func:`deconvolve`: the deblur stage's, whichever method
 #: (:data:`geo_ntl.defaults.DEBLUR_TILE`).
 DEFAULT_TILE = defaults.DEBLUR_TILE
-#: Pedestal (noise sigmas) the black level is moved to.
-PEDESTAL_SIGMAS = 3.0
+#: Floor (noise sigmas) added to the light above black, so no pixel starts RL at exactly 0.
+FLOOR_SIGMAS = 0.01
+#: Smoothing (px of the decimated copy) before the black level's percentile: the darkest area,
+#: not the most negative noise sample (as :func:`geo_ntl.metrics.light.black_level`).
+BLACK_SMOOTH = 2.0
+#: Percentile of the smoothed band taken as black (ignores a few dead pixels).
+BLACK_PERCENTILE = 0.5
 _SAMPLE_PIXELS = 1_000_000  # pixels of the decimated copy for the black level
 _NOISE_WINDOW = 1024  # edge of the central window the noise sigma is measured on
 
@@ -163,11 +175,21 @@ def _levels(data: Any, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
         sample, centre = dask.compute(sample, centre)
     sample, centre = np.asarray(sample), np.asarray(centre)
     bad = invalid_pixels(sample, nodata, nonfinite=True)
-    black = np.array(
-        [np.percentile(b[~bad], 1.0) if (~bad).any() else 0.0 for b in sample], dtype=np.float64
-    )
+    black = np.array([_black_level(b, bad) for b in sample], dtype=np.float64)
     sigma = np.array([noise_sigma(b, nodata=nodata) for b in centre], dtype=np.float64)
     return black, np.maximum(sigma, 1e-6 * max(1.0, float(np.abs(black).max())))
+
+
+def _black_level(band: np.ndarray, bad: np.ndarray) -> float:
+    """The darkest area of one band: a low percentile of the smoothed valid pixels."""
+    if bad.all():
+        return 0.0
+    x = band.astype(np.float64)
+    if bad.any():  # nodata must not pull the smoothed neighbourhood down (or up)
+        idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+        x = x[idx[0], idx[1]]
+    smooth = ndimage.gaussian_filter(x, BLACK_SMOOTH)
+    return float(np.percentile(smooth[~bad], BLACK_PERCENTILE))
 
 
 class _RL:
@@ -246,10 +268,11 @@ class _RL:
         for b in range(x.shape[0]):
             clipped = block[b] >= self.saturation
             weight = (~(bad | clipped)).astype(np.float64)
-            pedestal = PEDESTAL_SIGMAS * self.sigma[b]
-            shift = pedestal - self.black[b]
-            y = np.maximum(x[b] + shift, 1e-6 * pedestal)
-            u = self._band(y, weight, self.kernels[b], float(self.sigma[b])) - shift
+            above = x[b] - self.black[b]
+            floor = FLOOR_SIGMAS * self.sigma[b]
+            y = np.maximum(above, 0.0) + floor
+            u = self._band(y, weight, self.kernels[b], float(self.sigma[b])) - floor + self.black[b]
+            u += np.minimum(above, 0.0)  # light below black passes through: flux is kept
             out[b] = np.where(clipped, np.maximum(u, x[b]), u)
         if self.out_dtype.kind == "f" and bad.any():
             out[:, bad] = np.nan if self.nodata is None else self.nodata
