@@ -181,7 +181,7 @@ def _levels(data: Any, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _black_level(band: np.ndarray, bad: np.ndarray) -> float:
-    """The darkest area of one band: a low percentile of the smoothed valid pixels."""
+    """Return the darkest area of one band: a low percentile of its smoothed valid pixels."""
     if bad.all():
         return 0.0
     x = band.astype(np.float64)
