@@ -93,18 +93,23 @@ def test_ordered_dither__rounds_without_bias():
 
 def test_flux_pass__tiled_equals_whole():
     rng = np.random.default_rng(5)
-    scene = rng.gamma(1.2, 25.0, (3, 150, 170)).clip(0, 255).astype(np.uint8)
-    scene[:, 70:75, 90:96] = 255
+    scene = rng.gamma(1.2, 25.0, (3, 300, 340)).clip(0, 255).astype(np.uint8)
+    scene[:, 120:125, 130:136] = 255
     restored = (scene * 0.6).astype(np.uint8)
     stacked = np.concatenate([scene, restored])
+    halo = flux_halo()
 
-    def func(block: np.ndarray) -> np.ndarray:
-        return conserve_flux(block[:3], block[3:], full_scale=255)
+    def func(block: np.ndarray, placement=None) -> np.ndarray:
+        origin = (-halo, -halo) if placement is None else placement.origin
+        return conserve_flux(block[:3], block[3:], full_scale=255, origin=origin)
 
-    whole = apply_whole(stacked.astype(np.float32), func, halo=flux_halo(), bands_out=3)
-    da = make_scene((6, 150, 170), dtype="float32", chunks=48)
+    whole = apply_whole(stacked.astype(np.float32), func, halo=halo, bands_out=3)
+    # 130 px tiles (at least the halo, or the engine makes the scene one tile): their origins
+    # are not on the coarse grid's 4 px cells
+    assert 130 >= halo and 130 % 4
+    da = make_scene((6, 300, 340), dtype="float32", chunks=130)
     da = da.copy(data=da.data.map_blocks(lambda b: b * 0) + stacked.astype(np.float32))
-    tiled = apply_tiled(da, func, halo=flux_halo(), bands_out=3).values
+    tiled = apply_tiled(da, func, halo=halo, bands_out=3, placement=True).values
     np.testing.assert_allclose(tiled, whole, atol=1e-3)
 
 

@@ -8,9 +8,7 @@ light (dim backgrounds, lit windows, the wings of each lamp).
 
 :func:`conserve_flux` makes it hold by construction. The network's correction
 ``c = restored - scene`` is split into a local part and its low-pass at
-:data:`FLUX_SIGMA` px (an almost-Gaussian: three box filters per axis, whose variances add up to
-``FLUX_SIGMA**2``, 2-3 times faster than a truncated Gaussian of the same width and, like it,
-normalised, so it carries the local sums exactly); the low-pass part -- light the correction would add to or take from a
+:data:`FLUX_SIGMA` px; the low-pass part -- light the correction would add to or take from a
 neighbourhood -- is removed, so the correction only moves light within about two
 ``FLUX_SIGMA`` (its local sums vanish at larger scales)::
 
@@ -24,6 +22,14 @@ correction remove light: its correction there is kept as it is, and only the cor
 elsewhere is balanced (balancing the whole correction, as an earlier version did, put the light
 removed beside a lamp back just outside ``m``, a bright ring). Everything is a local operator
 of support :func:`flux_halo`, so the tiled engine reproduces a whole-scene run exactly.
+
+The low-pass (:func:`coarse_low_pass`) is an almost-Gaussian computed on a coarse grid: block
+means of :data:`COARSE_STEP` px, anchored on the scene's pixel grid so that every tile sees the
+same cells, three box filters per axis there (whose variances add up to the Gaussian's), and a
+bilinear interpolation back. Each step is normalised, so it carries the local sums exactly; a
+correction that changes over less than ``FLUX_SIGMA`` has nothing to lose to the coarse grid. On a
+2288 px block it takes a third of the time of the same boxes at full resolution (which were
+already 2-3 times faster than a truncated Gaussian).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ __all__ = [
     "conserve_flux",
     "conserve_flux_torch",
     "box_widths",
+    "coarse_low_pass",
     "flux_halo",
     "low_pass",
     "ordered_dither",
@@ -57,6 +64,8 @@ CLIP_RADIUS = 48
 SATURATION = 250.0 / 255.0
 #: Box filters per axis of the almost-Gaussian low-pass.
 N_BOXES = 3
+#: Side (px) of the coarse grid's cells that the low-passes run on.
+COARSE_STEP = 4
 
 
 def box_widths(sigma: float, n: int = N_BOXES) -> tuple[int, ...]:
@@ -119,6 +128,79 @@ def low_pass(values: np.ndarray, sigma: float, axes: tuple[int, ...] = (-2, -1))
     return out
 
 
+def _coarse_radius(sigma: float, step: int = COARSE_STEP) -> int:
+    """Reach (px) of :func:`coarse_low_pass`: the boxes on the grid, plus a cell each side."""
+    return step * (_radius(sigma / step) + 2)
+
+
+def _upsample(coarse: np.ndarray, step: int, axis: int) -> np.ndarray:
+    """Linear interpolation of ``coarse`` to ``step`` x its length along ``axis`` (-2 or -1).
+
+    Pixel-centred (torch's ``align_corners=False``), edge values held beyond the first and
+    last cell centres, so :func:`_coarse_low_pass_torch` gives the same values. Pixel ``j``
+    of cell ``k`` lies ``f = (j + 0.5) / step - 0.5`` cells from the centre of ``k``: it mixes
+    ``k`` with its neighbour on that side in the ratio ``1 - |f| : |f|``.
+    """
+    c = np.moveaxis(coarse, axis, -1)
+    before = np.concatenate([c[..., :1], c[..., :-1]], axis=-1)
+    after = np.concatenate([c[..., 1:], c[..., -1:]], axis=-1)
+    out = np.empty((*c.shape, step), dtype=np.float32)
+    for j in range(step):
+        f = (j + 0.5) / step - 0.5
+        out[..., j] = (1.0 - abs(f)) * c + abs(f) * (before if f < 0 else after)
+    return np.moveaxis(out.reshape(*c.shape[:-1], c.shape[-1] * step), -1, axis)
+
+
+def coarse_low_pass(
+    values: np.ndarray,
+    sigma: float,
+    origin: tuple[int, int] = (0, 0),
+    step: int = COARSE_STEP,
+) -> np.ndarray:
+    """Almost-Gaussian low-pass of the last two axes, computed on a coarse grid.
+
+    Block means of ``step`` x ``step`` pixels (cells anchored on the scene grid through
+    ``origin``), :func:`low_pass` at ``sigma / step`` on them, and a bilinear interpolation
+    back to the pixels. Its variance is ``sigma**2`` plus about ``step**2 / 6``.
+
+    Parameters
+    ----------
+    values : (..., y, x) ndarray
+        The array to filter.
+    sigma : float
+        Width (px) of the Gaussian it approximates.
+    origin : (int, int), default (0, 0)
+        Scene ``(row, col)`` of ``values[..., 0, 0]`` (negative in a halo beyond the scene's
+        edge): blocks of one scene at different origins see the same cells.
+    step : int, default COARSE_STEP
+        Cell side (px).
+
+    Returns
+    -------
+    ndarray of float32
+        Same shape. Away from the edges its sum equals the input's; its reach is
+        :func:`_coarse_radius` px.
+
+    Examples
+    --------
+    >>> impulse = np.zeros((97, 97), np.float32)
+    >>> impulse[48, 48] = 1.0
+    >>> out = coarse_low_pass(impulse, 8.0)
+    >>> round(float(out.sum()), 4), bool(out.max() < 0.01)
+    (1.0, True)
+    """
+    v = np.asarray(values, dtype=np.float32)
+    h, w = v.shape[-2:]
+    oy, ox = origin[0] % step, origin[1] % step
+    lead = [(0, 0)] * (v.ndim - 2)
+    v = np.pad(v, [*lead, (oy, -(h + oy) % step), (ox, -(w + ox) % step)], mode="symmetric")
+    ny, nx = v.shape[-2] // step, v.shape[-1] // step
+    cells = v.reshape(*v.shape[:-2], ny, step, nx, step).mean(axis=(-3, -1), dtype=np.float32)
+    smooth = low_pass(cells, sigma / step)
+    fine = _upsample(_upsample(smooth, step, -2), step, -1)
+    return np.ascontiguousarray(fine[..., oy : oy + h, ox : ox + w], dtype=np.float32)
+
+
 def flux_halo(sigma: float = FLUX_SIGMA, clip_radius: int = CLIP_RADIUS) -> int:
     """Radius of support, in pixels, of :func:`conserve_flux`.
 
@@ -132,10 +214,10 @@ def flux_halo(sigma: float = FLUX_SIGMA, clip_radius: int = CLIP_RADIUS) -> int:
     Returns
     -------
     int
-        The clipped-light mask's reach plus the low-pass radius, rounded up to a multiple
-        of 8.
+        The clipped-light mask's reach plus the reach of both coarse low-passes, rounded up
+        to a multiple of 8.
     """
-    reach = clip_radius + _radius(sigma / 2) + _radius(sigma)
+    reach = clip_radius + _coarse_radius(sigma / 2) + _coarse_radius(sigma)
     return int(math.ceil(reach / 8) * 8)
 
 
@@ -146,6 +228,7 @@ def conserve_flux(
     full_scale: float,
     sigma: float = FLUX_SIGMA,
     clip_radius: int = CLIP_RADIUS,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Project a restoration so that it moves light but neither creates nor destroys it.
 
@@ -163,6 +246,9 @@ def conserve_flux(
     clip_radius : int, default CLIP_RADIUS
         Around saturated pixels, within this many px, light may be removed (see module
         docstring).
+    origin : (int, int), default (0, 0)
+        Scene ``(row, col)`` of the block's first pixel: tiles of one scene then share the
+        low-pass's coarse grid (:func:`coarse_low_pass`) and match a whole-scene run.
 
     Returns
     -------
@@ -191,11 +277,11 @@ def conserve_flux(
     if saturated.any():
         # The correction may keep what it does near clipped light; only the rest is balanced.
         near = ndi.distance_transform_edt(~saturated) <= clip_radius
-        allow = low_pass(near.astype(np.float32), sigma / 2)
+        allow = coarse_low_pass(near.astype(np.float32), sigma / 2, origin)
         balanced = correction * (1.0 - np.clip(allow, 0.0, 1.0))
     else:
         balanced = correction
-    low = low_pass(balanced, sigma)
+    low = coarse_low_pass(balanced, sigma, origin)
     return x + correction - low
 
 
@@ -257,6 +343,25 @@ def _low_pass_torch(values: torch.Tensor, sigma: float) -> torch.Tensor:
     return out
 
 
+def _coarse_low_pass_torch(
+    values: torch.Tensor, sigma: float, step: int = COARSE_STEP
+) -> torch.Tensor:
+    """:func:`coarse_low_pass` of an ``(n, c, h, w)`` tensor at origin (0, 0), differentiable."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = values.shape[-2:]
+    padded = values
+    for dim, extra in ((2, -h % step), (3, -w % step)):
+        if extra:  # numpy's "symmetric" end padding: the last ``extra`` values, mirrored
+            tail = padded.narrow(dim, padded.shape[dim] - extra, extra).flip(dim)
+            padded = torch.cat([padded, tail], dim=dim)
+    cells = F.avg_pool2d(padded, step)
+    smooth = _low_pass_torch(cells, sigma / step)
+    fine = F.interpolate(smooth, scale_factor=step, mode="bilinear", align_corners=False)
+    return fine[..., :h, :w]
+
+
 def conserve_flux_torch(
     scene: torch.Tensor,
     restored: torch.Tensor,
@@ -289,7 +394,7 @@ def conserve_flux_torch(
     for i, sat in enumerate(saturated):
         if sat.any():
             near = (ndi.distance_transform_edt(~sat) <= clip_radius).astype(np.float32)
-            allow = torch.from_numpy(low_pass(near[None], sigma / 2)[0]).to(scene)
+            allow = torch.from_numpy(coarse_low_pass(near, sigma / 2)).to(scene)
             weight[i, 0] = 1.0 - allow.clamp(0.0, 1.0)
-    low = _low_pass_torch(correction * weight, sigma)
+    low = _coarse_low_pass_torch(correction * weight, sigma)
     return scene + correction - low

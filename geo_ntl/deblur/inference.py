@@ -249,12 +249,12 @@ class _FluxProjector:
         if bad.any():  # no light there: the correction is 0 (the engine restores the nodata)
             scene[:, bad] = 0.0
             restored[:, bad] = 0.0
-        out = conserve_flux(scene, restored, full_scale=self.full_scale)
+        origin = placement.origin if placement is not None else (-self.halo, -self.halo)
+        out = conserve_flux(scene, restored, full_scale=self.full_scale, origin=origin)
         if self.out_dtype.kind in "ui":
             # Rounding to the nearest integer would lose or add the smooth fractional part of
             # the projection everywhere (13 % of a dim scene's light, measured); an ordered
             # dither anchored on the scene's pixel grid rounds without bias and tile-exactly.
-            origin = placement.origin if placement is not None else (-self.halo, -self.halo)
             out = np.floor(out + ordered_dither(out.shape[1:], origin))
         else:
             out = np.maximum(out, 0.0)
