@@ -57,11 +57,6 @@ def solver_support(params: ASMParams) -> int:
     return params.iterations * (2 * params.h_sweeps + 2 + params.m_sweeps)
 
 
-def _lc_sigma(params: ASMParams) -> float:
-    """Sigma of the guard's local-contrast term, 0 when it is off (no support to add)."""
-    return params.local_contrast_sigma if params.local_contrast > 0 else 0.0
-
-
 def halo_depth(params: ASMParams) -> int:
     """Radius of support of the whole method, in pixels: the halo tiles need.
 
@@ -90,7 +85,7 @@ def halo_depth(params: ASMParams) -> int:
     init_low = max(r0_low + 1 + slic + gaussian_radius(params.z_sigma / c) + 1, h0_low)
     depth = (init_low + 1) * c + solver_support(params)
     if params.guard:
-        depth += guard_support(params.detail_sigma, _lc_sigma(params))
+        depth += guard_support(params.detail_sigma)
     return int(math.ceil(depth / HALO_ROUND) * HALO_ROUND)
 
 
@@ -250,7 +245,7 @@ def enhance_block(
     ry0, ry1, rx0, rx1 = region or (0, h, 0, w)
     _solver_window(region, (h, w), (hp, wp), 0)  # checks that the region lies in the block
     if params.guard:  # the guard's filters need the method's output around the region too
-        s = guard_support(params.detail_sigma, _lc_sigma(params))
+        s = guard_support(params.detail_sigma)
         ry0, ry1, rx0, rx1 = max(0, ry0 - s), min(h, ry1 + s), max(0, rx0 - s), min(w, rx1 + s)
     out = _solve_in_pieces(r0, h0, z, params, (ry0, ry1, rx0, rx1), (h, w), piece)
     if params.guard:
@@ -266,9 +261,6 @@ def enhance_block(
             black=stats.black,
             detail_sigma=params.detail_sigma,
             detail_gain=params.detail_gain,
-            local_contrast=params.local_contrast,
-            local_contrast_sigma=params.local_contrast_sigma,
-            mean_luma=stats.mean_luma,
         )
         if region is not None:  # the ring the guard needed is not part of the result
             kept = torch.zeros_like(out)

@@ -21,23 +21,11 @@ renders the result from the input, using the method only for how much to brighte
    the fine detail and the colour differences, where the sensor's and the codec's luminance
    and colour noise live. Noise grows as ``1 + detail_gain (a - 1)``, at most half as fast as
    the brightness with the default 0.25; colours brighten a little less than the luminance.
-3. **Local contrast, mean kept.** The luminance of the result gets an unsharp mask around its
-   own local mean, ``Y + c w (Y - G(Y))`` at ``local_contrast_sigma`` (``c`` is
-   ``local_contrast``): the fine structure the method would have sharpened, without moving
-   the local or the scene mean (the term averages to zero) and without touching the colour
-   differences. The weight ``w`` ramps from 0 to 1 as the input's smooth luminance (Gaussian,
-   :data:`LC_WEIGHT_SIGMA` px, wide enough that both sides of an edge get about the same
-   weight) climbs from :data:`LC_FROM` to :data:`LC_TO` of the way from the black level to the
-   scene's mean, and from :data:`LC_ABS_FROM` to twice that above the black level: the dim
-   parts, where the sensor noise is the texture, are not sharpened.
-   On the 64 DICM photos it took NIQE from 4.01 to 3.77 and PIQE from 36.6 to 33.5 with the
-   grain of the dim quarter unchanged.
-4. **Highlights kept.** Bands that would leave [0, 1] are scaled back together (hue kept), and
+3. **Highlights kept.** Bands that would leave [0, 1] are scaled back together (hue kept), and
    where the input is lit (luminance from 96 to 128 DN, ramped) the output is never darker than
    the input: saturated lamps stay saturated, lit pixels are not dimmed.
 
-Every step is local with support :func:`guard_support`, so tiles stay exact; the scene-wide
-inputs (strength, black level, mean) come from :class:`~geo_ntl.enhance.stats.GlobalStats`.
+Every step is local with support :func:`guard_support`, so tiles stay exact.
 """
 
 from __future__ import annotations
@@ -53,43 +41,13 @@ __all__ = ["HIGHLIGHT_FROM", "HIGHLIGHT_TO", "apply_guard", "guard_strength", "g
 HIGHLIGHT_FROM = 96.0 / 255.0
 #: Input luminance from which the output is never darker than the input.
 HIGHLIGHT_TO = 128.0 / 255.0
-#: Where the local-contrast weight starts: this fraction of the way from black to the scene mean.
-LC_FROM = 0.6
-#: Where the local-contrast weight reaches 1 (fraction of the way from black to the scene mean).
-LC_TO = 1.0
-#: Nor below this much (on [0, 1]) above the black level: a uniformly dim, noisy scene, whose
-#: every pixel is near its mean, would otherwise have its noise sharpened; full from twice that.
-LC_ABS_FROM = 16.0 / 255.0
-#: Sigma (px) of the extra smoothing of the luminance that sets the local-contrast weight.
-LC_WEIGHT_SIGMA = 4.0
 #: Keeps the gain finite where the smoothed luminance is ~0.
 _EPS = 1.0 / 255.0
 
 
-def guard_support(detail_sigma: float, local_contrast_sigma: float = 0.0) -> int:
-    """Radius of support (px) of :func:`apply_guard`.
-
-    Parameters
-    ----------
-    detail_sigma : float
-        Sigma (px) of the Gaussians separating the smooth image from its detail.
-    local_contrast_sigma : float, default 0.0
-        Sigma (px) of the local-contrast term; 0 when the term is off.
-
-    Returns
-    -------
-    int
-        The detail Gaussians, then the wider of the local-contrast Gaussian and the weight's.
-
-    Examples
-    --------
-    >>> guard_support(2.0), guard_support(2.0, 1.0)
-    (6, 18)
-    """
-    extra = 0
-    if local_contrast_sigma > 0:
-        extra = max(gaussian_radius(local_contrast_sigma), gaussian_radius(LC_WEIGHT_SIGMA))
-    return gaussian_radius(detail_sigma) + extra
+def guard_support(detail_sigma: float) -> int:
+    """Radius of support (px) of :func:`apply_guard`: Gaussians of ``detail_sigma``."""
+    return gaussian_radius(detail_sigma)
 
 
 def guard_strength(
@@ -138,24 +96,6 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return x.mean(0)
 
 
-def _local_contrast(
-    out: torch.Tensor, base: torch.Tensor, amount: float, sigma: float, black: float, mean: float
-) -> torch.Tensor:
-    """Luminance increment ``amount w (Y - G(Y))`` of the result ``out``, ``(h, w)``.
-
-    ``w`` ramps from 0 to 1 as the input's smooth luminance ``base`` (smoothed again by
-    :data:`LC_WEIGHT_SIGMA`) goes from :data:`LC_FROM` to :data:`LC_TO` of the way from
-    ``black`` to ``mean``, times a ramp from :data:`LC_ABS_FROM` to twice that above ``black``.
-    """
-    y = _luma(out)
-    smooth = gaussian(base, LC_WEIGHT_SIGMA)
-    low = black + LC_FROM * (mean - black)
-    high = black + LC_TO * (mean - black)
-    weight = ((smooth - low) / max(high - low, _EPS)).clamp_(0.0, 1.0)
-    weight.mul_(((smooth - black) / LC_ABS_FROM - 1.0).clamp_(0.0, 1.0))
-    return (y - gaussian(y, sigma)).mul_(weight).mul_(amount)
-
-
 def apply_guard(
     image: torch.Tensor,
     enhanced: torch.Tensor,
@@ -164,9 +104,6 @@ def apply_guard(
     black: float,
     detail_sigma: float,
     detail_gain: float,
-    local_contrast: float = 0.0,
-    local_contrast_sigma: float = 1.0,
-    mean_luma: float = 1.0,
 ) -> torch.Tensor:
     """Render the guarded enhancement of ``image`` from the method's output ``enhanced``.
 
@@ -184,12 +121,6 @@ def apply_guard(
         Scale (px) separating the smooth part of the image from its detail and noise.
     detail_gain : float
         Fraction of the local brightening the detail gets (0: none, 1: all).
-    local_contrast : float, default 0.0
-        Amount ``c`` of the mean-preserving local-contrast term (0: off).
-    local_contrast_sigma : float, default 1.0
-        Scale (px) of the local mean the luminance is sharpened around.
-    mean_luma : float, default 1.0
-        The scene's mean luminance on [0, 1]: with ``black``, where the term starts.
 
     Returns
     -------
@@ -210,10 +141,6 @@ def apply_guard(
     lifted = torch.where(base > black, black + gain * (base - black), base)
     achieved = (lifted + _EPS) / (base + _EPS)
     out = lifted + (1.0 + detail_gain * (achieved - 1.0)) * (image - base)
-    if local_contrast > 0.0:
-        out = out + _local_contrast(
-            out, base, local_contrast, local_contrast_sigma, black, mean_luma
-        )
     # Bands beyond full scale are scaled back together: the hue stays.
     peak = out.amax(0, keepdim=True).clamp_min(1.0)
     out = (out / peak).clamp_min_(0.0)

@@ -59,10 +59,6 @@ PARAM_DOCS: dict[str, str] = {
     "guard_mean_off": "scene mean luminance (0-1) from which the scene is kept as it is",
     "detail_sigma": "Gaussian sigma (px) separating the smooth image from its detail and noise",
     "detail_gain": "fraction of the local brightening given to the detail (the noise): 0-1",
-    "local_contrast": "amount of the guard's mean-preserving local contrast (unsharp mask of the "
-    "luminance around its local mean, off in the dim parts of the scene); 0 turns it off",
-    "local_contrast_sigma": "Gaussian sigma (px) of the local mean the guard's local contrast "
-    "sharpens around",
 }
 
 
@@ -100,8 +96,6 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
     "guard_mean_off": (0.0, 1.0, False),
     "detail_sigma": (0.5, 16.0, False),
     "detail_gain": (0.0, 1.0, False),
-    "local_contrast": (0.0, 4.0, False),
-    "local_contrast_sigma": (0.5, 8.0, False),
 }
 
 
@@ -146,11 +140,6 @@ class ASMParams:
         Initial reflectance (the paper's, or a LIME-style ablation).
     keep_hue : bool
         Apply eq. 29 to the gray level and keep colour ratios (default) or per channel.
-    guard, guard_mean_low, guard_mean_high, guard_mean_off, detail_sigma, detail_gain : bool, float
-        The night-light guard (:mod:`geo_ntl.enhance.guard`; not in the paper).
-    local_contrast, local_contrast_sigma : float
-        The guard's mean-preserving local contrast: 1.75 and 1 px (0 turns it off; on the DICM
-        photos it brings NIQE and PIQE to the paper's method's without its wash-out or grain).
 
     Raises
     ------
@@ -202,8 +191,6 @@ class ASMParams:
     guard_mean_off: float = 140.0 / 255.0
     detail_sigma: float = 2.0
     detail_gain: float = 0.25
-    local_contrast: float = 1.75
-    local_contrast_sigma: float = 1.0
 
     def __post_init__(self) -> None:
         for name, (low, high, low_open) in FLOAT_RANGES.items():
