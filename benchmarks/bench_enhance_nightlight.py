@@ -20,7 +20,10 @@ Measures (issue 15):
    of the noise -- luminance and chroma (Cb, Cr), robust high-pass estimate (1.4826 x MAD of
    the difference of a pixel and the mean of its 4 neighbours) -- against the growth of the
    mean brightness there: ``(noise_out / noise_in - 1) / (mean_out / mean_in - 1)``, which must
-   stay <= 0.5 (noise grows at most half as fast as the brightness);
+   stay <= 0.5 (noise grows at most half as fast as the brightness); and, since a term that
+   leaves the dim quarter alone can still sharpen the noise of a smooth sky, the same noise
+   gain in the flattest quarter (smallest gradient at 3 px) of the brighter three quarters
+   (``flat_noise_gain``, beside that area's ``flat_mean_gain``);
 4. DICM: mean NIQE and PIQE of the output, brightness gain.
 """
 
@@ -79,7 +82,16 @@ def measures(before: np.ndarray, after: np.ndarray) -> dict:
         noise_gain = n_out / max(n_in, 1e-6)
         growth[name] = (noise_gain - 1) / (mean_gain - 1) if mean_gain > 1.02 else None
         growth[f"{name}_noise_gain"] = noise_gain
+    gradient = ndi.gaussian_gradient_magnitude(lb, 3)
+    flat = (gradient <= np.percentile(gradient, 25)) & (lb > np.percentile(lb, 25))
+    if flat.sum() >= 1000:
+        flat_noise_gain = highpass_noise(la, flat) / max(highpass_noise(lb, flat), 1e-6)
+        flat_mean_gain = float(la[flat].mean() / max(lb[flat].mean(), 1e-6))
+    else:
+        flat_noise_gain = flat_mean_gain = float("nan")
     return {
+        "flat_noise_gain": float(flat_noise_gain),
+        "flat_mean_gain": flat_mean_gain,
         "mean_in": float(lb.mean()),
         "mean_out": float(la.mean()),
         "mean_change": float(la.mean() / lb.mean() - 1),
@@ -133,6 +145,8 @@ def dicm(limit: int, png_dir: Path | None) -> dict:
                 m = measures(img, out)
                 acc.setdefault(f"kept_{label}", []).append(m["highlights_kept"])
                 acc.setdefault(f"dark_{label}", []).append(m["lit_darkening_dn"])
+                acc.setdefault(f"flat_noise_gain_{label}", []).append(m["flat_noise_gain"])
+                acc.setdefault(f"flat_mean_gain_{label}", []).append(m["flat_mean_gain"])
                 g = m["noise_over_brightness"]
                 acc.setdefault(f"grain_{label}", []).append(
                     max(
@@ -167,7 +181,17 @@ def dicm_summary(params: dict, limit: int) -> dict:
     from geo_ntl.enhance import enhance_array
 
     acc: dict[str, list] = {
-        k: [] for k in ("niqe", "piqe", "bright", "grain", "bchange", "contrast")
+        k: []
+        for k in (
+            "niqe",
+            "piqe",
+            "bright",
+            "grain",
+            "bchange",
+            "contrast",
+            "flat_noise",
+            "flat_mean",
+        )
     }
     for f in sorted((SHARED / "data" / "lowlight_dicm").glob("*.jpg"))[:limit]:
         img = load_rgb(f)
@@ -176,6 +200,9 @@ def dicm_summary(params: dict, limit: int) -> dict:
         acc["niqe"].append(metrics.niqe(out))
         acc["piqe"].append(metrics.piqe(out))
         acc["bright"].append(metrics.brightness(out))
+        if np.isfinite(m["flat_noise_gain"]):
+            acc["flat_noise"].append(m["flat_noise_gain"])
+            acc["flat_mean"].append(m["flat_mean_gain"])
         if m["dim_mean_gain"] > 1.1:  # below, the ratio's denominator is noise
             growth = m["noise_over_brightness"]
             acc["grain"].append(max(growth[k] for k in ("luma", "cb", "cr")))
