@@ -30,6 +30,7 @@ __all__ = [
     "TRAIN_LR",
     "TRAIN_NORM_FREEZE",
     "TRAIN_N_CITIES",
+    "TRAIN_REFRESH_EVERY",
     "TRAIN_SEED",
     "TRAIN_STEPS",
 ]
@@ -68,6 +69,9 @@ TRAIN_LAMP_WEIGHT = 0.0
 TRAIN_NORM_FREEZE = 0.3
 #: Steps between checkpoints.
 TRAIN_CHECKPOINT_EVERY = 100
+#: Steps between refreshes of the pool of training pairs: each replaces a quarter of its cities
+#: with new ones, so training draws fresh pairs throughout; 0 keeps the pool fixed.
+TRAIN_REFRESH_EVERY = 500
 
 # --- spatial clustering (geo_ntl.spatial.cluster) ----------------------------------------
 

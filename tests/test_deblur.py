@@ -685,3 +685,67 @@ def test_cli_deblur__output_that_is_the_weights_file(runner, scene_file, tiny_we
                  "--no-enhance", "--device", "cpu")  # fmt: skip
     assert res.exit_code == 2 and "is the weights file" in res.stderr
     assert weights.read_bytes() == tiny_weights.read_bytes()
+
+
+def test_refresh_pool__replaces_a_quarter_round_robin_and_repeats():
+    from geo_ntl.deblur import blur_transfer
+    from geo_ntl.deblur.train import TrainConfig, _load_stats
+
+    stats = _load_stats(TrainConfig())
+    pool = blur_transfer.make_pool(n_cities=4, size=96, seed=3, stats=stats)
+    one = blur_transfer.refresh_pool(pool, 1, size=96, seed=3, stats=stats)
+    two = blur_transfer.refresh_pool(one, 2, size=96, seed=3, stats=stats)
+    changed = [
+        i for i in range(len(pool.blurred)) if not np.array_equal(one.blurred[i], pool.blurred[i])
+    ]
+    assert changed == [0] and one.generation == 1  # a quarter of 4 cities; black pairs kept
+    assert np.array_equal(two.blurred[0], one.blurred[0]) and not np.array_equal(
+        two.sharp[1], one.sharp[1]
+    )
+    again = blur_transfer.refresh_pool(pool, 1, size=96, seed=3, stats=stats)
+    assert np.array_equal(again.blurred, one.blurred) and np.array_equal(again.sharp, one.sharp)
+
+
+def test_train__refreshed_pool_resumes_as_if_never_stopped(tmp_path, monkeypatch):
+    from geo_ntl.deblur import train as train_mod
+    from geo_ntl.deblur.blur_transfer import PairPool
+
+    monkeypatch.setattr(train_mod, "Generator", lambda: Generator(**TINY))
+    options = {"n_cities": 4, "n_critic": 1, "adv_weight": 0.0, "norm_freeze": 0.0}
+    cfg = _tiny_run_config(train_mod, steps=5, checkpoint_every=1, refresh_every=2, **options)
+    train_mod.train(tmp_path / "whole", config=cfg, device="cpu", progress=False)
+    assert PairPool.load(tmp_path / "whole" / "pool.npz").generation == 2  # at steps 2 and 4
+
+    save = train_mod._save_checkpoint
+
+    def stop_after_step_2(run, path):  # killed after the checkpoint, before the refresh
+        save(run, path)
+        if run.step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_save_checkpoint", stop_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(tmp_path / "split", config=cfg, device="cpu", progress=False)
+    assert PairPool.load(tmp_path / "split" / "pool.npz").generation == 0
+    monkeypatch.setattr(train_mod, "_save_checkpoint", save)
+    train_mod.train(tmp_path / "split", config=cfg, device="cpu", resume=True, progress=False)
+    a = load_generator(tmp_path / "whole" / "generator.pt").state_dict()
+    b = load_generator(tmp_path / "split" / "generator.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # without refreshes the pool stays as it was made, and training differs
+    fixed = train_mod.TrainConfig(**{**cfg.__dict__, "refresh_every": 0})
+    train_mod.train(tmp_path / "fixed", config=fixed, device="cpu", progress=False)
+    c = load_generator(tmp_path / "fixed" / "generator.pt").state_dict()
+    assert PairPool.load(tmp_path / "fixed" / "pool.npz").generation == 0
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_read_run_config__runs_from_before_refreshes_keep_a_fixed_pool(tmp_path):
+    from dataclasses import asdict
+
+    from geo_ntl.deblur import train as train_mod
+
+    stored = asdict(train_mod.TrainConfig())
+    del stored["refresh_every"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    assert train_mod.read_run_config(tmp_path).refresh_every == 0

@@ -61,6 +61,7 @@ TRAIN_FIELDS = {
     "lamp_weight": defaults.TRAIN_LAMP_WEIGHT,
     "norm_freeze": defaults.TRAIN_NORM_FREEZE,
     "checkpoint_every": defaults.TRAIN_CHECKPOINT_EVERY,
+    "refresh_every": defaults.TRAIN_REFRESH_EVERY,
 }
 
 

@@ -19,6 +19,7 @@ _CONFIG_OPTIONS = (
     "seed",
     "n_cities",
     "city_size",
+    "refresh_every",
     "lr",
     "adv_start",
     "flux_weight",
@@ -108,6 +109,14 @@ _CONFIG_OPTIONS = (
     help="Weight of the block-flux loss (light moved, not created; not in the paper).",
 )
 @click.option(
+    "--refresh-every",
+    default=defaults.TRAIN_REFRESH_EVERY,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Steps between refreshes of the pool: a quarter of its cities is replaced by new ones "
+    "(0: a fixed pool).",
+)
+@click.option(
     "--lamp-weight",
     default=defaults.TRAIN_LAMP_WEIGHT,
     show_default=True,
@@ -173,6 +182,7 @@ def train(
     seed: int,
     n_cities: int,
     city_size: int,
+    refresh_every: int,
     lr: float,
     adv_start: int,
     flux_weight: float,
@@ -213,6 +223,7 @@ def train(
         seed=seed,
         n_cities=n_cities,
         city_size=city_size,
+        refresh_every=refresh_every,
         lr=lr,
         adv_start=adv_start,
         flux_weight=flux_weight,

@@ -39,6 +39,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ __all__ = [
     "halo_kernel",
     "nightlight_masks",
     "make_pool",
+    "refresh_pool",
     "sample_batch",
 ]
 
@@ -79,6 +81,11 @@ PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
     "noise_grain": (0.5, 1.2),
     "max_shift": (0.0, 0.7),
 }
+#: Share of the pool's cities that :func:`refresh_pool` replaces.
+REFRESH_FRACTION = 0.25
+#: First seed of refreshed cities: their city seeds (100_000 per pool seed, as in
+#: :func:`make_pool`) lie far from the training pools' and the held-out evaluation cities'.
+REFRESH_SEED_BASE = 50_000
 #: Dilation sizes drawn per city (the paper's 5 most often; 1: none, blur alone).
 DILATIONS = (1, 1, 3, 5, 5, 7)
 #: Style-loss weights inside the bright, blooming and background masks.
@@ -326,18 +333,29 @@ class PairPool:
     sharp: np.ndarray
     n_black: int
     meta: list = field(default_factory=list)
+    #: Refreshes applied (:func:`refresh_pool`); 0 for a pool as :func:`make_pool` made it.
+    generation: int = 0
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the pool to a compressed ``.npz``."""
-        np.savez_compressed(
-            path, blurred=self.blurred, sharp=self.sharp, n_black=np.int64(self.n_black)
-        )
+        """Write the pool to a compressed ``.npz``, atomically (temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as f:
+            np.savez_compressed(
+                f,
+                blurred=self.blurred,
+                sharp=self.sharp,
+                n_black=np.int64(self.n_black),
+                generation=np.int64(self.generation),
+            )
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PairPool:
-        """Read a pool written by :meth:`save`."""
+        """Read a pool written by :meth:`save` (one written before refreshes existed is generation 0)."""
         with np.load(path) as z:
-            return cls(z["blurred"], z["sharp"], int(z["n_black"]))
+            generation = int(z["generation"]) if "generation" in z.files else 0
+            return cls(z["blurred"], z["sharp"], int(z["n_black"]), generation=generation)
 
 
 def make_pool(
@@ -421,6 +439,53 @@ def make_pool(
         sharp.append(np.zeros((3, size, size), dtype=np.uint8))
         meta.append({"black": True, "noise": level})
     return PairPool(np.stack(blurred), np.stack(sharp), n_black, meta)
+
+
+def refresh_pool(
+    pool: PairPool,
+    generation: int,
+    *,
+    size: int,
+    seed: int,
+    stats: dict,
+    vgg16: Any = None,
+    style_images: list[np.ndarray] | None = None,
+) -> PairPool:
+    """Return ``pool`` with :data:`REFRESH_FRACTION` of its cities replaced by new ones.
+
+    Refresh number ``generation`` (1, 2, ...) makes its cities with :func:`make_pool` from the
+    seed ``REFRESH_SEED_BASE + 1000 * seed + generation`` and puts them in the slots after the
+    previous refresh's (round robin over the cities; the all-black pairs stay), so the pool
+    after ``g`` refreshes depends only on ``seed`` and ``g``: a resumed run redraws it exactly.
+
+    Parameters
+    ----------
+    pool : PairPool
+        The pool after refresh ``generation - 1``.
+    generation : int
+        The refresh to apply (>= 1).
+    size, seed, stats, vgg16, style_images
+        As given to :func:`make_pool` for the first pool.
+
+    Returns
+    -------
+    PairPool
+        A new pool whose ``generation`` is ``generation``.
+    """
+    n_cities = len(pool.blurred) - pool.n_black
+    k = max(1, int(round(n_cities * REFRESH_FRACTION)))
+    fresh = make_pool(
+        n_cities=k,
+        size=size,
+        seed=REFRESH_SEED_BASE + 1000 * seed + generation,
+        stats=stats,
+        vgg16=vgg16,
+        style_images=style_images,
+    )
+    slots = [((generation - 1) * k + j) % n_cities for j in range(k)]
+    blurred, sharp = pool.blurred.copy(), pool.sharp.copy()
+    blurred[slots], sharp[slots] = fresh.blurred[:k], fresh.sharp[:k]
+    return PairPool(blurred, sharp, pool.n_black, generation=generation)
 
 
 def sample_batch(

@@ -55,7 +55,7 @@ from torch import nn
 
 from geo_ntl import defaults
 from geo_ntl.deblur import losses
-from geo_ntl.deblur.blur_transfer import PairPool, make_pool, sample_batch
+from geo_ntl.deblur.blur_transfer import PairPool, make_pool, refresh_pool, sample_batch
 from geo_ntl.deblur.model import Discriminator, Generator
 from geo_ntl.exceptions import InputError, OutputExistsError, ParameterError
 
@@ -111,6 +111,9 @@ class TrainConfig:
     norm_freeze: float = defaults.TRAIN_NORM_FREEZE
     n_cities: int = defaults.TRAIN_N_CITIES
     city_size: int = defaults.TRAIN_CITY_SIZE
+    #: Steps between refreshes of the pool (a quarter of its cities replaced by new ones,
+    #: :func:`~geo_ntl.deblur.blur_transfer.refresh_pool`); 0 keeps it fixed.
+    refresh_every: int = defaults.TRAIN_REFRESH_EVERY
     checkpoint_every: int = defaults.TRAIN_CHECKPOINT_EVERY
     vgg_weights: str | None = None
     #: Folder of real blurred night images: their blooming statistics replace the shipped
@@ -130,6 +133,10 @@ class TrainConfig:
             )
         if self.crop > self.city_size:
             raise ParameterError(f"crop {self.crop} is larger than city_size {self.city_size}")
+        if self.refresh_every < 0:
+            raise ParameterError(
+                f"refresh_every must be >= 0 steps (0: a fixed pool), got {self.refresh_every}"
+            )
         if self.flux_weight < 0:
             raise ParameterError(f"flux_weight must be >= 0, got {self.flux_weight}")
         if self.lamp_weight < 0:
@@ -360,6 +367,7 @@ def read_run_config(out_dir: str | os.PathLike[str]) -> TrainConfig:
         stored = json.loads(path.read_text())
         if not isinstance(stored, dict):
             raise TypeError(f"holds a {type(stored).__name__}, not an object")
+        stored.setdefault("refresh_every", 0)  # runs from before refreshes had a fixed pool
         return TrainConfig(**stored)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise InputError(
@@ -419,7 +427,7 @@ def _train(
         _restore_checkpoint(run, ckpt_path, dev)
     # A fine-tuned generator keeps the norm statistics it was trained with, frozen throughout.
     freeze_at = 0 if cfg.init_weights else int(round(cfg.norm_freeze * cfg.steps))
-    last = _train_loop(run, cfg, pool, dev, out, freeze_at=freeze_at, progress=progress)
+    last, pool = _train_loop(run, cfg, pool, dev, out, freeze_at=freeze_at, progress=progress)
     return _export_generator(run, cfg, pool, dev, out, last=last, command=command)
 
 
@@ -476,17 +484,26 @@ def _load_or_make_pool(pool_path: Path, cfg: TrainConfig) -> PairPool:
             return PairPool.load(pool_path)
         except Exception as exc:  # zip, pickle, key or shape errors of a damaged file
             raise _corrupt(pool_path, exc, "pool of training pairs") from exc
-    stats = _load_stats(cfg)
-    vgg16, style_imgs = _style_inputs(cfg)
-    pool = make_pool(
-        n_cities=cfg.n_cities,
-        size=cfg.city_size,
-        seed=cfg.seed,
-        stats=stats,
-        vgg16=vgg16,
-        style_images=style_imgs,
-    )
+    pool = make_pool(n_cities=cfg.n_cities, size=cfg.city_size, seed=cfg.seed, **_pair_sources(cfg))
     pool.save(pool_path)
+    return pool
+
+
+def _pair_sources(cfg: TrainConfig) -> dict[str, Any]:
+    """Return the blooming statistics and style inputs that new training pairs are made with."""
+    vgg16, style_imgs = _style_inputs(cfg)
+    return {"stats": _load_stats(cfg), "vgg16": vgg16, "style_images": style_imgs}
+
+
+def _refreshed(pool: PairPool, cfg: TrainConfig, step: int, pool_path: Path) -> PairPool:
+    """Apply the refreshes due by ``step`` that ``pool`` lacks, saving it after each."""
+    due = step // cfg.refresh_every if cfg.refresh_every else 0
+    if pool.generation >= due:
+        return pool
+    sources = _pair_sources(cfg)
+    while pool.generation < due:
+        pool = refresh_pool(pool, pool.generation + 1, size=cfg.city_size, seed=cfg.seed, **sources)
+        pool.save(pool_path)
     return pool
 
 
@@ -603,12 +620,17 @@ def _train_loop(
     *,
     freeze_at: int,
     progress: bool,
-) -> dict:
-    """Run the remaining steps, logging each and checkpointing; return the last log record."""
+) -> tuple[dict, PairPool]:
+    """Run the remaining steps, logging, checkpointing and refreshing the pool.
+
+    Returns the last log record and the pool as it ends.
+    """
     log = (out / LOG_NAME).open("a")
     bar, task = _progress_bar(cfg, run.step) if progress else (None, None)
     last: dict = {}
     try:
+        # A run stopped between a refresh's checkpoint and the pool's save catches up here.
+        pool = _refreshed(pool, cfg, run.step, out / POOL_NAME)
         while run.step < cfg.steps:
             last = _train_step(run, cfg, pool, dev, freeze_at=freeze_at)
             log.write(json.dumps(last) + "\n")
@@ -617,13 +639,17 @@ def _train_loop(
                 bar.update(
                     task, completed=run.step, info=f"L1 {last['l1']:.4f} HSI {last['hsi']:.5f}"
                 )
-            if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+            refresh = bool(cfg.refresh_every) and run.step % cfg.refresh_every == 0
+            if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps or refresh:
+                # checkpoint first: the saved pool is never ahead of the saved run
                 _save_checkpoint(run, out / CHECKPOINT_NAME)
+            if refresh and run.step < cfg.steps:
+                pool = _refreshed(pool, cfg, run.step, out / POOL_NAME)
     finally:
         log.close()
         if bar is not None:
             bar.stop()
-    return last
+    return last, pool
 
 
 def _prepare_step(
@@ -750,7 +776,15 @@ def _export_generator(
         "training": {
             "data": "blur-transfer pairs from geo_ntl.simulate procedural cities "
             f"({cfg.n_cities} cities of {cfg.city_size}px + {pool.n_black} black pairs, seed "
-            f"{cfg.seed}); style step: " + style,
+            f"{cfg.seed}"
+            + (
+                f"; a quarter of the cities replaced every {cfg.refresh_every} steps, "
+                f"{pool.generation} times"
+                if cfg.refresh_every
+                else ""
+            )
+            + "); style step: "
+            + style,
             "config": asdict(cfg),
             "steps": run.step,
             "seconds": round(run.elapsed, 1),
