@@ -749,3 +749,20 @@ def test_read_run_config__runs_from_before_refreshes_keep_a_fixed_pool(tmp_path)
     del stored["refresh_every"]
     (tmp_path / "config.json").write_text(json.dumps(stored))
     assert train_mod.read_run_config(tmp_path).refresh_every == 0
+
+
+def test_make_pool__half_the_cities_jpeg_compressed_from_their_own_stream():
+    from geo_ntl.deblur import blur_transfer
+    from geo_ntl.deblur.real_stats import load_shipped_stats
+
+    qualities = [blur_transfer._jpeg_quality(SEED * 100_000 + i) for i in range(200)]
+    compressed = [q for q in qualities if q is not None]
+    assert 0.4 < len(compressed) / 200 < 0.6
+    assert min(compressed) >= 60 and max(compressed) <= 95
+    pool = blur_transfer.make_pool(n_cities=4, size=64, seed=SEED, stats=load_shipped_stats())
+    assert [m["jpeg_quality"] for m in pool.meta[:4]] == qualities[:4]
+    # a round trip at quality 60 changes the pixels a little; None leaves the image alone
+    img = pool.sharp[0]
+    jpeg = blur_transfer.jpeg_roundtrip(img, 60)
+    assert blur_transfer.jpeg_roundtrip(img, None) is img
+    assert 0 < np.abs(jpeg.astype(int) - img).mean() < 10

@@ -31,6 +31,12 @@ Style transfer, substitute (no VGG weights)
     the halo light is tinted with the measured halo colour, and noise with
     the measured grain (Gaussian correlation fitted to the measured noise
     autocorrelation) and relative level is added.
+
+Compression
+    Scenes reach users as JPEG too (the real Jilin-1 crop is one): half the
+    cities' blurred images (:data:`JPEG_FRACTION`) are JPEG-compressed at a
+    quality drawn from :data:`JPEG_QUALITY` (Pillow), from a random stream of
+    their own, so the other draws of a pool do not move.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ __all__ = [
     "style_vgg",
     "halo_kernel",
     "nightlight_masks",
+    "jpeg_roundtrip",
     "make_pool",
     "refresh_pool",
     "sample_batch",
@@ -81,6 +88,10 @@ PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
     "noise_grain": (0.5, 1.2),
     "max_shift": (0.0, 0.7),
 }
+#: Share of the cities whose blurred image is JPEG-compressed.
+JPEG_FRACTION = 0.5
+#: JPEG quality range (inclusive) drawn for a compressed city.
+JPEG_QUALITY = (60, 95)
 #: Share of the pool's cities that :func:`refresh_pool` replaces.
 REFRESH_FRACTION = 0.25
 #: First seed of refreshed cities: their city seeds (100_000 per pool seed, as in
@@ -358,6 +369,38 @@ class PairPool:
             return cls(z["blurred"], z["sharp"], int(z["n_black"]), generation=generation)
 
 
+def _jpeg_quality(city_seed: int) -> int | None:
+    """JPEG quality of a city's blurred image, or None (not compressed); its own stream."""
+    rng = np.random.default_rng([city_seed, 0x4A504547])  # "JPEG"
+    if rng.random() >= JPEG_FRACTION:
+        return None
+    return int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int | None) -> np.ndarray:
+    """Compress a uint8 ``(3, y, x)`` image as JPEG at ``quality`` and decode it (None: as is).
+
+    Examples
+    --------
+    >>> img = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    >>> out = jpeg_roundtrip(img, 75)
+    >>> out.shape, out.dtype, bool((out != img).any())
+    ((3, 32, 32), dtype('uint8'), True)
+    """
+    if quality is None:
+        return image
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(
+        buffer, format="JPEG", quality=quality
+    )
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB")).transpose(2, 0, 1).copy()
+
+
 def make_pool(
     *,
     n_cities: int,
@@ -417,7 +460,8 @@ def make_pool(
             styled = style_substitute(clean, stats=stats, rng=rng)
         mix = STYLE_MIX if rng.random() < 0.5 else float(rng.uniform(0.0, 1.0))
         out = mix * styled.astype(np.float32) + (1.0 - mix) * physical.astype(np.float32)
-        blurred.append(np.round(out).astype(np.uint8))
+        quality = _jpeg_quality(city_seed)
+        blurred.append(jpeg_roundtrip(np.round(out).astype(np.uint8), quality))
         sharp.append(clean)
         meta.append(
             {
@@ -427,6 +471,7 @@ def make_pool(
                 "style_mix": mix,
                 "dilation": opts["dilation"],
                 "exposure": opts["exposure"],
+                "jpeg_quality": quality,
             }
         )
         if progress is not None:
