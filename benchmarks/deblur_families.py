@@ -22,6 +22,11 @@ Families (``FAMILIES``):
   lamps along random lines, rows of lit windows, one floodlit block, a dim
   uniform background that belongs to the truth; an energy-conserving PSF;
   photon (Poisson) + read noise; rounded and clipped to uint8.
+- ``prague_bubenec``: another real city's streets and buildings (Prague-Bubenec, the
+  street network momepy ships; OpenStreetMap-derived), lit and rendered by geo_ntl's
+  lighting model at 0.92 m (truth: linear radiance x 255, not clipped) and degraded by the
+  point families' sensor (the Moffat PSF of ``points_moffat31``, photon + read noise), not
+  by the training simulator; needs ``pip install momepy`` (the ``bench`` extra).
 - ``jilin1_real``: the real Jilin-1 frame in ../shared/data/ntl_real, a crop around
   its street of isolated lamps (no truth; ``meta['lamp_sep']`` = 40 px: its lamps
   are about 30 px wide at the file's upscaled sampling).
@@ -54,6 +59,7 @@ FAMILIES = (
     "points_moffat31",
     "points_gauss_exp",
     "points_powerlaw_elliptical",
+    "prague_bubenec",
     "jilin1_real",
     "dicm:01",
     "dicm:10",
@@ -301,6 +307,17 @@ def load_family(name: str, size: int = 512, *, seed: int = 0) -> tuple[Any, np.n
         degraded = degrade_points(truth, psf, seed=sseed + 1)
         meta = {"psf": psf, "linear_display": True, "seed": sseed, "note": note}
         return truth, degraded, _meta(name, meta)
+    if name == "prague_bubenec":
+        truth = prague_radiance(seed=seed)
+        psf = psf_moffat()
+        degraded = degrade_points(truth, psf, seed=2000 + seed)
+        meta = {
+            "psf": psf,
+            "linear_display": True,
+            "note": "Prague-Bubenec streets and buildings (momepy's bundled data) lit by "
+            "geo_ntl's lighting model; Moffat beta 1.6 blur, photon + read noise",
+        }
+        return _centre_crop(truth, size), _centre_crop(degraded, size), _meta(name, meta)
     if name == "jilin1_real":
         if not JILIN1.exists():
             raise FamilyUnavailable(f"{JILIN1} is absent (../shared is only beside a checkout)")
@@ -335,6 +352,42 @@ def load_family(name: str, size: int = 512, *, seed: int = 0) -> tuple[Any, np.n
         }
         return None, np.ascontiguousarray(_centre_crop(img, size)), _meta(name, meta)
     raise ValueError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}")
+
+
+def prague_radiance(*, seed: int = 0) -> np.ndarray:
+    """Render Prague-Bubenec's streets and buildings as a clean night scene (linear DN).
+
+    The streets (35 lines, no OSM tags: each taken as ``residential``) and 144 buildings of
+    momepy's ``bubenec`` dataset, reprojected to UTM 33N, lit by
+    :func:`geo_ntl.simulate.lighting.light_scene` and rendered at 0.92 m; radiance x 255,
+    lamps above full scale kept.
+    """
+    try:
+        import geopandas as gpd
+        import momepy
+    except ImportError as exc:
+        raise FamilyUnavailable(f"momepy is not installed (pip install momepy): {exc}") from exc
+    from geo_ntl.simulate.aoi import aoi_grid
+    from geo_ntl.simulate.layers import VectorScene, empty_layer
+    from geo_ntl.simulate.lighting import light_scene
+    from geo_ntl.simulate.render import render_scene
+
+    path = momepy.datasets.get_path("bubenec")
+    crs = "EPSG:32633"
+    streets = gpd.read_file(path, layer="streets").to_crs(crs)
+    streets["highway"] = "residential"
+    buildings = gpd.read_file(path, layer="buildings").to_crs(crs)
+    scene = VectorScene(
+        roads=streets[["highway", "geometry"]],
+        buildings=buildings[["geometry"]],
+        floodlit=empty_layer(crs),
+        permeable=empty_layer(crs),
+        water=empty_layer(crs),
+    )
+    lit = light_scene(scene, seed=3000 + seed)
+    transform, shape = aoi_grid(lit.roads.total_bounds)
+    radiance = render_scene(lit, transform=transform, shape=shape, seed=3000 + seed)
+    return np.asarray(radiance, dtype=np.float64) * 255.0
 
 
 def _meta(name: str, meta: dict) -> dict:
