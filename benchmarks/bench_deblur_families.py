@@ -416,15 +416,16 @@ def to_markdown(rows: list[dict]) -> str:
     """The family x method table and the pass/fail per criterion."""
     head = (
         "| family | method | PSNR | SSIM | flux vs truth: med \\|r−1\\| / ±10 % | "
+        "flux vs clipped truth: med ratio | "
         "flux vs input: med \\|r−1\\| / ±10 % | FWHM truth / input / output px | "
         "new maxima | dark rings | highlights kept | s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         if "measures" not in r:
             if r.get("method") is None:
-                lines.append(f"| {r['family']} | (skipped: {r['skipped']}) |" + " |" * 9)
+                lines.append(f"| {r['family']} | (skipped: {r['skipped']}) |" + " |" * 10)
             continue
         m = r["measures"]
         ft = m.get("flux_vs_truth")
@@ -435,11 +436,13 @@ def to_markdown(rows: list[dict]) -> str:
             else "–"
         )
         flux_i = f"{_fmt(fi['median_abs_dev'], '.3f')} / {_fmt(fi['within_10pct'], '.0%')}"
+        fc = m.get("flux_vs_clipped_truth")
+        flux_c = _fmt(fc["median_ratio"], ".3f") if fc else "–"
         fw = f"{_fmt(m.get('fwhm_truth'))} / {_fmt(m['fwhm_input'])} / {_fmt(m['fwhm'])}"
         lines.append(
             f"| {r['family']} | {r['method']} | {_fmt(m.get('psnr'))} "
             f"| {_fmt(m.get('ssim'), '.3f')} "
-            f"| {flux_t} (n={ft['n'] if ft else '–'}) | {flux_i} (n={fi['n']}) | {fw} "
+            f"| {flux_t} (n={ft['n'] if ft else '–'}) | {flux_c} | {flux_i} (n={fi['n']}) | {fw} "
             f"| {m['new_maxima']} | {_fmt(m['dark_rings'], '.3f')} "
             f"| {_fmt(m['highlights_kept'], '.2f')} | {r['seconds']} |"
         )

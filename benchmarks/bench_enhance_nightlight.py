@@ -20,7 +20,9 @@ Measures (issue 15):
    of the noise -- luminance and chroma (Cb, Cr), robust high-pass estimate (1.4826 x MAD of
    the difference of a pixel and the mean of its 4 neighbours) -- against the growth of the
    mean brightness there: ``(noise_out / noise_in - 1) / (mean_out / mean_in - 1)``, which must
-   stay <= 0.5 (noise grows at most half as fast as the brightness); and, since a term that
+   stay <= 0.5 (noise grows at most half as fast as the brightness), with both noise levels
+   taken as at least ``VISIBLE_NOISE_DN`` (0.5 DN; the ratio without that floor is kept as
+   ``noise_over_brightness_raw``); and, since a term that
    leaves the dim quarter alone can still sharpen the noise of a smooth sky, the same noise
    gain in the flattest quarter (smallest gradient at 3 px) of the brighter three quarters
    (``flat_noise_gain``, beside that area's ``flat_mean_gain``);
@@ -40,6 +42,11 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 LUMA = np.array([0.299, 0.587, 0.114])
+#: Noise below this (DN, the high-pass estimate) is not visible in an 8-bit image: rounding
+#: each band to an integer alone gives 0.20-0.22 DN in luma, Cb and Cr. JPEG leaves the chroma
+#: of dark areas flat (0.00-0.06 DN), so any change of those pixels "grows" it 5-300-fold
+#: at a level nobody can see; the grain ratio compares max(noise, this floor).
+VISIBLE_NOISE_DN = 0.5
 
 
 def load_rgb(path: Path, step: int = 1) -> np.ndarray:
@@ -75,13 +82,16 @@ def measures(before: np.ndarray, after: np.ndarray) -> dict:
     darkening = float((before.astype(int) - after.astype(int))[:, lit].max()) if lit.any() else 0
     dim = ndi.gaussian_filter(lb, 4) <= np.percentile(ndi.gaussian_filter(lb, 4), 25)
     mean_gain = la[dim].mean() / max(lb[dim].mean(), 1e-6)
-    growth = {}
+    growth: dict = {}
+    raw: dict = {}
     pairs = [("luma", lb, la), *zip(("cb", "cr"), chroma(before), chroma(after), strict=True)]
     for name, cb, ca in pairs:
         n_in, n_out = highpass_noise(cb, dim), highpass_noise(ca, dim)
-        noise_gain = n_out / max(n_in, 1e-6)
-        growth[name] = (noise_gain - 1) / (mean_gain - 1) if mean_gain > 1.02 else None
-        growth[f"{name}_noise_gain"] = noise_gain
+        for into, floor in ((growth, VISIBLE_NOISE_DN), (raw, 1e-6)):
+            noise_gain = max(n_out, floor) / max(n_in, floor)
+            into[name] = (noise_gain - 1) / (mean_gain - 1) if mean_gain > 1.02 else None
+            into[f"{name}_noise_gain"] = noise_gain
+        growth[f"{name}_noise_dn"] = (n_in, n_out)
     gradient = ndi.gaussian_gradient_magnitude(lb, 3)
     flat = (gradient <= np.percentile(gradient, 25)) & (lb > np.percentile(lb, 25))
     if flat.sum() >= 1000:
@@ -101,6 +111,7 @@ def measures(before: np.ndarray, after: np.ndarray) -> dict:
         "lit_darkening_dn": darkening,
         "dim_mean_gain": float(mean_gain),
         "noise_over_brightness": growth,
+        "noise_over_brightness_raw": raw,
     }
 
 
@@ -147,13 +158,21 @@ def dicm(limit: int, png_dir: Path | None) -> dict:
                 acc.setdefault(f"dark_{label}", []).append(m["lit_darkening_dn"])
                 acc.setdefault(f"flat_noise_gain_{label}", []).append(m["flat_noise_gain"])
                 acc.setdefault(f"flat_mean_gain_{label}", []).append(m["flat_mean_gain"])
-                g = m["noise_over_brightness"]
-                acc.setdefault(f"grain_{label}", []).append(
-                    max(
-                        (v for k, v in g.items() if k in ("luma", "cb", "cr") and v is not None),
-                        default=float("nan"),
+                for key, suffix in (
+                    ("noise_over_brightness", ""),
+                    ("noise_over_brightness_raw", "_raw"),
+                ):
+                    g = m[key]
+                    acc.setdefault(f"grain{suffix}_{label}", []).append(
+                        max(
+                            (
+                                v
+                                for k, v in g.items()
+                                if k in ("luma", "cb", "cr") and v is not None
+                            ),
+                            default=float("nan"),
+                        )
                     )
-                )
                 if m["mean_in"] >= 100:
                     acc.setdefault(f"bright_change_{label}", []).append(m["mean_change"])
         if png_dir is not None and f.stem in ("01", "22", "47"):
@@ -187,6 +206,7 @@ def dicm_summary(params: dict, limit: int) -> dict:
             "piqe",
             "bright",
             "grain",
+            "grain_raw",
             "bchange",
             "contrast",
             "flat_noise",
@@ -204,8 +224,9 @@ def dicm_summary(params: dict, limit: int) -> dict:
             acc["flat_noise"].append(m["flat_noise_gain"])
             acc["flat_mean"].append(m["flat_mean_gain"])
         if m["dim_mean_gain"] > 1.1:  # below, the ratio's denominator is noise
-            growth = m["noise_over_brightness"]
+            growth, raw = m["noise_over_brightness"], m["noise_over_brightness_raw"]
             acc["grain"].append(max(growth[k] for k in ("luma", "cb", "cr")))
+            acc["grain_raw"].append(max(raw[k] for k in ("luma", "cb", "cr")))
         if m["mean_in"] >= 100:
             acc["bchange"].append(m["mean_change"])
             acc["contrast"].append(m["contrast_ratio"])
@@ -220,6 +241,7 @@ def dicm_summary(params: dict, limit: int) -> dict:
         if v
     }
     out["grain_at_most_half"] = float(np.mean(np.array(acc["grain"]) <= 0.5))
+    out["grain_raw_at_most_half"] = float(np.mean(np.array(acc["grain_raw"]) <= 0.5))
     return out
 
 
