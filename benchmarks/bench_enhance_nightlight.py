@@ -115,6 +115,12 @@ def measures(before: np.ndarray, after: np.ndarray) -> dict:
     }
 
 
+def worst_grain(growth: dict) -> float:
+    """The largest of the luma, Cb and Cr grain ratios of ``measures`` (NaN when none applies)."""
+    values = [growth[k] for k in ("luma", "cb", "cr") if growth[k] is not None]
+    return max(values, default=float("nan"))
+
+
 def save_pair(path: Path, before: np.ndarray, *afters: np.ndarray) -> None:
     from PIL import Image
 
@@ -158,21 +164,10 @@ def dicm(limit: int, png_dir: Path | None) -> dict:
                 acc.setdefault(f"dark_{label}", []).append(m["lit_darkening_dn"])
                 acc.setdefault(f"flat_noise_gain_{label}", []).append(m["flat_noise_gain"])
                 acc.setdefault(f"flat_mean_gain_{label}", []).append(m["flat_mean_gain"])
-                for key, suffix in (
-                    ("noise_over_brightness", ""),
-                    ("noise_over_brightness_raw", "_raw"),
-                ):
-                    g = m[key]
-                    acc.setdefault(f"grain{suffix}_{label}", []).append(
-                        max(
-                            (
-                                v
-                                for k, v in g.items()
-                                if k in ("luma", "cb", "cr") and v is not None
-                            ),
-                            default=float("nan"),
-                        )
-                    )
+                acc.setdefault(f"grain_{label}", []).append(worst_grain(m["noise_over_brightness"]))
+                acc.setdefault(f"grain_raw_{label}", []).append(
+                    worst_grain(m["noise_over_brightness_raw"])
+                )
                 if m["mean_in"] >= 100:
                     acc.setdefault(f"bright_change_{label}", []).append(m["mean_change"])
         if png_dir is not None and f.stem in ("01", "22", "47"):
@@ -224,9 +219,8 @@ def dicm_summary(params: dict, limit: int) -> dict:
             acc["flat_noise"].append(m["flat_noise_gain"])
             acc["flat_mean"].append(m["flat_mean_gain"])
         if m["dim_mean_gain"] > 1.1:  # below, the ratio's denominator is noise
-            growth, raw = m["noise_over_brightness"], m["noise_over_brightness_raw"]
-            acc["grain"].append(max(growth[k] for k in ("luma", "cb", "cr")))
-            acc["grain_raw"].append(max(raw[k] for k in ("luma", "cb", "cr")))
+            acc["grain"].append(worst_grain(m["noise_over_brightness"]))
+            acc["grain_raw"].append(worst_grain(m["noise_over_brightness_raw"]))
         if m["mean_in"] >= 100:
             acc["bchange"].append(m["mean_change"])
             acc["contrast"].append(m["contrast_ratio"])
