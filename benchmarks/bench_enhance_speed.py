@@ -1,7 +1,7 @@
 """Speed of the ASM enhancer: seconds per image and per megapixel, peak memory, tiled overhead.
 
 Usage: nice python benchmarks/bench_enhance_speed.py [--max 4096] [--threads N] [--repeat 3]
-       [--device cpu] [--root PATH]
+       [--device cpu] [--root PATH] [--param NAME=VALUE ...]
 
 Prints a markdown table. The CPU is shared, so every figure is the minimum of
 ``--repeat`` runs, and besides wall time the table gives the process's CPU time
@@ -11,7 +11,9 @@ wall time. System time is mostly page faults on freshly allocated arrays.
 Peak memory is the process's peak resident set (ru_maxrss) growth during the
 run, measured in a fresh subprocess per size. ``--root`` runs the geo_ntl found
 in another checkout (e.g. ``git archive <commit> | tar -x -C /tmp/old``), to
-compare two versions on the same machine state.
+compare two versions on the same machine state. ``--param`` (repeatable) passes enhancer
+parameters, e.g. ``--param guard=false`` for the seed paper's method without the night-light
+guard.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np, torch
 size, threads, repeat, device = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 if sys.argv[5]:
     sys.path.insert(0, sys.argv[5])
+params = json.loads(sys.argv[6]) or None
 if threads:
     torch.set_num_threads(threads)
 from geo_ntl.enhance import enhance_array
@@ -35,7 +38,7 @@ rng = np.random.default_rng(0)
 yy, xx = np.mgrid[:size, :size]
 img = np.stack([40 * (0.3 + 0.7 * xx / size) * f for f in (1.0, 0.8, 0.6)])
 img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
-enhance_array(img[:, :128, :128], device=device)
+enhance_array(img[:, :128, :128], device=device, params=params)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 times, cpus, syss = [], [], []
 for _ in range(repeat):
@@ -43,7 +46,7 @@ for _ in range(repeat):
         torch.cuda.synchronize()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    enhance_array(img, device=device)
+    enhance_array(img, device=device, params=params)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     times.append(time.perf_counter() - t0)
@@ -64,7 +67,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--root", default="", help="checkout whose geo_ntl to time (default: this one)")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="enhancer parameter, JSON value (repeatable), e.g. guard=false",
+    )
     args = ap.parse_args()
+    params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
     sizes = [s for s in (256, 512, 1024, 2048, 4096) if s <= args.max]
     rows = []
     for size in sizes:
@@ -78,6 +89,7 @@ def main() -> None:
                 str(args.repeat),
                 args.device,
                 args.root,
+                json.dumps(params),
             ],
             capture_output=True,
             text=True,
@@ -93,7 +105,13 @@ def main() -> None:
             f"{r['peak_mb']:.0f} |",
             flush=True,
         )
-    print(time.strftime("measured %Y-%m-%d %H:%M"), "device", args.device, args.root or "")
+    print(
+        time.strftime("measured %Y-%m-%d %H:%M"),
+        "device",
+        args.device,
+        args.root or "",
+        json.dumps(params) if params else "",
+    )
 
 
 if __name__ == "__main__":

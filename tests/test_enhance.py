@@ -333,7 +333,7 @@ def test_enhance_block__region_matches_whole_block_inside_region():
 
 
 @pytest.mark.parametrize("region", [None, (20, 50, 24, 56)])
-def test_enhance_block__solver_pieces_give_the_same_values_as_one_solve(monkeypatch, region):
+def test_enhance_block__solver_and_guard_pieces_give_the_values_of_one_call(monkeypatch, region):
     import torch
 
     import geo_ntl.enhance.core as core

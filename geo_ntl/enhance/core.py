@@ -167,6 +167,45 @@ def _solve_in_pieces(
     return out
 
 
+def _guard_in_pieces(
+    image: torch.Tensor,
+    method: torch.Tensor,
+    region: tuple[int, int, int, int],
+    computed: tuple[int, int, int, int],
+    stats: GlobalStats,
+    params: ASMParams,
+    piece: int | None,
+) -> torch.Tensor:
+    """Apply the night-light guard to ``region`` piece by piece; zeros elsewhere.
+
+    ``method`` holds the method's output on ``computed`` (``region`` plus the guard's support,
+    cut at the block's edges). The guard is local (:func:`guard_support`), so each piece of
+    ``region`` guarded on itself plus that support, cut the same way, gives the values one
+    call on the whole region gives, while its temporaries stay piece-sized: on a whole 4096^2
+    image, one call took the peak memory from 248 MB (the method alone) to 1317 MB; in
+    512 px pieces it is 350 MB.
+    """
+    cy0, cy1, cx0, cx1 = computed
+    support = guard_support(params.detail_sigma)
+    strength = guard_strength(
+        stats.mean_luma, params.guard_mean_low, params.guard_mean_high, params.guard_mean_off
+    )
+    out = torch.zeros_like(method)
+    for py0, py1, px0, px1 in _pieces(region, piece):
+        y0, y1 = max(cy0, py0 - support), min(cy1, py1 + support)
+        x0, x1 = max(cx0, px0 - support), min(cx1, px1 + support)
+        guarded = apply_guard(
+            image[:, y0:y1, x0:x1],
+            method[:, y0:y1, x0:x1],
+            strength=strength,
+            black=stats.black,
+            detail_sigma=params.detail_sigma,
+            detail_gain=params.detail_gain,
+        )
+        out[:, py0:py1, px0:px1] = guarded[:, py0 - y0 : py1 - y0, px0 - x0 : px1 - x0]
+    return out
+
+
 def enhance_block(
     pixels: np.ndarray,
     *,
@@ -249,24 +288,9 @@ def enhance_block(
         ry0, ry1, rx0, rx1 = max(0, ry0 - s), min(h, ry1 + s), max(0, rx0 - s), min(w, rx1 + s)
     out = _solve_in_pieces(r0, h0, z, params, (ry0, ry1, rx0, rx1), (h, w), piece)
     if params.guard:
-        out[:, ry0:ry1, rx0:rx1] = apply_guard(
-            x[:, ry0:ry1, rx0:rx1],
-            out[:, ry0:ry1, rx0:rx1],
-            strength=guard_strength(
-                stats.mean_luma,
-                params.guard_mean_low,
-                params.guard_mean_high,
-                params.guard_mean_off,
-            ),
-            black=stats.black,
-            detail_sigma=params.detail_sigma,
-            detail_gain=params.detail_gain,
+        out = _guard_in_pieces(
+            x[:, :h, :w], out, region or (0, h, 0, w), (ry0, ry1, rx0, rx1), stats, params, piece
         )
-        if region is not None:  # the ring the guard needed is not part of the result
-            kept = torch.zeros_like(out)
-            ky0, ky1, kx0, kx1 = region
-            kept[:, ky0:ky1, kx0:kx1] = out[:, ky0:ky1, kx0:kx1]
-            out = kept
     result = out.mul_(stats.scale).cpu().numpy()
     if invalid.any():
         result[:, invalid] = np.nan
