@@ -71,7 +71,7 @@ def enhance_scenes(
         write_cog(result, job.out, overwrite=True, stage="enhance", compress=compress)
 
     jobs = [SceneJob(src, dst, "", False) for src, dst in zip(srcs, dsts, strict=True)]
-    run_jobs(jobs, process, progress=False, in_flight=in_flight)
+    run_jobs(jobs, process, in_flight=in_flight)
 
 
 def _timed(func, *args) -> float:
