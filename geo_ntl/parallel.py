@@ -247,6 +247,12 @@ def _embedded(
 ) -> Iterator[ComputeContext]:
     import dask
 
+    # Imported before the settings below: its configuration defaults are registered on import,
+    # and a dask.config.set made before that would both miss them (the workers' one-thread
+    # OMP/MKL/OpenBLAS environment) and, on exit, drop the whole "distributed" section it
+    # created, defaults included, so that the next cluster failed (KeyError: 'comm').
+    import distributed  # noqa: F401
+
     from geo_ntl.allocator import ALLOCATOR_ENVIRON
     from geo_ntl.io import gdal_cache_environ
 

@@ -52,6 +52,35 @@ def test_local_cluster__same_bytes_and_survives_a_killed_worker(reference, tmp_p
     assert out.read_bytes() == expected
 
 
+FRESH_PROCESS_TWO_CLUSTERS = """
+import json, os
+from geo_ntl.parallel import compute_context
+seen = []
+for _ in range(2):
+    with compute_context(workers=1, threads_per_worker=1, dashboard=False) as context:
+        seen.append(context.client.run(lambda: os.environ.get("OMP_NUM_THREADS")))
+print(json.dumps([list(s.values()) for s in seen]))
+"""
+
+
+def test_compute_context__second_cluster_in_a_fresh_process_with_distributed_defaults():
+    # In a process that has not imported distributed, its configuration defaults must survive
+    # the first cluster (a second one failed with KeyError 'comm'), and the workers must get
+    # its one-thread BLAS/OpenMP environment from the first cluster on.
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_TWO_CLUSTERS],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [["1"], ["1"]]
+
+
 def test_compute_context__threads_by_default_for_small_jobs():
     with compute_context(megapixels=1.0) as context:
         assert context.kind == "threads" and context.client is None
