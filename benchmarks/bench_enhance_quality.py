@@ -154,11 +154,8 @@ def paired(png_dir: Path) -> str:
 
 
 def tiling() -> str:
-    import xarray as xr
 
     from geo_ntl.enhance import ASMParams, enhance, enhance_array, halo_depth
-    from geo_ntl.enhance.api import _TileFunction, _to_float
-    from geo_ntl.enhance.stats import global_stats
     from geo_ntl.testing import make_scene
 
     scene = clean_scene()[:, :1024, :1024]
@@ -173,27 +170,9 @@ def tiling() -> str:
     params = ASMParams()
     depth = halo_depth(params)
     rows = [(depth, tiled)]
-    # Smaller halos, through the same tile function, to show what the halo buys.
-    import dask.array as dsa
-    import torch
-
-    from geo_ntl.tiling import apply_tiled
-
-    xf = _to_float(dark, None)
-    stats = global_stats(xf, dtype=np.dtype("uint8"), params=params, device=torch.device("cpu"))
-    h, w = dark.shape[1:]
-    rr = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    cc = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
-    carrier = xr.DataArray(
-        dsa.from_array(np.concatenate([xf, rr[None], cc[None]]), chunks=(-1, 256, 256)),
-        dims=("band", "y", "x"),
-    )
+    # Smaller halos, through the same public call, to show what the halo buys.
     for d in (depth // 2, depth // 4, 16):
-        func = _TileFunction(
-            bands=3, halo=d, stats=stats, params=params, device=torch.device("cpu")
-        )
-        out = apply_tiled(carrier, func, halo=d, dtype=np.float32, bands_out=3).values
-        rows.append((d, np.rint(out).clip(0, 255).astype(np.uint8)))
+        rows.append((d, enhance(da, tile=256, device="cpu", halo=d).values))
     lines = [
         f"Tile consistency: 1024 x 1024 dark crop, 256-px tiles vs whole image (whole {t_whole:.1f} s, "
         f"tiled {t_tiled:.1f} s on the shared CPU):\n",
