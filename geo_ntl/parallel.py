@@ -248,9 +248,9 @@ def _embedded(
     import dask
 
     # Imported before the settings below: its configuration defaults are registered on import,
-    # and a dask.config.set made before that would both miss them (the workers' one-thread
-    # OMP/MKL/OpenBLAS environment) and, on exit, drop the whole "distributed" section it
-    # created, defaults included, so that the next cluster failed (KeyError: 'comm').
+    # and a dask.config.set made before that creates the "distributed" section and, on exit,
+    # drops it whole, the defaults merged into it since included, so that the next cluster in
+    # the process failed (KeyError: 'comm').
     import distributed  # noqa: F401
 
     from geo_ntl.allocator import ALLOCATOR_ENVIRON

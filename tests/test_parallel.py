@@ -65,8 +65,8 @@ print(json.dumps([list(s.values()) for s in seen]))
 
 def test_compute_context__second_cluster_in_a_fresh_process_with_distributed_defaults():
     # In a process that has not imported distributed, its configuration defaults must survive
-    # the first cluster (a second one failed with KeyError 'comm'), and the workers must get
-    # its one-thread BLAS/OpenMP environment from the first cluster on.
+    # the first cluster (a second one failed with KeyError 'comm'), and the workers of both
+    # get its one-thread BLAS/OpenMP environment.
     import json
     import subprocess
     import sys
