@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--cities", type=int, default=3)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "deblur_quality.json"))
+    ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--save-arrays", default=None, help="folder for .npy outputs (for PNGs)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
@@ -173,8 +173,9 @@ def main() -> None:
         if cities
         else {}
     )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1))
     print(json.dumps(results["held_out_mean"]))
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--halos", default="16,32,48,64")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-rf", action="store_true")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "deblur_speed.json"))
+    ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
 
     import dask
@@ -120,8 +120,9 @@ def main() -> None:
         "ratio_pipeline_over_bare_throughput": round(t_bare / t_pipe, 3),
     }
     print(json.dumps(res["throughput"]))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

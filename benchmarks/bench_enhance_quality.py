@@ -190,9 +190,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dicm-limit", type=int, default=64)
     ap.add_argument("--png-dir", type=Path, default=Path("/tmp/enhance_png"))
-    ap.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "enhance_quality.md"
-    )
+    ap.add_argument("--out", type=Path, default=None, help="also write the report here")
     ap.add_argument("--skip", nargs="*", default=[], choices=["dicm", "paired", "tiling"])
     args = ap.parse_args()
     parts = []
@@ -206,6 +204,8 @@ def main() -> None:
         text = fn()
         print(text, flush=True)
         parts.append(text)
+    if args.out is None:
+        return
     from geo_ntl.io import atomic_output
 
     with atomic_output(args.out, overwrite=True) as tmp:

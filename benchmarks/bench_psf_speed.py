@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "psf_speed.json"))
+    ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
     import dask
@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_psf_over_gan": round(min(psf_runs) / min(gan_runs), 4),
     }
     print(json.dumps(res))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Run from the repository root (takes several minutes; use `nice`):
 
-    nice python benchmarks/bench_spatial.py            # both parts -> benchmarks/results/spatial.md
-    nice python benchmarks/bench_spatial.py --part a   # statistics only
+    nice python benchmarks/bench_spatial.py --md benchmarks/results/spatial.md   # both parts
+    nice python benchmarks/bench_spatial.py --part a                             # statistics, printed
 
 (a) 1,000,000 cells, queen weights: global Moran's I + LISA + bivariate LISA, 999 permutations each,
     geo_ntl versus esda called directly on the same arrays and weights.
@@ -12,7 +12,8 @@ Run from the repository root (takes several minutes; use `nice`):
     fresh process. Two more runs show what the memory follows: the same raster at 100 m cells, and
     a 10000 x 10000 raster at 50 m cells -- the same number of cells from a quarter of the pixels.
 
-Each part's figures are kept in results/spatial.json, so `--part b` alone does not lose part (a).
+With ``--md``, each part's figures are kept beside the report (spatial.json), so `--part b` alone does
+not lose part (a); without it the report is only printed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).parent / "results" / "spatial.md"
 PERMS = 999
 X0, Y0 = 385_000.0, 6_690_000.0
 
@@ -224,7 +224,7 @@ def report(a: dict | None, b: dict | None) -> str:
         "# geo_ntl.spatial benchmark",
         "",
         f"Machine: {os.cpu_count()} cores (shared), Python {sys.version.split()[0]}. "
-        "Command: `nice python benchmarks/bench_spatial.py`.",
+        "Command: `nice python benchmarks/bench_spatial.py --md benchmarks/results/spatial.md`.",
         "",
     ]
     if a:
@@ -287,6 +287,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--child", nargs=4)
+    parser.add_argument(
+        "--md",
+        type=Path,
+        default=None,
+        help="write the report here and keep each part's figures beside it (.json)",
+    )
     args = parser.parse_args()
     if args.child:
         part_b_child(*args.child)
@@ -297,13 +303,16 @@ def main() -> None:
     b = part_b(args.size) if args.part in ("b", "both") else None
     if b:
         print(json.dumps(b, indent=1), flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    store = OUT.with_suffix(".json")
+    if args.md is None:
+        print(report(a, b))
+        return
+    args.md.parent.mkdir(parents=True, exist_ok=True)
+    store = args.md.with_suffix(".json")
     kept = json.loads(store.read_text()) if store.exists() else {}
     kept.update({k: v for k, v in (("a", a), ("b", b)) if v is not None})
     store.write_text(json.dumps(kept, indent=1))
-    OUT.write_text(report(kept.get("a"), kept.get("b")))
-    print(OUT.read_text())
+    args.md.write_text(report(kept.get("a"), kept.get("b")))
+    print(args.md.read_text())
 
 
 if __name__ == "__main__":
