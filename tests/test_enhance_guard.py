@@ -67,6 +67,25 @@ def test_guard__noise_grows_slower_than_brightness():
     assert noise_gain - 1 <= 0.5 * (gain - 1)
 
 
+def test_guard__colour_brightens_with_the_luminance():
+    # A dim brown wall brightened: its colour (band ratios of the smooth image) stays, rather
+    # than turning grey as it did when the colour differences got only detail_gain.
+    import torch
+
+    from geo_ntl.enhance.guard import apply_guard
+
+    rng = np.random.default_rng(5)
+    wall = np.array([60.0, 36.0, 18.0])[:, None, None] + rng.normal(0, 1.5, (3, 96, 96))
+    image = torch.from_numpy((wall / 255.0).astype(np.float32))
+    out = apply_guard(
+        image, image * 2.5, strength=1.0, black=0.0, detail_sigma=2.0, detail_gain=0.25
+    ).numpy()
+    inner = (slice(None), slice(24, -24), slice(24, -24))
+    before, after = image.numpy()[inner].mean(axis=(1, 2)), out[inner].mean(axis=(1, 2))
+    assert after[1] > 2.0 * before[1]  # brightened
+    np.testing.assert_allclose(after / after[1], before / before[1], rtol=0.03)
+
+
 def test_guard__tiled_equals_whole():
     img = _night_scene(size=160)
     scene = make_scene((3, 160, 160), chunks=64)

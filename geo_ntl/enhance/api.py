@@ -9,13 +9,13 @@ of the scene, E_G on an overview, nodata fill). The second runs
 (``placement=True``): the coarse grid, the superpixel seeds and the ASD blocks
 are anchored at the scene origin, and the reflected halo at scene edges is
 cropped off so edge tiles see the same boundary as the whole image. The halo
-(:func:`~geo_ntl.enhance.core.halo_depth`, 240 px with the defaults) is the
+(:func:`~geo_ntl.enhance.core.halo_depth`, 256 px with the defaults) is the
 radius of support of the whole chain: every filter is truncated, SLIC uses
 only neighbouring seeds, the solvers take a fixed number of local
 (Jacobi / Chebyshev) steps and the night-light guard is local, so a tile with
 this halo computes exactly what the whole image computes; the only differences
 are float rounding (measured: at most 1 DN, mean < 0.01 DN on 8-bit scenes). The halo is
-a worst-case bound dominated by the superpixels (128 of its 240 px), all
+a worst-case bound dominated by the superpixels (128 of its 256 px), all
 coarse-grid work: a tile runs the initialisation on tile + halo (2.2x the area
 of a 1024 tile) but the full-resolution solver, most of the cost, only on the
 tile plus the solver's own 27-px support (1.1x), still exactly (on CPU in

@@ -16,11 +16,15 @@ renders the result from the input, using the method only for how much to brighte
 2. **Gain, not texture.** The brightening is the ratio of the Gaussian-smoothed luminances,
    ``g = G(Y(HR)) / G(Y(I))`` at ``detail_sigma`` px, damped to ``1 + k (g - 1)``. It is applied
    above the scene's black level ``b`` to the smooth luminance of the input,
-   ``Y' = b + g (G(Y) - b)`` -- so unlit ground at the black level stays dark -- and only
-   ``detail_gain`` of the achieved local gain ``a = Y' / G(Y)`` goes to the rest, ``I - G(Y)``:
-   the fine detail and the colour differences, where the sensor's and the codec's luminance
-   and colour noise live. Noise grows as ``1 + detail_gain (a - 1)``, at most half as fast as
-   the brightness with the default 0.25; colours brighten a little less than the luminance.
+   ``Y' = b + g (G(Y) - b)`` -- so unlit ground at the black level stays dark. The achieved
+   local gain ``a = Y' / G(Y)`` also goes to the colour of the smooth image, ``G_c(I) -
+   G_c(Y)`` at :data:`COLOUR_SIGMA_FACTOR` times ``detail_sigma``, so hue and saturation are
+   kept; only ``detail_gain`` of it goes to the rest, the fine detail and the fine colour
+   differences, where the sensor's and the codec's luminance and colour noise live. Noise
+   grows as ``1 + detail_gain (a - 1)``, at most half as fast as the brightness with the
+   default 0.25. (With the colour differences in the damped part, as before session 11, a dim
+   brown wall came out grey; the wider Gaussian keeps the colour noise of dim ground, which a
+   2 px one let through at the full gain as coloured blotches, faint.)
 3. **Highlights kept.** Bands that would leave [0, 1] are scaled back together (hue kept), and
    where the input is lit (luminance from 96 to 128 DN, ramped) the output is never darker than
    the input: saturated lamps stay saturated, lit pixels are not dimmed.
@@ -35,19 +39,34 @@ import torch
 from geo_ntl.enhance._ops import gaussian, gaussian_radius
 from geo_ntl.enhance.initial_estimate import LUMA_WEIGHTS
 
-__all__ = ["HIGHLIGHT_FROM", "HIGHLIGHT_TO", "apply_guard", "guard_strength", "guard_support"]
+__all__ = [
+    "COLOUR_SIGMA_FACTOR",
+    "HIGHLIGHT_FROM",
+    "HIGHLIGHT_TO",
+    "apply_guard",
+    "guard_strength",
+    "guard_support",
+]
 
 #: Input luminance (on [0, 1]) from which the output starts to be held at least at the input.
 HIGHLIGHT_FROM = 96.0 / 255.0
 #: Input luminance from which the output is never darker than the input.
 HIGHLIGHT_TO = 128.0 / 255.0
+#: The colour of the smooth image is taken at this many times ``detail_sigma``.
+COLOUR_SIGMA_FACTOR = 3.0
 #: Keeps the gain finite where the smoothed luminance is ~0.
 _EPS = 1.0 / 255.0
 
 
 def guard_support(detail_sigma: float) -> int:
-    """Radius of support (px) of :func:`apply_guard`: Gaussians of ``detail_sigma``."""
-    return gaussian_radius(detail_sigma)
+    """Radius of support (px) of :func:`apply_guard`: its widest Gaussian, the colour's.
+
+    Examples
+    --------
+    >>> guard_support(2.0)
+    18
+    """
+    return gaussian_radius(COLOUR_SIGMA_FACTOR * detail_sigma)
 
 
 def guard_strength(
@@ -129,9 +148,9 @@ def apply_guard(
     """
     if strength <= 0.0:
         return image.clone()
-    # The smooth luminance is brightened; everything else -- fine detail, colour differences,
-    # and with them the sensor's and the codec's luminance and colour noise -- gets only
-    # detail_gain of that brightening.
+    # The smooth luminance is brightened, and the smooth image's colour with it; the rest --
+    # fine detail, fine colour differences, and with them the sensor's and the codec's
+    # luminance and colour noise -- gets only detail_gain of that brightening.
     luma = _luma(image)
     base = gaussian(luma, detail_sigma)
     luma_in = base.clamp_min(0.0)
@@ -140,7 +159,10 @@ def apply_guard(
     # Light above the black level is brightened; at or below it, nothing changes.
     lifted = torch.where(base > black, black + gain * (base - black), base)
     achieved = (lifted + _EPS) / (base + _EPS)
-    out = lifted + (1.0 + detail_gain * (achieved - 1.0)) * (image - base)
+    smooth = gaussian(image, COLOUR_SIGMA_FACTOR * detail_sigma)
+    colour = smooth - _luma(smooth)  # the smooth image's colour differences (luminance-free)
+    rest = image - base - colour  # detail of the luminance and of the colour
+    out = lifted + achieved * colour + (1.0 + detail_gain * (achieved - 1.0)) * rest
     # Bands beyond full scale are scaled back together: the hue stays.
     peak = out.amax(0, keepdim=True).clamp_min(1.0)
     out = (out / peak).clamp_min_(0.0)
