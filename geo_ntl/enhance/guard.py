@@ -22,9 +22,9 @@ renders the result from the input, using the method only for how much to brighte
    kept; only ``detail_gain`` of it goes to the rest, the fine detail and the fine colour
    differences, where the sensor's and the codec's luminance and colour noise live. Noise
    grows as ``1 + detail_gain (a - 1)``, at most half as fast as the brightness with the
-   default 0.25. (With the colour differences in the damped part, as before session 11, a dim
-   brown wall came out grey; the wider Gaussian keeps the colour noise of dim ground, which a
-   2 px one let through at the full gain as coloured blotches, faint.)
+   default 0.25. (Until session 11 every colour difference was damped, and a dim brown wall
+   came out grey. The colour's Gaussian is wider than the detail's because at 2 px the colour
+   noise of dim ground came through at the full gain as coloured blotches.)
 3. **Highlights kept.** Bands that would leave [0, 1] are scaled back together (hue kept), and
    where the input is lit (luminance from 96 to 128 DN, ramped) the output is never darker than
    the input: saturated lamps stay saturated, lit pixels are not dimmed.
