@@ -62,7 +62,7 @@ class Photo:
         method = enhance_array(self.image, device="cpu", params={"guard": False}, dtype="float32")
         self.x = torch.from_numpy(self.image.astype(np.float32) / stats.scale)
         self.method = torch.from_numpy(method / stats.scale)
-        self.method_u8 = enhance_array(self.image, device="cpu", params={"guard": False})
+        self.method_u8 = _to_u8(self.method.numpy())  # what enhance_array writes as uint8
         self.default_u8 = enhance_array(self.image, device="cpu")
         self.black = stats.black
         self.mean_dn = float(np.tensordot([0.299, 0.587, 0.114], self.image, axes=1).mean())
