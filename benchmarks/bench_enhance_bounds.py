@@ -119,9 +119,9 @@ def summarise(photos: list[Photo], outputs: list[np.ndarray]) -> dict:
         "brightness": float(np.mean(bright)),
         "grain_at_most_half": float(np.mean(np.array(grain) <= 0.5)) if grain else None,
         "grain_median": float(np.median(grain)) if grain else None,
-        "bright_mean_change_mean": float(np.mean(change)),
-        "bright_mean_change_max": float(np.max(change)),
-        "bright_contrast_ratio_min": float(np.min(contrast)),
+        "bright_mean_change_mean": float(np.mean(change)) if change else 0.0,
+        "bright_mean_change_max": float(np.max(change)) if change else 0.0,
+        "bright_contrast_ratio_min": float(np.min(contrast)) if contrast else 1.0,
     }
 
 
