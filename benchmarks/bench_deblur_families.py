@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from deblur_families import (  # noqa: E402
     FAMILIES,
+    REAL_FAMILIES,
     FamilyUnavailable,
     clip_truth,
     load_family,
@@ -159,6 +160,23 @@ def _physics_blind(degraded: np.ndarray, *, meta: dict | None = None) -> np.ndar
     return degraded.copy() if psf is None else rl_flux(degraded, psf)
 
 
+def _psf_gan(degraded: np.ndarray, weights: str | None = None) -> np.ndarray:
+    """The default method: the PSF-explicit, clip-aware solver with the learned prior."""
+    from geo_ntl.deblur.psf_gan import solve_array
+
+    return solve_array(degraded, device="cpu", weights=weights)
+
+
+def _candidate(weights: str) -> Method:
+    """Judge a weights file with the method its architecture belongs to."""
+    from geo_ntl.deblur.weights import get_model
+    from geo_ntl.deblur.solver import SOLVER_ARCH
+
+    if getattr(get_model(weights), "arch", None) == SOLVER_ARCH:
+        return functools.partial(_psf_gan, weights=weights)
+    return functools.partial(_gan, weights=weights)
+
+
 def _gan_bare(degraded: np.ndarray) -> np.ndarray:
     """The shipped GAN without the flux-conserving projection (geo_ntl.deblur.flux)."""
     from geo_ntl.deblur import deblur_array
@@ -170,6 +188,7 @@ def default_methods() -> dict[str, Method]:
     """The methods of the issue, plus ``physics`` where geo_ntl ships its own PSF estimator."""
     methods: dict[str, Method] = {
         "input": lambda d: d,
+        "psf_gan": _psf_gan,
         "gan": _gan,
         "gan_bare": _gan_bare,
         "physics_true": _physics_true,
@@ -216,6 +235,7 @@ def measure(
     lamps: list[tuple[int, int]],
     fwhm_input: float,
     fwhm_truth: float | None,
+    core_fwhm: float,
     sep: int = 16,
 ) -> dict[str, Any]:
     """Every measure of one output (see the module docstring)."""
@@ -237,7 +257,24 @@ def measure(
         degraded, out, fwhm=fwhm_input if math.isfinite(fwhm_input) else None
     )
     m["highlights_kept"] = light.highlights_kept(degraded, out)
+    m["cores_kept"] = light.cores_kept(degraded, out, fwhm=core_fwhm)
     return m
+
+
+def _core_fwhm(degraded: np.ndarray, meta: dict, fwhm_input: float) -> float:
+    """The PSF FWHM that saturated cores are eroded by: the true PSF's, else geo_ntl's estimate.
+
+    Without either (no lamps to measure), the input's isolated-lamp width, else 2 px.
+    """
+    if meta.get("psf_fwhm_px"):
+        return float(meta["psf_fwhm_px"])
+    from geo_ntl.exceptions import PSFEstimationError
+    from geo_ntl.psf import estimate_psf
+
+    try:
+        return float(np.mean(estimate_psf(degraded).fwhm))
+    except PSFEstimationError:
+        return float(fwhm_input) if math.isfinite(fwhm_input) else 2.0
 
 
 def criteria(rows: list[dict]) -> None:
@@ -268,13 +305,17 @@ def criteria(rows: list[dict]) -> None:
         else:
             f = m["flux_vs_input"]
             c["flux_vs_input_within10_ge_90pct"] = _ok(f["within_10pct"], lambda v: v >= 0.9)
-            if r["family"] == "jilin1_real":
+            if r["family"] in REAL_FAMILIES:
                 fi = m["fwhm_input"]
-                c["fwhm_reduced_ge_30pct"] = (
+                phys = by.get((r["family"], "physics"), {}).get("measures")
+                c["fwhm_reduced_ge_25pct"] = (
                     None
                     if not (math.isfinite(fi) and math.isfinite(m["fwhm"]))
-                    else m["fwhm"] <= 0.7 * fi
+                    else m["fwhm"] <= 0.75 * fi
                 )
+                if phys is not None and r["method"] != "physics":
+                    c["fwhm_le_physics"] = _ok(phys["fwhm"], lambda v: m["fwhm"] <= v)
+        c["cores_kept_ge_99pct"] = _ok(m.get("cores_kept"), lambda v: v >= 0.99)
         r["pass"] = c
 
 
@@ -356,7 +397,9 @@ def run(
             if truth is not None
             else None
         )
+        core_fwhm = _core_fwhm(degraded, meta, lw["fwhm"])
         info = {
+            "core_fwhm_px": round(core_fwhm, 2),
             "shape": list(degraded.shape),
             "psf_fwhm_px": meta.get("psf_fwhm_px"),
             "isolated_lamps": lw["n"],
@@ -385,6 +428,7 @@ def run(
                 lamps=lamps,
                 fwhm_input=lw["fwhm"],
                 fwhm_truth=fwhm_truth,
+                core_fwhm=core_fwhm,
                 sep=sep,
             )
             rows.append(
@@ -418,14 +462,14 @@ def to_markdown(rows: list[dict]) -> str:
         "| family | method | PSNR | SSIM | flux vs truth: med \\|r−1\\| / ±10 % | "
         "flux vs clipped truth: med ratio | "
         "flux vs input: med \\|r−1\\| / ±10 % | FWHM truth / input / output px | "
-        "new maxima | dark rings | highlights kept | s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "new maxima | dark rings | highlights kept | cores kept | s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         if "measures" not in r:
             if r.get("method") is None:
-                lines.append(f"| {r['family']} | (skipped: {r['skipped']}) |" + " |" * 10)
+                lines.append(f"| {r['family']} | (skipped: {r['skipped']}) |" + " |" * 11)
             continue
         m = r["measures"]
         ft = m.get("flux_vs_truth")
@@ -444,7 +488,8 @@ def to_markdown(rows: list[dict]) -> str:
             f"| {_fmt(m.get('ssim'), '.3f')} "
             f"| {flux_t} (n={ft['n'] if ft else '–'}) | {flux_c} | {flux_i} (n={fi['n']}) | {fw} "
             f"| {m['new_maxima']} | {_fmt(m['dark_rings'], '.3f')} "
-            f"| {_fmt(m['highlights_kept'], '.2f')} | {r['seconds']} |"
+            f"| {_fmt(m['highlights_kept'], '.2f')} | {_fmt(m.get('cores_kept'), '.3f')} "
+            f"| {r['seconds']} |"
         )
     lines += [
         "",
@@ -491,8 +536,8 @@ def main(argv: list[str] | None = None) -> None:
         "--candidate",
         default=None,
         metavar="WEIGHTS",
-        help="also judge these GAN weights (method 'candidate', flux projection on), e.g. a run's "
-        "generator.pt, side by side with the shipped ones",
+        help="also judge these weights (method 'candidate', flux projection on): a solver run's "
+        "solver.pt (judged as psf_gan) or a GAN run's generator.pt, side by side with the shipped",
     )
     args = ap.parse_args(argv)
     import torch
@@ -500,7 +545,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     known = default_methods()
     if args.candidate:
-        known["candidate"] = functools.partial(_gan, weights=args.candidate)
+        known["candidate"] = _candidate(args.candidate)
     names = args.methods.split(",") if args.methods else list(known)
     if args.candidate and "candidate" not in names:
         names.append("candidate")

@@ -30,6 +30,9 @@ Families (``FAMILIES``):
 - ``jilin1_real``: the real Jilin-1 frame in ../shared/data/ntl_real, a crop around
   its street of isolated lamps (no truth; ``meta['lamp_sep']`` = 40 px: its lamps
   are about 30 px wide at the file's upscaled sampling).
+- ``iss:CITY``: the six astronaut night photos of Japanese cities in
+  ../shared/data/ntl_real/iss_japan (640 x 426 JPEG, each its own camera, exposure and
+  blur; no truth): real night light from cameras nobody trained on, never used in training.
 - ``dicm``: low-light photos from ../shared/data/lowlight_dicm (no truth; sanity
   only); ``dicm:NN`` picks photo NN.jpg (default 01).
 
@@ -52,6 +55,18 @@ AOI = ROOT / "sample_aoi" / "helsinki"
 SHARED = ROOT.parent / "shared"
 JILIN1 = SHARED / "data" / "ntl_real" / "jilin1_blooming_example.png"
 DICM = SHARED / "data" / "lowlight_dicm"
+ISS = SHARED / "data" / "ntl_real" / "iss_japan"
+#: The ISS photos (file name prefixes): ``iss:fukuoka`` ... ``iss:tokyo_problem``.
+ISS_PHOTOS = {
+    "fukuoka": "Fukuoka_ISS035-E-14262.JPG",
+    "nagoya": "Nagoya_ISS038-E-11205.JPG",
+    "osaka": "Osaka_ISS030-E-184140.JPG",
+    "sapporo": "Sapporo_ISS030-E-188140.JPG",
+    "tokyo": "Tokyo_ISS030-E-82770.JPG",
+    "tokyo_problem": "Problem_Tokyo_ISS038-E-36641.JPG",
+}
+#: The real scenes without truth that the deblooming criteria for real images apply to.
+REAL_FAMILIES = ("jilin1_real", *(f"iss:{k}" for k in ISS_PHOTOS))
 
 FAMILIES = (
     "aoi",
@@ -61,6 +76,7 @@ FAMILIES = (
     "points_powerlaw_elliptical",
     "prague_bubenec",
     "jilin1_real",
+    *(f"iss:{k}" for k in ISS_PHOTOS),
     "dicm:01",
     "dicm:10",
 )
@@ -337,6 +353,24 @@ def load_family(name: str, size: int = 512, *, seed: int = 0) -> tuple[Any, np.n
             "sampling), crop centred on its street of isolated lamps; no truth",
         }
         return None, np.ascontiguousarray(img[:, y0 : y0 + s, x0 : x0 + s]), _meta(name, meta)
+    if name.startswith("iss:"):
+        photo = ISS_PHOTOS.get(name.split(":", 1)[1])
+        if photo is None:
+            raise ValueError(f"unknown ISS photo {name!r}; choose from {', '.join(ISS_PHOTOS)}")
+        path = ISS / photo
+        if not path.exists():
+            raise FamilyUnavailable(f"{path} is absent (../shared is only beside a checkout)")
+        from PIL import Image
+
+        img = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
+        meta = {
+            "psf": None,
+            "linear_display": False,
+            "lamp_sep": 8,
+            "note": f"real ISS astronaut photo {photo} (640 x 426 JPEG, own camera and blur); "
+            "no truth; never trained on",
+        }
+        return None, np.ascontiguousarray(_centre_crop(img, size)), _meta(name, meta)
     if name == "dicm" or name.startswith("dicm:"):
         photo = name.split(":", 1)[1] if ":" in name else "01"
         path = DICM / f"{photo}.jpg"

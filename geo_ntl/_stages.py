@@ -33,15 +33,19 @@ STAGING_PREFIX = ".geo_ntl-gan-"
 
 @dataclass(frozen=True)
 class DeblurStage:
-    """Remove blooming: the NTL-Db-Net GAN, or the physics baseline.
+    """Remove blooming with one of the methods of :mod:`geo_ntl.deblur.methods`.
 
     Parameters
     ----------
-    method : {"gan", "physics"}, default "gan"
-        ``"gan"``: :func:`geo_ntl.deblur.deblur`; ``"physics"``: Richardson-Lucy with
-        the scene's own PSF (:func:`geo_ntl.deblur.physics.physics_stage`).
+    method : {"psf-gan", "gan-direct", "physics"}, default "psf-gan"
+        ``"psf-gan"``: NTL-Db-Net inside the PSF-explicit, clip-aware solver
+        (:func:`geo_ntl.deblur.psf_gan.solve`); ``"gan-direct"`` (earlier name ``"gan"``):
+        the standalone generator (:func:`geo_ntl.deblur.inference.deblur`);
+        ``"physics"``: Richardson-Lucy with the scene's own PSF
+        (:func:`geo_ntl.deblur.physics.physics_stage`).
     weights : str or os.PathLike, optional
-        GAN weights: a shipped name or a file from ``geo-ntl train``; default the shipped model.
+        Weights of the psf-gan solver or of the standalone generator: a shipped name or a
+        file from training; default the shipped ones.
     tile : int, default :data:`geo_ntl.defaults.DEBLUR_TILE`
         Tile edge in pixels, halo excluded (multiple of 4, at least 16).
     halo : int, optional
@@ -49,11 +53,12 @@ class DeblurStage:
     batch_size : int, optional
         GAN tiles per forward pass; default 4 on a GPU, 1 on a CPU.
     psf : str, os.PathLike or PSFEstimate, optional
-        Physics PSF (a JSON file from ``geo-ntl psf --json``); default measured on each scene.
+        The PSF of psf-gan and physics (a JSON file from ``geo-ntl psf --json``); default
+        measured on each scene.
     """
 
     name: ClassVar[str] = "deblur"
-    method: Literal["gan", "physics"] = "gan"
+    method: Literal["psf-gan", "gan-direct", "gan", "physics"] = "psf-gan"
     weights: str | os.PathLike[str] | None = None
     tile: int = DEBLUR_TILE
     halo: int | None = None
@@ -291,22 +296,16 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
         raise ParameterError(f"method must be 'gan' or 'physics', got {stage.method!r}")
     if stage.psf is not None:
         raise ParameterError("psf applies to method='physics'")
-    from geo_ntl.deblur import get_model
     from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
     from geo_ntl.deblur.inference import DEFAULT_HALO
-    from geo_ntl.deblur.weights import list_models, resolve_weights, sha256sum
+    from geo_ntl.deblur.weights import get_generator
 
     weights, tile, halo, batch_size = stage.weights, stage.tile, stage.halo, stage.batch_size
-    get_model(weights)  # a missing, corrupt or foreign weights file fails here, before any work
-    weights_path, _ = resolve_weights(weights)
-    inputs = []
-    if not (weights is None or weights in list_models()):
-        inputs.append(("weights file", Path(weights_path)))
-    # The model by its SHA-256 (a retrained file under the same name is another model), the
-    # resolved halo and the flux projection: what changes the pixels.
+    weights_params, inputs = _weights_params(weights, get_generator)
+    # The model, the resolved halo and the flux projection: what changes the pixels.
     params: dict[str, Any] = {
-        "weights": os.fspath(weights) if weights else "default",
-        "weights_sha256": sha256sum(weights_path),
+        "method": "gan-direct",
+        **weights_params,
         "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
         "tile": tile,
         "halo": DEFAULT_HALO if halo is None else halo,
@@ -316,7 +315,7 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
         params["dtype"] = dtype
 
     def first(da: xr.DataArray) -> xr.DataArray:
-        from geo_ntl.deblur import deblur
+        from geo_ntl.deblur.inference import deblur
 
         return deblur(
             da.chunk({"y": tile, "x": tile}),
@@ -338,9 +337,47 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     )
 
 
+def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> StagePlan:
+    if stage.batch_size is not None:
+        raise ParameterError("batch_size applies to method='gan-direct'")
+    from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
+    from geo_ntl.deblur.psf_gan import METHOD, read_given_psf, solve
+    from geo_ntl.deblur.weights import get_solver
+
+    weights, tile, halo = stage.weights, stage.tile, stage.halo
+    weights_params, inputs = _weights_params(weights, get_solver)
+    psf, psf_params = read_given_psf(stage.psf)
+    if isinstance(stage.psf, str | os.PathLike):
+        inputs.append(("PSF file", Path(stage.psf)))
+    params: dict[str, Any] = {
+        "method": METHOD,
+        **weights_params,
+        **psf_params,
+        "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
+        "tile": tile,
+        "halo": halo,
+    }
+    if dtype is not None:
+        params["dtype"] = dtype
+
+    def first(da: xr.DataArray) -> xr.DataArray:
+        return solve(da.chunk({"y": tile, "x": tile}), psf=psf, weights=weights, device=device,
+                     tile=tile, halo=halo, dtype=dtype)  # fmt: skip
+
+    return StagePlan(
+        stage="deblur",
+        suffix="_clean",
+        params=params,
+        first=first,
+        dtype=dtype,
+        inputs=inputs,
+        staged=True,
+    )
+
+
 def _physics_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
     if stage.weights is not None or stage.batch_size is not None:
-        raise ParameterError("weights and batch_size apply to method='gan'")
+        raise ParameterError("weights and batch_size apply to method='psf-gan' or 'gan-direct'")
     from geo_ntl.deblur.physics import physics_stage
 
     first, params = physics_stage(stage.psf, tile=stage.tile, halo=stage.halo, dtype=dtype)

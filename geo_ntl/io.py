@@ -603,6 +603,12 @@ def _provenance_tags(
     return out
 
 
+def _result_tags(da: xr.DataArray) -> dict[str, str]:
+    """Tags a stage's result carries for its output (the PSF a deblooming stage used)."""
+    psf = da.attrs.get("geo_ntl_psf")
+    return {"GEO_NTL_PSF": str(psf)} if psf else {}
+
+
 def write_cog(
     da: xr.DataArray,
     path: PathLike,
@@ -710,7 +716,7 @@ def write_cog(
                 staging,
                 data,
                 profile,
-                tags=_provenance_tags(stage, params, tags),
+                tags=_provenance_tags(stage, params, {**_result_tags(da), **(tags or {})}),
                 attrs=da.attrs,
                 mask_count=count if mask is not None else None,
             )

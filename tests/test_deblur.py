@@ -15,11 +15,8 @@ import rasterio
 
 torch = pytest.importorskip("torch")
 
-from geo_ntl.deblur import (  # noqa: E402
-    deblur,
-    deblur_array,
-    losses,  # noqa: E402
-)
+from geo_ntl.deblur import losses  # noqa: E402
+from geo_ntl.deblur.inference import deblur, deblur_array  # noqa: E402  (the standalone GAN)
 from geo_ntl.deblur.model import (  # noqa: E402
     Discriminator,
     Generator,
@@ -626,7 +623,6 @@ def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
 ):
     """The command stages the GAN output on disk: the enhancer's two passes do not rerun the GAN."""
     import geo_ntl.deblur.inference as inference
-    from geo_ntl.deblur import deblur
     from geo_ntl.io import open_scene
 
     expected = deblur(open_scene(scene_file), weights=tiny_weights, device="cpu", tile=32).values

@@ -15,11 +15,12 @@ def _default(func, name):
 
 
 def test_defaults__library_restoration_defaults_are_the_shared_ones():
-    from geo_ntl.deblur import DEFAULT_TILE, deblur
+    from geo_ntl.deblur import DEFAULT_TILE, inference, psf_gan
     from geo_ntl.enhance import enhance
     from geo_ntl.pipeline import DeblurStage, EnhanceStage
 
-    assert DEFAULT_TILE == _default(deblur, "tile") == defaults.DEBLUR_TILE
+    assert DEFAULT_TILE == _default(inference.deblur, "tile") == defaults.DEBLUR_TILE
+    assert _default(psf_gan.solve, "tile") == defaults.DEBLUR_TILE
     assert DeblurStage().tile == defaults.DEBLUR_TILE
     from geo_ntl.deblur import physics
     from geo_ntl.enhance import api as enhance_api

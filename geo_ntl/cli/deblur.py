@@ -1,4 +1,4 @@
-"""``geo-ntl deblur``: the deblooming GAN (or the physics baseline); the ASM enhancer on request."""
+"""``geo-ntl deblur``: remove blooming (psf-gan, gan-direct or physics); the ASM enhancer on request."""
 
 from __future__ import annotations
 
@@ -16,21 +16,23 @@ from geo_ntl.defaults import DEBLUR_TILE
 @restoration_options
 @click.option(
     "--method",
-    type=click.Choice(["gan", "physics"]),
-    default="gan",
+    type=click.Choice(["psf-gan", "gan-direct", "physics", "gan"]),
+    default="psf-gan",
     show_default=True,
-    help="gan: the NTL-Db-Net generator; physics: Richardson-Lucy with the scene's own PSF.",
+    help="psf-gan: NTL-Db-Net inside a solver given the scene's own PSF; gan-direct (or gan): "
+    "the standalone NTL-Db-Net generator; physics: Richardson-Lucy with the scene's own PSF.",
 )
 @click.option(
     "--psf-json",
     type=click.Path(dir_okay=False),
     default=None,
-    help="PSF from `geo-ntl psf SCENE --json` for --method physics "
+    help="PSF from `geo-ntl psf SCENE --json` for psf-gan and physics "
     "(default: measured on each scene).",
 )
 @click.option(
     "--weights",
-    help="Weights file from `geo-ntl train` or a shipped name (default: the shipped model).",
+    help="Weights of psf-gan or gan-direct: a file from training or a shipped name "
+    "(default: the shipped ones).",
 )
 @click.option(
     "--enhance/--no-enhance",
@@ -43,7 +45,7 @@ from geo_ntl.defaults import DEBLUR_TILE
     "--float32",
     "as_float",
     is_flag=True,
-    help="Write float32 (with --method physics --no-enhance: keeps the flux of lamps "
+    help="Write float32 (with psf-gan or physics and --no-enhance: keeps the light of lamps "
     "sharpened beyond the input's range).",
 )
 @click.option(
@@ -77,26 +79,31 @@ def deblur(
     device: str,
     **restoration: Any,
 ) -> None:
-    """Remove blooming from SCENES with the NTL-Db-Net GAN (and, with --enhance, brighten them).
+    """Remove blooming from SCENES (and, with --enhance, brighten them).
 
     SCENES are files, folders, glob patterns or URLs (https://, s3://,
     /vsi..., one scene each). Keeps size, dtype, CRS, transform and nodata.
-    The output keeps the scene's light: the network's correction may move
-    light within about 30 px but not create or remove it, except around
-    pixels saturated at full scale. It is what `geo-ntl cluster` analyses.
-    --enhance adds the ASM low-light enhancer, for viewing. 1-band scenes
-    are processed as three identical channels and merged back; 2- and 4-band
-    scenes are refused.
+    The default method, psf-gan, gives the scene's own PSF (measured on each
+    scene, `geo-ntl psf`, unless `--psf-json` gives one; a logged, tagged
+    fallback where too few lamps are found) to a clip-aware solver whose
+    learned prior is NTL-Db-Net's. The output keeps the scene's light: the
+    correction may move light within about 30 px but not create or remove
+    it, except around pixels saturated at full scale, whose cores stay at
+    full scale. It is what `geo-ntl cluster` analyses. --enhance adds the
+    ASM low-light enhancer, for viewing. 1-band scenes are processed as
+    three identical channels and merged back; 2- and 4-band scenes are
+    refused by psf-gan and gan-direct.
 
-    With `--method physics`, a flux-conserving Richardson-Lucy deconvolution
-    with the scene's own PSF replaces the GAN (any band count): the PSF is
-    measured on each scene (`geo-ntl psf`) unless `--psf-json` gives one.
+    `--method gan-direct` runs the seed paper's standalone generator;
+    `--method physics` a flux-conserving Richardson-Lucy deconvolution with
+    the scene's own PSF (any band count).
 
     \b
     Examples:
       geo-ntl deblur sample_aoi/helsinki/scene.tif --out clean.tif
       geo-ntl deblur scene.tif --out clean_view.tif --enhance --tile 512
-      geo-ntl deblur scene.tif --out clean.tif --weights runs/a/generator.pt --device cuda
+      geo-ntl deblur scene.tif --out clean.tif --psf-json scene_psf.json
+      geo-ntl deblur scene.tif --out clean.tif --method gan-direct --device cuda
       geo-ntl deblur scenes/ --out-dir clean/ --mosaic city.tif --workers 2
       geo-ntl deblur scene.tif --out clean.tif --method physics --float32
       geo-ntl deblur scene.tif --out clean.tif --method physics --psf-json scene_psf.json
@@ -107,12 +114,14 @@ def deblur(
         raise click.BadParameter(f"must be a multiple of 4, got {tile}", param_hint="--tile")
     if halo is not None and halo % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {halo}", param_hint="--halo")
-    if method == "physics" and (weights is not None or batch_size is not None):
+    if method == "physics" and weights is not None:
         raise click.BadParameter(
-            "--weights and --batch-size apply to --method gan", param_hint="--method"
+            "--weights applies to --method psf-gan or gan-direct", param_hint="--method"
         )
-    if method == "gan" and psf_json is not None:
-        raise click.BadParameter("applies to --method physics", param_hint="--psf-json")
+    if method not in ("gan", "gan-direct") and batch_size is not None:
+        raise click.BadParameter("--batch-size applies to --method gan-direct", param_hint="--method")
+    if method in ("gan", "gan-direct") and psf_json is not None:
+        raise click.BadParameter("applies to --method psf-gan or physics", param_hint="--psf-json")
     stage = DeblurStage(
         method=method,  # type: ignore[arg-type]
         weights=weights,

@@ -129,9 +129,9 @@ class _Runner:
         """Run the generator on a (N, 3, h, w) float32 batch in [-1, 1] (h, w multiples of 4)."""
         import torch
 
-        from geo_ntl.deblur.weights import get_model
+        from geo_ntl.deblur.weights import get_generator
 
-        model = get_model(self.weights, device=self.device)
+        model = get_generator(self.weights, device=self.device)
         dev = torch.device(self.device)
         with torch.inference_mode():
             t = torch.from_numpy(x).to(dev)
@@ -460,7 +460,7 @@ def deblur(
     import dask.array as dsa
 
     from geo_ntl._device import resolve_device
-    from geo_ntl.deblur.weights import get_model
+    from geo_ntl.deblur.weights import get_generator
     from geo_ntl.tiling import apply_tiled
 
     halo = _check_options(tile, halo, batch_size)
@@ -469,7 +469,7 @@ def deblur(
     dtype = check_dtype(da3.dtype)
     dev = str(resolve_device(device))
     batch_size = batch_size or (DEFAULT_BATCH_SIZE if dev.startswith("cuda") else 1)
-    get_model(weights, device=dev)  # fail early on bad weights, and warm the cache
+    get_generator(weights, device=dev)  # fail early on bad weights, and warm the cache
     nodata = da3.rio.nodata
     sc = float(scale) if scale is not None else _scale_for(dtype, da3.data, nodata)
     # Each dask chunk holds up to batch_size tiles (a square of k x k tiles).

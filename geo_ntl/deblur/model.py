@@ -64,22 +64,30 @@ def _norm(channels: int) -> nn.InstanceNorm2d:
     )
 
 
-def _branch(channels: int, dilation: int, dropout: float) -> nn.Sequential:
+def _branch(channels: int, dilation: int, dropout: float, norm: bool = True) -> nn.Sequential:
     """One branch of a multi-path residual block (5x5 dil d, 7x7, 5x5 dil d)."""
     pad5 = 2 * dilation
-    return nn.Sequential(
+
+    def normed() -> nn.Module:
+        return _norm(channels) if norm else nn.Identity()
+
+    layers: list[nn.Module] = [
         nn.ReflectionPad2d(pad5),
         nn.Conv2d(channels, channels, 5, dilation=dilation),
-        _norm(channels),
+        normed(),
         nn.ReLU(inplace=True),
         nn.ReflectionPad2d(3),
         nn.Conv2d(channels, channels, 7),
-        _norm(channels),
-        nn.Dropout(dropout),
+        normed(),
+    ]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers += [
         nn.ReflectionPad2d(pad5),
         nn.Conv2d(channels, channels, 5, dilation=dilation),
-        _norm(channels),
-    )
+        normed(),
+    ]
+    return nn.Sequential(*layers)
 
 
 class MultiPathResBlock(nn.Module):
@@ -93,6 +101,9 @@ class MultiPathResBlock(nn.Module):
         Dilation of the two 5x5 convolutions of each branch.
     dropout : float, default 0.5
         Dropout probability after the middle convolution of each branch.
+    norm : bool, default True
+        Instance norms after the convolutions (False: none, as in the solver's prior,
+        whose output must not depend on statistics of what it is given).
     """
 
     def __init__(
@@ -101,9 +112,10 @@ class MultiPathResBlock(nn.Module):
         *,
         dilations: tuple[int, ...] = DILATIONS,
         dropout: float = DROPOUT,
+        norm: bool = True,
     ) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(_branch(channels, d, dropout) for d in dilations)
+        self.branches = nn.ModuleList(_branch(channels, d, dropout, norm) for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``x + sum(branch(x))``."""
@@ -182,6 +194,7 @@ class Generator(nn.Module):
             nn.Tanh(),
         ]
         self.net = nn.Sequential(*layers)
+        self.arch = GENERATOR_ARCH
         self.config = {
             "in_channels": in_channels,
             "out_channels": out_channels,

@@ -519,24 +519,11 @@ def physics_stage(
     InputError
         If ``psf`` is a file that does not hold a PSF estimate.
     """
-    from geo_ntl.psf import PSFEstimate, read_psf
+    from geo_ntl.deblur.psf_gan import read_given_psf
 
     _check_options(iterations, damping)
-    source: str = "per scene"
-    fwhm: Any = "per scene"
-    if isinstance(psf, str | os.PathLike):
-        source = os.fspath(psf)
-        psf = read_psf(psf)
-    if isinstance(psf, PSFEstimate):
-        fwhm = [round(float(v), 3) for v in psf.fwhm]
-        source = source if source != "per scene" else "given"
-    elif psf is not None:
-        from geo_ntl.psf import profile_fwhm
-
-        given = np.asarray(psf)
-        bands = given.shape[0] if given.ndim == 3 else 1
-        fwhm = [round(profile_fwhm(k), 3) for k in _kernels(psf, bands)]
-        source = "given"
+    psf, described = read_given_psf(psf)
+    source, fwhm = described["psf"], described["psf_fwhm"]
     params = {
         "method": "physics",
         "psf": source,

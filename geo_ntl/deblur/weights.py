@@ -28,6 +28,9 @@ __all__ = [
     "list_models",
     "get_model",
     "get_meta",
+    "get_generator",
+    "get_solver",
+    "DEFAULT_SOLVER_WEIGHTS",
     "load_generator",
     "save_weights",
     "sha256sum",
@@ -37,8 +40,12 @@ __all__ = [
 
 #: Name of the weights used when none is given.
 DEFAULT_WEIGHTS = "ntl-db-net-jilin1-sim"
+#: Name of the PSF solver's weights used when none is given (``--method psf-gan``).
+DEFAULT_SOLVER_WEIGHTS = "ntl-db-net-psf-solver"
 #: Registry file inside ``geo_ntl/weights``.
 REGISTRY_FILE = "registry.json"
+#: Architectures a weights file may hold: the standalone generator and the PSF solver's prior.
+KNOWN_ARCHS = ("ntl-db-net-generator-v1", "ntl-db-net-psf-solver-v1")
 
 
 def _weights_dir() -> Path:
@@ -124,10 +131,10 @@ def _read(path: Path) -> dict[str, Any]:
             f"weights file {str(path)!r} is not a geo_ntl weights file (no 'state_dict'); "
             f"expected architecture {GENERATOR_ARCH!r} saved by `geo-ntl train`"
         )
-    if obj.get("arch") != GENERATOR_ARCH:
+    if obj.get("arch") not in KNOWN_ARCHS:
         raise WeightsError(
-            f"weights file {str(path)!r} holds architecture {obj.get('arch')!r}, expected "
-            f"{GENERATOR_ARCH!r}"
+            f"weights file {str(path)!r} holds architecture {obj.get('arch')!r}, expected one "
+            f"of {', '.join(map(repr, KNOWN_ARCHS))}"
         )
     return obj
 
@@ -154,6 +161,7 @@ def load_generator(path: str | os.PathLike[str], *, sha256: str | None = None) -
         If it is corrupt, of another architecture or fails the checksum.
     """
     from geo_ntl.deblur.model import GENERATOR_ARCH, Generator
+    from geo_ntl.deblur.solver import SOLVER_ARCH, UnrolledSolver
 
     p = Path(path)
     if not p.is_file():
@@ -164,14 +172,17 @@ def load_generator(path: str | os.PathLike[str], *, sha256: str | None = None) -
             "reinstall geo_ntl"
         )
     obj = _read(p)
+    arch = obj["arch"]
     try:
-        # Files written before the global skip existed have no "residual" key.
-        gen = Generator(**{"residual": False, **obj.get("config", {})})
+        if arch == SOLVER_ARCH:
+            gen = UnrolledSolver(**obj.get("config", {}))
+        else:  # files written before the global skip existed have no "residual" key
+            gen = Generator(**{"residual": False, **obj.get("config", {})})
         state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
         gen.load_state_dict(state, strict=True)
     except (TypeError, RuntimeError) as exc:
         raise WeightsError(
-            f"weights file {str(p)!r} does not fit {GENERATOR_ARCH!r}: {str(exc).splitlines()[0]}"
+            f"weights file {str(p)!r} does not fit {arch!r}: {str(exc).splitlines()[0]}"
         ) from exc
     gen.eval()
     for q in gen.parameters():
@@ -210,6 +221,49 @@ def get_model(name_or_path: str | os.PathLike[str] | None = None, *, device: str
     path, sha = resolve_weights(name_or_path)
     st = path.stat()
     return _cached(str(path.resolve()), st.st_mtime, st.st_size, sha, str(device))
+
+
+def get_generator(
+    name_or_path: str | os.PathLike[str] | None = None, *, device: str = "cpu"
+) -> Any:
+    """Return the standalone generator (``gan-direct``), loaded once; refuse solver weights."""
+    from geo_ntl.deblur.model import GENERATOR_ARCH
+
+    model = get_model(name_or_path, device=device)
+    if getattr(model, "arch", GENERATOR_ARCH) != GENERATOR_ARCH:
+        raise WeightsError(
+            f"weights {str(name_or_path)!r} hold the PSF solver's prior, not the standalone "
+            "generator: use them with --method psf-gan"
+        )
+    return model
+
+
+def get_solver(
+    name_or_path: str | os.PathLike[str] | None = None, *, device: str = "cpu"
+) -> Any:
+    """Return the PSF solver (:class:`geo_ntl.deblur.solver.UnrolledSolver`), loaded once.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike, optional
+        A shipped name or a solver weights file; default :data:`DEFAULT_SOLVER_WEIGHTS`.
+    device : str, default "cpu"
+        Torch device string.
+
+    Raises
+    ------
+    WeightsNotFoundError, WeightsError
+        See :func:`load_generator`; also for a file holding the standalone generator.
+    """
+    from geo_ntl.deblur.solver import SOLVER_ARCH
+
+    model = get_model(name_or_path or DEFAULT_SOLVER_WEIGHTS, device=device)
+    if getattr(model, "arch", None) != SOLVER_ARCH:
+        raise WeightsError(
+            f"weights {str(name_or_path)!r} hold the standalone generator, not the PSF solver: "
+            "use them with --method gan-direct, or pass solver weights"
+        )
+    return model
 
 
 def get_meta(name_or_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -262,7 +316,7 @@ def save_weights(
         for k, v in model.state_dict().items()
     }
     obj = {
-        "arch": GENERATOR_ARCH,
+        "arch": getattr(model, "arch", GENERATOR_ARCH),
         "config": dict(model.config),
         "state_dict": state,
         "meta": json.loads(json.dumps(meta or {})),

@@ -44,6 +44,7 @@ __all__ = [
     "black_level",
     "cell_flux",
     "compare_light",
+    "cores_kept",
     "dark_rings",
     "flux_ratio_stats",
     "highlights_kept",
@@ -636,6 +637,48 @@ def highlights_kept(
     if n == 0:
         return float("nan")
     return float(((a >= kept).all(axis=0) & sat).sum() / n)
+
+
+def cores_kept(
+    before: np.ndarray, after: np.ndarray, *, fwhm: float, saturated: float = SATURATED
+) -> float:
+    """Fraction of the pixels of saturated blob *cores* that stay saturated after restoration.
+
+    A blob's core is its saturated pixels eroded by the PSF's half width at half maximum
+    (at least 1 px; :func:`geo_ntl.deblur.cores.core_mask`), per band: where a lamp's own
+    light clipped the sensor, not its bloom. A restoration that turns them grey loses the
+    highlight.
+
+    Parameters
+    ----------
+    before, after : (band, y, x) ndarray
+        The scene and its restoration (8-bit DN scale).
+    fwhm : float
+        The PSF's FWHM (px).
+    saturated : float, default 250
+        A band at least this is saturated (before and after).
+
+    Returns
+    -------
+    float
+        Kept / core pixels over all bands; NaN when there is no core.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((3, 9, 9), np.uint8)
+    >>> img[:, 2:7, 2:7] = 255
+    >>> cores_kept(img, img, fwhm=2.0), cores_kept(img, img // 2, fwhm=2.0)
+    (1.0, 0.0)
+    """
+    from geo_ntl.deblur.cores import core_mask
+
+    b, a = _pair(before, after)
+    core = core_mask(b >= saturated, fwhm)
+    n = int(core.sum())
+    if n == 0:
+        return float("nan")
+    return float((a[core] >= saturated).sum() / n)
 
 
 def compare_light(

@@ -1,0 +1,191 @@
+"""The solver's data step: clip-aware Richardson-Lucy with the scene's PSF, in torch.
+
+Richardson-Lucy [1]_ models a blurred pixel as ``K u`` (the latent image ``u``
+convolved with the PSF ``K``). A sensor clips: a pixel recorded at full scale only
+says that ``K u`` was *at least* full scale. Following Whyte, Sivic and Zisserman
+[2]_, the forward model here is the smooth minimum of ``K u`` and the clip level
+``t``::
+
+    R(z) = z - log(1 + exp(-a (t - z))) / a,     R'(z) = sigmoid(a (t - z))
+
+and the multiplicative update of the Poisson likelihood becomes::
+
+    u <- u * K^T( y / R(K u) * R'(K u) + 1 - R'(K u) )
+
+Where ``K u`` is well below ``t``, ``R' = 1`` and this is plain Richardson-Lucy;
+where the model already exceeds the clip level, ``R' = 0`` and the pixel stops
+pushing. The latent may therefore rise above full scale: the unsaturated wings of
+a clipped lamp fix its flux, and its core is free to shrink to the lamp's size.
+With a kernel that sums to 1 the update keeps the light of unclipped pixels, as
+Richardson-Lucy does.
+
+Everything here works on tensors already padded (:func:`pad_for_psf`), so that the
+circular FFT convolution wraps into reflected margins, not into the opposite
+edge; :func:`geo_ntl.deblur.solver` calls it once per stage, in training as in
+inference (the update is differentiable).
+
+References
+----------
+.. [1] Richardson, W. H. (1972), JOSA 62, 55-59; Lucy, L. B. (1974), AJ 79, 745.
+.. [2] Whyte, O., Sivic, J. and Zisserman, A. (2014). Deblurring shaken and
+   partially saturated images. IJCV 110, 185-201.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CLIP_SHARPNESS_DN", "PSFOperator", "clip_rl", "pad_for_psf", "smooth_clip"]
+
+#: Sharpness ``a`` of the smooth clip, per DN of an 8-bit sensor (0.2: the model
+#: reaches the clip level over about 10 DN).
+CLIP_SHARPNESS_DN = 0.2
+
+
+def pad_for_psf(x: torch.Tensor, margin: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Reflect-pad ``(N, C, H, W)`` by ``margin`` px and up to FFT-friendly sizes.
+
+    Returns
+    -------
+    padded : torch.Tensor
+    widths : tuple of int
+        ``(top, bottom, left, right)`` pixels added (crop them back with :func:`unpad`).
+    """
+    from scipy import fft
+
+    h, w = x.shape[-2:]
+    fh = fft.next_fast_len(h + 2 * margin, real=True)
+    fw = fft.next_fast_len(w + 2 * margin, real=True)
+    widths = (margin, fh - h - margin, margin, fw - w - margin)
+    out = x
+    # torch's reflection needs each pad below the side: pad in steps for small windows.
+    remaining = list(widths)
+    while any(remaining):
+        th, tw = out.shape[-2:]
+        step = (
+            min(remaining[2], tw - 1),
+            min(remaining[3], tw - 1),
+            min(remaining[0], th - 1),
+            min(remaining[1], th - 1),
+        )
+        out = F.pad(out, step, mode="reflect")
+        remaining = [
+            remaining[0] - step[2],
+            remaining[1] - step[3],
+            remaining[2] - step[0],
+            remaining[3] - step[1],
+        ]
+    return out, widths
+
+
+def unpad(x: torch.Tensor, widths: tuple[int, int, int, int]) -> torch.Tensor:
+    """Crop what :func:`pad_for_psf` added."""
+    top, bottom, left, right = widths
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
+
+
+@dataclass
+class PSFOperator:
+    """``K`` and ``K^T`` of per-image, per-band kernels on padded ``(N, C, H, W)`` tensors.
+
+    Parameters
+    ----------
+    kernels : (N or 1, C or 1, k, k) torch.Tensor
+        Kernels summing to 1 (odd side), broadcast over images and bands.
+    shape : tuple of int
+        ``(H, W)`` of the padded tensors the operator applies to.
+    """
+
+    kernels: torch.Tensor
+    shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        k = self.kernels.shape[-1]
+        h, w = self.shape
+        if k > h or k > w:
+            raise ValueError(f"a {k} px kernel does not fit a {h} x {w} window")
+        lead = self.kernels.shape[:-2]
+        kpad = self.kernels.new_zeros((*lead, h, w))
+        kpad[..., :k, :k] = self.kernels
+        kpad = torch.roll(kpad, shifts=(-(k // 2), -(k // 2)), dims=(-2, -1))
+        self.freq = torch.fft.rfft2(kpad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``K x`` (circular on the padded window)."""
+        return torch.fft.irfft2(torch.fft.rfft2(x) * self.freq, s=self.shape)
+
+    def adjoint(self, x: torch.Tensor) -> torch.Tensor:
+        """``K^T x``: the correlation with the kernel."""
+        return torch.fft.irfft2(torch.fft.rfft2(x) * self.freq.conj(), s=self.shape)
+
+
+def smooth_clip(z: torch.Tensor, level: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
+    """The smooth minimum ``R(z)`` of ``z`` and ``level`` (see the module docstring)."""
+    return z - F.softplus(-sharpness * (level - z)) / sharpness
+
+
+def clip_rl(
+    u: torch.Tensor,
+    y: torch.Tensor,
+    op: PSFOperator,
+    *,
+    level: torch.Tensor,
+    sharpness: torch.Tensor,
+    iterations: int,
+    valid: torch.Tensor | None = None,
+    floor: float = 1e-6,
+) -> torch.Tensor:
+    """Run ``iterations`` clip-aware Richardson-Lucy updates from ``u``.
+
+    Parameters
+    ----------
+    u : (N, C, H, W) torch.Tensor
+        Positive starting estimate (light above black), padded.
+    y : (N, C, H, W) torch.Tensor
+        Positive data (light above black), padded; clipped pixels at ``level``.
+    op : PSFOperator
+        The scene's PSF on this window.
+    level : torch.Tensor
+        Clip level above black, broadcastable to ``y`` (``inf``: no clipping).
+    sharpness : torch.Tensor
+        ``a`` of the smooth clip, per unit of ``y``, broadcastable to ``y``.
+    iterations : int
+        Updates to run.
+    valid : torch.Tensor, optional
+        1 where the data is measured, 0 at nodata (those pixels do not push).
+    floor : float, default 1e-6
+        Smallest model value divided by.
+
+    Returns
+    -------
+    torch.Tensor
+        The estimate, same shape as ``u``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> k = torch.ones(1, 1, 3, 3) / 9
+    >>> y = torch.full((1, 1, 16, 16), 2.0)
+    >>> op = PSFOperator(k, (16, 16))
+    >>> lvl, a = torch.tensor(float("inf")), torch.tensor(1.0)
+    >>> out = clip_rl(y.clone(), y, op, level=lvl, sharpness=a, iterations=5)
+    >>> bool(torch.allclose(out, y))
+    True
+    """
+    finite = bool(torch.isfinite(level).all())
+    for _ in range(iterations):
+        model = op.forward(u).clamp_min(floor)
+        if finite:
+            clipped = smooth_clip(model, level, sharpness).clamp_min(floor)
+            slope = torch.sigmoid(sharpness * (level - model))
+            ratio = y / clipped * slope + 1.0 - slope
+        else:
+            ratio = y / model
+        if valid is not None:
+            ratio = valid * ratio + (1.0 - valid)
+        u = u * op.adjoint(ratio).clamp_min(0.0)
+    return u

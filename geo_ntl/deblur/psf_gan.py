@@ -1,0 +1,459 @@
+"""The default deblooming method: NTL-Db-Net's prior inside a PSF-explicit, clip-aware solver.
+
+:func:`solve` (scenes, tiled and lazy) and :func:`solve_array` (arrays) run
+:class:`geo_ntl.deblur.solver.UnrolledSolver` with the scene's own PSF, then write
+what it estimates as an image:
+
+1. **PSF**: measured once per scene by :func:`geo_ntl.psf.estimate_psf` (isolated
+   lamps, or the edges of saturated blobs where lamps are too few), or given
+   (``psf``, e.g. a ``geo-ntl psf --json`` file). Where the scene holds too little
+   to measure one, the documented fallback -- a Moffat kernel of FWHM
+   :data:`~geo_ntl.deblur.solver_pairs.FALLBACK_FWHM` px, beta
+   :data:`~geo_ntl.deblur.solver_pairs.FALLBACK_BETA` -- is used, a warning is
+   logged and the output's tags say so (``psf_source = "fallback"``): never a
+   silent guess.
+2. **Levels**: each band's black level and noise as :mod:`geo_ntl.deblur.physics`
+   measures them (once per scene). The solver sees the light above black; light
+   below black passes through unchanged.
+3. **Clip level**: 255 for uint8, ``saturation`` when given, otherwise none
+   (float radiance and uint16 are not clipped at their maximum).
+4. **Finish**: the black level added back, saturated cores held at full scale
+   (:mod:`geo_ntl.deblur.cores`), then the GAN's flux projection
+   (:mod:`geo_ntl.deblur.flux`: light moves, it is neither created nor removed,
+   except near clipped pixels) and an unbiased ordered dither for integer outputs.
+
+Tiles: the solver runs on each tile with :func:`default_halo` px of context
+(its data steps' reach plus the prior's receptive field); the flux projection is
+a second exact tiled pass. 1-band scenes run as three identical bands and are
+merged back as their mean; 2- and 4-band scenes are refused, as for the GAN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geo_ntl import defaults
+from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like
+from geo_ntl.exceptions import DimensionError, ParameterError, PSFEstimationError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METHOD",
+    "PSFChoice",
+    "default_halo",
+    "read_given_psf",
+    "resolve_psf",
+    "solve",
+    "solve_array",
+]
+
+#: Name of this method (``geo-ntl deblur --method``).
+METHOD = "psf-gan"
+#: Tile edge (px, halo excluded): the deblur stage's.
+DEFAULT_TILE = defaults.DEBLUR_TILE
+#: Floor (DN above black) that keeps every pixel positive for Richardson-Lucy.
+_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class PSFChoice:
+    """The PSF a scene is solved with, and where it came from.
+
+    Attributes
+    ----------
+    kernels : (3, k, k) ndarray of float32
+        Per-band kernels, each summing to 1.
+    fwhm : float
+        Mean FWHM (px).
+    source : str
+        ``"isolated-lamps"``, ``"saturated-edges"`` (measured), ``"given"`` or
+        ``"fallback"``.
+    n_sources : int
+        Lamps or blobs the measurement used (0 when not measured).
+    """
+
+    kernels: np.ndarray
+    fwhm: float
+    source: str
+    n_sources: int = 0
+
+    def to_tag(self) -> str:
+        """JSON for the output's ``GEO_NTL_PSF`` tag."""
+        return json.dumps(
+            {"source": self.source, "fwhm_px": round(self.fwhm, 3), "n_sources": self.n_sources,
+             "size_px": int(self.kernels.shape[-1])}  # fmt: skip
+        )
+
+
+def read_given_psf(psf: Any) -> tuple[Any, dict[str, Any]]:
+    """Read a given PSF now (a bad file fails before any work) and describe it for job signatures.
+
+    Parameters
+    ----------
+    psf : None, str, os.PathLike, PSFEstimate or ndarray
+        A ``geo-ntl psf --json`` file, an estimate, a kernel, or None (measured per scene).
+
+    Returns
+    -------
+    psf : PSFEstimate, ndarray or None
+    params : dict
+        ``psf`` (its source: the file, ``"given"`` or ``"per scene"``) and ``psf_fwhm``.
+    """
+    from geo_ntl.deblur.physics import _kernels
+    from geo_ntl.psf import PSFEstimate, profile_fwhm, read_psf
+
+    source: str = "per scene"
+    fwhm: Any = "per scene"
+    if isinstance(psf, str | os.PathLike):
+        source = os.fspath(psf)
+        psf = read_psf(psf)
+    if isinstance(psf, PSFEstimate):
+        fwhm = [round(float(v), 3) for v in psf.fwhm]
+        source = source if source != "per scene" else "given"
+    elif psf is not None:
+        given = np.asarray(psf)
+        bands = given.shape[0] if given.ndim == 3 else 1
+        fwhm = [round(profile_fwhm(k), 3) for k in _kernels(psf, bands)]
+        source = "given"
+    return psf, {"psf": source, "psf_fwhm": fwhm}
+
+
+def resolve_psf(scene: Any, psf: Any = None, *, nodata: float | None = None) -> PSFChoice:
+    """Choose the PSF for a scene: given, measured, or the documented fallback (logged).
+
+    Parameters
+    ----------
+    scene : ndarray or xarray.DataArray
+        ``(band, y, x)``.
+    psf : PSFEstimate, ndarray, str or os.PathLike, optional
+        A given PSF (an estimate, a ``(k, k)`` / ``(bands, k, k)`` kernel, or a
+        ``geo-ntl psf --json`` file); default measured on ``scene``.
+    nodata : float, optional
+        Nodata value of ``scene`` (arrays).
+    """
+    from geo_ntl.deblur.physics import _kernels
+    from geo_ntl.deblur.solver_pairs import FALLBACK_BETA, FALLBACK_FWHM, fallback_kernel
+    from geo_ntl.psf import PSFEstimate, estimate_psf, profile_fwhm, read_psf
+
+    if isinstance(psf, str | os.PathLike):
+        psf = read_psf(psf)
+    if psf is not None:
+        kernels = _kernels(psf, 3).astype(np.float32)
+        n = psf.n_sources if isinstance(psf, PSFEstimate) else 0
+        fwhm = float(np.mean([profile_fwhm(k) for k in kernels]))
+        return PSFChoice(kernels, fwhm, "given", n)
+    try:
+        est = estimate_psf(scene, nodata=nodata) if nodata is not None else estimate_psf(scene)
+    except PSFEstimationError as exc:
+        kernel = fallback_kernel()
+        log.warning(
+            "%s: no PSF could be measured (%s); using the fallback PSF (Moffat, FWHM %.1f px, "
+            "beta %.1f) -- give the sensor's PSF with --psf-json for a better result",
+            getattr(scene, "attrs", {}).get("source", "scene"),
+            str(exc).split(";")[0],
+            FALLBACK_FWHM,
+            FALLBACK_BETA,
+        )
+        return PSFChoice(np.repeat(kernel[None], 3, axis=0), profile_fwhm(kernel), "fallback")
+    kernels = _kernels(est, 3).astype(np.float32)
+    return PSFChoice(kernels, float(np.mean(est.fwhm)), est.method, int(est.n_sources))
+
+
+def default_halo(kernel_size: int, solver: Any) -> int:
+    """Halo (px) between tiles: the data steps' reach plus the prior's, a multiple of 8.
+
+    Richardson-Lucy's influence over ``n`` updates spreads about ``0.8 r sqrt(n)``
+    (:func:`geo_ntl.deblur.physics.default_halo`, ``r`` the kernel radius); each prior
+    step adds its effective receptive field (48 px measured for the shipped width).
+    """
+    from geo_ntl.deblur.physics import default_halo as rl_halo
+
+    total = solver.stages * solver.iterations
+    reach = rl_halo(kernel_size, total) + 48 * solver.stages
+    return int(8 * math.ceil(reach / 8))
+
+
+class _SolverRunner:
+    """Picklable per-block function: the solver on one extended tile, finished (not projected)."""
+
+    def __init__(
+        self,
+        *,
+        weights: Any,
+        device: str,
+        choice: PSFChoice,
+        black: np.ndarray,
+        sigma: np.ndarray,
+        level: float,
+        unit: float,
+        nodata: float | None,
+        bands: int,
+        clip_output: bool,
+    ) -> None:
+        self.clip_output = clip_output
+        self.weights = weights
+        self.device = device
+        self.choice = choice
+        self.black = black
+        self.sigma = sigma
+        self.level = level
+        self.unit = unit
+        self.nodata = nodata
+        self.bands = bands
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        import torch
+
+        from geo_ntl.deblur.cores import hold_cores
+        from geo_ntl.deblur.solver import SolverInputs
+        from geo_ntl.deblur.weights import get_solver
+
+        bad = invalid_pixels(block, self.nodata, nonfinite=True)
+        x = block.astype(np.float64)
+        if bad.all():
+            return np.zeros((self.bands, *block.shape[1:]), dtype=np.float32)
+        if bad.any():  # nearest valid value, so nodata does not ring into its neighbours
+            from scipy import ndimage
+
+            idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+            x = x[:, idx[0], idx[1]]
+        if self.bands == 1:
+            x = np.repeat(x, 3, axis=0)
+        black = np.resize(self.black, 3)
+        above = x - black[:, None, None]
+        data = np.maximum(above, 0.0) + _FLOOR
+        solver = get_solver(self.weights, device=self.device)
+        dev = torch.device(self.device)
+        level = self.level - black if np.isfinite(self.level) else np.full(3, np.inf)
+        unit = np.maximum(self.unit - black, 1e-6)
+
+        def column(v: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(v, np.float32)).view(1, -1, 1, 1).to(dev)
+
+        inputs = SolverInputs(
+            data=torch.from_numpy(data.astype(np.float32))[None].to(dev),
+            kernels=torch.from_numpy(self.choice.kernels)[None].to(dev),
+            level=column(level),
+            full_scale=column(unit),
+            noise=column([float(np.mean(self.sigma)) / float(np.mean(unit))]),
+            fwhm=column([self.choice.fwhm]),
+            valid=torch.from_numpy((~bad).astype(np.float32))[None, None].to(dev),
+        )
+        with torch.inference_mode():
+            latent = solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
+        out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
+        if np.isfinite(self.level):
+            if self.clip_output:  # an integer output holds no light above full scale
+                out = np.minimum(out, self.level)
+            out = hold_cores(out, x, level=self.level, fwhm=self.choice.fwhm)
+        if self.bands == 1:
+            out = out.mean(axis=0, keepdims=True)
+        out[:, bad] = 0.0
+        return out.astype(np.float32)
+
+
+def _levels_and_unit(data: Any, dtype: np.dtype, nodata: float | None, saturation: float | None):
+    from geo_ntl.deblur.inference import _scale_for
+    from geo_ntl.deblur.physics import _levels
+
+    black, sigma = _levels(data, nodata)
+    if saturation is not None:
+        level = unit = float(saturation)
+    elif np.dtype(dtype) == np.uint8:
+        level = unit = 255.0
+    else:
+        level, unit = math.inf, _scale_for(np.dtype(dtype), data, nodata)
+    return black, sigma, level, unit
+
+
+def _check_bands(n: int) -> None:
+    from geo_ntl.deblur.inference import _check_bands as check
+
+    check(n)
+
+
+def solve_array(
+    image: np.ndarray,
+    *,
+    psf: Any = None,
+    weights: str | os.PathLike[str] | None = None,
+    device: str | None = "auto",
+    saturation: float | None = None,
+    nodata: float | None = None,
+    halo: int | None = None,
+    conserve: bool = True,
+    dtype: str | np.dtype | None = None,
+) -> np.ndarray:
+    """Deblur an image held in memory with the PSF solver (see the module docstring).
+
+    Parameters
+    ----------
+    image : (band, y, x) or (y, x) ndarray
+        1 or 3 bands; uint8, uint16, int16 or float.
+    psf : PSFEstimate, ndarray, str or os.PathLike, optional
+        The PSF; default measured on the image (or the logged fallback).
+    weights : str or os.PathLike, optional
+        Solver weights: a shipped name or a file from the solver's training; default
+        the shipped solver.
+    device : str, default "auto"
+        Torch device.
+    saturation : float, optional
+        Clip level (default 255 for uint8; none for other types).
+    nodata : float, optional
+        Nodata value.
+    halo : int, optional
+        Reflected margin around the image (default :func:`default_halo`).
+    conserve : bool, default True
+        Apply the flux projection.
+    dtype : str or numpy.dtype, optional
+        Output dtype; default the input's. ``"float32"`` keeps the light of lamps
+        sharpened above full scale (an integer output clips it).
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``image``, in ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage
+    >>> from geo_ntl.simulate.psf import gaussian_psf
+    >>> sharp = np.full((3, 96, 96), 4.0)
+    >>> sharp[:, 48, 48] = 900.0
+    >>> blurred = np.stack([ndimage.convolve(b, gaussian_psf(11, sigma=1.5)) for b in sharp])
+    >>> out = solve_array(blurred.astype(np.float32), psf=gaussian_psf(11, sigma=1.5), device="cpu")
+    >>> bool(out[0, 48, 48] > 2 * blurred[0, 48, 48]), round(float(out.sum() / blurred.sum()), 2)
+    (True, 1.0)
+    """
+    from geo_ntl._device import resolve_device
+    from geo_ntl.deblur.inference import _FluxProjector
+    from geo_ntl.deblur.weights import get_solver
+    from geo_ntl.deblur.flux import flux_halo
+    from geo_ntl.tiling import apply_whole
+
+    arr = np.asarray(image)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
+    _check_bands(arr.shape[0])
+    check_dtype(arr.dtype)
+    out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
+    dev = str(resolve_device(device))
+    solver = get_solver(weights, device=dev)
+    choice = resolve_psf(arr, psf, nodata=nodata)
+    black, sigma, level, unit = _levels_and_unit(arr, arr.dtype, nodata, saturation)
+    runner = _SolverRunner(
+        weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
+        unit=unit, nodata=nodata, bands=arr.shape[0], clip_output=out_dtype.kind in "ui",
+    )  # fmt: skip
+    depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
+    restored = apply_whole(arr, runner, halo=depth)
+    bad = invalid_pixels(arr, nodata, nonfinite=True)
+    if conserve:
+        full = level if np.isfinite(level) else unit
+        fh = flux_halo()
+        projector = _FluxProjector(
+            bands=arr.shape[0], full_scale=full, nodata=nodata, out_dtype=out_dtype, halo=fh
+        )
+        stacked = np.concatenate([arr.astype(np.float32), restored.astype(np.float32)])
+        out = apply_whole(stacked, projector, halo=fh, bands_out=arr.shape[0])
+    else:
+        from geo_ntl._raster import to_dtype
+
+        out = to_dtype(restored, out_dtype, nodata, bad)
+    if nodata is not None and bad.any():
+        out[:, bad] = nodata
+    return out[0] if squeeze else out
+
+
+def solve(
+    da: xr.DataArray,
+    *,
+    psf: Any = None,
+    weights: str | os.PathLike[str] | None = None,
+    device: str | None = "auto",
+    saturation: float | None = None,
+    tile: int = DEFAULT_TILE,
+    halo: int | None = None,
+    conserve: bool = True,
+    dtype: str | np.dtype | None = None,
+) -> xr.DataArray:
+    """Deblur a georeferenced scene with the PSF solver, lazily and tiled.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Scene ``(band, y, x)`` or ``(y, x)``, 1 or 3 bands, numpy- or dask-backed.
+    psf, weights, device, saturation, conserve, dtype
+        See :func:`solve_array`.
+    tile : int, default 2048
+        Tile edge in pixels (halo excluded), a multiple of 4.
+    halo : int, optional
+        Halo between tiles (multiple of 4); default :func:`default_halo`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy result with the input's shape, dtype, dims, coords, CRS, transform,
+        attrs and nodata; ``attrs["geo_ntl_psf"]`` says which PSF was used.
+
+    Examples
+    --------
+    >>> from geo_ntl.testing import make_scene
+    >>> scene = make_scene((3, 96, 96), chunks=48)
+    >>> out = solve(scene, device="cpu", tile=48)
+    >>> out.shape == scene.shape and out.dtype == scene.dtype
+    True
+    """
+    import dask.array as dsa
+
+    from geo_ntl._device import resolve_device
+    from geo_ntl.deblur.inference import _conserve_tiled
+    from geo_ntl.deblur.weights import get_solver
+    from geo_ntl.tiling import apply_tiled
+
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % 4:
+        raise ParameterError(f"tile must be a multiple of 4 and >= 16 pixels, got {tile!r}")
+    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo % 4):
+        raise ParameterError(f"halo must be a non-negative multiple of 4 pixels, got {halo!r}")
+    da3, squeeze = as_band_yx(da)
+    _check_bands(da3.shape[0])
+    in_dtype = check_dtype(da3.dtype)
+    out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
+    dev = str(resolve_device(device))
+    solver = get_solver(weights, device=dev)  # bad weights fail here, before any tile
+    nodata = da3.rio.nodata
+    data = da3.data
+    if not isinstance(data, dsa.Array):
+        data = dsa.from_array(np.asarray(data), chunks=(-1, tile, tile))
+    carrier = da3.copy(data=data.rechunk((-1, tile, tile)))
+    choice = resolve_psf(da3, psf)
+    black, sigma, level, unit = _levels_and_unit(carrier.data, in_dtype, nodata, saturation)
+    runner = _SolverRunner(
+        weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
+        unit=unit, nodata=nodata, bands=da3.shape[0], clip_output=out_dtype.kind in "ui",
+    )  # fmt: skip
+    depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
+    restored = apply_tiled(carrier, runner, halo=depth, dtype=np.float32, name="psf-gan")
+    if conserve:
+        full = level if np.isfinite(level) else unit
+        out = _conserve_tiled(carrier, restored, full_scale=full, nodata=nodata, dtype=out_dtype)
+    else:
+        from geo_ntl._raster import cast
+
+        out = restored.copy(data=cast(restored.data, out_dtype, nodata))
+    out = like(out, da3)
+    out.attrs["geo_ntl_psf"] = choice.to_tag()
+    return out.isel(band=0, drop=True) if squeeze else out

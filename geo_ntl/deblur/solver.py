@@ -1,0 +1,242 @@
+"""NTL-Db-Net inside a PSF-explicit, clip-aware solver: the unrolled network (PyTorch).
+
+The solver alternates two steps for a fixed number of stages (deep unfolding, as
+USRNet [1]_ does with a closed-form data step):
+
+data step
+    :func:`geo_ntl.deblur.clip_rl.clip_rl`: Richardson-Lucy updates with the
+    scene's own PSF and a clip-aware likelihood. The blur is *given*, measured on
+    the scene (:func:`geo_ntl.psf.estimate_psf`), so a PSF the network never saw
+    in training is still undone by the physics.
+prior step
+    :class:`SolverPrior`: NTL-Db-Net's generator blocks (a 7x7 head, two stride-2
+    convolutions, multi-path residual blocks with dilations 1, 2 and 3, two
+    transposed convolutions, a 7x7 tail), slimmed and without norm layers,
+    refining the current estimate. It sees the estimate and the data on a
+    square-root scale of full scale (which makes photon noise about even), where
+    the data are clipped, and three constants: the noise level, the PSF's FWHM
+    and the stage. Its last convolution starts at zero, so an untrained prior is
+    the identity and the solver is clip-aware Richardson-Lucy.
+
+Everything here is light *above the black level*, in units where the clip level
+is ``level`` (per band). The estimate may exceed the clip level (lamps brighter
+than full scale); :mod:`geo_ntl.deblur.psf_gan` clips, holds saturated cores and
+projects the flux when it writes an image.
+
+References
+----------
+.. [1] Zhang, K., Van Gool, L. and Timofte, R. (2020). Deep unfolding network for
+   image super-resolution. CVPR, 3217-3226.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from geo_ntl.deblur.clip_rl import PSFOperator, clip_rl, pad_for_psf, unpad
+from geo_ntl.deblur.model import MultiPathResBlock
+
+__all__ = [
+    "SOLVER_ARCH",
+    "FWHM_UNIT",
+    "SolverInputs",
+    "SolverPrior",
+    "UnrolledSolver",
+]
+
+#: Architecture tag stored with the solver's weights; loading checks it.
+SOLVER_ARCH = "ntl-db-net-psf-solver-v1"
+#: PSF FWHM (px) that the prior's FWHM channel shows as 1.
+FWHM_UNIT = 8.0
+#: Input channels of the prior: estimate (3), data (3), clipped mask, noise, FWHM, stage.
+PRIOR_IN_CHANNELS = 10
+
+
+class SolverPrior(nn.Module):
+    """The learned prior: NTL-Db-Net generator blocks refining a square-root-scaled estimate.
+
+    Parameters
+    ----------
+    width : int, default 8
+        Channels after the head (doubled by each of the two down-samplings).
+    n_blocks : int, default 2
+        Multi-path residual blocks at quarter resolution.
+
+    Notes
+    -----
+    Returns a correction of the estimate on the square-root scale. Inputs must have
+    sides that are multiples of 4.
+    """
+
+    def __init__(self, *, width: int = 8, n_blocks: int = 2) -> None:
+        super().__init__()
+        c1, c2, c3 = width, 2 * width, 4 * width
+        relu = nn.ReLU
+        self.net = nn.Sequential(
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(PRIOR_IN_CHANNELS, c1, 7),
+            relu(inplace=True),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+            relu(inplace=True),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1),
+            relu(inplace=True),
+            *[MultiPathResBlock(c3, dropout=0.0, norm=False) for _ in range(n_blocks)],
+            nn.ConvTranspose2d(c3, c2, 3, stride=2, padding=1, output_padding=1),
+            relu(inplace=True),
+            nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1),
+            relu(inplace=True),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(c1, 3, 7),
+        )
+        for m in self.net.modules():  # residual branches start small, so the blocks start stable
+            if isinstance(m, MultiPathResBlock):
+                for branch in m.branches:
+                    last = [c for c in branch if isinstance(c, nn.Conv2d)][-1]
+                    last.weight.data.mul_(0.1)
+        tail = self.net[-1]
+        nn.init.zeros_(tail.weight)
+        nn.init.zeros_(tail.bias)
+        self.config = {"width": width, "n_blocks": n_blocks}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Return the correction ``(N, 3, H, W)`` for ``(N, 10, H, W)`` features."""
+        return self.net(features)
+
+
+@dataclass
+class SolverInputs:
+    """What the solver is told about one batch of windows (all tensors float32).
+
+    Attributes
+    ----------
+    data : (N, 3, H, W)
+        Light above black (``>= 0``), the clipped pixels at ``level``.
+    kernels : (N or 1, 3 or 1, k, k)
+        The scene's PSF per band, each summing to 1.
+    level : (N or 1, 3 or 1, 1, 1)
+        Clip level above black per band (``inf`` where nothing clips).
+    full_scale : (N or 1, 3 or 1, 1, 1)
+        Full scale above black per band: the unit of the prior's square-root scale.
+    noise : (N or 1, 1, 1, 1)
+        Noise sigma as a fraction of full scale.
+    fwhm : (N or 1, 1, 1, 1)
+        PSF FWHM in pixels.
+    valid : (N, 1, H, W), optional
+        1 where measured, 0 at nodata.
+    """
+
+    data: torch.Tensor
+    kernels: torch.Tensor
+    level: torch.Tensor
+    full_scale: torch.Tensor
+    noise: torch.Tensor
+    fwhm: torch.Tensor
+    valid: torch.Tensor | None = None
+
+
+class UnrolledSolver(nn.Module):
+    """Stages of clip-aware Richardson-Lucy, each followed by the learned prior.
+
+    Parameters
+    ----------
+    stages : int, default 3
+        Data step + prior pairs.
+    iterations : int, default 7
+        Richardson-Lucy updates per data step.
+    width, n_blocks : int, default 8 and 1
+        See :class:`SolverPrior` (one prior shared by all stages, told the stage).
+    clip_sharpness : float, default 0.2
+        ``a`` of the smooth clip per 1/255 of full scale.
+    """
+
+    arch = SOLVER_ARCH
+
+    def __init__(
+        self,
+        *,
+        stages: int = 3,
+        iterations: int = 7,
+        width: int = 8,
+        n_blocks: int = 1,
+        clip_sharpness: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.stages = stages
+        self.iterations = iterations
+        self.clip_sharpness = clip_sharpness
+        self.prior = SolverPrior(width=width, n_blocks=n_blocks)
+        self.config = {
+            "stages": stages,
+            "iterations": iterations,
+            "width": width,
+            "n_blocks": n_blocks,
+            "clip_sharpness": clip_sharpness,
+        }
+
+    def margin(self, kernel_size: int) -> int:
+        """Reflected margin (px) around a window: two kernel radii, rounded up to 4."""
+        return 4 * -(-(2 * (kernel_size // 2)) // 4)
+
+    def _features(
+        self, u: torch.Tensor, y: torch.Tensor, inputs: SolverInputs, stage: int
+    ) -> torch.Tensor:
+        unit = inputs.full_scale
+        n, _, h, w = u.shape
+        clipped = (y >= inputs.level * (1 - 1e-6)).any(dim=1, keepdim=True).to(u.dtype)
+
+        def const(v: torch.Tensor) -> torch.Tensor:
+            return v.expand(n, 1, h, w)
+
+        return torch.cat(
+            [
+                torch.sqrt(u / unit + 1e-6),
+                torch.sqrt(y / unit + 1e-6),
+                clipped,
+                const(inputs.noise * 10.0),
+                const(inputs.fwhm / FWHM_UNIT),
+                const(torch.full_like(inputs.noise, (stage + 1) / self.stages)),
+            ],
+            dim=1,
+        )
+
+    def forward(self, inputs: SolverInputs, *, every_stage: bool = False) -> list[torch.Tensor]:
+        """Solve; return the final estimate (or every stage's, ``every_stage=True``).
+
+        Returns
+        -------
+        list of torch.Tensor
+            ``(N, 3, H, W)`` light above black, unpadded; one entry, or one per stage.
+        """
+        k = inputs.kernels.shape[-1]
+        margin = self.margin(k)
+        y, widths = pad_for_psf(inputs.data, margin)
+        valid = None if inputs.valid is None else pad_for_psf(inputs.valid, margin)[0]
+        h, w = y.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4  # the prior's stride-4 grid
+        if ph or pw:
+            y = nn.functional.pad(y, (0, pw, 0, ph), mode="replicate")
+            valid = None if valid is None else nn.functional.pad(valid, (0, pw, 0, ph))
+            widths = (widths[0], widths[1] + ph, widths[2], widths[3] + pw)
+        op = PSFOperator(inputs.kernels, (y.shape[-2], y.shape[-1]))
+        sharpness = self.clip_sharpness * 255.0 / inputs.full_scale
+        u = y
+        outputs = []
+        for stage in range(self.stages):
+            u = clip_rl(
+                u,
+                y,
+                op,
+                level=inputs.level,
+                sharpness=sharpness,
+                iterations=self.iterations,
+                valid=valid,
+            )
+            root = torch.sqrt(u / inputs.full_scale + 1e-6)
+            root = torch.relu(root + self.prior(self._features(u, y, inputs, stage)))
+            u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
+            if every_stage or stage == self.stages - 1:
+                outputs.append(unpad(u, widths))
+        return outputs

@@ -1,0 +1,212 @@
+"""The PSF-explicit, clip-aware solver (psf-gan): data step, cores, solver, method, training."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+torch = pytest.importorskip("torch")
+
+from geo_ntl.deblur import cores  # noqa: E402
+from geo_ntl.deblur.clip_rl import PSFOperator, clip_rl, pad_for_psf, unpad  # noqa: E402
+from geo_ntl.deblur.psf_gan import resolve_psf, solve, solve_array  # noqa: E402
+from geo_ntl.deblur.solver import SolverInputs, UnrolledSolver  # noqa: E402
+from geo_ntl.deblur.weights import save_weights  # noqa: E402
+from geo_ntl.exceptions import WeightsError  # noqa: E402
+from geo_ntl.simulate.psf import gaussian_psf, moffat_psf  # noqa: E402
+from geo_ntl.testing import make_scene  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def solver_weights(tmp_path_factory):
+    """A small solver whose prior is trained for a few steps (not the identity)."""
+    torch.manual_seed(0)
+    model = UnrolledSolver(stages=2, iterations=3)
+    with torch.no_grad():
+        for p in model.prior.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("solver") / "solver.pt"
+    return str(save_weights(model, path))
+
+
+def _lamps(shape=(3, 160, 160), *, peak=600.0, seed=0, psf=None):
+    """Isolated point lamps (a jittered 30 px grid) on a dim ground, blurred, noisy, uint8."""
+    rng = np.random.default_rng(seed)
+    sharp = np.full(shape, 3.0)
+    for y in range(15, shape[1] - 12, 30):
+        for x in range(15, shape[2] - 12, 30):
+            dy, dx = rng.integers(-3, 4, 2)
+            sharp[:, y + dy, x + dx] += peak * rng.uniform(0.3, 1.0)
+    psf = gaussian_psf(15, sigma=1.6) if psf is None else psf
+    blurred = np.stack([ndimage.convolve(b, psf, mode="reflect") for b in sharp])
+    noisy = blurred + rng.normal(0, 0.5, blurred.shape)
+    return sharp, np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------- data step
+def test_psf_operator__adjoint_is_the_transpose():
+    rng = np.random.default_rng(0)
+    k = torch.from_numpy(moffat_psf(9).astype(np.float32))[None, None]
+    op = PSFOperator(k, (32, 40))
+    x, y = torch.randn(1, 1, 32, 40), torch.randn(1, 1, 32, 40)
+    lhs = float((op.forward(x) * y).sum())
+    rhs = float((x * op.adjoint(y)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-4)
+    del rng
+
+
+def test_clip_rl__keeps_the_light_of_unclipped_data():
+    _, img = _lamps(peak=150.0)
+    y = torch.from_numpy(img[:1].astype(np.float32))[None] + 0.1
+    yp, widths = pad_for_psf(y, 16)
+    k = torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None]
+    op = PSFOperator(k, tuple(yp.shape[-2:]))
+    u = clip_rl(yp.clone(), yp, op, level=torch.tensor(float("inf")), sharpness=torch.tensor(1.0),
+                iterations=10)  # fmt: skip
+    assert float(u.sum() / yp.sum()) == pytest.approx(1.0, abs=1e-4)
+    assert float(unpad(u, widths).max()) > 1.5 * float(y.max())  # lamps sharpened
+
+
+def test_clip_rl__a_clipped_lamp_may_exceed_full_scale_and_shrink():
+    """Clipped pixels only say "at least full scale": the latent rises above it, the core shrinks."""
+    psf = gaussian_psf(21, sigma=2.5)
+    sharp = np.zeros((64, 64))
+    sharp[32, 32] = 60000.0  # far above full scale once blurred
+    blurred = ndimage.convolve(sharp, psf, mode="constant")
+    data = np.minimum(blurred, 250.0) + 0.1
+    y = torch.from_numpy(data.astype(np.float32))[None, None]
+    k = torch.from_numpy(psf.astype(np.float32))[None, None]
+    op = PSFOperator(k, (64, 64))
+    kw = {"sharpness": torch.tensor(0.2), "iterations": 60}
+    clip_aware = clip_rl(y.clone(), y, op, level=torch.tensor(250.0), **kw)[0, 0].numpy()
+    plain = clip_rl(y.clone(), y, op, level=torch.tensor(float("inf")), **kw)[0, 0].numpy()
+    assert clip_aware.max() > 2 * 250  # the lamp's light is allowed above full scale
+    assert (clip_aware >= 250).sum() < (data >= 250).sum()  # its clipped core shrinks
+    assert clip_aware.max() > plain.max()
+
+
+# --------------------------------------------------------------------------- cores
+def test_hold_cores__numpy_and_torch_agree_and_keep_cores_at_full_scale():
+    _, img = _lamps(peak=40000.0)
+    out = (img.astype(np.float32) * 0.5)[None]
+    held_np = cores.hold_cores(out[0], img.astype(np.float32), level=255.0, fwhm=3.0)
+    held_t = cores.hold_cores_torch(
+        torch.from_numpy(out), torch.from_numpy(img[None].astype(np.float32)),
+        level=torch.full((1, 3, 1, 1), 255.0), fwhm=torch.tensor([3.0]),
+    )[0].numpy()  # fmt: skip
+    core = cores.core_mask(img >= 250, 3.0)
+    assert core.any() and (held_np[core] == 255).all()
+    np.testing.assert_array_equal(held_np, held_t)
+    np.testing.assert_array_equal(held_np[~core], out[0][~core])
+
+
+# -------------------------------------------------------------------------- solver
+def test_untrained_solver__is_clip_aware_richardson_lucy():
+    """The prior's last convolution starts at zero: an untrained solver is the data step alone."""
+    _, img = _lamps()
+    model = UnrolledSolver(stages=2, iterations=4)
+    data = torch.from_numpy(img.astype(np.float32))[None] + 1e-3
+    k = torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None]
+    one = torch.ones(1, 1, 1, 1)
+    inputs = SolverInputs(data=data, kernels=k, level=255 * one, full_scale=255 * one,
+                          noise=0.002 * one, fwhm=3.8 * one)  # fmt: skip
+    with torch.no_grad():
+        out = model(inputs)[0]
+        yp, widths = pad_for_psf(data, model.margin(15))
+        op = PSFOperator(k, tuple(yp.shape[-2:]))
+        ref = clip_rl(yp, yp, op, level=255 * one, sharpness=0.2 * one, iterations=8)
+    np.testing.assert_allclose(out.numpy(), unpad(ref, widths).numpy(), rtol=1e-3, atol=1e-3)
+
+
+# -------------------------------------------------------------------------- method
+def test_solve__tiled_equals_whole_within_one_dn(solver_weights):
+    _, img = _lamps((3, 200, 200))
+    scene = make_scene((3, 200, 200), chunks=100)
+    scene = scene.copy(data=img)
+    psf = gaussian_psf(15, sigma=1.6)
+    tiled = solve(scene, psf=psf, weights=solver_weights, device="cpu", tile=64).values
+    whole = solve_array(img, psf=psf, weights=solver_weights, device="cpu")
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+
+
+def test_solve__keeps_grid_dtype_nodata_and_tags_its_psf(solver_weights):
+    scene = make_scene((3, 96, 96), nodata=0)
+    values = scene.values.copy()
+    values[:, 10:30, 50:90] = 0
+    scene = scene.copy(data=values)
+    out = solve(scene, psf=moffat_psf(), weights=solver_weights, device="cpu", tile=48)
+    assert out.dtype == scene.dtype and out.rio.crs == scene.rio.crs
+    assert out.rio.transform() == scene.rio.transform() and out.rio.nodata == 0
+    bad = (scene.values == 0).all(axis=0)
+    assert (out.values[:, bad] == 0).all()
+    assert json.loads(out.attrs["geo_ntl_psf"])["source"] == "given"
+
+
+def test_solve__sharpens_lamps_and_keeps_the_light(solver_weights):
+    sharp, img = _lamps((3, 192, 192), peak=2000.0, seed=3)
+    out = solve_array(img, psf=gaussian_psf(15, sigma=1.6), weights=solver_weights, device="cpu")
+    from geo_ntl.metrics import light
+
+    lw_in = light.lamp_widths(img)
+    lw_out = light.lamp_widths(out, positions=lw_in["positions"])
+    assert lw_out["fwhm"] < 0.8 * lw_in["fwhm"]
+    assert out.astype(float).sum() / img.astype(float).sum() == pytest.approx(1.0, abs=0.01)
+
+
+def test_solve__saturated_cores_stay_at_full_scale(solver_weights):
+    _, img = _lamps((3, 160, 160), peak=200000.0, seed=5)
+    assert (img == 255).any()
+    out = solve_array(img, psf=gaussian_psf(15, sigma=1.6), weights=solver_weights, device="cpu")
+    core = cores.core_mask(img >= 250, 3.8)
+    assert core.sum() > 20 and (out[core] == 255).all()
+
+
+def test_solve__float_radiance_is_not_clipped_at_its_maximum(solver_weights):
+    """Float data have no clip level unless one is given: no light removed near the maximum."""
+    _, img = _lamps((3, 160, 160), peak=2000.0, seed=2)
+    radiance = img.astype(np.float32) * 0.37
+    out = solve_array(radiance, psf=gaussian_psf(15, sigma=1.6), weights=solver_weights,
+                      device="cpu")  # fmt: skip
+    assert out.dtype == np.float32
+    assert float(out.sum() / radiance.sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_resolve_psf__falls_back_loudly_when_no_lamp_is_found(caplog):
+    flat = np.full((3, 96, 96), 10, dtype=np.uint8)
+    with caplog.at_level(logging.WARNING, logger="geo_ntl.deblur.psf_gan"):
+        choice = resolve_psf(flat)
+    assert choice.source == "fallback"
+    assert "fallback PSF" in caplog.text and "--psf-json" in caplog.text
+    assert json.loads(choice.to_tag())["source"] == "fallback"
+
+
+def test_weights__each_method_refuses_the_other_architecture(solver_weights, tmp_path):
+    from geo_ntl.deblur.inference import deblur_array as gan_deblur_array
+    from geo_ntl.deblur.model import Generator
+
+    img = np.zeros((3, 64, 64), np.uint8)
+    with pytest.raises(WeightsError, match="psf-gan"):
+        gan_deblur_array(img, weights=solver_weights, device="cpu")
+    gen = save_weights(Generator(base=4, n_blocks=1), tmp_path / "g.pt")
+    with pytest.raises(WeightsError, match="gan-direct"):
+        solve_array(img, psf=moffat_psf(), weights=str(gen), device="cpu")
+
+
+# ------------------------------------------------------------------------ training
+def test_train_solver__resumes_exactly(tmp_path):
+    from geo_ntl.deblur.solver_train import SolverTrainConfig, train_solver
+
+    cfg = SolverTrainConfig(steps=4, n_scenes=2, scene_size=160, crop=96, batch=1,
+                            refresh_every=2, checkpoint_every=2, stages=1, iterations=2)  # fmt: skip
+    straight = train_solver(tmp_path / "a", cfg, threads=1)
+    train_solver(tmp_path / "b", cfg, threads=1, until=3)  # stopped mid-pool, mid-schedule
+    resumed = train_solver(tmp_path / "b", cfg, resume=True, threads=1)
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
