@@ -6,12 +6,13 @@ what it estimates as an image:
 
 1. **PSF**: measured once per scene by :func:`geo_ntl.psf.estimate_psf` (isolated
    lamps, or the edges of saturated blobs where lamps are too few), or given
-   (``psf``, e.g. a ``geo-ntl psf --json`` file). Where the scene holds too little
-   to measure one, the documented fallback -- a Moffat kernel of FWHM
-   :data:`~geo_ntl.deblur.solver_pairs.FALLBACK_FWHM` px, beta
-   :data:`~geo_ntl.deblur.solver_pairs.FALLBACK_BETA` -- is used, a warning is
-   logged and the output's tags say so (``psf_source = "fallback"``): never a
-   silent guess.
+   (``psf``, e.g. a ``geo-ntl psf --json`` file). Where too few lamps are found to
+   stack a kernel, two documented fallbacks follow, each logged as a warning and
+   named in the output's ``GEO_NTL_PSF`` tag, never a silent guess: a Moffat
+   profile (beta :data:`~geo_ntl.deblur.solver_pairs.FALLBACK_BETA`) of
+   :data:`WIDTH_TO_PSF` of the median width of at least :data:`MIN_WIDTH_LAMPS`
+   isolated lamps (``"lamp-widths"``), else a Moffat kernel of FWHM
+   :data:`~geo_ntl.deblur.solver_pairs.FALLBACK_FWHM` px (``"fallback"``).
 2. **Levels**: each band's black level and noise as :mod:`geo_ntl.deblur.physics`
    measures them (once per scene). The solver sees the light above black; light
    below black passes through unchanged.
@@ -75,8 +76,9 @@ class PSFChoice:
     fwhm : float
         Mean FWHM (px).
     source : str
-        ``"isolated-lamps"``, ``"saturated-edges"`` (measured), ``"given"`` or
-        ``"fallback"``.
+        ``"isolated-lamps"``, ``"saturated-edges"`` (a kernel measured by
+        :func:`geo_ntl.psf.estimate_psf`), ``"lamp-widths"`` (a Moffat profile of the
+        measured width of a few isolated lamps), ``"given"`` or ``"fallback"``.
     n_sources : int
         Lamps or blobs the measurement used (0 when not measured).
     """
@@ -151,35 +153,75 @@ def resolve_psf(scene: Any, psf: Any = None, *, nodata: float | None = None) -> 
         n = psf.n_sources if isinstance(psf, PSFEstimate) else 0
         fwhm = float(np.mean([profile_fwhm(k) for k in kernels]))
         return PSFChoice(kernels, fwhm, "given", n)
+    name = getattr(scene, "attrs", {}).get("source", "scene")
     try:
         est = estimate_psf(scene, nodata=nodata) if nodata is not None else estimate_psf(scene)
     except PSFEstimationError as exc:
+        reason = str(exc).split(";")[0]
+        widths = _lamp_width_psf(scene)
+        if widths is not None:
+            kernel, n = widths
+            fwhm = profile_fwhm(kernel)
+            log.warning(
+                "%s: no PSF kernel could be stacked (%s); using a Moffat PSF (beta %.1f) of FWHM "
+                "%.1f px from the widths of %d isolated lamps -- give the sensor's PSF with "
+                "--psf-json for a better result",
+                name, reason, FALLBACK_BETA, fwhm, n,
+            )  # fmt: skip
+            return PSFChoice(np.repeat(kernel[None], 3, axis=0), fwhm, "lamp-widths", n)
         kernel = fallback_kernel()
         log.warning(
-            "%s: no PSF could be measured (%s); using the fallback PSF (Moffat, FWHM %.1f px, "
-            "beta %.1f) -- give the sensor's PSF with --psf-json for a better result",
-            getattr(scene, "attrs", {}).get("source", "scene"),
-            str(exc).split(";")[0],
-            FALLBACK_FWHM,
-            FALLBACK_BETA,
-        )
+            "%s: no PSF could be measured (%s, and fewer than %d isolated lamps); using the "
+            "fallback PSF (Moffat, FWHM %.1f px, beta %.1f) -- give the sensor's PSF with "
+            "--psf-json for a better result",
+            name, reason, MIN_WIDTH_LAMPS, FALLBACK_FWHM, FALLBACK_BETA,
+        )  # fmt: skip
         return PSFChoice(np.repeat(kernel[None], 3, axis=0), profile_fwhm(kernel), "fallback")
     kernels = _kernels(est, 3).astype(np.float32)
     return PSFChoice(kernels, float(np.mean(est.fwhm)), est.method, int(est.n_sources))
 
 
+#: Least isolated lamps whose widths make the lamp-width PSF (:func:`_lamp_width_psf`).
+MIN_WIDTH_LAMPS = 3
+#: Isolation distances (px) tried for the lamp widths, smallest first.
+WIDTH_SEPARATIONS = (16, 24, 32, 48, 64)
+#: The PSF's FWHM as a share of the isolated lamps' median width (lamps are not points).
+WIDTH_TO_PSF = 0.8
+_WIDTH_WINDOW = 2048  # edge of the central window the lamp widths are measured on
+
+
+def _lamp_width_psf(scene: Any) -> tuple[np.ndarray, int] | None:
+    """A Moffat PSF from the median width of the scene's isolated lamps, or None.
+
+    The smallest isolation distance whose lamps (at least :data:`MIN_WIDTH_LAMPS`) fit in
+    their windows (median FWHM at most the distance: the half maximum well inside) gives the width;
+    the PSF's FWHM is :data:`WIDTH_TO_PSF` of it.
+    """
+    from geo_ntl.deblur.solver_pairs import fallback_kernel
+    from geo_ntl.metrics.light import lamp_widths
+
+    _, h, w = scene.shape
+    y0, x0 = max(0, (h - _WIDTH_WINDOW) // 2), max(0, (w - _WIDTH_WINDOW) // 2)
+    window = np.asarray(scene[:, y0 : y0 + _WIDTH_WINDOW, x0 : x0 + _WIDTH_WINDOW])
+    for sep in WIDTH_SEPARATIONS:
+        measured = lamp_widths(window, sep=sep)
+        if measured["n"] >= MIN_WIDTH_LAMPS and measured["fwhm"] <= sep:
+            return fallback_kernel(WIDTH_TO_PSF * float(measured["fwhm"])), int(measured["n"])
+    return None
+
+
 def default_halo(kernel_size: int, solver: Any) -> int:
-    """Halo (px) between tiles: the data steps' reach plus the prior's, a multiple of 8.
+    """Halo (px) between tiles: the data steps' reach plus a prior's, a multiple of 8.
 
     Richardson-Lucy's influence over ``n`` updates spreads about ``0.8 r sqrt(n)``
-    (:func:`geo_ntl.deblur.physics.default_halo`, ``r`` the kernel radius); each prior
-    step adds its effective receptive field (48 px measured for the shipped width).
+    (:func:`geo_ntl.deblur.physics.default_halo`, ``r`` the kernel radius, at least 32 px);
+    16 px more cover the prior's corrections. Measured with the s12 run's weights at step
+    640 (512 px scenes, 128 px tiles): 48 px already kept tiled and whole results within
+    1 DN for 19-31 px kernels, where this rule gives 48-72 px.
     """
     from geo_ntl.deblur.physics import default_halo as rl_halo
 
-    total = solver.stages * solver.iterations
-    reach = rl_halo(kernel_size, total) + 48 * solver.stages
-    return int(8 * math.ceil(reach / 8))
+    return int(8 * math.ceil((rl_halo(kernel_size, solver.stages * solver.iterations) + 16) / 8))
 
 
 class _SolverRunner:
