@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from geo_ntl import defaults
-from geo_ntl.cli.options import json_opt, out_opt, overwrite_opt
+from geo_ntl.cli.options import calibration_opt, json_opt, out_opt, overwrite_opt
 
 if TYPE_CHECKING:
     from geo_ntl.radiometry import Calibration
@@ -31,21 +31,6 @@ def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
                 f"expected CLASS=WEIGHT such as primary=2, got {text!r}", param_hint="--road-weight"
             )
     return weights
-
-
-def _parse_calibration(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> Calibration | None:
-    """Read ``--calibration gain=..,offset=..,exponent=..,unit=..`` (no default calibration)."""
-    if value is None:
-        return None
-    from geo_ntl.exceptions import ParameterError
-    from geo_ntl.radiometry import parse_calibration
-
-    try:
-        return parse_calibration(value)
-    except ParameterError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @contextlib.contextmanager
@@ -131,15 +116,7 @@ def _option_names() -> Iterator[None]:
     show_default=True,
     help="How the bands of RGB rasters combine per pixel: band mean or Rec. 601 luma.",
 )
-@click.option(
-    "--calibration",
-    callback=_parse_calibration,
-    default=None,
-    metavar="gain=G,offset=O,exponent=E,unit=U",
-    help="Convert DN to radiance = gain * DN**exponent + offset, in unit U, before aggregating "
-    "(offset 0 and exponent 1 if left out; no default calibration). Without it night light "
-    "is in DN.",
-)
+@calibration_opt
 @click.option(
     "--road-weight",
     "road_weights",

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from geo_ntl.exceptions import InputError, MissingDependencyError, ParameterError
+from geo_ntl.exceptions import InputError, ParameterError
 from geo_ntl.radiometry import Calibration, value_unit
 from geo_ntl.spatial.aggregate import (
     RadianceMode,
@@ -19,6 +19,7 @@ from geo_ntl.spatial.aggregate import (
     permeable_fraction,
     road_density,
 )
+from geo_ntl.spatial.crs import crs_name
 from geo_ntl.spatial.grid import (
     DEFAULT_CELL_SIZE,
     DEFAULT_MIN_COVERAGE,
@@ -38,6 +39,7 @@ from geo_ntl.spatial.stats import (
     local_moran,
     local_moran_bv,
 )
+from geo_ntl.spatial.tables import table_format, write_table
 from geo_ntl.spatial.vectors import read_vector
 
 __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json", "write_cells"]
@@ -46,7 +48,7 @@ __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json",
 VARIABLES = ("ntl", "road_density", "permeable_fraction")
 #: Label of cells left out of the statistics.
 NO_DATA, ISLAND = "no_data", "island"
-_FORMATS = {".gpkg": "GPKG", ".parquet": "parquet", ".geoparquet": "parquet"}
+_CELL_FORMATS = ("GPKG", "parquet")
 
 
 @dataclass
@@ -132,13 +134,7 @@ def cells_format(path: str | os.PathLike[str]) -> str:
     ParameterError
         For an extension other than .gpkg, .parquet or .geoparquet.
     """
-    fmt = _FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ParameterError(
-            f"cannot tell the format of {path}: use a .gpkg (GeoPackage) or .parquet "
-            "(GeoParquet) extension"
-        )
-    return fmt
+    return table_format(path, allowed=_CELL_FORMATS)
 
 
 def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -164,24 +160,7 @@ def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = F
     OutputExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
-    from geo_ntl._raster import disk_errors
-    from geo_ntl.io import atomic_output
-
-    out = Path(path)
-    fmt = cells_format(out)
-    if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "writing GeoParquet needs pyarrow: `pip install pyarrow`, or write a .gpkg"
-            ) from exc
-    with atomic_output(out, overwrite=overwrite) as tmp, disk_errors(out, tmp.parent):
-        if fmt == "GPKG":
-            cells.to_file(tmp, driver="GPKG", layer="cells")
-        else:
-            cells.to_parquet(tmp)
-    return out
+    return write_table(cells, path, layer="cells", overwrite=overwrite, allowed=_CELL_FORMATS)
 
 
 def _open(ntl: Any, chunks: int) -> Any:
@@ -210,6 +189,7 @@ def aggregate(
     chunks: int = 1024,
     allow_enhanced: bool = False,
     calibration: Calibration | None = None,
+    analysis_crs: Any = None,
 ) -> tuple[Any, Grid, dict[str, Any]]:
     """Build the grid and aggregate night light, road density and permeable fraction per cell.
 
@@ -236,10 +216,16 @@ def aggregate(
         Convert DN to radiance per pixel before aggregating
         (:class:`geo_ntl.radiometry.Calibration`; there is no default). The report's
         ``ntl_unit`` is its unit, or "DN" without one.
+    analysis_crs : str or CRS, optional
+        Projected CRS in metres of the cells, road lengths and areas. Default: the raster's
+        own CRS when it is projected in metres, else the local UTM zone of the raster's
+        centre (see :func:`geo_ntl.spatial.grid.make_grid`). The report's ``analysis_crs``
+        and ``raster_crs`` say which were used.
 
     Returns
     -------
     cells : geopandas.GeoDataFrame
+        In the analysis CRS.
     grid : Grid
     report : dict
 
@@ -262,8 +248,15 @@ def aggregate(
     da = _open(ntl, chunks)
     source = str(ntl) if isinstance(ntl, str | os.PathLike) else "the night-light raster"
     check_faithful(da.attrs, source=source, allow_enhanced=allow_enhanced)
-    cells_grid = make_grid(da, cell_size=cell_size, kind=grid, aoi=aoi, min_coverage=min_coverage)
-    crs = cells_grid.frame.crs
+    cells_grid = make_grid(
+        da,
+        cell_size=cell_size,
+        kind=grid,
+        aoi=aoi,
+        min_coverage=min_coverage,
+        analysis_crs=analysis_crs,
+    )
+    crs = cells_grid.cells.crs
     road_layer = read_vector(roads, kind="lines", crs=crs, name="roads")
     perm_layer = read_vector(permeable, kind="polygons", crs=crs, name="permeable surfaces")
     import shapely
@@ -271,7 +264,7 @@ def aggregate(
     extent = shapely.box(*cells_grid.cells.total_bounds)
     for name, layer in (("roads", road_layer), ("permeable surfaces", perm_layer)):
         if not shapely.intersects(np.asarray(layer.geometry.array, dtype=object), extent).any():
-            raise_no_overlap(name, layer.total_bounds, cells_grid.frame.bounds)
+            raise_no_overlap(name, layer.total_bounds, cells_grid.frame.analysis_bounds)
     ensure_valid_data(da)
     light = aggregate_night_light(da, cells_grid, radiance=radiance, calibration=calibration)
     cells = cells_grid.cells.copy()
@@ -290,6 +283,8 @@ def aggregate(
         "n_no_data": int((light.count == 0).sum()),
         "n_dropped_slivers": int(cells_grid.dropped.get("low_coverage", 0)),
         "ntl_unit": value_unit(calibration),
+        "raster_crs": crs_name(cells_grid.frame.crs),
+        "analysis_crs": crs_name(crs),
         "vectors": {
             "roads": road_layer.attrs.get("geo_ntl_report", {}),
             "permeable": perm_layer.attrs.get("geo_ntl_report", {}),
@@ -332,6 +327,7 @@ def cluster(
     chunks: int = 1024,
     allow_enhanced: bool = False,
     calibration: Calibration | None = None,
+    analysis_crs: Any = None,
 ) -> ClusterResult:
     """Spatial clustering of night light against road density and permeable surfaces.
 
@@ -366,7 +362,7 @@ def cluster(
     fdr : bool, default False
         Label with the FDR cut-off (:func:`esda.fdr`) instead of ``alpha``.
     radiance, ntl_statistic, road_class_weights, road_class_column, min_coverage, chunks,
-    allow_enhanced, calibration
+    allow_enhanced, calibration, analysis_crs
         See :func:`aggregate`.
     n_jobs : int, default 1
         Threads for the local permutations (-1: all).
@@ -402,6 +398,7 @@ def cluster(
         chunks=chunks,
         allow_enhanced=allow_enhanced,
         calibration=calibration,
+        analysis_crs=analysis_crs,
     )
     has_data = cells["ntl_count"].to_numpy() > 0
     cw = build_weights(cells_grid, method=weights, k=k, distance=distance, include=has_data)
