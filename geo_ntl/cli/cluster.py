@@ -50,15 +50,22 @@ def _option_names() -> Iterator[None]:
 @click.argument("ntl", type=click.Path(dir_okay=False))
 @click.option(
     "--roads",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Road lines (any vector format, any CRS).",
+    help="Road lines (any vector format, any CRS); overrides --osm's roads.",
 )
 @click.option(
     "--permeable",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Permeable-surface polygons (any vector format, any CRS).",
+    help="Permeable-surface polygons (any vector format, any CRS); overrides --osm's.",
+)
+@click.option(
+    "--osm",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="OpenStreetMap .osm.pbf extract to read roads (highway ways) and permeable surfaces "
+    "(landuse/natural/leisure tags) from, within the scene (needs pyrosm).",
 )
 @click.option(
     "--cell-size",
@@ -72,6 +79,13 @@ def _option_names() -> Iterator[None]:
     "--aoi", type=click.Path(dir_okay=False), default=None, help="Area-of-interest polygons."
 )
 @click.option("--grid", type=click.Choice(["square", "hex"]), default="square", show_default=True)
+@click.option(
+    "--analysis-crs",
+    default=None,
+    metavar="CRS",
+    help="Projected CRS in metres for cells, lengths and areas, e.g. EPSG:32635 "
+    "[default: the raster's own if projected in metres, else its local UTM zone].",
+)
 @click.option(
     "--weights",
     type=click.Choice(["queen", "rook", "knn", "distance"]),
@@ -143,12 +157,14 @@ def _option_names() -> Iterator[None]:
 @overwrite_opt
 def cluster(
     ntl: str,
-    roads: str,
-    permeable: str,
+    roads: str | None,
+    permeable: str | None,
+    osm: str | None,
     cell_size: float,
     out: str,
     aoi: str | None,
     grid: str,
+    analysis_crs: str | None,
     weights: str,
     k: int,
     distance: float | None,
@@ -168,14 +184,17 @@ def cluster(
     """Cluster night light of NTL against road density and permeable surfaces.
 
     Aggregates NTL (normally a cleaned COG), the road lines and the permeable
-    polygons to grid cells, then runs global Moran's I of each variable,
-    bivariate Moran's I of night light with road density and with permeable
-    fraction, LISA and bivariate LISA (HH, LL, HL, LH, ns). Writes the cells
-    (.gpkg or .parquet) to --out.
+    polygons (or those of an OpenStreetMap extract, --osm) to grid cells, then
+    runs global Moran's I of each variable, bivariate Moran's I of night light
+    with road density and with permeable fraction, LISA and bivariate LISA (HH,
+    LL, HL, LH, ns). Writes the cells (.gpkg or .parquet) to --out. Rasters that
+    are not projected in metres (EPSG:4326...) are analysed in their local UTM
+    zone, or in --analysis-crs.
 
     \b
     Examples:
       geo-ntl cluster clean.tif --roads roads.gpkg --permeable parks.gpkg --out cells.gpkg
+      geo-ntl cluster clean.tif --osm helsinki-latest.osm.pbf --figures figs --out cells.gpkg
       geo-ntl cluster clean.tif --roads roads.gpkg --permeable parks.gpkg --cell-size 100 \\
           --grid hex --weights knn --k 6 --fdr --json --figures figs --out cells.parquet
     """
@@ -188,8 +207,10 @@ def cluster(
     from geo_ntl.spatial.api import cluster as run_cluster
 
     cells_format(out)
-    readers = [("NTL raster", ntl), ("roads file", roads), ("permeable file", permeable)]
-    check_distinct([out], readers + ([("AOI file", aoi)] if aoi else []))
+    named = [("roads file", roads), ("permeable file", permeable), ("OSM extract", osm)]
+    named += [("AOI file", aoi)]
+    readers = [("NTL raster", ntl)] + [(name, path) for name, path in named if path]
+    check_distinct([out], readers)
     check_output_path(out, overwrite=overwrite)
     if figures is not None and not overwrite:
         for existing in sorted(Path(figures).glob("*.png")):
@@ -201,6 +222,7 @@ def cluster(
             ntl,
             roads=roads,
             permeable=permeable,
+            osm=osm,
             cell_size=cell_size,
             aoi=aoi,
             grid=grid,  # type: ignore[arg-type]
@@ -216,6 +238,7 @@ def cluster(
             n_jobs=jobs,
             allow_enhanced=allow_enhanced,
             calibration=calibration,
+            analysis_crs=analysis_crs,
         )
     for item in caught:
         if issubclass(item.category, GeoNTLWarning):
@@ -234,7 +257,7 @@ def cluster(
         f"cells: {rep['n_cells']} ({rep['n_analysed']} analysed, {rep['n_no_data']} without data, "
         f"{rep['n_islands']} islands); wrote {out}"
     )
-    click.echo(f"night light in {rep['ntl_unit']}")
+    click.echo(f"night light in {rep['ntl_unit']}; cells in {rep['analysis_crs']}")
     for name, stat in result.global_stats.items():
         click.echo(
             f"{name:<34} I={stat.I:+.4f}  E[I]={stat.expected_I:+.4f}  "

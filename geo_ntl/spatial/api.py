@@ -176,8 +176,9 @@ def _open(ntl: Any, chunks: int) -> Any:
 def aggregate(
     ntl: Any,
     *,
-    roads: Any,
-    permeable: Any,
+    roads: Any = None,
+    permeable: Any = None,
+    osm: str | os.PathLike[str] | None = None,
     cell_size: float = DEFAULT_CELL_SIZE,
     aoi: Any = None,
     grid: GridKind = "square",
@@ -197,8 +198,12 @@ def aggregate(
     ----------
     ntl : str, os.PathLike or xarray.DataArray
         Night-light raster (opened lazily with :func:`geo_ntl.io.open_scene`).
-    roads, permeable : str, os.PathLike or GeoDataFrame
-        Road lines and permeable-surface polygons, any CRS (reprojected).
+    roads, permeable : str, os.PathLike or GeoDataFrame, optional
+        Road lines and permeable-surface polygons, any CRS (reprojected). Each is
+        required unless ``osm`` is given, and overrides the layer read from it.
+    osm : str or os.PathLike, optional
+        OpenStreetMap ``.osm.pbf`` extract to read the roads and permeable surfaces
+        from, within the scene (:func:`geo_ntl.spatial.osm.osm_layers`; needs pyrosm).
     cell_size, aoi, grid, min_coverage
         See :func:`geo_ntl.spatial.grid.make_grid`.
     radiance : {"mean", "luma"}, default "mean"
@@ -245,6 +250,14 @@ def aggregate(
 
     if ntl_statistic not in ("mean", "sum"):
         raise ParameterError(f"ntl_statistic must be 'mean' or 'sum', got {ntl_statistic!r}")
+    if osm is None and (roads is None or permeable is None):
+        missing = " and ".join(
+            n for n, v in (("roads", roads), ("permeable", permeable)) if v is None
+        )
+        raise ParameterError(
+            f"give {missing}, or an OpenStreetMap extract to read them from (osm=...)",
+            options={"osm=...": "osm", "roads": "roads", "permeable": "permeable"},
+        )
     da = _open(ntl, chunks)
     source = str(ntl) if isinstance(ntl, str | os.PathLike) else "the night-light raster"
     check_faithful(da.attrs, source=source, allow_enhanced=allow_enhanced)
@@ -257,8 +270,19 @@ def aggregate(
         analysis_crs=analysis_crs,
     )
     crs = cells_grid.cells.crs
-    road_layer = read_vector(roads, kind="lines", crs=crs, name="roads")
-    perm_layer = read_vector(permeable, kind="polygons", crs=crs, name="permeable surfaces")
+    sources = {"roads": roads, "permeable": permeable}
+    if osm is not None and (roads is None or permeable is None):
+        from geo_ntl.spatial.osm import osm_layers
+
+        from_osm = osm_layers(osm, footprint=cells_grid.frame.footprint, crs=crs)
+        sources = {
+            k: v if v is not None else f
+            for (k, v), f in zip(sources.items(), from_osm, strict=True)
+        }
+    road_layer = read_vector(sources["roads"], kind="lines", crs=crs, name="roads")
+    perm_layer = read_vector(
+        sources["permeable"], kind="polygons", crs=crs, name="permeable surfaces"
+    )
     import shapely
 
     extent = shapely.box(*cells_grid.cells.total_bounds)
@@ -296,6 +320,7 @@ def aggregate(
             "ntl_statistic": ntl_statistic,
             "min_coverage": float(min_coverage),
             "aoi": aoi is not None,
+            "osm": os.fspath(osm) if osm is not None else None,
             "road_class_weights": dict(road_class_weights) if road_class_weights else None,
             "calibration": calibration.to_dict() if calibration is not None else None,
         },
@@ -306,8 +331,9 @@ def aggregate(
 def cluster(
     ntl: Any,
     *,
-    roads: Any,
-    permeable: Any,
+    roads: Any = None,
+    permeable: Any = None,
+    osm: str | os.PathLike[str] | None = None,
     cell_size: float = DEFAULT_CELL_SIZE,
     aoi: Any = None,
     grid: GridKind = "square",
@@ -342,8 +368,12 @@ def cluster(
     ----------
     ntl : str, os.PathLike or xarray.DataArray
         Night-light raster, normally a cleaned COG.
-    roads, permeable : str, os.PathLike or GeoDataFrame
-        Road lines and permeable-surface polygons (any CRS, any format geopandas reads).
+    roads, permeable : str, os.PathLike or GeoDataFrame, optional
+        Road lines and permeable-surface polygons (any CRS, any format geopandas reads);
+        required unless ``osm`` is given, and then each overrides the layer read from it.
+    osm : str or os.PathLike, optional
+        OpenStreetMap ``.osm.pbf`` extract holding the scene: roads and permeable
+        surfaces are read from it (see :mod:`geo_ntl.spatial.osm` for the tags).
     cell_size : float, default DEFAULT_CELL_SIZE
         Cell size in metres.
     aoi : polygon layer, path or shapely geometry, optional
@@ -381,12 +411,14 @@ def cluster(
     --------
     >>> from geo_ntl.spatial import cluster  # doctest: +SKIP
     >>> res = cluster("clean.tif", roads="roads.gpkg", permeable="parks.gpkg")  # doctest: +SKIP
+    >>> res = cluster("clean.tif", osm="helsinki.osm.pbf")  # doctest: +SKIP
     >>> res.global_stats["moran_bv_ntl_road_density"].I  # doctest: +SKIP
     """
     cells, cells_grid, report = aggregate(
         ntl,
         roads=roads,
         permeable=permeable,
+        osm=osm,
         cell_size=cell_size,
         aoi=aoi,
         grid=grid,

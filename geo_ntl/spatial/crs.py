@@ -27,10 +27,10 @@ def _pyproj(crs: Any) -> Any:
 
 
 def crs_name(crs: Any) -> str:
-    """``"EPSG:<code>"`` when ``crs`` has one, else its WKT."""
+    """Return ``"EPSG:<code>"`` (or another authority's code) when ``crs`` has one, else its WKT."""
     crs = _pyproj(crs)
-    code = crs.to_epsg()
-    return f"EPSG:{code}" if code is not None else str(crs.to_wkt())
+    found = crs.to_authority(min_confidence=25)
+    return f"{found[0]}:{found[1]}" if found is not None else str(crs.to_wkt())
 
 
 def in_metres(crs: Any) -> bool:
