@@ -884,3 +884,43 @@ def test_cli_cluster__osm_bad_input(helsinki_pbf, sample, tmp_path):
         code, _, err = run_cli("cluster", *args, "--out", out, "--permutations", 9)
         assert code == 2 and err.startswith("error: ") and message in err, err
         assert not out.exists()
+
+
+# --------------------------------------------------------------------------- figures (splot)
+
+
+def test_plots__splot_maps_show_the_cells_labels(tmp_path):
+    pytest.importorskip("splot")
+    from splot._viz_utils import mask_local_auto
+
+    from geo_ntl.spatial import plot_lisa_map, plot_moran_scatter
+
+    ntl, roads, parks = planted(tmp_path, nodata_block=True)
+    res = cluster(ntl, roads=roads, permeable=parks, cell_size=4, permutations=PERMS, fdr=True)
+    objs = res.to_esda()
+    for key, stat in res.local_stats.items():
+        _, _, _, splot_labels = mask_local_auto(objs.local_stats[key], p=stat.threshold)
+        np.testing.assert_array_equal(splot_labels, stat.labels)
+        fig = plot_lisa_map(res, key, esda_objects=objs)
+        ax = fig.axes[0]
+        assert "FDR cut-off" in ax.get_title() and "not analysed" in ax.get_title()
+        legend = {t.get_text() for t in ax.get_legend().get_texts()}
+        assert legend == set(stat.labels)
+        scatter = plot_moran_scatter(res, key, esda_objects=objs).axes[0]
+        xs = scatter.collections[0].get_offsets()[:, 0]
+        assert len(xs) == len(res.weights.cells)
+
+
+def test_cli_cluster__figures_without_splot(tmp_path, monkeypatch):
+    import sys
+
+    ntl, roads, parks = planted(tmp_path)
+    monkeypatch.setitem(sys.modules, "splot", None)
+    monkeypatch.setitem(sys.modules, "splot.esda", None)
+    out = tmp_path / "cells.gpkg"
+    code, _, err = run_cli(
+        "cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 4,
+        "--out", out, "--permutations", 9, "--figures", tmp_path / "figs",
+    )  # fmt: skip
+    assert code == 2 and err.startswith("error: ") and "geo_ntl[maps]" in err
+    assert not out.exists() and not (tmp_path / "figs").exists()

@@ -145,7 +145,7 @@ def _option_names() -> Iterator[None]:
     "--figures",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write LISA maps and Moran scatterplots (PNG) into this folder.",
+    help="Write splot's LISA maps and Moran scatterplots (PNG) into this folder (needs the maps extra).",
 )
 @click.option(
     "--allow-enhanced",
@@ -212,6 +212,10 @@ def cluster(
     readers = [("NTL raster", ntl)] + [(name, path) for name, path in named if path]
     check_distinct([out], readers)
     check_output_path(out, overwrite=overwrite)
+    if figures is not None:
+        from geo_ntl.spatial.plots import require_splot
+
+        require_splot()
     if figures is not None and not overwrite:
         for existing in sorted(Path(figures).glob("*.png")):
             if existing.name.startswith(("lisa_", "scatter_")):
