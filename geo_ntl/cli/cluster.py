@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -201,7 +200,7 @@ def cluster(
     from pathlib import Path
 
     from geo_ntl._atomic import check_distinct
-    from geo_ntl.exceptions import GeoNTLWarning
+    from geo_ntl.cli._flags import warning_lines
     from geo_ntl.io import check_output_path
     from geo_ntl.spatial.api import cells_format, summary_json
     from geo_ntl.spatial.api import cluster as run_cluster
@@ -220,8 +219,7 @@ def cluster(
         for existing in sorted(Path(figures).glob("*.png")):
             if existing.name.startswith(("lisa_", "scatter_")):
                 check_output_path(existing, overwrite=False)
-    with warnings.catch_warnings(record=True) as caught, _option_names():
-        warnings.simplefilter("always", GeoNTLWarning)
+    with warning_lines(), _option_names():
         result = run_cluster(
             ntl,
             roads=roads,
@@ -244,9 +242,6 @@ def cluster(
             calibration=calibration,
             analysis_crs=analysis_crs,
         )
-    for item in caught:
-        if issubclass(item.category, GeoNTLWarning):
-            click.echo(f"warning: {item.message}", err=True)
     from geo_ntl.cli.main import note_written
 
     result.write(out, overwrite=overwrite)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import click
@@ -59,7 +58,7 @@ def zonal(
           --out series.parquet
     """
     from geo_ntl._atomic import check_distinct
-    from geo_ntl.exceptions import GeoNTLWarning
+    from geo_ntl.cli._flags import warning_lines
     from geo_ntl.io import check_output_path
     from geo_ntl.spatial.tables import table_format, write_table
     from geo_ntl.spatial.zones import zonal as run_zonal
@@ -68,8 +67,7 @@ def zonal(
     readers = [("scene", scene) for scene in scenes] + [("zones file", zones)]
     check_distinct([out], readers)
     check_output_path(out, overwrite=overwrite)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", GeoNTLWarning)
+    with warning_lines():
         table = run_zonal(
             list(scenes),
             zones=zones,
@@ -77,9 +75,6 @@ def zonal(
             calibration=calibration,
             allow_enhanced=allow_enhanced,
         )
-    for item in caught:
-        if issubclass(item.category, GeoNTLWarning):
-            click.echo(f"warning: {item.message}", err=True)
     from geo_ntl.cli.main import note_written
 
     write_table(table, out, layer="zonal", overwrite=overwrite)

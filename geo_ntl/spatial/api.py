@@ -138,27 +138,10 @@ def cells_format(path: str | os.PathLike[str]) -> str:
 
 
 def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write a cells GeoDataFrame atomically as GeoPackage or GeoParquet, by extension.
+    """Write a cells GeoDataFrame atomically as GeoPackage (layer "cells") or GeoParquet.
 
-    Parameters
-    ----------
-    cells : geopandas.GeoDataFrame
-    path : str or os.PathLike
-        ``.gpkg`` (layer "cells") or ``.parquet`` / ``.geoparquet``.
-    overwrite : bool, default False
-
-    Returns
-    -------
-    pathlib.Path
-
-    Raises
-    ------
-    ParameterError
-        For another extension.
-    MissingDependencyError
-        For GeoParquet without pyarrow.
-    OutputExistsError
-        If ``path`` exists and ``overwrite`` is False.
+    See :func:`geo_ntl.spatial.tables.write_table`; a ``.csv`` is refused (the cells need
+    their geometry).
     """
     return write_table(cells, path, layer="cells", overwrite=overwrite, allowed=_CELL_FORMATS)
 
