@@ -29,7 +29,10 @@ def _pyproj(crs: Any) -> Any:
 def crs_name(crs: Any) -> str:
     """Return ``"EPSG:<code>"`` (or another authority's code) when ``crs`` has one, else its WKT."""
     crs = _pyproj(crs)
-    found = crs.to_authority("EPSG", min_confidence=25) or crs.to_authority(min_confidence=25)
+    ident = crs.to_json_dict().get("id")  # the code the CRS itself states, e.g. a GeoTIFF's
+    if ident:
+        return f"{ident['authority']}:{ident['code']}"
+    found = crs.to_authority("EPSG", min_confidence=70) or crs.to_authority(min_confidence=70)
     return f"{found[0]}:{found[1]}" if found is not None else str(crs.to_wkt())
 
 
