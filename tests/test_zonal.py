@@ -230,3 +230,44 @@ def test_zonal_cli__bad_input_exit_2_nothing_written(tmp_path, lonlat_scene, cap
         assert out.read_text() == "keep me"
     else:
         assert not out.exists()
+
+
+def test_zonal__dataarray_in_memory_equals_the_file(tmp_path):
+    from geo_ntl.io import open_scene, write_cog
+    from geo_ntl.testing import make_scene
+
+    da = make_scene((3, 200, 300), dtype="uint16", nodata=0, crs="EPSG:32635", resolution=10.0,
+                    origin=(385_000.0, 6_672_000.0))  # fmt: skip
+    values = da.values.copy()
+    values[:, :50, :50] = 0  # nodata
+    da = da.copy(data=values)
+    write_cog(da, tmp_path / "s.tif")
+    zones = gpd.GeoSeries(
+        [
+            shapely.box(385_100, 6_670_500, 386_500, 6_671_900),
+            shapely.box(386_000, 6_670_100, 387_900, 6_671_000),
+        ],
+        crs="EPSG:32635",
+    ).to_crs(4326)  # zones in another CRS than the scene
+    from_file = zonal(tmp_path / "s.tif", zones=zones)
+    in_memory = zonal(open_scene(tmp_path / "s.tif").chunk({"y": 64, "x": 64}), zones=zones)
+    cols = ["zone", "band", "sum", "mean", "count", "coverage"]
+    pd.testing.assert_frame_equal(from_file[cols], in_memory[cols])
+    first = from_file[(from_file["zone"] == 0) & (from_file["band"] == 1)].iloc[0]
+    assert first["count"] == pytest.approx(140 * 140 - 40 * 40, rel=1e-3)  # 40 x 40 px of nodata
+
+
+def test_zonal_cli__json_records(tmp_path, lonlat_scene, capsys):
+    import json
+
+    path, _ = lonlat_scene
+    zones = tmp_path / "districts.gpkg"
+    districts().to_file(zones)
+    out = tmp_path / "light.csv"
+    args = ["zonal", str(path), "--zones", str(zones), "--id-column", "name", "--out", str(out)]
+    assert main([*args, "--json", "--calibration", "gain=2,unit=nW cm-2 sr-1"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["zone"] for r in records} == {"Kallio", "Kamppi", "Töölö"}
+    assert {r["unit"] for r in records} == {"nW cm-2 sr-1"}
+    assert records[0]["date"].startswith("2024-03-01T22:10")
+    assert pd.read_csv(out)["sum"].tolist() == pytest.approx([r["sum"] for r in records])
