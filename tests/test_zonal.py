@@ -271,3 +271,29 @@ def test_zonal_cli__json_records(tmp_path, lonlat_scene, capsys):
     assert {r["unit"] for r in records} == {"nW cm-2 sr-1"}
     assert records[0]["date"].startswith("2024-03-01T22:10")
     assert pd.read_csv(out)["sum"].tolist() == pytest.approx([r["sum"] for r in records])
+
+
+def test_zonal_cli__folder_of_scenes(tmp_path, capsys):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for month, level in (("01", 1.0), ("02", 3.0)):
+        write_lonlat(
+            folder / f"2024-{month}.tif",
+            np.full((H, W), level, dtype="float32"),
+            tags={"ACQUISITION_DATE": f"2024-{month}-15"},
+        )
+    zones = tmp_path / "districts.gpkg"
+    districts().to_file(zones)
+    out = tmp_path / "series.csv"
+    assert (
+        main(
+            ["zonal", str(folder), "--zones", str(zones), "--id-column", "name", "--out", str(out)]
+        )
+        == 0
+    )
+    table = pd.read_csv(out, parse_dates=["date"])
+    means = table.groupby("date")["mean"].mean()
+    assert means.to_dict() == pytest.approx(
+        {pd.Timestamp("2024-01-15"): 1.0, pd.Timestamp("2024-02-15"): 3.0}
+    )
+    assert "scenes: 2" in capsys.readouterr().out

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("scenes", nargs=-1, required=True)
 @click.option(
     "--zones",
     required=True,
@@ -46,7 +46,8 @@ def zonal(
 ) -> None:
     """Sum, mean and valid-pixel count of night light per zone, band and scene.
 
-    Pixels count by the fraction of their area inside each polygon (exactextract);
+    SCENES are files, folders, globs or remote inputs. Pixels count by the
+    fraction of their area inside each polygon (exactextract);
     nodata, masked and non-finite pixels are left out. Writes one tidy table, a
     row per zone x scene x band with each scene's date tag, to --out: .csv,
     .parquet (GeoParquet) or .gpkg (with the zones' geometry).
@@ -58,18 +59,20 @@ def zonal(
           --out series.parquet
     """
     from geo_ntl._atomic import check_distinct
+    from geo_ntl.batch import expand_scenes
     from geo_ntl.cli._flags import warning_lines
     from geo_ntl.io import check_output_path
     from geo_ntl.spatial.tables import table_format, write_table
     from geo_ntl.spatial.zones import zonal as run_zonal
 
     table_format(out, allowed=("GPKG", "parquet", "CSV"))
-    readers = [("scene", scene) for scene in scenes] + [("zones file", zones)]
+    paths = expand_scenes(scenes)
+    readers = [("scene", scene) for scene in paths] + [("zones file", zones)]
     check_distinct([out], readers)
     check_output_path(out, overwrite=overwrite)
     with warning_lines():
         table = run_zonal(
-            list(scenes),
+            paths,
             zones=zones,
             id_column=id_column,
             calibration=calibration,
