@@ -25,6 +25,7 @@ _LAZY = {
     "sample_aoi": "geo_ntl.sample_data",
     "sample_aoi_path": "geo_ntl.sample_data",
     "restore_scenes": "geo_ntl.pipeline",
+    "zonal": "geo_ntl.spatial.zones",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

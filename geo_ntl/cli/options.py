@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 
 from geo_ntl.defaults import ENHANCE_TILE
 
+if TYPE_CHECKING:
+    from geo_ntl.radiometry import Calibration
+
 __all__ = [
     "HiddenAliasOption",
+    "calibration_opt",
     "cluster_opts",
     "co_opt",
     "compress_opt",
@@ -174,6 +179,32 @@ co_opt = click.option(
     "BLOCKSIZE a multiple of 16.",
 )
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _parse_calibration(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Calibration | None:
+    """Read ``--calibration gain=..,offset=..,exponent=..,unit=..`` (no default calibration)."""
+    if value is None:
+        return None
+    from geo_ntl.exceptions import ParameterError
+    from geo_ntl.radiometry import parse_calibration
+
+    try:
+        return parse_calibration(value)
+    except ParameterError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+calibration_opt = click.option(
+    "--calibration",
+    callback=_parse_calibration,
+    default=None,
+    metavar="gain=G,offset=O,exponent=E,unit=U",
+    help="Convert DN to radiance = gain * DN**exponent + offset, in unit U, per pixel before "
+    "aggregating (offset 0 and exponent 1 if left out; no default calibration). Without it "
+    "night light is in DN.",
+)
 
 
 def _parse_value(text: str) -> float | int | str | bool:

@@ -30,6 +30,8 @@ __all__ = [
     "WATER_TAGS",
     "helsinki_pbf",
     "load_osm",
+    "permeable_from",
+    "roads_from_network",
     "load_helsinki",
 ]
 
@@ -167,6 +169,76 @@ def _sea(osm_coastline: gpd.GeoDataFrame | None, box: shapely.Polygon) -> list[s
     return sea
 
 
+def roads_from_network(network: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Road centre lines from a pyrosm ``network_type="all"`` network.
+
+    Parameters
+    ----------
+    network : geopandas.GeoDataFrame
+        Ways from :meth:`pyrosm.OSM.get_network` with ``network_type="all"``: every
+        ``highway`` way except ``area=yes`` and the classes abandoned, construction, no,
+        planned, platform, proposed, raceway, razed, rest_area and services.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        LineStrings with their ``highway`` class, in the network's CRS; ways in tunnels
+        (``tunnel`` = yes, building_passage, culvert: hidden from above) left out.
+    """
+    if "tunnel" in network:
+        network = network[~network["tunnel"].isin(_TUNNEL_VALUES)]
+    roads = gpd.GeoDataFrame(
+        {"highway": network["highway"].astype(str).to_numpy()},
+        geometry=network.geometry.to_numpy(),
+        crs=network.crs,
+    )
+    roads = roads.explode(index_parts=False).reset_index(drop=True)
+    return roads[roads.geom_type == "LineString"].reset_index(drop=True)
+
+
+def _coastline(natural: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame | None:
+    if natural is None or "natural" not in natural:
+        return None
+    return natural[
+        (natural["natural"] == "coastline")
+        & natural.geom_type.isin(["LineString", "MultiLineString"])
+    ]
+
+
+def permeable_from(
+    frames: list[gpd.GeoDataFrame | None], natural: gpd.GeoDataFrame | None, bbox: shapely.Polygon
+) -> gpd.GeoDataFrame:
+    """Permeable surfaces (:data:`PERMEABLE_TAGS`) and sea cut from ``bbox`` by the coastline.
+
+    Parameters
+    ----------
+    frames : list of GeoDataFrame or None
+        pyrosm layers holding the keys of :data:`PERMEABLE_TAGS` (landuse, natural,
+        leisure...), in EPSG:4326.
+    natural : GeoDataFrame or None
+        pyrosm's natural layer, for ``natural=coastline`` ways.
+    bbox : shapely.Polygon
+        Longitude/latitude box the sea is cut from.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Polygons with ``kind`` (the OSM value, or "sea"), in EPSG:4326.
+    """
+    areas = [p for p in (_polygons(f) for f in frames if f is not None) if p is not None]
+    if not areas:
+        return gpd.GeoDataFrame({"kind": []}, geometry=[], crs="EPSG:4326")
+    merged = gpd.GeoDataFrame(pd.concat(areas, ignore_index=True), crs="EPSG:4326")
+    permeable = _tagged(merged, PERMEABLE_TAGS)
+    sea = _sea(_coastline(natural), bbox)
+    if sea:
+        sea_rows = gpd.GeoDataFrame({"kind": ["sea"] * len(sea)}, geometry=sea, crs="EPSG:4326")
+        permeable = gpd.GeoDataFrame(
+            pd.concat([permeable, sea_rows], ignore_index=True), crs="EPSG:4326"
+        )
+    return permeable
+
+
 def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene:
     """Read roads, buildings, floodlit areas, permeable surfaces and water from a PBF.
 
@@ -180,7 +252,7 @@ def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene
     Returns
     -------
     VectorScene
-        ``roads`` (``highway``; tunnels dropped), ``buildings`` (``building``),
+        ``roads`` (``highway``; see :func:`roads_from_network`), ``buildings`` (``building``),
         ``floodlit`` and ``permeable`` (``kind``: the OSM value) and ``water``
         (including sea cut from the extract's bounding box by coastline ways).
 
@@ -212,37 +284,18 @@ def load_osm(path: str | os.PathLike, *, crs: str = HELSINKI_CRS) -> VectorScene
         )
     if network is None or len(network) == 0:
         raise VectorDataError(f"{path} has no roads (highway=*); choose another extract.")
-    if "tunnel" in network:
-        network = network[~network["tunnel"].isin(_TUNNEL_VALUES)]
-    roads = gpd.GeoDataFrame(
-        {"highway": network["highway"].astype(str).to_numpy()},
-        geometry=network.geometry.to_numpy(),
-        crs=network.crs,
-    )
-    roads = roads.explode(index_parts=False).reset_index(drop=True)
-    roads = roads[roads.geom_type == "LineString"].reset_index(drop=True)
+    roads = roads_from_network(network)
 
     polygons = [f for f in (landuse, natural, leisure, amenity, place) if f is not None]
+    bbox = shapely.box(*network.total_bounds)
+    permeable = permeable_from(polygons, natural, bbox)
     areas = [p for p in (_polygons(f) for f in polygons) if p is not None]
     merged = gpd.GeoDataFrame(pd.concat(areas, ignore_index=True), crs="EPSG:4326")
-    permeable = _tagged(merged, PERMEABLE_TAGS)
     floodlit = _tagged(merged, FLOODLIT_TAGS)
-    water_rows = permeable[permeable["kind"].isin(WATER_TAGS)]
-
-    bbox = shapely.box(*network.total_bounds)
-    coastline = None
-    if natural is not None and "natural" in natural:
-        coastline = natural[
-            (natural["natural"] == "coastline")
-            & natural.geom_type.isin(["LineString", "MultiLineString"])
-        ]
-    sea = _sea(coastline, bbox)
-    water = gpd.GeoDataFrame(geometry=[*water_rows.geometry, *sea], crs="EPSG:4326")
-    if sea:
-        sea_rows = gpd.GeoDataFrame({"kind": ["sea"] * len(sea)}, geometry=sea, crs="EPSG:4326")
-        permeable = gpd.GeoDataFrame(
-            pd.concat([permeable, sea_rows], ignore_index=True), crs="EPSG:4326"
-        )
+    water = gpd.GeoDataFrame(
+        geometry=list(permeable[permeable["kind"].isin((*WATER_TAGS, "sea"))].geometry),
+        crs="EPSG:4326",
+    )
 
     building_polys = _polygons(buildings)
     if building_polys is None:

@@ -3,7 +3,8 @@
 Grid cells aligned to the raster (:mod:`~geo_ntl.spatial.grid`), streamed
 per-cell aggregation (:mod:`~geo_ntl.spatial.aggregate`), libpysal spatial
 weights (:mod:`~geo_ntl.spatial.neighbours`), esda statistics (:mod:`~geo_ntl.spatial.stats`),
-figures (:mod:`~geo_ntl.spatial.plots`) and the one-call :func:`cluster`.
+figures (:mod:`~geo_ntl.spatial.plots`), the one-call :func:`cluster`, and zonal
+statistics per polygon (:func:`zonal`, exactextract).
 ``import geo_ntl`` does not import this package; libpysal and esda load here.
 """
 
@@ -35,6 +36,7 @@ from geo_ntl.spatial.stats import (
     local_moran_bv,
 )
 from geo_ntl.spatial.vectors import read_vector
+from geo_ntl.spatial.zones import zonal
 
 __all__ = [
     "PERMUTATIONS",
@@ -64,4 +66,5 @@ __all__ = [
     "to_esda",
     "write_cells",
     "write_figures",
+    "zonal",
 ]

@@ -88,10 +88,14 @@ def _radiance(
 
 
 def _pixel_centres(grid: Grid, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of a chunk's pixels in the analysis CRS, broadcastable to ``(h, w)``."""
     t = grid.frame.transform
     xs = t.c + (x0 + np.arange(w) + 0.5) * t.a
     ys = t.f + (y0 + np.arange(h) + 0.5) * t.e
-    return xs, ys
+    if not grid.frame.reprojected:
+        return xs[None, :], ys[:, None]
+    X, Y = np.meshgrid(xs, ys)
+    return grid.frame.to_analysis(X, Y)
 
 
 def _aoi_valid(grid: Grid, y0: int, x0: int, h: int, w: int) -> np.ndarray | None:
@@ -101,14 +105,12 @@ def _aoi_valid(grid: Grid, y0: int, x0: int, h: int, w: int) -> np.ndarray | Non
     import shapely
 
     shapely.prepare(grid.aoi)
-    xs, ys = _pixel_centres(grid, y0, x0, h, w)
+    X, Y = np.broadcast_arrays(*_pixel_centres(grid, y0, x0, h, w))
     left, bottom, right, top = grid.aoi.bounds
     inside = np.zeros((h, w), dtype=bool)
-    cols = np.flatnonzero((xs >= left) & (xs <= right))
-    rows = np.flatnonzero((ys >= bottom) & (ys <= top))
-    if cols.size and rows.size:
-        X, Y = np.meshgrid(xs[cols], ys[rows])
-        inside[np.ix_(rows, cols)] = shapely.contains_xy(grid.aoi, X, Y)
+    near = (X >= left) & (X <= right) & (Y >= bottom) & (Y <= top)
+    if near.any():
+        inside[near] = shapely.contains_xy(grid.aoi, X[near], Y[near])
     return inside
 
 
@@ -131,7 +133,9 @@ def _reduce_block(
         rad = np.where(inside, rad, 0.0)
     xs, ys = _pixel_centres(grid, y0, x0, h, w)
     n_cols = grid.lattice_shape[1]
-    if grid.kind == "square":
+    if grid.kind == "square" and not grid.frame.reprojected:
+        # rows follow y and columns x alone: reduce runs of pixels that share a cell
+        xs, ys = xs[0], ys[:, 0]
         rows, _ = grid.lattice_of_points(np.zeros_like(ys), ys)
         _, cols = grid.lattice_of_points(xs, np.zeros_like(xs))
         rs, cs = run_starts(rows), run_starts(cols)
@@ -139,12 +143,20 @@ def _reduce_block(
         counts = sum_runs(valid.astype(np.int64), rs, cs)
         flat = rows[rs][:, None] * n_cols + cols[cs][None, :]
         return flat.ravel(), sums.ravel(), counts.ravel()
-    rows, cols = grid.lattice_of_points(xs[None, :], ys[:, None])
-    flat = (rows * n_cols + cols).ravel()
+    rows, cols = np.broadcast_arrays(*grid.lattice_of_points(xs, ys))
+    n_rows = grid.lattice_shape[0]
+    # pixels of a reprojected raster may fall outside the lattice: they belong to no cell
+    inside_lattice = (rows >= 0) & (rows < n_rows) & (cols >= 0) & (cols < n_cols)
+    flat = np.where(inside_lattice, rows * n_cols + cols, -1).ravel()
+    keep = flat >= 0
+    if not keep.any():
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty, empty.astype(np.int64)
+    flat, rad_kept, valid_kept = flat[keep], rad.ravel()[keep], valid.ravel()[keep]
     lo = int(flat.min())
     local = flat - lo
-    sums = np.bincount(local, weights=rad.ravel(), minlength=0)
-    counts = np.bincount(local, weights=valid.ravel().astype(np.float64)).astype(np.int64)
+    sums = np.bincount(local, weights=rad_kept, minlength=0)
+    counts = np.bincount(local, weights=valid_kept.astype(np.float64)).astype(np.int64)
     present = np.flatnonzero(np.bincount(local))
     return present + lo, sums[present], counts[present]
 

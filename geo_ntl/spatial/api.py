@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from geo_ntl.exceptions import InputError, MissingDependencyError, ParameterError
+from geo_ntl.exceptions import InputError, ParameterError
 from geo_ntl.radiometry import Calibration, value_unit
 from geo_ntl.spatial.aggregate import (
     RadianceMode,
@@ -19,6 +19,7 @@ from geo_ntl.spatial.aggregate import (
     permeable_fraction,
     road_density,
 )
+from geo_ntl.spatial.crs import crs_name
 from geo_ntl.spatial.grid import (
     DEFAULT_CELL_SIZE,
     DEFAULT_MIN_COVERAGE,
@@ -38,6 +39,7 @@ from geo_ntl.spatial.stats import (
     local_moran,
     local_moran_bv,
 )
+from geo_ntl.spatial.tables import table_format, write_table
 from geo_ntl.spatial.vectors import read_vector
 
 __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json", "write_cells"]
@@ -46,7 +48,7 @@ __all__ = ["VARIABLES", "ClusterResult", "aggregate", "cluster", "summary_json",
 VARIABLES = ("ntl", "road_density", "permeable_fraction")
 #: Label of cells left out of the statistics.
 NO_DATA, ISLAND = "no_data", "island"
-_FORMATS = {".gpkg": "GPKG", ".parquet": "parquet", ".geoparquet": "parquet"}
+_CELL_FORMATS = ("GPKG", "parquet")
 
 
 @dataclass
@@ -132,56 +134,16 @@ def cells_format(path: str | os.PathLike[str]) -> str:
     ParameterError
         For an extension other than .gpkg, .parquet or .geoparquet.
     """
-    fmt = _FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ParameterError(
-            f"cannot tell the format of {path}: use a .gpkg (GeoPackage) or .parquet "
-            "(GeoParquet) extension"
-        )
-    return fmt
+    return table_format(path, allowed=_CELL_FORMATS)
 
 
 def write_cells(cells: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write a cells GeoDataFrame atomically as GeoPackage or GeoParquet, by extension.
+    """Write a cells GeoDataFrame atomically as GeoPackage (layer "cells") or GeoParquet.
 
-    Parameters
-    ----------
-    cells : geopandas.GeoDataFrame
-    path : str or os.PathLike
-        ``.gpkg`` (layer "cells") or ``.parquet`` / ``.geoparquet``.
-    overwrite : bool, default False
-
-    Returns
-    -------
-    pathlib.Path
-
-    Raises
-    ------
-    ParameterError
-        For another extension.
-    MissingDependencyError
-        For GeoParquet without pyarrow.
-    OutputExistsError
-        If ``path`` exists and ``overwrite`` is False.
+    See :func:`geo_ntl.spatial.tables.write_table`; a ``.csv`` is refused (the cells need
+    their geometry).
     """
-    from geo_ntl._raster import disk_errors
-    from geo_ntl.io import atomic_output
-
-    out = Path(path)
-    fmt = cells_format(out)
-    if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "writing GeoParquet needs pyarrow: `pip install pyarrow`, or write a .gpkg"
-            ) from exc
-    with atomic_output(out, overwrite=overwrite) as tmp, disk_errors(out, tmp.parent):
-        if fmt == "GPKG":
-            cells.to_file(tmp, driver="GPKG", layer="cells")
-        else:
-            cells.to_parquet(tmp)
-    return out
+    return write_table(cells, path, layer="cells", overwrite=overwrite, allowed=_CELL_FORMATS)
 
 
 def _open(ntl: Any, chunks: int) -> Any:
@@ -197,8 +159,9 @@ def _open(ntl: Any, chunks: int) -> Any:
 def aggregate(
     ntl: Any,
     *,
-    roads: Any,
-    permeable: Any,
+    roads: Any = None,
+    permeable: Any = None,
+    osm: str | os.PathLike[str] | None = None,
     cell_size: float = DEFAULT_CELL_SIZE,
     aoi: Any = None,
     grid: GridKind = "square",
@@ -210,6 +173,7 @@ def aggregate(
     chunks: int = 1024,
     allow_enhanced: bool = False,
     calibration: Calibration | None = None,
+    analysis_crs: Any = None,
 ) -> tuple[Any, Grid, dict[str, Any]]:
     """Build the grid and aggregate night light, road density and permeable fraction per cell.
 
@@ -217,8 +181,12 @@ def aggregate(
     ----------
     ntl : str, os.PathLike or xarray.DataArray
         Night-light raster (opened lazily with :func:`geo_ntl.io.open_scene`).
-    roads, permeable : str, os.PathLike or GeoDataFrame
-        Road lines and permeable-surface polygons, any CRS (reprojected).
+    roads, permeable : str, os.PathLike or GeoDataFrame, optional
+        Road lines and permeable-surface polygons, any CRS (reprojected). Each is
+        required unless ``osm`` is given, and overrides the layer read from it.
+    osm : str or os.PathLike, optional
+        OpenStreetMap ``.osm.pbf`` extract to read the roads and permeable surfaces
+        from, within the scene (:func:`geo_ntl.spatial.osm.osm_layers`; needs pyrosm).
     cell_size, aoi, grid, min_coverage
         See :func:`geo_ntl.spatial.grid.make_grid`.
     radiance : {"mean", "luma"}, default "mean"
@@ -236,10 +204,16 @@ def aggregate(
         Convert DN to radiance per pixel before aggregating
         (:class:`geo_ntl.radiometry.Calibration`; there is no default). The report's
         ``ntl_unit`` is its unit, or "DN" without one.
+    analysis_crs : str or CRS, optional
+        Projected CRS in metres of the cells, road lengths and areas. Default: the raster's
+        own CRS when it is projected in metres, else the local UTM zone of the raster's
+        centre (see :func:`geo_ntl.spatial.grid.make_grid`). The report's ``analysis_crs``
+        and ``raster_crs`` say which were used.
 
     Returns
     -------
     cells : geopandas.GeoDataFrame
+        In the analysis CRS.
     grid : Grid
     report : dict
 
@@ -259,19 +233,45 @@ def aggregate(
 
     if ntl_statistic not in ("mean", "sum"):
         raise ParameterError(f"ntl_statistic must be 'mean' or 'sum', got {ntl_statistic!r}")
+    if osm is None and (roads is None or permeable is None):
+        missing = " and ".join(
+            n for n, v in (("roads", roads), ("permeable", permeable)) if v is None
+        )
+        raise ParameterError(
+            f"give {missing}, or an OpenStreetMap extract to read them from (osm=...)",
+            options={"osm=...": "osm", "roads": "roads", "permeable": "permeable"},
+        )
     da = _open(ntl, chunks)
     source = str(ntl) if isinstance(ntl, str | os.PathLike) else "the night-light raster"
     check_faithful(da.attrs, source=source, allow_enhanced=allow_enhanced)
-    cells_grid = make_grid(da, cell_size=cell_size, kind=grid, aoi=aoi, min_coverage=min_coverage)
-    crs = cells_grid.frame.crs
-    road_layer = read_vector(roads, kind="lines", crs=crs, name="roads")
-    perm_layer = read_vector(permeable, kind="polygons", crs=crs, name="permeable surfaces")
+    cells_grid = make_grid(
+        da,
+        cell_size=cell_size,
+        kind=grid,
+        aoi=aoi,
+        min_coverage=min_coverage,
+        analysis_crs=analysis_crs,
+    )
+    crs = cells_grid.cells.crs
+    sources = {"roads": roads, "permeable": permeable}
+    if osm is not None and (roads is None or permeable is None):
+        from geo_ntl.spatial.osm import osm_layers
+
+        from_osm = osm_layers(osm, footprint=cells_grid.frame.footprint, crs=crs)
+        sources = {
+            k: v if v is not None else f
+            for (k, v), f in zip(sources.items(), from_osm, strict=True)
+        }
+    road_layer = read_vector(sources["roads"], kind="lines", crs=crs, name="roads")
+    perm_layer = read_vector(
+        sources["permeable"], kind="polygons", crs=crs, name="permeable surfaces"
+    )
     import shapely
 
     extent = shapely.box(*cells_grid.cells.total_bounds)
     for name, layer in (("roads", road_layer), ("permeable surfaces", perm_layer)):
         if not shapely.intersects(np.asarray(layer.geometry.array, dtype=object), extent).any():
-            raise_no_overlap(name, layer.total_bounds, cells_grid.frame.bounds)
+            raise_no_overlap(name, layer.total_bounds, cells_grid.frame.analysis_bounds)
     ensure_valid_data(da)
     light = aggregate_night_light(da, cells_grid, radiance=radiance, calibration=calibration)
     cells = cells_grid.cells.copy()
@@ -290,6 +290,8 @@ def aggregate(
         "n_no_data": int((light.count == 0).sum()),
         "n_dropped_slivers": int(cells_grid.dropped.get("low_coverage", 0)),
         "ntl_unit": value_unit(calibration),
+        "raster_crs": crs_name(cells_grid.frame.crs),
+        "analysis_crs": crs_name(crs),
         "vectors": {
             "roads": road_layer.attrs.get("geo_ntl_report", {}),
             "permeable": perm_layer.attrs.get("geo_ntl_report", {}),
@@ -301,6 +303,7 @@ def aggregate(
             "ntl_statistic": ntl_statistic,
             "min_coverage": float(min_coverage),
             "aoi": aoi is not None,
+            "osm": os.fspath(osm) if osm is not None else None,
             "road_class_weights": dict(road_class_weights) if road_class_weights else None,
             "calibration": calibration.to_dict() if calibration is not None else None,
         },
@@ -311,8 +314,9 @@ def aggregate(
 def cluster(
     ntl: Any,
     *,
-    roads: Any,
-    permeable: Any,
+    roads: Any = None,
+    permeable: Any = None,
+    osm: str | os.PathLike[str] | None = None,
     cell_size: float = DEFAULT_CELL_SIZE,
     aoi: Any = None,
     grid: GridKind = "square",
@@ -332,6 +336,7 @@ def cluster(
     chunks: int = 1024,
     allow_enhanced: bool = False,
     calibration: Calibration | None = None,
+    analysis_crs: Any = None,
 ) -> ClusterResult:
     """Spatial clustering of night light against road density and permeable surfaces.
 
@@ -346,8 +351,12 @@ def cluster(
     ----------
     ntl : str, os.PathLike or xarray.DataArray
         Night-light raster, normally a cleaned COG.
-    roads, permeable : str, os.PathLike or GeoDataFrame
-        Road lines and permeable-surface polygons (any CRS, any format geopandas reads).
+    roads, permeable : str, os.PathLike or GeoDataFrame, optional
+        Road lines and permeable-surface polygons (any CRS, any format geopandas reads);
+        required unless ``osm`` is given, and then each overrides the layer read from it.
+    osm : str or os.PathLike, optional
+        OpenStreetMap ``.osm.pbf`` extract holding the scene: roads and permeable
+        surfaces are read from it (see :mod:`geo_ntl.spatial.osm` for the tags).
     cell_size : float, default DEFAULT_CELL_SIZE
         Cell size in metres.
     aoi : polygon layer, path or shapely geometry, optional
@@ -366,7 +375,7 @@ def cluster(
     fdr : bool, default False
         Label with the FDR cut-off (:func:`esda.fdr`) instead of ``alpha``.
     radiance, ntl_statistic, road_class_weights, road_class_column, min_coverage, chunks,
-    allow_enhanced, calibration
+    allow_enhanced, calibration, analysis_crs
         See :func:`aggregate`.
     n_jobs : int, default 1
         Threads for the local permutations (-1: all).
@@ -385,12 +394,14 @@ def cluster(
     --------
     >>> from geo_ntl.spatial import cluster  # doctest: +SKIP
     >>> res = cluster("clean.tif", roads="roads.gpkg", permeable="parks.gpkg")  # doctest: +SKIP
+    >>> res = cluster("clean.tif", osm="helsinki.osm.pbf")  # doctest: +SKIP
     >>> res.global_stats["moran_bv_ntl_road_density"].I  # doctest: +SKIP
     """
     cells, cells_grid, report = aggregate(
         ntl,
         roads=roads,
         permeable=permeable,
+        osm=osm,
         cell_size=cell_size,
         aoi=aoi,
         grid=grid,
@@ -402,6 +413,7 @@ def cluster(
         chunks=chunks,
         allow_enhanced=allow_enhanced,
         calibration=calibration,
+        analysis_crs=analysis_crs,
     )
     has_data = cells["ntl_count"].to_numpy() > 0
     cw = build_weights(cells_grid, method=weights, k=k, distance=distance, include=has_data)

@@ -9,6 +9,8 @@ cell that contains their centre; cells are clipped to the raster footprint
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,12 +44,28 @@ _SQRT3 = math.sqrt(3.0)
 
 @dataclass(frozen=True)
 class RasterFrame:
-    """Georeferencing of a raster: what a grid needs to align to it."""
+    """Georeferencing of a raster, and the projected CRS in metres where cells are laid.
+
+    Attributes
+    ----------
+    transform : Affine
+    height, width : int
+    crs : CRS
+        The raster's own CRS.
+    analysis_crs : pyproj.CRS or None
+        Where cells, lengths and areas are measured (:func:`geo_ntl.spatial.crs.analysis_crs`);
+        None for a frame that only describes the raster.
+    reprojected : bool
+        Whether ``analysis_crs`` differs from ``crs`` (a geographic raster, or ``analysis_crs``
+        given): pixel centres are then transformed to it.
+    """
 
     transform: Affine
     height: int
     width: int
     crs: Any
+    analysis_crs: Any = None
+    reprojected: bool = False
 
     @property
     def res(self) -> tuple[float, float]:
@@ -56,18 +74,66 @@ class RasterFrame:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        """``(left, bottom, right, top)``."""
+        """``(left, bottom, right, top)`` in the raster CRS."""
         left, top = self.transform.c, self.transform.f
         return (left, top - self.height * self.res[1], left + self.width * self.res[0], top)
 
+    def to_analysis(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raster-CRS coordinates in the analysis CRS (the same arrays when not reprojected)."""
+        if not self.reprojected:
+            return x, y
+        return _transformer(self.crs.to_wkt(), self.analysis_crs.to_wkt()).transform(x, y)
 
-def raster_frame(da: Any) -> RasterFrame:
-    """Read the georeferencing of a DataArray and check that cells in metres make sense.
+    @property
+    def footprint(self) -> Any:
+        """The raster's outline in the analysis CRS (edges densified when reprojected)."""
+        import shapely
+
+        box = shapely.box(*self.bounds)
+        if not self.reprojected:
+            return box
+        ring = shapely.segmentize(
+            box, max(self.bounds[2] - self.bounds[0], self.bounds[3] - self.bounds[1]) / 64
+        )
+        xy = shapely.get_coordinates(ring)
+        x, y = self.to_analysis(xy[:, 0], xy[:, 1])
+        return shapely.make_valid(shapely.Polygon(np.column_stack([x, y])))
+
+    @property
+    def analysis_bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` of :attr:`footprint` in the analysis CRS."""
+        if not self.reprojected:
+            return self.bounds
+        return tuple(float(v) for v in self.footprint.bounds)  # type: ignore[return-value]
+
+    @property
+    def res_m(self) -> tuple[float, float]:
+        """Pixel size ``(x, y)`` in metres (the mean over the scene when reprojected)."""
+        if not self.reprojected:
+            return self.res
+        left, bottom, right, top = self.analysis_bounds
+        return (right - left) / self.width, (top - bottom) / self.height
+
+
+@functools.lru_cache(maxsize=8)
+def _transformer(source_wkt: str, target_wkt: str) -> Any:
+    from pyproj import Transformer
+
+    return Transformer.from_crs(source_wkt, target_wkt, always_xy=True)
+
+
+def raster_frame(da: Any, *, analysis_crs: Any = None, measure: bool = True) -> RasterFrame:
+    """Read the georeferencing of a DataArray and choose where cells in metres are laid.
 
     Parameters
     ----------
     da : xarray.DataArray
         Raster with a CRS and transform (rioxarray).
+    analysis_crs : str or CRS, optional
+        Projected CRS in metres to lay the cells in; by default the raster's own when it is
+        projected in metres, else the local UTM zone (:func:`geo_ntl.spatial.crs.analysis_crs`).
+    measure : bool, default True
+        Choose the analysis CRS; False only describes the raster (any CRS).
 
     Returns
     -------
@@ -78,21 +144,17 @@ def raster_frame(da: Any) -> RasterFrame:
     MissingCRSError
         If the raster has no CRS.
     InputError
-        If the CRS is not projected in metres or the raster is rotated or flipped.
+        If the CRS cannot be projected to metres (see :func:`geo_ntl.spatial.crs.analysis_crs`),
+        or the raster is rotated or flipped.
     """
     from geo_ntl.exceptions import MissingCRSError
+    from geo_ntl.spatial.crs import analysis_crs as choose_crs
 
     crs = da.rio.crs
     if crs is None:
         raise MissingCRSError(
             "the night-light raster has no CRS; assign one with `da.rio.write_crs(...)` "
             "or `rio edit-info --crs EPSG:XXXX`"
-        )
-    if not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
-        raise InputError(
-            f"the night-light raster's CRS ({crs.to_string()}) is not projected in metres; "
-            "cell sizes and road densities need metres: reproject it first, e.g. "
-            "`gdalwarp -t_srs EPSG:3067 in.tif out.tif` (pick the local UTM/national grid)"
         )
     transform = da.rio.transform()
     if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
@@ -101,7 +163,14 @@ def raster_frame(da: Any) -> RasterFrame:
             "warp it to a north-up grid first (`gdalwarp in.tif out.tif`)"
         )
     height, width = int(da.sizes["y"]), int(da.sizes["x"])
-    return RasterFrame(transform=transform, height=height, width=width, crs=crs)
+    frame = RasterFrame(transform=transform, height=height, width=width, crs=crs)
+    if not measure:
+        return frame
+    chosen = choose_crs(crs, frame.bounds, analysis_crs)
+    from pyproj import CRS
+
+    reprojected = not chosen.equals(CRS.from_wkt(crs.to_wkt()))
+    return dataclasses.replace(frame, analysis_crs=chosen, reprojected=reprojected)
 
 
 @dataclass(frozen=True)
@@ -128,7 +197,7 @@ class Grid:
     lookup : (rows, cols) ndarray of int64
         Position in ``cells`` of each lattice cell, -1 where none was kept.
     aoi : shapely geometry or None
-        The area of interest in the raster CRS.
+        The area of interest in the analysis CRS (``cells.crs``).
     dropped : dict
         Counts of cells dropped, by reason.
     """
@@ -154,14 +223,14 @@ class Grid:
         Parameters
         ----------
         x, y : ndarray
-            Coordinates in the raster CRS (broadcastable).
+            Coordinates in the analysis CRS (``cells.crs``; broadcastable).
 
         Returns
         -------
         rows, cols : ndarray of int64
             ``cols`` already include ``col_offset``; values may fall outside the lattice.
         """
-        left, top = self.frame.transform.c, self.frame.transform.f
+        left, _, _, top = self.frame.analysis_bounds
         u = np.asarray(x, dtype=np.float64) - left
         v = top - np.asarray(y, dtype=np.float64)
         if self.kind == "square":
@@ -221,6 +290,7 @@ def make_grid(
     kind: GridKind = "square",
     aoi: Any = None,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    analysis_crs: Any = None,
 ) -> Grid:
     """Build square or hexagonal analysis cells aligned to a raster.
 
@@ -239,6 +309,12 @@ def make_grid(
     min_coverage : float, default DEFAULT_MIN_COVERAGE
         Drop cells whose area inside the raster footprint and AOI is less than
         this fraction of a full cell (slivers give unstable densities).
+    analysis_crs : str or CRS, optional
+        Projected CRS in metres of the cells (see :func:`raster_frame`). A raster in a
+        projected CRS in metres is analysed in its own CRS by default; a geographic one in
+        the UTM zone of its centre. The cells are then anchored at the upper-left corner of
+        the raster's footprint in that CRS, and each pixel belongs to the cell holding its
+        centre there.
 
     Returns
     -------
@@ -263,13 +339,13 @@ def make_grid(
         raise ParameterError(f"grid kind must be 'square' or 'hex', got {kind!r}")
     if not 0.0 <= min_coverage <= 1.0:
         raise ParameterError(f"min_coverage must be in [0, 1], got {min_coverage}")
-    frame = raster_frame(da)
+    frame = raster_frame(da, analysis_crs=analysis_crs)
     _check_cell_size(frame, cell_size)
     aoi_geom = None if aoi is None else _aoi_geometry(aoi, frame)
     lattice = _full_lattice(frame, kind, cell_size)
     cells = _clipped_cells(frame, lattice, aoi_geom, min_coverage)
     return Grid(
-        cells=cells.table(frame.crs),
+        cells=cells.table(frame.analysis_crs),
         kind=kind,
         cell_size=float(cell_size),
         frame=frame,
@@ -290,7 +366,7 @@ def _full_cell_area(kind: GridKind, cell_size: float) -> float:
 
 def _check_cell_size(frame: RasterFrame, cell_size: float) -> None:
     """Refuse a cell size that is not finite and positive, below a pixel or above the scene."""
-    res_x, res_y = frame.res
+    res_x, res_y = frame.res_m
     width_m, height_m = frame.width * res_x, frame.height * res_y
     if not math.isfinite(cell_size) or cell_size <= 0:
         raise ParameterError(
@@ -319,15 +395,15 @@ def _check_cell_size(frame: RasterFrame, cell_size: float) -> None:
 
 
 def _aoi_geometry(aoi: Any, frame: RasterFrame) -> Any:
-    """Read the AOI in the raster CRS as one geometry; refuse one that misses the raster."""
+    """Read the AOI in the analysis CRS as one geometry; refuse one that misses the raster."""
     import shapely
 
     from geo_ntl.spatial.vectors import read_vector
 
-    layer = read_vector(aoi, kind="polygons", crs=frame.crs, name="AOI")
+    layer = read_vector(aoi, kind="polygons", crs=frame.analysis_crs, name="AOI")
     aoi_geom = shapely.union_all(layer.geometry.values)
-    if not aoi_geom.intersects(shapely.box(*frame.bounds)):
-        raise_no_overlap("AOI", layer.total_bounds, frame.bounds)
+    if not aoi_geom.intersects(frame.footprint):
+        raise_no_overlap("AOI", layer.total_bounds, frame.analysis_bounds)
     return aoi_geom
 
 
@@ -346,9 +422,9 @@ class _Lattice:
 
 def _full_lattice(frame: RasterFrame, kind: GridKind, cell_size: float) -> _Lattice:
     """Lay the full lattice of cells over the raster, anchored at its upper-left corner."""
-    res_x, res_y = frame.res
+    res_x, res_y = frame.res_m
     width_m, height_m = frame.width * res_x, frame.height * res_y
-    left, top = frame.transform.c, frame.transform.f
+    left, _, _, top = frame.analysis_bounds
     if kind == "square":
         n_rows = math.ceil(height_m / cell_size - 1e-9)
         n_cols = math.ceil(width_m / cell_size - 1e-9)
@@ -429,18 +505,18 @@ def _clipped_cells(
     """Clip the lattice to the footprint (and AOI) and drop cells below ``min_coverage``."""
     import shapely
 
-    footprint = shapely.box(*frame.bounds)
+    footprint = frame.footprint
     clip_to = footprint if aoi_geom is None else shapely.intersection(footprint, aoi_geom)
     shapely.prepare(clip_to)
     touches = shapely.intersects(lattice.polygons, clip_to)
     rows, cols = lattice.rows[touches], lattice.cols[touches]
-    square_only = lattice.kind == "square" and aoi_geom is None
+    square_only = lattice.kind == "square" and aoi_geom is None and not frame.reprojected
     clipped = _clip(lattice.polygons[touches], frame, clip_to, square_only)
     area = shapely.area(clipped)
     coverage = area / _full_cell_area(lattice.kind, lattice.cell_size)
     keep = (coverage >= min_coverage) & (area > 0)
     if keep.sum() < MIN_CELLS:
-        res_x, res_y = frame.res
+        res_x, res_y = frame.res_m
         raise ParameterError(
             f"only {int(keep.sum())} cells of {lattice.cell_size} m fit the scene"
             f"{'' if aoi_geom is None else ' and AOI'} "
@@ -466,7 +542,7 @@ def raise_no_overlap(name: str, layer_bounds: Any, raster_bounds: Any) -> None:
     name : str
         What the layer is ("roads", "AOI", ...).
     layer_bounds, raster_bounds : sequence of 4 float
-        ``(minx, miny, maxx, maxy)`` in the raster CRS.
+        ``(minx, miny, maxx, maxy)``, both in one CRS (the analysis CRS).
 
     Raises
     ------
@@ -479,5 +555,5 @@ def raise_no_overlap(name: str, layer_bounds: Any, raster_bounds: Any) -> None:
     rb = ", ".join(f"{v:.1f}" for v in raster_bounds)
     raise VectorDataError(
         f"the {name} layer does not overlap the raster (layer bounds {lb}; raster bounds {rb}, "
-        "both in the raster CRS); check that the layer's CRS is set correctly and covers the scene"
+        "both in the analysis CRS); check that the layer's CRS is set correctly and covers the scene"
     )

@@ -1,8 +1,13 @@
-"""Figures: LISA cluster maps and Moran scatterplots (matplotlib, no pyplot state).
+"""Figures: LISA cluster maps and Moran scatterplots, drawn by splot.
 
-Figures are built on :class:`matplotlib.figure.Figure` objects, so they work
-under any backend (Agg in the CLI, inline in notebooks) and never touch
-pyplot's global figure list.
+The maps and scatterplots are splot's (:func:`splot.esda.lisa_cluster`,
+:func:`splot.esda.moran_scatterplot`), drawn from the result's esda objects
+(:meth:`~geo_ntl.spatial.api.ClusterResult.to_esda`) at the result's own
+significance threshold (``alpha`` or the FDR cut-off), so they show the labels
+of the cells table. Cells left out of the statistics (no data, islands) are
+drawn grey beneath the map. Figures are built on :class:`matplotlib.figure.Figure`
+objects, so they work under any backend and never touch pyplot's figure list.
+splot is the optional ``maps`` extra.
 """
 
 from __future__ import annotations
@@ -11,25 +16,27 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from geo_ntl.exceptions import MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from geo_ntl.spatial.api import ClusterResult
 
-__all__ = ["LABEL_COLOURS", "plot_lisa_map", "plot_moran_scatter", "write_figures"]
+__all__ = ["plot_lisa_map", "plot_moran_scatter", "require_splot", "write_figures"]
 
-#: Colour of each label in maps and scatterplots.
-LABEL_COLOURS = {
-    "HH": "#d7191c",
-    "LL": "#2c7bb6",
-    "HL": "#fdae61",
-    "LH": "#abd9e9",
-    "ns": "#e8e8e8",
-    "island": "#969696",
-    "no_data": "#ffffff",
-}
 _DPI = 120
-_SCATTER_MAX_POINTS = 200_000
+_LEFT_OUT = "#bdbdbd"
+
+
+def require_splot() -> Any:
+    """Return :mod:`splot.esda`, or raise MissingDependencyError with how to install it."""
+    try:
+        import splot.esda
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "LISA maps and Moran scatterplots are drawn by splot: "
+            "`pip install 'geo_ntl[maps]'` (or `pip install splot`)"
+        ) from exc
+    return splot.esda
 
 
 def _figure(ax: Any) -> tuple[Any, Any]:
@@ -48,8 +55,14 @@ def _title(result: ClusterResult, key: str) -> str:
     )
 
 
-def plot_lisa_map(result: ClusterResult, key: str, *, ax: Any = None) -> Any:
-    """Map the LISA labels of one local test.
+def _esda(result: ClusterResult, esda_objects: Any) -> Any:
+    return esda_objects if esda_objects is not None else result.to_esda()
+
+
+def plot_lisa_map(
+    result: ClusterResult, key: str, *, ax: Any = None, esda_objects: Any = None
+) -> Any:
+    """Map the LISA labels of one local test with splot's ``lisa_cluster``.
 
     Parameters
     ----------
@@ -60,63 +73,53 @@ def plot_lisa_map(result: ClusterResult, key: str, *, ax: Any = None) -> Any:
         ``"ntl_permeable_fraction"``).
     ax : matplotlib Axes, optional
         Where to draw; a new Figure otherwise.
+    esda_objects : EsdaResults, optional
+        ``result.to_esda()``, when already computed.
 
     Returns
     -------
     matplotlib.figure.Figure
-    """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
 
+    Raises
+    ------
+    MissingDependencyError
+        Without splot.
+    """
+    splot_esda = require_splot()
+    objects = _esda(result, esda_objects)
     fig, ax = _figure(ax)
-    labels = result.cells[f"{key}_label"].to_numpy().astype(str)
-    names = list(LABEL_COLOURS)
-    codes = np.array([names.index(lab) for lab in labels])
-    grid = result.grid
-    if grid.kind == "square":
-        image = np.full(grid.lattice_shape, np.nan)
-        image[result.cells["row"].to_numpy(), result.cells["col"].to_numpy() + grid.col_offset] = (
-            codes
-        )
-        left, _, _, top = grid.frame.bounds
-        n_rows, n_cols = grid.lattice_shape
-        extent = (left, left + n_cols * grid.cell_size, top - n_rows * grid.cell_size, top)
-        ax.imshow(
-            image,
-            cmap=ListedColormap(list(LABEL_COLOURS.values())),
-            vmin=-0.5,
-            vmax=len(names) - 0.5,
-            extent=extent,
-            interpolation="nearest",
-        )
-    else:
-        result.cells.plot(ax=ax, color=[LABEL_COLOURS[lab] for lab in labels], linewidth=0)
-    present = [lab for lab in names if (labels == lab).any()]
-    ax.legend(
-        handles=[
-            Patch(
-                facecolor=LABEL_COLOURS[lab],
-                edgecolor="0.5",
-                label=f"{lab} ({(labels == lab).sum()})",
-            )
-            for lab in present
-        ],
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        fontsize=8,
-    )
+    left_out = result.cells[~result.cells["analysed"]]
+    if len(left_out):
+        left_out.plot(ax=ax, color=_LEFT_OUT, linewidth=0)
     stat = result.local_stats[key]
+    splot_esda.lisa_cluster(
+        objects.local_stats[key],
+        objects.cells.reset_index(drop=True),
+        p=stat.threshold,
+        ax=ax,
+        legend_kwds={"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8},
+    )
+    ax.set_axis_on()
     cut = f"FDR cut-off {stat.threshold:.2g}" if stat.fdr else f"p < {stat.alpha:g}"
-    ax.set_title(f"{_title(result, key)}\n{stat.permutations} permutations, {cut}", fontsize=9)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
+    grey = f"; grey: {len(left_out)} cells not analysed" if len(left_out) else ""
+    ax.set_title(
+        f"{_title(result, key)}\n{stat.permutations} permutations, {cut}{grey}", fontsize=9
+    )
+    ax.set_xlabel(f"x (m, {result.report.get('analysis_crs', 'CRS units')})", fontsize=8)
+    ax.set_ylabel("y (m)", fontsize=8)
     ax.ticklabel_format(useOffset=False, style="plain")
     ax.tick_params(labelsize=7)
     return fig
 
 
-def plot_moran_scatter(result: ClusterResult, key: str, *, ax: Any = None) -> Any:
-    """Moran scatterplot: standardised variable against the spatial lag, coloured by label.
+def plot_moran_scatter(
+    result: ClusterResult, key: str, *, ax: Any = None, esda_objects: Any = None
+) -> Any:
+    """Moran scatterplot of one local test with splot's ``moran_scatterplot``.
+
+    Standardised focal variable against the spatial lag (of itself, or of the other
+    variable for a bivariate test), significant cells coloured by quadrant at the
+    result's threshold, and the fit line whose slope is the local test's global I.
 
     Parameters
     ----------
@@ -124,51 +127,33 @@ def plot_moran_scatter(result: ClusterResult, key: str, *, ax: Any = None) -> An
     key : str
         One of ``result.local_stats``.
     ax : matplotlib Axes, optional
+    esda_objects : EsdaResults, optional
+        ``result.to_esda()``, when already computed.
 
     Returns
     -------
     matplotlib.figure.Figure
 
-    Notes
-    -----
-    The line has slope equal to the global (bivariate) Moran's I; with
-    row-standardised weights this is the least-squares slope of the lag on
-    the standardised focal variable.
+    Raises
+    ------
+    MissingDependencyError
+        Without splot.
     """
+    splot_esda = require_splot()
+    objects = _esda(result, esda_objects)
     fig, ax = _figure(ax)
-    focal, other = result.local_variables[key]
-    analysed = result.cells.iloc[result.weights.cells]
-    graph = result.weights.graph
-    zf = analysed[focal].to_numpy(dtype=float)
-    zf = (zf - zf.mean()) / zf.std(ddof=1 if other else 0)
-    zn = analysed[other or focal].to_numpy(dtype=float)
-    zn = (zn - zn.mean()) / zn.std(ddof=1 if other else 0)
-    lag = graph.sparse @ zn
-    labels = analysed[f"{key}_label"].to_numpy().astype(str)
-    if len(zf) > _SCATTER_MAX_POINTS:
-        pick = np.random.default_rng(0).choice(len(zf), _SCATTER_MAX_POINTS, replace=False)
-    else:
-        pick = np.arange(len(zf))
-    ax.scatter(
-        zf[pick],
-        lag[pick],
-        s=6,
-        c=[LABEL_COLOURS[lab] for lab in labels[pick]],
-        edgecolors="none",
-        rasterized=True,
+    stat = result.local_stats[key]
+    splot_esda.moran_scatterplot(
+        objects.local_stats[key], p=stat.threshold, aspect_equal=False, ax=ax
     )
+    focal, other = result.local_variables[key]
     gkey = f"moran_{focal}" if other is None else f"moran_bv_{focal}_{other}"
-    slope = result.global_stats[gkey].I
-    xs = np.array([zf.min(), zf.max()])
-    ax.plot(xs, slope * xs, color="k", linewidth=1)
-    ax.axhline(0, color="0.6", linewidth=0.6)
-    ax.axvline(0, color="0.6", linewidth=0.6)
+    glob = result.global_stats[gkey]
     ax.set_xlabel(f"{focal} (standardised)")
     ax.set_ylabel(f"spatial lag of {other or focal} (standardised)")
-    p = result.global_stats[gkey].p_sim
     ax.set_title(
-        f"{'Moran' if other is None else 'Bivariate Moran'} scatterplot: I = {slope:.3f}, "
-        f"pseudo p = {p:.3g}",
+        f"{'Moran' if other is None else 'Bivariate Moran'} scatterplot: I = {glob.I:.3f}, "
+        f"pseudo p = {glob.p_sim:.3g}",
         fontsize=9,
     )
     return fig
@@ -181,7 +166,7 @@ def write_figures(
     overwrite: bool = False,
     dpi: int = _DPI,
 ) -> list[Path]:
-    """Write a LISA map and a Moran scatterplot per local test as PNG files.
+    """Write splot's LISA map and Moran scatterplot of each local test as PNG files.
 
     Parameters
     ----------
@@ -200,10 +185,13 @@ def write_figures(
     ------
     OutputExistsError
         If a figure exists and ``overwrite`` is False (checked before writing any).
+    MissingDependencyError
+        Without splot (the ``maps`` extra).
     """
     from geo_ntl._raster import disk_errors
     from geo_ntl.io import atomic_output, check_output_path
 
+    require_splot()
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     targets = []
@@ -214,9 +202,10 @@ def write_figures(
         ]
     for path, _, _ in targets:
         check_output_path(path, overwrite=overwrite)
+    objects = result.to_esda()
     written = []
     for path, draw, key in targets:
-        fig = draw(result, key)
+        fig = draw(result, key, esda_objects=objects)
         with atomic_output(path, overwrite=overwrite) as tmp, disk_errors(path, tmp.parent):
             fig.savefig(tmp, dpi=dpi, format="png")
         written.append(path)
