@@ -26,6 +26,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_output_path
+from geo_ntl._gdal_errors import failing_on_gdal_errors, gdal_worker_threads
 from geo_ntl._raster import (
     SUPPORTED_DTYPES,
     as_band_yx,
@@ -54,6 +55,7 @@ __all__ = [
     "SUPPORTED_DTYPES",
     "MAX_BANDS",
     "atomic_output",
+    "check_codec",
     "check_output_path",
     "cog_creation_options",
     "cog_overview_factors",
@@ -99,6 +101,14 @@ _OVERVIEW_RESAMPLING = {
 }
 
 Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
+
+#: Codecs that take only some pixel types or band counts: ``{codec: (dtypes, band counts)}``
+#: (GDAL's GeoTIFF and COG drivers; a codec not listed takes every supported type).
+CODEC_LIMITS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "JPEG": (("uint8",), (1, 3)),
+    "WEBP": (("uint8",), (3, 4)),
+    "JXL": (("uint8", "uint16", "float32"), (1, 2, 3, 4)),
+}
 
 
 def gdal_cache_environ() -> dict[str, str]:
@@ -483,6 +493,31 @@ class _WindowWriter:
             self._closed = True
 
 
+def check_codec(compress: str, dtype: Any, count: int) -> None:
+    """Refuse a codec that cannot encode ``count`` bands of ``dtype``, before any work.
+
+    GDAL would otherwise report the failure tile by tile on its encoding threads and
+    leave a file of zeros (see :data:`CODEC_LIMITS`).
+
+    Raises
+    ------
+    ParameterError
+        Naming the codec, what it takes and what to use instead.
+    """
+    limits = CODEC_LIMITS.get(compress.upper())
+    if limits is None:
+        return
+    dtypes, counts = limits
+    name = np.dtype(dtype).name
+    if name not in dtypes or count not in counts:
+        raise ParameterError(
+            f"compression {compress.upper()} cannot encode {count} band(s) of {name} (it takes "
+            f"{', '.join(dtypes)} with {' or '.join(map(str, counts))} bands); use DEFLATE, ZSTD "
+            "or LZW (`compress`), or convert the output first",
+            options={"`compress`": "compress"},
+        )
+
+
 def _creation_blocksize(text: str) -> int:
     try:
         return int(text)
@@ -702,8 +737,15 @@ def write_cog(
     data = _with_mask_plane(_as_dask(da.data), out_dtype, nodata, mask)
     count = data.shape[0] - (mask is not None)
     shape = (count, *data.shape[1:])  # the image bands, without the mask plane
+    check_codec(cog_options["COMPRESS"], out_dtype, count)
     profile = _staging_profile(da, shape, out_dtype, crs=crs, nodata=nodata, blocksize=blocksize)
-    with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
+    if cog_options.get("NUM_THREADS") == "ALL_CPUS":
+        cog_options["NUM_THREADS"] = gdal_worker_threads()
+    with (
+        atomic_output(path, overwrite=overwrite) as tmp_cog,
+        disk_errors(path, tmp_cog.parent),
+        failing_on_gdal_errors(path),
+    ):
         staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
         try:
             _write_staging(
