@@ -766,3 +766,22 @@ def test_make_pool__half_the_cities_jpeg_compressed_from_their_own_stream():
     jpeg = blur_transfer.jpeg_roundtrip(img, 60)
     assert blur_transfer.jpeg_roundtrip(img, None) is img
     assert 0 < np.abs(jpeg.astype(int) - img).mean() < 10
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "msk", "alpha"])
+def test_cli_deblur__masked_pixels_stay_nodata(runner, tiny_weights, tmp_path, kind):
+    """The gaps of a masked scene (geo_ntl's own mosaics among them) are not black pixels."""
+    from conftest import write_masked_scene
+
+    from geo_ntl._raster import invalid_pixels
+
+    scene, hidden = write_masked_scene(tmp_path / "masked.tif", kind, shape=(64, 64))
+    out = tmp_path / "out.tif"
+    res = runner("deblur", scene, "--out", out, "--weights", tiny_weights, "--no-enhance",
+                 "--tile", "32", "--device", "cpu", "--workers", "0")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as dst:
+        assert dst.count == 3
+        values, nodata = dst.read(), dst.nodata
+    assert nodata is not None
+    np.testing.assert_array_equal(invalid_pixels(values, nodata), hidden)

@@ -708,3 +708,20 @@ def test_cli_cluster__islands_reported(tmp_path):
     assert summary["n_islands"] == 1 and summary["n_analysed"] == 100
     cells = gpd.read_file(tmp_path / "c.gpkg")
     assert (cells["ntl_label"] == "island").sum() == 1
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "internal"])
+def test_aggregate_night_light__masked_pixels_are_not_darkness(tmp_path, kind):
+    from conftest import write_masked_scene
+
+    from geo_ntl.io import open_scene
+
+    path, hidden = write_masked_scene(tmp_path / "m.tif", kind, dtype="uint8", bands=1)
+    da = open_scene(path, chunks=32)
+    grid = make_grid(da, cell_size=16 * 0.92, min_coverage=0)
+    light = aggregate_night_light(da, grid)
+    values = np.where(hidden, np.nan, da.values.astype(float))
+    sums, counts = brute_night_light(da.copy(data=values), grid)
+    np.testing.assert_array_equal(light.count, counts)
+    np.testing.assert_allclose(light.sum, sums)
+    assert light.count.sum() == (~hidden).sum()
