@@ -141,9 +141,13 @@ def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, Path
     readers: dict[object, tuple[str, str]] = {}
     for label, source in inputs:
         text = os.fspath(source)
-        if not is_remote(text):  # a URL or GDAL path is never a local output
-            for key in _file_keys(text):
-                readers.setdefault(key, (label, text))
+        if is_remote(text):  # a URL or GDAL path is never a local output
+            continue
+        for key in _file_keys(text):
+            readers.setdefault(key, (label, text))
+        for part in _files_behind(text):
+            for key in _file_keys(part):
+                readers.setdefault(key, (f"{label} {text}: its source file", part))
     written: dict[object, str] = {}
     for path in outputs:
         out = os.fspath(path)
@@ -161,6 +165,24 @@ def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, Path
                 )
         for key in keys:
             written[key] = out
+
+
+def _files_behind(path: str) -> list[str]:
+    """The files GDAL reads for a raster besides ``path`` itself: a VRT's sources, sidecars.
+
+    Empty for files GDAL cannot open as a raster (vectors, weights, folders).
+    """
+    if not os.path.isfile(path):
+        return []
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            files = list(src.files)
+    except (RasterioError, OSError, ValueError):
+        return []
+    return [f for f in files if not is_remote(f) and os.path.realpath(f) != os.path.realpath(path)]
 
 
 # --- owner records ---------------------------------------------------------------------
