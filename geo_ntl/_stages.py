@@ -50,6 +50,9 @@ class DeblurStage:
         GAN tiles per forward pass; default 4 on a GPU, 1 on a CPU.
     psf : str, os.PathLike or PSFEstimate, optional
         Physics PSF (a JSON file from ``geo-ntl psf --json``); default measured on each scene.
+    saturation : float, optional
+        GAN: level at which the sensor clipped (see :func:`geo_ntl.deblur.deblur`); default
+        full scale for integer scenes, none for float radiance.
     """
 
     name: ClassVar[str] = "deblur"
@@ -59,6 +62,7 @@ class DeblurStage:
     halo: int | None = None
     batch_size: int | None = None
     psf: Any = None
+    saturation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,10 @@ def plan_stages(
     InputError
         For a physics PSF file that does not hold a PSF.
     """
+    if isinstance(specs, str | DeblurStage | EnhanceStage) or (
+        isinstance(specs, tuple) and len(specs) == 2 and isinstance(specs[1], Mapping)
+    ):
+        specs = [specs]  # one stage given bare: "deblur", ("enhance", {...}), DeblurStage()
     stages = [as_stage(spec) for spec in specs]
     names = tuple(stage.name for stage in stages)
     if names not in (("deblur",), ("enhance",), ("deblur", "enhance")):
@@ -314,6 +322,8 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     }
     if dtype is not None:
         params["dtype"] = dtype
+    if stage.saturation is not None:
+        params["saturation"] = float(stage.saturation)
 
     def first(da: xr.DataArray) -> xr.DataArray:
         from geo_ntl.deblur import deblur
@@ -325,6 +335,7 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
             tile=tile,
             halo=halo,
             batch_size=batch_size,
+            saturation=stage.saturation,
         )
 
     return StagePlan(
@@ -339,8 +350,8 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
 
 
 def _physics_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
-    if stage.weights is not None or stage.batch_size is not None:
-        raise ParameterError("weights and batch_size apply to method='gan'")
+    if stage.weights is not None or stage.batch_size is not None or stage.saturation is not None:
+        raise ParameterError("weights, batch_size and saturation apply to method='gan'")
     from geo_ntl.deblur.physics import physics_stage
 
     first, params = physics_stage(stage.psf, tile=stage.tile, halo=stage.halo, dtype=dtype)

@@ -33,6 +33,14 @@ from geo_ntl.defaults import DEBLUR_TILE
     help="Weights file from `geo-ntl train` or a shipped name (default: the shipped model).",
 )
 @click.option(
+    "--saturation",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Level at which the sensor clipped (scene units): light spread around pixels at it "
+    "may be removed. Default: full scale for integer scenes; none for float radiance "
+    "(unless the scene has a SATURATION tag).",
+)
+@click.option(
     "--enhance/--no-enhance",
     default=False,
     show_default=True,
@@ -69,6 +77,7 @@ def deblur(
     method: str,
     psf_json: str | None,
     weights: str | None,
+    saturation: float | None,
     enhance: bool,
     as_float: bool,
     halo: int | None,
@@ -107,9 +116,12 @@ def deblur(
         raise click.BadParameter(f"must be a multiple of 4, got {tile}", param_hint="--tile")
     if halo is not None and halo % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {halo}", param_hint="--halo")
-    if method == "physics" and (weights is not None or batch_size is not None):
+    if method == "physics" and (
+        weights is not None or batch_size is not None or saturation is not None
+    ):
         raise click.BadParameter(
-            "--weights and --batch-size apply to --method gan", param_hint="--method"
+            "--weights, --batch-size and --saturation apply to --method gan",
+            param_hint="--method",
         )
     if method == "gan" and psf_json is not None:
         raise click.BadParameter("applies to --method physics", param_hint="--psf-json")
@@ -120,6 +132,7 @@ def deblur(
         halo=halo,
         batch_size=batch_size,
         psf=psf_json,
+        saturation=saturation,
     )
     restore(
         scenes,
