@@ -460,8 +460,22 @@ def check_nodata(src: Any) -> None:
 
 # --- disk errors -------------------------------------------------------------------------
 
-_DISK_FULL_TEXT = ("no space left", "disk full", "not enough space", "quota exceeded")
-_WRITE_FAILURE_TEXT = ("write failed", "write error", "failed to write", "cannot write")
+_DISK_FULL_TEXT = (
+    "no space left",
+    "disk full",
+    "disk is full",  # SQLite (GeoPackage): "database or disk is full"
+    "not enough space",
+    "quota exceeded",
+)
+_WRITE_FAILURE_TEXT = (
+    "write failed",
+    "write error",
+    "failed to write",
+    "cannot write",
+    "failed to create",
+    "could not add feature",
+    "failed to execute",
+)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

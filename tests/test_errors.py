@@ -660,3 +660,37 @@ def test_cli__workers_killed_repeatedly_end_with_one_error_and_no_traceback(tmp_
     # what distributed says on the way is one line per event, at WARNING or ERROR
     assert all(line.startswith(("WARNING ", "ERROR ")) for line in lines[:-1]), lines
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Could not add feature to layer at index 12656: failed to execute insert : database or "
+        "disk is full",  # what pyogrio said on a full tmpfs
+        "Failed to create GPKG file",  # said with little space left
+    ],
+)
+def test_cli_cluster__disk_full_is_the_no_space_line(tmp_path, monkeypatch, message):
+    """cluster on a full disk: the exit-2 no-space line of deblur and mosaic, not exit 1 (#26)."""
+    import shutil
+
+    import geopandas as gpd
+    import pyogrio.errors
+
+    import geo_ntl._raster as raster_mod
+    from test_spatial import planted, run_cli
+
+    ntl, roads, parks = planted(tmp_path)
+
+    def full(self, *args, **kwargs):
+        raise pyogrio.errors.DataSourceError(message)
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", full)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(raster_mod.shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    out = tmp_path / "cells.gpkg"
+    code, _, err = run_cli("cluster", ntl, "--roads", roads, "--permeable", parks,
+                           "--cell-size", 4, "--permutations", 9, "--out", out)  # fmt: skip
+    assert code == 2, err
+    assert err.startswith("error: no space left on device writing") and "cells.gpkg" in err
+    assert not out.exists()

@@ -725,3 +725,21 @@ def test_aggregate_night_light__masked_pixels_are_not_darkness(tmp_path, kind):
     np.testing.assert_array_equal(light.count, counts)
     np.testing.assert_allclose(light.sum, sums)
     assert light.count.sum() == (~hidden).sum()
+
+
+def test_cli_cluster__geoparquet_vectors_are_read(tmp_path):
+    """Roads and permeable surfaces as GeoParquet, the format cluster writes (#26)."""
+    pytest.importorskip("pyarrow")
+    ntl, roads, parks = planted(tmp_path)
+    roads_pq, parks_pq = tmp_path / "roads.parquet", tmp_path / "parks.geoparquet"
+    gpd.read_file(roads).to_parquet(roads_pq)
+    gpd.read_file(parks).to_parquet(parks_pq)
+    runs = {}
+    for name, (r, p) in {"gpkg": (roads, parks), "parquet": (roads_pq, parks_pq)}.items():
+        out = tmp_path / f"cells_{name}.gpkg"
+        code, _, err = run_cli("cluster", ntl, "--roads", r, "--permeable", p, "--cell-size", 4,
+                               "--permutations", 9, "--out", out)  # fmt: skip
+        assert code == 0, err
+        runs[name] = gpd.read_file(out)
+    cols = ["road_density", "permeable_fraction"]
+    np.testing.assert_allclose(runs["parquet"][cols].values, runs["gpkg"][cols].values)
