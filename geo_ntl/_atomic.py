@@ -40,6 +40,7 @@ __all__ = [
     "OWNER_SUFFIX",
     "atomic_output",
     "check_distinct",
+    "check_local_output",
     "check_output_path",
     "committed_outputs",
     "remove_stale_partials",
@@ -87,6 +88,7 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
         If the parent folder does not exist or is not writable, or ``path`` is
         a folder.
     """
+    check_local_output(path)
     out = Path(path).expanduser().absolute()
     if out.is_dir():
         raise OutputPathError(
@@ -106,6 +108,22 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
             options={"`out`": "out"},
         )
     return out
+
+
+def check_local_output(path: PathLike) -> None:
+    """Refuse an output given as a URL or GDAL virtual path: geo_ntl writes local files.
+
+    Raises
+    ------
+    OutputPathError
+        Naming the path and the fix (write locally, then upload).
+    """
+    text = os.fspath(path)
+    if is_remote(text) or "://" in text:
+        raise OutputPathError(
+            f"output {text} is a URL or a GDAL virtual path; geo_ntl writes local files: "
+            "write it to a local path, then upload it (e.g. with `aws s3 cp` or `rclone`)"
+        )
 
 
 def _file_keys(path: str) -> list[object]:

@@ -41,7 +41,7 @@ import rasterio
 
 from geo_ntl._atomic import PathLike, check_distinct, check_output_path, remove_stale_partials
 from geo_ntl._provenance import code_hash
-from geo_ntl._remote import is_remote, scene_stem
+from geo_ntl._remote import check_not_subdataset, is_remote, scene_stem
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import InputError, OutputExistsError, SceneNotFoundError
 
@@ -156,6 +156,7 @@ def expand_scenes(items: Iterable[PathLike]) -> list[Scene]:
                 raise SceneNotFoundError(f"no scene matches {text!r}; check the pattern")
             scenes.extend(found)
         else:
+            check_not_subdataset(text)
             raise SceneNotFoundError(f"scene {text} does not exist; check the path")
     unique: dict[Scene, None] = {}
     for scene in scenes:

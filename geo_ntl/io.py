@@ -40,7 +40,7 @@ from geo_ntl._raster import (
     nodata_mask,
     valid_window,
 )
-from geo_ntl._remote import is_remote
+from geo_ntl._remote import check_not_subdataset, is_remote
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
@@ -144,6 +144,7 @@ def _check_exists(path: PathLike) -> str:
     text = os.fspath(path)
     if is_remote(text):
         return text
+    check_not_subdataset(text)
     if not Path(text).exists():
         raise SceneNotFoundError(f"scene {text} does not exist; check the path")
     if Path(text).is_dir():
@@ -228,8 +229,8 @@ def open_scene(
         )
     if subdatasets and count == 0:
         raise NotARasterError(
-            f"{source} holds several subdatasets; open one of them directly, e.g. "
-            f"{subdatasets[0]}"
+            f"{source} holds several subdatasets; extract one into a GeoTIFF first, e.g. "
+            f"`gdal_translate {subdatasets[0]} scene.tif`"
         )
     if crs is None and gcps and not allow_no_crs:
         raise MissingCRSError(
@@ -242,10 +243,7 @@ def open_scene(
             "(in Python: `da.rio.write_crs(...)`, or open_scene(..., allow_no_crs=True))"
         )
     if palette:
-        raise UnsupportedRasterError(
-            f"{source} is a palette (colour-table) raster: its pixels are colour indices, not "
-            f"light; expand it first, e.g. `gdal_translate -expand rgb {source} rgb.tif`"
-        )
+        raise palette_error(source)
     bands = count - alpha
     if not 1 <= bands <= MAX_BANDS:
         raise UnsupportedRasterError(
@@ -262,13 +260,24 @@ def open_scene(
         source, chunks=dask_chunks, masked=False, mask_and_scale=False, lock=False
     )
     if not isinstance(da, xr.DataArray):
-        raise NotARasterError(f"{source} holds several subdatasets; open one of them directly")
+        raise NotARasterError(
+            f"{source} holds several subdatasets; extract one into a GeoTIFF first "
+            "(`gdal_translate`)"
+        )
     if alpha:
         da = da.isel(band=slice(0, bands))
     if masked:
         da = _masked_as_nodata(da, source, nodata)
     da.attrs.setdefault("source", source)
     return da
+
+
+def palette_error(source: str) -> UnsupportedRasterError:
+    """The error for a palette (colour-table) raster: its pixels are indices, not light."""
+    return UnsupportedRasterError(
+        f"{source} is a palette (colour-table) raster: its pixels are colour indices, not "
+        f"light; expand it first, e.g. `gdal_translate -expand rgb {source} rgb.tif`"
+    )
 
 
 def _dask_chunks(chunks: int | Mapping[str, int] | None) -> dict[str, int] | None:
@@ -1011,6 +1020,7 @@ def scene_info(path: PathLike) -> dict[str, Any]:
                 "nodata": src.nodata,
                 "band_descriptions": list(src.descriptions),
                 "alpha_band": has_alpha(src),
+                "palette": src.colorinterp[0] == ColorInterp.palette,
                 "mask": has_gdal_mask(src),
                 "block_shape": list(src.block_shapes[0]),
                 "compression": src.compression.name if src.compression else None,

@@ -63,6 +63,7 @@ from geo_ntl.exceptions import (
 from geo_ntl.io import (
     DEFAULT_CHUNKS,
     Compression,
+    palette_error,
     scene_info,
     write_cog,
 )
@@ -179,6 +180,8 @@ def mosaic_grid(
             raise InputError(info["nodata_error"])
         if info["crs"] is None:
             raise MissingCRSError(f"{info['path']} has no CRS; a mosaic needs georeferenced scenes")
+        if info["palette"]:
+            raise palette_error(info["path"])
     for info in infos:
         info["bands"] -= info["alpha_band"]  # an alpha band is the scene's mask, not an image band
     first = infos[0]

@@ -236,6 +236,11 @@ def _run(
             "every scene given is an output of this command; give the original scenes"
         )
     mosaic = None if mosaic is None else os.fspath(mosaic)
+    from geo_ntl._atomic import check_local_output
+
+    for target in (out, out_dir, mosaic):
+        if target is not None:
+            check_local_output(target)
     if out_dir is not None and out is None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(

@@ -23,7 +23,13 @@ import rasterio
 from rasterio.transform import from_origin
 
 from geo_ntl._raster import check_nodata, disk_errors, is_disk_full, to_dtype
-from geo_ntl.exceptions import DiskFullError, InputError, NotARasterError, ParameterError
+from geo_ntl.exceptions import (
+    DiskFullError,
+    InputError,
+    MissingCRSError,
+    NotARasterError,
+    ParameterError,
+)
 from geo_ntl.io import open_scene, scene_info, write_cog
 from geo_ntl.testing import make_scene
 
@@ -694,3 +700,71 @@ def test_cli_cluster__disk_full_is_the_no_space_line(tmp_path, monkeypatch, mess
     assert code == 2, err
     assert err.startswith("error: no space left on device writing") and "cells.gpkg" in err
     assert not out.exists()
+
+
+# --- issue 26: nothing silently wrong ------------------------------------------------------
+
+
+def _palette_tif(path):
+    data = (np.arange(32 * 32) % 4).astype("uint8").reshape(1, 32, 32)
+    _plain(path, data)
+    with rasterio.open(path, "r+") as dst:
+        dst.write_colormap(1, {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (0, 255, 0, 255),
+                               3: (0, 0, 255, 255)})  # fmt: skip
+    return path
+
+
+def test_open_scene__palette_raster_is_refused(tmp_path):
+    from geo_ntl.exceptions import UnsupportedRasterError
+
+    path = _palette_tif(tmp_path / "palette.tif")
+    with pytest.raises(UnsupportedRasterError, match="palette"):
+        open_scene(path)
+
+
+@pytest.mark.parametrize("command", ["enhance", "mosaic"])
+def test_cli__palette_raster_is_one_error_line(runner, tmp_path, command):
+    path = _palette_tif(tmp_path / "palette.tif")
+    res = runner(command, path, "--out", tmp_path / "o.tif")
+    _one_error_line(res, "palette", "gdal_translate -expand rgb")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_open_scene__gcp_scene_is_told_to_warp(tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    path = tmp_path / "gcps.tif"
+    _plain(path, np.ones((1, 16, 16), "uint8"), crs=None)
+    gcps = [GroundControlPoint(row=r, col=c, x=385000 + c, y=6672000 - r)
+            for r, c in [(0, 0), (0, 16), (16, 0), (16, 16)]]  # fmt: skip
+    with rasterio.open(path, "r+") as dst:
+        dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(3067))
+    with pytest.raises(MissingCRSError, match="ground control points.*gdalwarp"):
+        open_scene(path)
+
+
+def test_cli__gdal_subdataset_name_is_refused_with_the_extract_command(runner, tmp_path):
+    nc = tmp_path / "radiance.nc"
+    nc.write_bytes(b"not read")
+    line = _one_error_line(
+        runner("enhance", f"NETCDF:{nc}:radiance", "--out", tmp_path / "o.tif"),
+        "GDAL subdataset",
+        "gdal_translate",
+    )
+    assert "not exist" not in line
+
+
+@pytest.mark.parametrize("flag", ["--out", "--out-dir"])
+def test_cli__url_output_is_refused_and_no_folder_is_made(runner, rgb_scene_file, tmp_path,
+                                                           monkeypatch, flag):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    target = "http://example.com/out.tif" if flag == "--out" else "s3://bucket/clean"
+    res = runner("enhance", rgb_scene_file, flag, target, "--device", "cpu")
+    _one_error_line(res, "local files", target)
+    assert not (tmp_path / "http:").exists() and not (tmp_path / "s3:").exists()
+
+
+@pytest.mark.parametrize("chunks", [0, -3, {"y": 0, "x": 64}])
+def test_open_scene__bad_chunks_is_a_parameter_error(rgb_scene_file, chunks):
+    with pytest.raises(ParameterError, match="chunks must be a positive"):
+        open_scene(rgb_scene_file, chunks=chunks)
