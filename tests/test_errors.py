@@ -768,3 +768,55 @@ def test_cli__url_output_is_refused_and_no_folder_is_made(runner, rgb_scene_file
 def test_open_scene__bad_chunks_is_a_parameter_error(rgb_scene_file, chunks):
     with pytest.raises(ParameterError, match="chunks must be a positive"):
         open_scene(rgb_scene_file, chunks=chunks)
+
+
+def _geo_ntl(*args):
+    return subprocess.run([sys.executable, "-m", "geo_ntl", *map(str, args)],
+                          capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
+
+
+def test_cli__png_without_georeferencing_is_one_error_line(tmp_path):
+    """No rasterio NotGeoreferencedWarning and its source line before the error (#26)."""
+    from PIL import Image
+
+    png = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((32, 32, 3), "uint8")).save(png)
+    out = _geo_ntl("enhance", png, "--out", tmp_path / "o.tif", "--device", "cpu")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no CRS" in lines[0], out.stderr
+
+
+def test_cli_psf__radiance_with_a_nodata_border_prints_no_python_warning(tmp_path):
+    rng = np.random.default_rng(1)
+    radiance = rng.gamma(2, 3, (1, 400, 400)).astype("float32")
+    yy, xx = np.mgrid[-3:4, -3:4]
+    lamp = np.exp(-(yy**2 + xx**2) / (2 * 1.5**2))
+    for r in range(40, 380, 50):
+        for c in range(30, 380, 50):
+            radiance[0, r - 3 : r + 4, c - 3 : c + 4] += rng.uniform(80, 300) * lamp
+    radiance[0, :10, :] = np.nan  # a nodata border
+    path = _plain(tmp_path / "radiance.tif", radiance, nodata=float("nan"))
+    out = _geo_ntl("psf", path)
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr and ".py:" not in out.stderr, out.stderr
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_cli__a_python_warning_is_one_line(runner, rgb_scene_file, tmp_path, monkeypatch):
+    import warnings
+
+    import geo_ntl.io
+
+    opened = geo_ntl.io.open_scene
+
+    def noisy(*args, **kwargs):
+        warnings.warn("something odd\n  with a second line", UserWarning, stacklevel=1)
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(geo_ntl.io, "open_scene", noisy)
+    res = runner("enhance", rgb_scene_file, "--out", tmp_path / "o.tif", "--device", "cpu",
+                 "--workers", "0", "--tile", "32")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.strip().splitlines() == ["warning: something odd with a second line"]

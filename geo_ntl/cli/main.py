@@ -282,7 +282,11 @@ def _main(args: list[str]) -> int:
     written_before = len(_finished(committed_outputs()))
     try:
         # Not cli.main(): it turns KeyboardInterrupt into Abort after printing an empty line.
-        with _gdal_stderr_filtered(), cli.make_context("geo-ntl", args) as ctx:
+        with (
+            _gdal_stderr_filtered(),
+            _one_line_warnings(debug),
+            cli.make_context("geo-ntl", args) as ctx,
+        ):
             cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -325,6 +329,34 @@ def _main(args: list[str]) -> int:
         )
         return EXIT_INTERNAL
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings(debug: bool) -> Iterator[None]:
+    """Show each Python warning as one ``warning: ...`` line, without its source line.
+
+    rasterio's ``NotGeoreferencedWarning`` is dropped: geo_ntl checks georeferencing
+    itself and says what to do (``MissingCRSError``). With ``--debug`` warnings are shown
+    as Python shows them.
+    """
+    import warnings
+
+    if debug:
+        yield
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        origin = getattr(category, "__module__", "").split(".")[0]
+        where = "" if origin in ("geo_ntl", "builtins") else f" ({origin})"
+        click.echo(f"warning: {_one_line(str(message))}{where}", err=True)
+
+    with warnings.catch_warnings():
+        with contextlib.suppress(ImportError):
+            from rasterio.errors import NotGeoreferencedWarning
+
+            warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _ignore_further_interrupts() -> None:
