@@ -400,7 +400,7 @@ def _read_on_grid(
             add_alpha=add_alpha,
         ) as vrt:
             values = vrt.read(image_bands(src), window=window)
-            if add_alpha:  # read it: GDAL's dataset mask ignores a float VRT's alpha band
+            if add_alpha or has_alpha(src):  # read it: GDAL's mask ignores a float alpha band
                 valid = vrt.read(vrt.count, window=window) > 0
             else:
                 valid = vrt.dataset_mask(window=window) > 0

@@ -211,3 +211,24 @@ def test_mosaic__gaps_beside_a_warped_scene_stay_gaps(tmp_path, other, dtype):
     own = values[: 35 * scale, : 35 * scale]
     assert valid[: 35 * scale, : 35 * scale].all()
     np.testing.assert_array_equal(own, 100)
+
+
+@pytest.mark.parametrize("kind", ["internal", "msk", "alpha", "mosaic"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("resolution", [None, 0.46])
+def test_mosaic__gdal_masks_of_the_scenes_are_gaps(tmp_path, kind, dtype, resolution):
+    """A mask band, .msk or alpha band hides pixels from the mosaic, on its grid or warped."""
+    from conftest import write_masked_scene
+
+    path, hidden = write_masked_scene(tmp_path / "s.tif", kind, dtype=dtype, bands=3)
+    out = tmp_path / "m.tif"
+    write_mosaic([path], out, feather=4, resolution=resolution)
+    with rasterio.open(out) as src:
+        assert src.count == 3
+        valid = src.dataset_mask() > 0
+        if dtype == "float32":
+            valid &= np.isfinite(src.read(1))
+    step = 2 if resolution else 1
+    hidden_cols = slice(2 * 96 // 3 * step + step, None)  # off the warped edge's pixel
+    assert not valid[:, hidden_cols].any()
+    assert valid[:, : 60 * step].all()
