@@ -186,7 +186,7 @@ def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, Path
 
 
 def _files_behind(path: str) -> list[str]:
-    """The files GDAL reads for a raster besides ``path`` itself: a VRT's sources, sidecars.
+    """Return the files GDAL reads for a raster besides ``path``: a VRT's sources, sidecars.
 
     Empty for files GDAL cannot open as a raster (vectors, weights, folders).
     """

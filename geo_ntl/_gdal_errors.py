@@ -39,7 +39,7 @@ _HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_char_p)
 
 @functools.cache
 def _libgdal() -> Any:
-    """The libgdal rasterio loaded (found in this process's memory map), or None."""
+    """Return the libgdal rasterio loaded (found in this process's memory map), or None."""
     import rasterio  # noqa: F401 - loads libgdal
 
     path = None

@@ -326,7 +326,7 @@ def has_alpha(src: Any) -> bool:
 
 
 def image_bands(src: Any) -> list[int]:
-    """The 1-based indexes of an open dataset's image bands: all but an alpha band."""
+    """Return the 1-based indexes of an open dataset's image bands: all but an alpha band."""
     return list(range(1, src.count + (0 if has_alpha(src) else 1)))
 
 
@@ -343,7 +343,7 @@ def has_gdal_mask(src: Any) -> bool:
 
 
 def valid_window(src: Any, window: Any) -> np.ndarray:
-    """Valid pixels of a window of an open rasterio dataset, ``(height, width)`` bool.
+    """Return the valid pixels of a window of an open dataset, ``(height, width)`` bool.
 
     GDAL's dataset mask: not nodata in every band, and not masked by a mask band
     (internal or ``.msk``, per dataset or per band) or an alpha band. Pixels of the window

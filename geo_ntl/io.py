@@ -273,7 +273,7 @@ def open_scene(
 
 
 def palette_error(source: str) -> UnsupportedRasterError:
-    """The error for a palette (colour-table) raster: its pixels are indices, not light."""
+    """Return the error for a palette (colour-table) raster: its pixels are not light."""
     return UnsupportedRasterError(
         f"{source} is a palette (colour-table) raster: its pixels are colour indices, not "
         f"light; expand it first, e.g. `gdal_translate -expand rgb {source} rgb.tif`"
@@ -288,8 +288,7 @@ def _dask_chunks(chunks: int | Mapping[str, int] | None) -> dict[str, int] | Non
     for name, size in sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 1 and size != -1:
             raise ParameterError(
-                f"chunks must be a positive number of pixels (or -1 for whole), got "
-                f"{name}={size!r}"
+                f"chunks must be a positive number of pixels (or -1 for whole), got {name}={size!r}"
             )
     return {"band": -1, **sizes}
 
@@ -332,8 +331,9 @@ def _masked_as_nodata(da: xr.DataArray, source: str, nodata: float | None) -> xr
 
 
 def _free_value(source: str, dtype: np.dtype) -> int:
-    """A value of an integer ``dtype`` that no valid pixel of ``source`` holds: 0 if free,
-    else the highest free one.
+    """Return a value of an integer ``dtype`` that no valid pixel of ``source`` holds.
+
+    0 if it is free, else the highest free value.
 
     Raises
     ------

@@ -515,8 +515,10 @@ class _Sources:
 
 
 def _band_mean(win: np.ndarray) -> np.ndarray:
-    """Mean of the bands that hold a value; NaN where none does (np.nanmean, without its
-    warning for such pixels)."""
+    """Return the mean of the bands that hold a value, NaN where none does.
+
+    As ``np.nanmean``, without its warning for the pixels where no band holds a value.
+    """
     present = ~np.isnan(win)
     count = present.sum(axis=0)
     total = np.where(present, win, 0).sum(axis=0)

@@ -156,7 +156,9 @@ def test_cli__output_onto_the_file_behind_a_vrt_is_refused(runner, tmp_path, com
     rasterio.shutil.copy(source, vrt, driver="VRT")
     before = source.read_bytes()
     fast = ("--param", "iterations=1", "--tile", "32", "--device", "cpu", "--workers", "0")
-    res = runner(command, vrt, "--out", source, "--overwrite", *(fast if command == "enhance" else ()))
+    res = runner(
+        command, vrt, "--out", source, "--overwrite", *(fast if command == "enhance" else ())
+    )
     assert res.exit_code == 2, res.stderr
     assert res.stderr.startswith("error: output") and "scene_source.tif" in res.stderr
     assert source.read_bytes() == before

@@ -682,9 +682,9 @@ def test_cli_cluster__disk_full_is_the_no_space_line(tmp_path, monkeypatch, mess
 
     import geopandas as gpd
     import pyogrio.errors
+    from test_spatial import planted, run_cli
 
     import geo_ntl._raster as raster_mod
-    from test_spatial import planted, run_cli
 
     ntl, roads, parks = planted(tmp_path)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
+from conftest import MASK_KINDS, write_masked_scene
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 
@@ -24,8 +25,6 @@ from geo_ntl.exceptions import (
 )
 from geo_ntl.io import atomic_output, ensure_valid_data, open_scene, scene_info, write_cog
 from geo_ntl.testing import make_scene
-
-from conftest import MASK_KINDS, write_masked_scene
 
 DTYPES = ["uint8", "uint16", "float32"]
 
@@ -358,9 +357,10 @@ def test_open_scene__masked_scene_using_every_value_is_refused(tmp_path):
     mask = np.full((64, 64), 255, "uint8")
     mask[:, 60:] = 0
     data[:, :, 60:] = 7  # hidden; every value 0..255 remains among the valid pixels
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(
-        tmp_path / "full.tif", "w", **profile
-    ) as dst:
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(tmp_path / "full.tif", "w", **profile) as dst,
+    ):
         dst.write(data)
         dst.write_mask(mask)
     with pytest.raises(UnsupportedRasterError, match="use every uint8 value"):

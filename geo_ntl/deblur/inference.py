@@ -99,7 +99,7 @@ def _clip_level(
     scale_given: bool,
     attrs: dict[str, Any] | None = None,
 ) -> float:
-    """The level at which the sensor clipped, for the flux pass (inf: it clipped nothing).
+    """Return the level at which the sensor clipped, for the flux pass (inf: none).
 
     Integer data clips at its full scale. Float radiance is not clipped at the scene's
     maximum: only a level the caller gives (``saturation``, or ``scale``) or the product
@@ -280,9 +280,7 @@ class _FluxProjector:
             scene[:, bad] = 0.0
             restored[:, bad] = 0.0
         origin = placement.origin if placement is not None else (-self.halo, -self.halo)
-        out = conserve_flux(
-            scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad
-        )
+        out = conserve_flux(scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad)
         if self.out_dtype.kind in "ui":
             # Rounding to the nearest integer would lose or add the smooth fractional part of
             # the projection everywhere (13 % of a dim scene's light, measured); an ordered
@@ -405,9 +403,7 @@ def deblur_array(
     out = apply_whole(arr, runner, halo=halo, boundary="none")
     if conserve:
         projector_halo = flux_halo()
-        level = _clip_level(
-            arr.dtype, sc, saturation=saturation, scale_given=scale is not None
-        )
+        level = _clip_level(arr.dtype, sc, saturation=saturation, scale_given=scale is not None)
         projector = _FluxProjector(
             bands=arr.shape[0], full_scale=level, nodata=nodata, out_dtype=arr.dtype,
             halo=projector_halo,
