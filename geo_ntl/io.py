@@ -214,6 +214,11 @@ def open_scene(
             if 1 <= count <= MAX_BANDS and len(set(dtypes)) == 1:
                 check_nodata(src)
             truncated = _unreadable_tail(src)
+            if truncated:  # GDAL's read error would resurface in the calls below
+                raise NotARasterError(
+                    f"{source} is truncated or corrupt: its last block cannot be read "
+                    f"({truncated}); write or download it again"
+                )
             alpha, masked, nodata = has_alpha(src), has_gdal_mask(src), src.nodata
             palette = src.colorinterp[0] == ColorInterp.palette
             gcps = bool(src.gcps[0])
@@ -222,11 +227,6 @@ def open_scene(
         raise NotARasterError(
             f"{source} is not a raster rasterio can open ({exc}); give a GeoTIFF"
         ) from exc
-    if truncated:
-        raise NotARasterError(
-            f"{source} is truncated or corrupt: its last block cannot be read ({truncated}); "
-            "write or download it again"
-        )
     if subdatasets and count == 0:
         raise NotARasterError(
             f"{source} holds several subdatasets; extract one into a GeoTIFF first, e.g. "

@@ -819,4 +819,7 @@ def test_cli__a_python_warning_is_one_line(runner, rgb_scene_file, tmp_path, mon
     res = runner("enhance", rgb_scene_file, "--out", tmp_path / "o.tif", "--device", "cpu",
                  "--workers", "0", "--tile", "32")  # fmt: skip
     assert res.exit_code == 0, res.stderr
-    assert res.stderr.strip().splitlines() == ["warning: something odd with a second line"]
+    assert res.stderr.strip().splitlines() == ["WARNING python: something odd with a second line"]
+    quiet = runner("-q", "enhance", rgb_scene_file, "--out", tmp_path / "q.tif", "--device", "cpu",
+                   "--workers", "0", "--tile", "32")  # fmt: skip
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -333,11 +333,12 @@ def _main(args: list[str]) -> int:
 
 @contextlib.contextmanager
 def _one_line_warnings(debug: bool) -> Iterator[None]:
-    """Show each Python warning as one ``warning: ...`` line, without its source line.
+    """Show each Python warning as one log-style line, ``WARNING <package>: <message>``.
 
-    rasterio's ``NotGeoreferencedWarning`` is dropped: geo_ntl checks georeferencing
-    itself and says what to do (``MissingCRSError``). With ``--debug`` warnings are shown
-    as Python shows them.
+    No source line, and nothing with ``-q`` (as the log). rasterio's
+    ``NotGeoreferencedWarning`` is dropped: geo_ntl checks georeferencing itself and says
+    what to do (``MissingCRSError``). With ``--debug`` warnings are shown as Python shows
+    them.
     """
     import warnings
 
@@ -346,9 +347,9 @@ def _one_line_warnings(debug: bool) -> Iterator[None]:
         return
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
-        origin = getattr(category, "__module__", "").split(".")[0]
-        where = "" if origin in ("geo_ntl", "builtins") else f" ({origin})"
-        click.echo(f"warning: {_one_line(str(message))}{where}", err=True)
+        source = _package_of(str(filename))
+        if logging.getLogger(source).isEnabledFor(logging.WARNING):
+            click.echo(f"WARNING {source}: {_one_line(str(message))}", err=True)
 
     with warnings.catch_warnings():
         with contextlib.suppress(ImportError):
@@ -357,6 +358,15 @@ def _one_line_warnings(debug: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
         warnings.showwarning = show
         yield
+
+
+def _package_of(filename: str) -> str:
+    """Return the package a source file belongs to (``distributed``, ``geo_ntl``...)."""
+    parts = os.path.normpath(filename).split(os.sep)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts[:-1]:
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "geo_ntl" if "geo_ntl" in parts[:-1] else "python"
 
 
 def _ignore_further_interrupts() -> None:
