@@ -190,7 +190,8 @@ def test_mosaic__gaps_beside_a_warped_scene_stay_gaps(tmp_path, other, dtype):
     elif other == "crs":
         b = _flat(200, (1, 60, 60), dtype=dtype, origin=b_origin)
         b = b.rio.reproject("EPSG:3857")
-        b = b.copy(data=np.full(b.shape, 200, dtype))
+        b = b.copy(data=np.full(b.shape, 200, dtype)).rio.write_nodata(None)
+        b.attrs.pop("_FillValue", None)
     else:
         b = _flat(200, (1, 60, 60), dtype=dtype, origin=b_origin)
         kwargs = {"resolution": 0.46}
