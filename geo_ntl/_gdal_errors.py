@@ -11,7 +11,7 @@ renamed into place. Errors of another write running at the same time in this pro
 fail it too: a write is never reported done while GDAL said something went wrong.
 Where libgdal cannot be found the handler is not installed, and
 :func:`gdal_worker_threads` tells writers to encode on the calling thread instead, where
-rasterio raises.
+rasterio raises (writers turn that into the same error, :func:`gdal_write_error`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 from geo_ntl.exceptions import WriteError
 
-__all__ = ["failing_on_gdal_errors", "gdal_worker_threads"]
+__all__ = ["failing_on_gdal_errors", "gdal_worker_threads", "gdal_write_error"]
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,14 @@ def failing_on_gdal_errors(path: str | os.PathLike[str]) -> Iterator[None]:
     finally:
         errors = _COLLECTOR.leave(lib, start)
     if errors and not failed:
-        detail = "; ".join(dict.fromkeys(errors))
-        raise WriteError(
-            f"GDAL could not write {os.fspath(path)} ({detail}); nothing was written; "
-            "check the creation options (`creation_options`)",
-            options={"`creation_options`": "creation_options"},
-        )
+        raise gdal_write_error(path, "; ".join(dict.fromkeys(errors)))
+
+
+def gdal_write_error(path: str | os.PathLike[str], detail: str) -> WriteError:
+    """Return the error for a write GDAL failed: names the file, GDAL's words and the fix."""
+    detail = " ".join(part.strip() for part in detail.splitlines() if part.strip())
+    return WriteError(
+        f"GDAL could not write {os.fspath(path)} ({detail}); nothing was written; "
+        "check the creation options (`creation_options`)",
+        options={"`creation_options`": "creation_options"},
+    )

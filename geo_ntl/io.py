@@ -22,12 +22,17 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_output_path
-from geo_ntl._gdal_errors import failing_on_gdal_errors, gdal_worker_threads
+from geo_ntl._gdal_errors import (
+    failing_on_gdal_errors,
+    gdal_worker_threads,
+    gdal_write_error,
+)
 from geo_ntl._raster import (
     SUPPORTED_DTYPES,
     as_band_yx,
@@ -868,14 +873,17 @@ def write_cog(
                 attrs=da.attrs,
                 mask_count=count if mask is not None else None,
             )
-            with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
-                _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
-                rasterio.shutil.copy(
-                    staging,
-                    tmp_cog,
-                    driver="COG",
-                    **{**cog_options, "OVERVIEWS": "FORCE_USE_EXISTING"},
-                )
+            try:
+                with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
+                    _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
+                    rasterio.shutil.copy(
+                        staging,
+                        tmp_cog,
+                        driver="COG",
+                        **{**cog_options, "OVERVIEWS": "FORCE_USE_EXISTING"},
+                    )
+            except (RasterioError, CPLE_BaseError) as exc:  # GDAL's error on this thread
+                raise gdal_write_error(path, str(exc)) from exc
         finally:
             staging.unlink(missing_ok=True)
     return Path(path)

@@ -133,12 +133,19 @@ def test_write_cog__codec_the_data_cannot_take_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif"]
 
 
-def test_write_cog__gdal_error_on_its_encoding_threads_fails_the_write(tmp_path, monkeypatch):
-    """A codec the table lets through but GDAL cannot use: GDAL's error fails the write."""
+@pytest.mark.parametrize("threads", ["ALL_CPUS", "1"])
+def test_write_cog__gdal_error_on_its_encoding_threads_fails_the_write(
+    tmp_path, monkeypatch, threads
+):
+    """A codec the table lets through but GDAL cannot use: GDAL's error fails the write.
+
+    On its own encoding threads (several CPUs) or on the calling thread (one CPU).
+    """
     import geo_ntl.io
     from geo_ntl.exceptions import WriteError
 
     monkeypatch.setattr(geo_ntl.io, "CODEC_LIMITS", {})
+    monkeypatch.setattr(geo_ntl.io, "gdal_worker_threads", lambda: threads)
     out = tmp_path / "o.tif"
     good = write_cog(_float_radiance(), out)
     before = good.read_bytes()
