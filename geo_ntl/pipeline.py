@@ -220,7 +220,7 @@ def _run(
     import rasterio
 
     from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs, without_own_outputs
-    from geo_ntl.io import ensure_valid_data, open_scene
+    from geo_ntl.io import check_codec, cog_creation_options, ensure_valid_data, open_scene
     from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
 
     paths = expand_scenes([os.fspath(s) for s in scenes])
@@ -258,6 +258,9 @@ def _run(
     opened = {
         job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done
     }
+    codec = cog_creation_options(compress, None, creation_options)["COMPRESS"]
+    for da in opened.values():  # a codec the outputs cannot take: refused before any pixel is read
+        check_codec(codec, plan.dtype or da.dtype, da.sizes["band"])
     for da in opened.values():
         ensure_valid_data(da)
     megapixels = 0.0

@@ -161,3 +161,22 @@ def test_cli__codec_the_scene_cannot_take_is_an_error_line(tmp_path, runner):
     assert result.exit_code == 2, result.stderr
     assert result.stderr.startswith("error: compression JPEG cannot encode 1 band(s) of float32")
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_cli_deblur__codec_is_refused_before_the_scene_is_read(runner, tmp_path, monkeypatch):
+    """No pixel is read (no GAN, no scene maximum) for a codec the output cannot take."""
+    import geo_ntl.io
+
+    scene = write_cog(_float_radiance((1, 64, 64)), tmp_path / "radiance.tif")
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"a good output")
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the scene was read")
+
+    monkeypatch.setattr(geo_ntl.io, "ensure_valid_data", no_read)
+    res = runner("deblur", scene, "--out", out, "--overwrite", "--co", "COMPRESS=JPEG",
+                 "--device", "cpu", "--workers", "0")  # fmt: skip
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.startswith("error: compression JPEG cannot encode 1 band(s) of float32")
+    assert out.read_bytes() == b"a good output"
