@@ -297,3 +297,20 @@ def test_enhance__a_foreign_file_named_like_an_output_is_still_a_scene(runner, s
     res = runner("enhance", folder, "--out-dir", folder, *FAST)
     assert res.exit_code == 0, res.stderr
     assert (folder / "c_enhanced_enhanced.tif").exists()
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "alpha"])
+def test_enhance__masked_pixels_stay_nodata(runner, tmp_path, kind):
+    import rasterio
+    from conftest import write_masked_scene
+
+    from geo_ntl._raster import invalid_pixels
+
+    scene, hidden = write_masked_scene(tmp_path / "masked.tif", kind, shape=(64, 64))
+    out = tmp_path / "o.tif"
+    res = runner("enhance", scene, "--out", out, *FAST)
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as dst:
+        values, nodata = dst.read(), dst.nodata
+    assert values.shape[0] == 3 and nodata is not None
+    np.testing.assert_array_equal(invalid_pixels(values, nodata), hidden)
