@@ -40,6 +40,7 @@ __all__ = [
     "OWNER_SUFFIX",
     "atomic_output",
     "check_distinct",
+    "check_local_output",
     "check_output_path",
     "committed_outputs",
     "remove_stale_partials",
@@ -87,6 +88,7 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
         If the parent folder does not exist or is not writable, or ``path`` is
         a folder.
     """
+    check_local_output(path)
     out = Path(path).expanduser().absolute()
     if out.is_dir():
         raise OutputPathError(
@@ -106,6 +108,22 @@ def check_output_path(path: PathLike, *, overwrite: bool = False) -> Path:
             options={"`out`": "out"},
         )
     return out
+
+
+def check_local_output(path: PathLike) -> None:
+    """Refuse an output given as a URL or GDAL virtual path: geo_ntl writes local files.
+
+    Raises
+    ------
+    OutputPathError
+        Naming the path and the fix (write locally, then upload).
+    """
+    text = os.fspath(path)
+    if is_remote(text) or "://" in text:
+        raise OutputPathError(
+            f"output {text} is a URL or a GDAL virtual path; geo_ntl writes local files: "
+            "write it to a local path, then upload it (e.g. with `aws s3 cp` or `rclone`)"
+        )
 
 
 def _file_keys(path: str) -> list[object]:
@@ -141,9 +159,13 @@ def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, Path
     readers: dict[object, tuple[str, str]] = {}
     for label, source in inputs:
         text = os.fspath(source)
-        if not is_remote(text):  # a URL or GDAL path is never a local output
-            for key in _file_keys(text):
-                readers.setdefault(key, (label, text))
+        if is_remote(text):  # a URL or GDAL path is never a local output
+            continue
+        for key in _file_keys(text):
+            readers.setdefault(key, (label, text))
+        for part in _files_behind(text):
+            for key in _file_keys(part):
+                readers.setdefault(key, (f"{label} {text}: its source file", part))
     written: dict[object, str] = {}
     for path in outputs:
         out = os.fspath(path)
@@ -161,6 +183,24 @@ def check_distinct(outputs: Iterable[PathLike], inputs: Iterable[tuple[str, Path
                 )
         for key in keys:
             written[key] = out
+
+
+def _files_behind(path: str) -> list[str]:
+    """Return the files GDAL reads for a raster besides ``path``: a VRT's sources, sidecars.
+
+    Empty for files GDAL cannot open as a raster (vectors, weights, folders).
+    """
+    if not os.path.isfile(path):
+        return []
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            files = list(src.files)
+    except (RasterioError, OSError, ValueError):
+        return []
+    return [f for f in files if not is_remote(f) and os.path.realpath(f) != os.path.realpath(path)]
 
 
 # --- owner records ---------------------------------------------------------------------

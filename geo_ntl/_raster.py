@@ -51,12 +51,16 @@ __all__ = [
     "check_nodata",
     "disk_errors",
     "from_float",
+    "has_alpha",
+    "has_gdal_mask",
+    "image_bands",
     "invalid_pixels",
     "is_disk_full",
     "like",
     "nodata_mask",
     "raw_nodata",
     "to_dtype",
+    "valid_window",
 ]
 
 #: Pixel types every stage reads, processes and writes (see DESIGN.md, "Data contract").
@@ -311,6 +315,59 @@ def _nudged(computed: np.ndarray, value: np.ndarray, dtype: np.dtype) -> np.ndar
     return np.broadcast_to(out, computed.shape)
 
 
+# --- GDAL masks --------------------------------------------------------------------------
+
+
+def has_alpha(src: Any) -> bool:
+    """Whether an open rasterio dataset has an alpha band (its last band, by GDAL's rule)."""
+    from rasterio.enums import ColorInterp
+
+    return src.count > 1 and src.colorinterp[-1] == ColorInterp.alpha
+
+
+def image_bands(src: Any) -> list[int]:
+    """Return the 1-based indexes of an open dataset's image bands: all but an alpha band."""
+    return list(range(1, src.count + (0 if has_alpha(src) else 1)))
+
+
+def has_gdal_mask(src: Any) -> bool:
+    """Whether a dataset masks pixels beyond its nodata value.
+
+    True for an internal or ``.msk`` mask band (per dataset or per band) and an alpha band:
+    GDAL's mask flags say more than "all valid" or "nodata".
+    """
+    from rasterio.enums import MaskFlags
+
+    plain = {MaskFlags.all_valid, MaskFlags.nodata}
+    return has_alpha(src) or any(not set(flags) <= plain for flags in src.mask_flag_enums)
+
+
+def valid_window(src: Any, window: Any) -> np.ndarray:
+    """Return the valid pixels of a window of an open dataset, ``(height, width)`` bool.
+
+    GDAL's dataset mask: not nodata in every band, and not masked by a mask band
+    (internal or ``.msk``, per dataset or per band) or an alpha band. Pixels of the window
+    outside the dataset are not valid.
+    """
+    from rasterio.windows import Window
+
+    height, width = int(window.height), int(window.width)
+    valid = np.zeros((height, width), dtype=bool)
+    row0, col0 = int(window.row_off), int(window.col_off)
+    top, left = max(row0, 0), max(col0, 0)
+    bottom, right = min(row0 + height, src.height), min(col0 + width, src.width)
+    if bottom > top and right > left:
+        inside = Window(left, top, right - left, bottom - top)
+        if has_alpha(src):  # read it: GDAL's dataset mask ignores the alpha band of floats
+            inner = src.read(src.count, window=inside) > 0
+            invalid = nodata_mask(src.read(image_bands(src), window=inside), src.nodata)
+            inner = inner if invalid is None else inner & ~invalid
+        else:
+            inner = src.dataset_mask(window=inside) > 0
+        valid[top - row0 : bottom - row0, left - col0 : right - col0] = inner
+    return valid
+
+
 # --- nodata tags -------------------------------------------------------------------------
 
 
@@ -403,8 +460,22 @@ def check_nodata(src: Any) -> None:
 
 # --- disk errors -------------------------------------------------------------------------
 
-_DISK_FULL_TEXT = ("no space left", "disk full", "not enough space", "quota exceeded")
-_WRITE_FAILURE_TEXT = ("write failed", "write error", "failed to write", "cannot write")
+_DISK_FULL_TEXT = (
+    "no space left",
+    "disk full",
+    "disk is full",  # SQLite (GeoPackage): "database or disk is full"
+    "not enough space",
+    "quota exceeded",
+)
+_WRITE_FAILURE_TEXT = (
+    "write failed",
+    "write error",
+    "failed to write",
+    "cannot write",
+    "failed to create",
+    "could not add feature",
+    "failed to execute",
+)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

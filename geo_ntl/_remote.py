@@ -12,12 +12,43 @@ would fold the ``//`` of a URL). This module imports nothing heavy.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 
-__all__ = ["REMOTE_PREFIXES", "is_remote", "scene_name", "scene_stem"]
+__all__ = [
+    "REMOTE_PREFIXES",
+    "check_not_subdataset",
+    "is_remote",
+    "scene_name",
+    "scene_stem",
+]
 
 #: Beginnings of inputs GDAL reads through a virtual file system instead of the local one.
 REMOTE_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://", "az://")
+
+
+#: GDAL's subdataset names: ``DRIVER:file[:variable]`` (``NETCDF:in.nc:var``, ``HDF5:...``).
+_SUBDATASET = re.compile(r"^(?P<driver>[A-Za-z][A-Za-z0-9_]+):(?!//)(?P<rest>.+)$")
+
+
+def check_not_subdataset(path: str | os.PathLike[str]) -> None:
+    """Refuse a GDAL subdataset name, with the command that extracts it.
+
+    Raises
+    ------
+    UnsupportedRasterError
+        For ``NETCDF:file.nc:var`` and the like (a file of that exact name aside).
+    """
+    from geo_ntl.exceptions import UnsupportedRasterError
+
+    text = os.fspath(path)
+    match = _SUBDATASET.match(text)
+    if match is None or is_remote(text) or os.path.exists(text):
+        return
+    raise UnsupportedRasterError(
+        f"{text} names a GDAL subdataset, which geo_ntl does not open; extract it into a "
+        f"GeoTIFF first, e.g. `gdal_translate {text} {match['driver'].lower()}_scene.tif`"
+    )
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:

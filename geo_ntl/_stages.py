@@ -55,6 +55,10 @@ class DeblurStage:
     psf : str, os.PathLike or PSFEstimate, optional
         The PSF of psf-gan and physics (a JSON file from ``geo-ntl psf --json``); default
         measured on each scene.
+    saturation : float, optional
+        psf-gan and gan-direct: level at which the sensor clipped (see
+        :func:`geo_ntl.deblur.inference.deblur`); default full scale for integer scenes, none
+        for float radiance.
     """
 
     name: ClassVar[str] = "deblur"
@@ -64,6 +68,7 @@ class DeblurStage:
     halo: int | None = None
     batch_size: int | None = None
     psf: Any = None
+    saturation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,10 @@ def plan_stages(
     InputError
         For a physics PSF file that does not hold a PSF.
     """
+    if isinstance(specs, str | DeblurStage | EnhanceStage) or (
+        isinstance(specs, tuple) and len(specs) == 2 and isinstance(specs[1], Mapping)
+    ):
+        specs = [specs]  # one stage given bare: "deblur", ("enhance", {...}), DeblurStage()
     stages = [as_stage(spec) for spec in specs]
     names = tuple(stage.name for stage in stages)
     if names not in (("deblur",), ("enhance",), ("deblur", "enhance")):
@@ -313,6 +322,8 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     }
     if dtype is not None:
         params["dtype"] = dtype
+    if stage.saturation is not None:
+        params["saturation"] = float(stage.saturation)
 
     def first(da: xr.DataArray) -> xr.DataArray:
         from geo_ntl.deblur.inference import deblur
@@ -324,6 +335,7 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
             tile=tile,
             halo=halo,
             batch_size=batch_size,
+            saturation=stage.saturation,
         )
 
     return StagePlan(
@@ -359,10 +371,12 @@ def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     }
     if dtype is not None:
         params["dtype"] = dtype
+    if stage.saturation is not None:
+        params["saturation"] = float(stage.saturation)
 
     def first(da: xr.DataArray) -> xr.DataArray:
         return solve(da.chunk({"y": tile, "x": tile}), psf=psf, weights=weights, device=device,
-                     tile=tile, halo=halo, dtype=dtype)  # fmt: skip
+                     tile=tile, halo=halo, dtype=dtype, saturation=stage.saturation)  # fmt: skip
 
     return StagePlan(
         stage="deblur",
@@ -376,8 +390,10 @@ def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
 
 
 def _physics_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
-    if stage.weights is not None or stage.batch_size is not None:
-        raise ParameterError("weights and batch_size apply to method='psf-gan' or 'gan-direct'")
+    if stage.weights is not None or stage.batch_size is not None or stage.saturation is not None:
+        raise ParameterError(
+            "weights, batch_size and saturation apply to method='psf-gan' or 'gan-direct'"
+        )
     from geo_ntl.deblur.physics import physics_stage
 
     first, params = physics_stage(stage.psf, tile=stage.tile, halo=stage.halo, dtype=dtype)

@@ -41,7 +41,7 @@ import rasterio
 
 from geo_ntl._atomic import PathLike, check_distinct, check_output_path, remove_stale_partials
 from geo_ntl._provenance import code_hash
-from geo_ntl._remote import is_remote, scene_stem
+from geo_ntl._remote import check_not_subdataset, is_remote, scene_stem
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import InputError, OutputExistsError, SceneNotFoundError
 
@@ -156,11 +156,44 @@ def expand_scenes(items: Iterable[PathLike]) -> list[Scene]:
                 raise SceneNotFoundError(f"no scene matches {text!r}; check the pattern")
             scenes.extend(found)
         else:
+            check_not_subdataset(text)
             raise SceneNotFoundError(f"scene {text} does not exist; check the path")
     unique: dict[Scene, None] = {}
     for scene in scenes:
         unique.setdefault(scene if isinstance(scene, str) else scene.absolute(), None)
     return list(unique)
+
+
+def without_own_outputs(
+    scenes: Sequence[Scene], *, out_dir: PathLike | None, stage: str, suffix: str
+) -> tuple[list[Scene], list[Scene]]:
+    """Leave out the scenes that are this job's own outputs in its output folder.
+
+    A scene in ``out_dir`` named ``<stem><suffix>.tif`` whose tags say geo_ntl's ``stage``
+    wrote it (:data:`JOB_TAG`, ``GEO_NTL_STAGE``) is an output of an earlier run of the
+    same command, not an input: so ``deblur DIR --out-dir DIR`` can run again.
+
+    Returns
+    -------
+    (list, list)
+        The scenes kept, and those left out.
+    """
+    if out_dir is None:
+        return list(scenes), []
+    folder = os.path.realpath(os.fspath(out_dir))
+    kept: list[Scene] = []
+    skipped: list[Scene] = []
+    for scene in scenes:
+        own = (
+            not isinstance(scene, str)
+            and os.path.realpath(scene.parent) == folder
+            and scene.name.endswith(f"{suffix}.tif")
+        )
+        if own:
+            tags = _recorded_tags(Path(scene)) or {}
+            own = JOB_TAG in tags and tags.get("GEO_NTL_STAGE") == stage
+        (skipped if own else kept).append(scene)
+    return kept, skipped
 
 
 def is_scene_name(name: str) -> bool:

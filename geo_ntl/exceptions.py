@@ -26,6 +26,7 @@ __all__ = [
     "OutputExistsError",
     "OutputPathError",
     "DiskFullError",
+    "WriteError",
     "DimensionError",
     "TilingError",
     "ParameterError",
@@ -105,6 +106,10 @@ class OutputPathError(GeoNTLError, OSError):
 
 class DiskFullError(OutputPathError):
     """The disk filled up while an output was written (nothing partial is left)."""
+
+
+class WriteError(OutputPathError):
+    """GDAL reported an error while an output was written (nothing was written or replaced)."""
 
 
 class DimensionError(InputError):

@@ -22,10 +22,17 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
-from rasterio.errors import RasterioIOError
+from rasterio._err import CPLE_BaseError
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_output_path
+from geo_ntl._gdal_errors import (
+    failing_on_gdal_errors,
+    gdal_worker_threads,
+    gdal_write_error,
+)
 from geo_ntl._raster import (
     SUPPORTED_DTYPES,
     as_band_yx,
@@ -33,9 +40,12 @@ from geo_ntl._raster import (
     check_dtype,
     check_nodata,
     disk_errors,
+    has_alpha,
+    has_gdal_mask,
     nodata_mask,
+    valid_window,
 )
-from geo_ntl._remote import is_remote
+from geo_ntl._remote import check_not_subdataset, is_remote
 from geo_ntl._version import __version__
 from geo_ntl.exceptions import (
     AllNoDataError,
@@ -54,6 +64,7 @@ __all__ = [
     "SUPPORTED_DTYPES",
     "MAX_BANDS",
     "atomic_output",
+    "check_codec",
     "check_output_path",
     "cog_creation_options",
     "cog_overview_factors",
@@ -100,6 +111,14 @@ _OVERVIEW_RESAMPLING = {
 
 Compression = Literal["DEFLATE", "ZSTD", "LZW", "NONE"]
 
+#: Codecs that take only some pixel types or band counts: ``{codec: (dtypes, band counts)}``
+#: (GDAL's GeoTIFF and COG drivers; a codec not listed takes every supported type).
+CODEC_LIMITS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "JPEG": (("uint8",), (1, 3)),
+    "WEBP": (("uint8",), (3, 4)),
+    "JXL": (("uint8", "uint16", "float32"), (1, 2, 3, 4)),
+}
+
 
 def gdal_cache_environ() -> dict[str, str]:
     """``{"GDAL_CACHEMAX": MB}`` for processes geo_ntl starts, or ``{}`` if the user set one.
@@ -130,6 +149,7 @@ def _check_exists(path: PathLike) -> str:
     text = os.fspath(path)
     if is_remote(text):
         return text
+    check_not_subdataset(text)
     if not Path(text).exists():
         raise SceneNotFoundError(f"scene {text} does not exist; check the path")
     if Path(text).is_dir():
@@ -192,27 +212,45 @@ def open_scene(
     import rioxarray
 
     source = _check_exists(path)
+    dask_chunks = _dask_chunks(chunks)
     try:
         with _gdal_env(), rasterio.open(source) as src:
             count, dtypes, crs = src.count, src.dtypes, src.crs
             if 1 <= count <= MAX_BANDS and len(set(dtypes)) == 1:
                 check_nodata(src)
             truncated = _unreadable_tail(src)
+            if truncated:  # GDAL's read error would resurface in the calls below
+                raise NotARasterError(
+                    f"{source} is truncated or corrupt: its last block cannot be read "
+                    f"({truncated}); write or download it again"
+                )
+            alpha, masked, nodata = has_alpha(src), has_gdal_mask(src), src.nodata
+            palette = src.colorinterp[0] == ColorInterp.palette
+            gcps = bool(src.gcps[0])
+            subdatasets = list(src.subdatasets)
     except RasterioIOError as exc:
         raise NotARasterError(
             f"{source} is not a raster rasterio can open ({exc}); give a GeoTIFF"
         ) from exc
-    if truncated:
+    if subdatasets and count == 0:
         raise NotARasterError(
-            f"{source} is truncated or corrupt: its last block cannot be read ({truncated}); "
-            "write or download it again"
+            f"{source} holds several subdatasets; extract one into a GeoTIFF first, e.g. "
+            f"`gdal_translate {subdatasets[0]} scene.tif`"
+        )
+    if crs is None and gcps and not allow_no_crs:
+        raise MissingCRSError(
+            f"{source} is georeferenced by ground control points, not a transform; warp it "
+            f"onto a grid first, e.g. `gdalwarp -t_srs EPSG:3067 {source} warped.tif`"
         )
     if crs is None and not allow_no_crs:
         raise MissingCRSError(
             f"{source} has no CRS; assign one, e.g. `rio edit-info --crs EPSG:3067 {source}` "
             "(in Python: `da.rio.write_crs(...)`, or open_scene(..., allow_no_crs=True))"
         )
-    if not 1 <= count <= MAX_BANDS:
+    if palette:
+        raise palette_error(source)
+    bands = count - alpha
+    if not 1 <= bands <= MAX_BANDS:
         raise UnsupportedRasterError(
             f"{source} has {count} bands; geo_ntl reads 1 to {MAX_BANDS} bands "
             "(panchromatic or RGB); select bands first, e.g. `gdal_translate -b 1 -b 2 -b 3`"
@@ -223,19 +261,108 @@ def open_scene(
             f"({', '.join(SUPPORTED_DTYPES)}); convert first, e.g. `gdal_translate -ot Float32`"
         )
     check_dtype(dtypes[0], source=source)
-    if chunks is None:
-        dask_chunks = None
-    elif isinstance(chunks, int):
-        dask_chunks = {"band": -1, "y": chunks, "x": chunks}
-    else:
-        dask_chunks = {"band": -1, **dict(chunks)}
     da = rioxarray.open_rasterio(
         source, chunks=dask_chunks, masked=False, mask_and_scale=False, lock=False
     )
     if not isinstance(da, xr.DataArray):
-        raise NotARasterError(f"{source} holds several subdatasets; open one of them directly")
+        raise NotARasterError(
+            f"{source} holds several subdatasets; extract one into a GeoTIFF first "
+            "(`gdal_translate`)"
+        )
+    if alpha:
+        da = da.isel(band=slice(0, bands))
+    if masked:
+        da = _masked_as_nodata(da, source, nodata)
     da.attrs.setdefault("source", source)
     return da
+
+
+def palette_error(source: str) -> UnsupportedRasterError:
+    """Return the error for a palette (colour-table) raster: its pixels are not light."""
+    return UnsupportedRasterError(
+        f"{source} is a palette (colour-table) raster: its pixels are colour indices, not "
+        f"light; expand it first, e.g. `gdal_translate -expand rgb {source} rgb.tif`"
+    )
+
+
+def _dask_chunks(chunks: int | Mapping[str, int] | None) -> dict[str, int] | None:
+    """open_scene's ``chunks`` as rioxarray's, refusing sizes dask cannot take."""
+    if chunks is None:
+        return None
+    sizes = {"y": chunks, "x": chunks} if not isinstance(chunks, Mapping) else dict(chunks)
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1 and size != -1:
+            raise ParameterError(
+                f"chunks must be a positive number of pixels (or -1 for whole), got {name}={size!r}"
+            )
+    return {"band": -1, **sizes}
+
+
+def _valid_block(template: np.ndarray, source: str, block_info: Any = None) -> np.ndarray:
+    """GDAL's dataset mask of one chunk of ``source`` (a dask block function)."""
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    with _gdal_env(), rasterio.open(source) as src:
+        return valid_window(src, Window(c0, r0, c1 - c0, r1 - r0))
+
+
+def _masked_as_nodata(da: xr.DataArray, source: str, nodata: float | None) -> xr.DataArray:
+    """Make the pixels a GDAL mask (mask band, ``.msk``, alpha) hides nodata.
+
+    They get the scene's nodata value; float scenes without one get NaN; integer scenes
+    without one get a value no valid pixel holds (one streamed pass, see
+    :func:`_free_value`), recorded as their nodata, so every stage and every output takes
+    them for nodata.
+    """
+    data = da.data
+    if isinstance(data, dsa.Array):
+        valid: Any = dsa.map_blocks(
+            _valid_block, data[0], source=source, dtype=bool, meta=np.array((), dtype=bool)
+        )
+    else:
+        with _gdal_env(), rasterio.open(source) as src:
+            valid = valid_window(src, Window(0, 0, src.width, src.height))
+        data = np.asarray(data)
+    if nodata is not None:
+        fill = nodata
+    elif da.dtype.kind == "f":
+        fill = float("nan")
+    else:
+        fill = _free_value(source, da.dtype)
+    lib = dsa if isinstance(data, dsa.Array) else np
+    out = da.copy(data=lib.where(valid[None], data, np.asarray(fill, dtype=da.dtype)))
+    if nodata is None and da.dtype.kind in "ui":
+        out = out.rio.write_nodata(fill, encoded=False)
+    return out
+
+
+def _free_value(source: str, dtype: np.dtype) -> int:
+    """Return a value of an integer ``dtype`` that no valid pixel of ``source`` holds.
+
+    0 if it is free, else the highest free value.
+
+    Raises
+    ------
+    UnsupportedRasterError
+        If the valid pixels use every value of the dtype.
+    """
+    info = np.iinfo(dtype)
+    counts = np.zeros(int(info.max) - int(info.min) + 1, dtype=np.int64)
+    with _gdal_env(), rasterio.open(source) as src:
+        bands = list(range(1, src.count + 1 - has_alpha(src)))
+        for row in range(0, src.height, 1024):
+            window = Window(0, row, src.width, min(1024, src.height - row))
+            values = src.read(bands, window=window).astype(np.int64)
+            # a pixel is nodata when every band holds the value: only such pixels rule one out
+            alike = (values == values[0]).all(axis=0) & valid_window(src, window)
+            counts += np.bincount(values[0][alike] - int(info.min), minlength=counts.size)
+    free = np.flatnonzero(counts == 0) + int(info.min)
+    if free.size == 0:
+        raise UnsupportedRasterError(
+            f"{source} has a mask band and its valid pixels use every {dtype.name} value, so "
+            f"none is free to mark the masked ones; convert it, e.g. "
+            f"`gdal_translate -ot Float32 {source} float.tif` (masked pixels then read as NaN)"
+        )
+    return 0 if counts[-int(info.min)] == 0 else int(free[-1])
 
 
 def _unreadable_tail(src: Any) -> str | None:
@@ -483,6 +610,31 @@ class _WindowWriter:
             self._closed = True
 
 
+def check_codec(compress: str, dtype: Any, count: int) -> None:
+    """Refuse a codec that cannot encode ``count`` bands of ``dtype``, before any work.
+
+    GDAL would otherwise report the failure tile by tile on its encoding threads and
+    leave a file of zeros (see :data:`CODEC_LIMITS`).
+
+    Raises
+    ------
+    ParameterError
+        Naming the codec, what it takes and what to use instead.
+    """
+    limits = CODEC_LIMITS.get(compress.upper())
+    if limits is None:
+        return
+    dtypes, counts = limits
+    name = np.dtype(dtype).name
+    if name not in dtypes or count not in counts:
+        raise ParameterError(
+            f"compression {compress.upper()} cannot encode {count} band(s) of {name} (it takes "
+            f"{', '.join(dtypes)} with {' or '.join(map(str, counts))} bands); use DEFLATE, ZSTD "
+            "or LZW (`compress`), or convert the output first",
+            options={"`compress`": "compress"},
+        )
+
+
 def _creation_blocksize(text: str) -> int:
     try:
         return int(text)
@@ -708,8 +860,15 @@ def write_cog(
     data = _with_mask_plane(_as_dask(da.data), out_dtype, nodata, mask)
     count = data.shape[0] - (mask is not None)
     shape = (count, *data.shape[1:])  # the image bands, without the mask plane
+    check_codec(cog_options["COMPRESS"], out_dtype, count)
     profile = _staging_profile(da, shape, out_dtype, crs=crs, nodata=nodata, blocksize=blocksize)
-    with atomic_output(path, overwrite=overwrite) as tmp_cog, disk_errors(path, tmp_cog.parent):
+    if cog_options.get("NUM_THREADS") == "ALL_CPUS":
+        cog_options["NUM_THREADS"] = gdal_worker_threads()
+    with (
+        atomic_output(path, overwrite=overwrite) as tmp_cog,
+        disk_errors(path, tmp_cog.parent),
+        failing_on_gdal_errors(path),
+    ):
         staging = tmp_cog.with_name(tmp_cog.name + ".staging.tif")
         try:
             _write_staging(
@@ -720,14 +879,17 @@ def write_cog(
                 attrs=da.attrs,
                 mask_count=count if mask is not None else None,
             )
-            with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
-                _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
-                rasterio.shutil.copy(
-                    staging,
-                    tmp_cog,
-                    driver="COG",
-                    **{**cog_options, "OVERVIEWS": "FORCE_USE_EXISTING"},
-                )
+            try:
+                with _gdal_env(GDAL_NUM_THREADS="ALL_CPUS"):
+                    _build_staging_overviews(staging, blocksize, cog_options["OVERVIEW_RESAMPLING"])
+                    rasterio.shutil.copy(
+                        staging,
+                        tmp_cog,
+                        driver="COG",
+                        **{**cog_options, "OVERVIEWS": "FORCE_USE_EXISTING"},
+                    )
+            except (RasterioError, CPLE_BaseError) as exc:  # GDAL's error on this thread
+                raise gdal_write_error(path, str(exc)) from exc
         finally:
             staging.unlink(missing_ok=True)
     return Path(path)
@@ -871,6 +1033,9 @@ def scene_info(path: PathLike) -> dict[str, Any]:
                 "bounds": list(src.bounds),
                 "nodata": src.nodata,
                 "band_descriptions": list(src.descriptions),
+                "alpha_band": has_alpha(src),
+                "palette": src.colorinterp[0] == ColorInterp.palette,
+                "mask": has_gdal_mask(src),
                 "block_shape": list(src.block_shapes[0]),
                 "compression": src.compression.name if src.compression else None,
                 "overviews": src.overviews(1),

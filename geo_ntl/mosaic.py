@@ -38,13 +38,20 @@ import xarray as xr
 from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import ProjError
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geo_ntl._atomic import PathLike, atomic_output, check_distinct, check_output_path
-from geo_ntl._raster import check_dtype, nodata_mask, to_dtype
+from geo_ntl._raster import (
+    check_dtype,
+    has_alpha,
+    image_bands,
+    nodata_mask,
+    to_dtype,
+    valid_window,
+)
 from geo_ntl._remote import is_remote
 from geo_ntl.exceptions import (
     InputError,
@@ -56,6 +63,7 @@ from geo_ntl.exceptions import (
 from geo_ntl.io import (
     DEFAULT_CHUNKS,
     Compression,
+    palette_error,
     scene_info,
     write_cog,
 )
@@ -172,6 +180,10 @@ def mosaic_grid(
             raise InputError(info["nodata_error"])
         if info["crs"] is None:
             raise MissingCRSError(f"{info['path']} has no CRS; a mosaic needs georeferenced scenes")
+        if info["palette"]:
+            raise palette_error(info["path"])
+    for info in infos:
+        info["bands"] -= info["alpha_band"]  # an alpha band is the scene's mask, not an image band
     first = infos[0]
     for info in infos[1:]:
         if info["bands"] != first["bands"] or info["dtype"] != first["dtype"]:
@@ -357,7 +369,12 @@ def _edge_distance(source: _Source, grid: MosaicGrid, rows: slice, cols: slice) 
 def _read_on_grid(
     source: _Source, grid: MosaicGrid, window: Window, resampling: Resampling
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read a grid window of one scene: values (float64) and a validity mask."""
+    """Read a grid window of one scene: values (float64) and a validity mask.
+
+    Valid means inside the scene and not masked by it (nodata, a mask band, ``.msk``,
+    alpha; see :func:`geo_ntl._raster.valid_window`). A warped scene without nodata gets
+    an alpha band from the warper, so the pixels it cannot fill are not taken for 0.
+    """
     with rasterio.open(source.path) as src:
         if source.aligned:
             # Same CRS and pixel grid: a shifted window, copied pixel for pixel.
@@ -368,17 +385,11 @@ def _read_on_grid(
                 (src.transform.f - grid.transform.f) / grid.transform.e
             )
             shifted = Window(col_off, row_off, window.width, window.height)
-            values = src.read(window=shifted, boundless=True, fill_value=src.nodata or 0)
-            rows = np.arange(row_off, row_off + window.height)
-            cols = np.arange(col_off, col_off + window.width)
-            valid = ((rows >= 0) & (rows < src.height))[:, None] & (
-                (cols >= 0) & (cols < src.width)
-            )[None, :]
-            invalid = nodata_mask(values, src.nodata)
-            valid = valid if invalid is None else valid & ~invalid
-            if MaskFlags.per_dataset in src.mask_flag_enums[0]:
-                valid &= src.read_masks(1, window=shifted, boundless=True) > 0
-            return values.astype(np.float64), valid
+            values = src.read(
+                image_bands(src), window=shifted, boundless=True, fill_value=src.nodata or 0
+            )
+            return values.astype(np.float64), valid_window(src, shifted)
+        add_alpha = src.nodata is None and not has_alpha(src)
         with WarpedVRT(
             src,
             crs=grid.crs,
@@ -386,9 +397,13 @@ def _read_on_grid(
             width=grid.width,
             height=grid.height,
             resampling=resampling,
+            add_alpha=add_alpha,
         ) as vrt:
-            values = vrt.read(window=window)
-            valid = vrt.dataset_mask(window=window) > 0
+            values = vrt.read(image_bands(src), window=window)
+            if add_alpha or has_alpha(src):  # read it: GDAL's mask ignores a float alpha band
+                valid = vrt.read(vrt.count, window=window) > 0
+            else:
+                valid = vrt.dataset_mask(window=window) > 0
         invalid = nodata_mask(values, source.nodata)
         valid = valid if invalid is None else valid & ~invalid
         return values.astype(np.float64), valid

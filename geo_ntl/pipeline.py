@@ -219,14 +219,28 @@ def _run(
 ) -> list[Path]:
     import rasterio
 
-    from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs
-    from geo_ntl.io import ensure_valid_data, open_scene
+    from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs, without_own_outputs
+    from geo_ntl.io import check_codec, cog_creation_options, ensure_valid_data, open_scene
     from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
 
     paths = expand_scenes([os.fspath(s) for s in scenes])
     out = None if out is None else os.fspath(out)
     out_dir = None if out_dir is None else os.fspath(out_dir)
+    paths, own = without_own_outputs(paths, out_dir=out_dir, stage=plan.stage, suffix=plan.suffix)
+    if own:
+        on_note(f"left out {len(own)} output(s) of this command found among the scenes")
+    if not paths:
+        from geo_ntl.exceptions import SceneNotFoundError
+
+        raise SceneNotFoundError(
+            "every scene given is an output of this command; give the original scenes"
+        )
     mosaic = None if mosaic is None else os.fspath(mosaic)
+    from geo_ntl._atomic import check_local_output
+
+    for target in (out, out_dir, mosaic):
+        if target is not None:
+            check_local_output(target)
     if out_dir is not None and out is None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(
@@ -244,6 +258,9 @@ def _run(
     opened = {
         job.scene: open_scene(job.scene, allow_no_crs=allow_no_crs) for job in jobs if not job.done
     }
+    codec = cog_creation_options(compress, None, creation_options)["COMPRESS"]
+    for da in opened.values():  # a codec the outputs cannot take: refused before any pixel is read
+        check_codec(codec, plan.dtype or da.dtype, da.sizes["band"])
     for da in opened.values():
         ensure_valid_data(da)
     megapixels = 0.0

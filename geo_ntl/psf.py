@@ -514,8 +514,19 @@ class _Sources:
     bad: np.ndarray
 
 
+def _band_mean(win: np.ndarray) -> np.ndarray:
+    """Return the mean of the bands that hold a value, NaN where none does.
+
+    As ``np.nanmean``, without its warning for the pixels where no band holds a value.
+    """
+    present = ~np.isnan(win)
+    count = present.sum(axis=0)
+    total = np.where(present, win, 0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _sources(win: np.ndarray, *, full_scale: float, sigma: float, min_snr: float) -> _Sources:
-    lum = np.nanmean(win, axis=0) if np.isfinite(win).any() else win[0]
+    lum = _band_mean(win)
     sat: np.ndarray = (win >= SATURATION_FRACTION * full_scale).any(axis=0)  # type: ignore[assignment]
     coords, amp, bright = _detect(lum, sigma, min_snr, sat)
     return _Sources(coords, amp, bright, sat, np.isnan(win).any(axis=0))
@@ -834,7 +845,7 @@ def _saturated_edges(
     half = max(20, min(max_half + _ANNULUS, 30))
     for win in windows:
         sat = (win >= SATURATION_FRACTION * full_scale).any(axis=0)
-        lum = np.nanmean(win, axis=0) if np.isfinite(win).any() else win[0]
+        lum = _band_mean(win)
         labels, n = ndimage.label(sat)
         if n == 0:
             continue

@@ -122,7 +122,7 @@ class Calibration:
     Attributes
     ----------
     gain : float
-        Multiplier of ``DN ** exponent``; finite and non-zero.
+        Multiplier of ``DN ** exponent``; finite and positive.
     unit : str
         Unit of the result, for labels (for example ``"nW cm-2 sr-1"``); not empty.
     offset : float, default 0.0
@@ -154,8 +154,10 @@ class Calibration:
                 raise ParameterError(f"calibration {name} must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise ParameterError(f"calibration {name} must be finite, got {value}")
-        if self.gain == 0:
-            raise ParameterError("calibration gain must not be 0")
+        if self.gain <= 0:
+            raise ParameterError(
+                f"calibration gain must be positive (radiance grows with DN), got {self.gain}"
+            )
         if self.exponent <= 0:
             raise ParameterError(f"calibration exponent must be > 0, got {self.exponent}")
         if not isinstance(self.unit, str) or not self.unit.strip():
@@ -185,9 +187,18 @@ def to_radiance(dn: Any, calibration: Calibration) -> np.ndarray:
         ``calibration.gain * dn ** calibration.exponent + calibration.offset``.
     """
     values = np.asarray(dn, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         powered = values if calibration.exponent == 1 else np.power(values, calibration.exponent)
-    return calibration.gain * powered + calibration.offset
+        radiance = calibration.gain * powered + calibration.offset
+    overflow = np.isfinite(values) & np.isinf(radiance)
+    if overflow.any():
+        raise ParameterError(
+            f"calibration {calibration.gain:g} * DN ** {calibration.exponent:g} + "
+            f"{calibration.offset:g} overflows at DN {float(values[overflow].min()):g}; "
+            "check the exponent and gain of `calibration`",
+            options={"`calibration`": "calibration"},
+        )
+    return radiance
 
 
 def value_unit(calibration: Calibration | None) -> str:

@@ -55,3 +55,48 @@ def runner():
             return _Result(code, out.getvalue().decode(), err.getvalue().decode())
 
     return invoke
+
+
+#: The ways GDAL marks pixels invalid besides a nodata value (see write_masked_scene).
+MASK_KINDS = ("internal", "msk", "alpha", "mosaic")
+
+
+def write_masked_scene(path, kind, *, dtype="uint8", bands=3, shape=(96, 96), seed=3):
+    """Write a scene whose right third is hidden by a GDAL mask, not by a nodata value.
+
+    ``kind``: ``internal`` (an internal per-dataset mask band), ``msk`` (a ``.msk``
+    sidecar), ``alpha`` (an alpha band) or ``mosaic`` (geo_ntl's own mask band, as
+    :func:`geo_ntl.mosaic.write_mosaic` writes for gaps). The hidden pixels hold 0, as do
+    some valid ones. Returns ``(path, hidden)``: ``hidden`` is the ``(y, x)`` bool mask.
+    """
+    import numpy as np
+    import rasterio
+
+    scene = make_scene((bands, *shape), dtype=dtype, seed=seed)
+    data = scene.values.copy()
+    hidden = np.zeros(shape, dtype=bool)
+    hidden[:, 2 * shape[1] // 3 :] = True
+    data[:, hidden] = 0
+    data[:, :4, :4] = 0  # valid black pixels
+    if kind == "mosaic":
+        write_cog(scene.copy(data=data), path, mask=~hidden)
+        return Path(path), hidden
+    profile = {
+        "driver": "GTiff",
+        "width": shape[1],
+        "height": shape[0],
+        "count": bands + (kind == "alpha"),
+        "dtype": dtype,
+        "crs": scene.rio.crs,
+        "transform": scene.rio.transform(),
+    }
+    alpha = np.where(hidden, 0, 255).astype(dtype)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=kind == "internal"):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, indexes=list(range(1, bands + 1)))
+            if kind == "alpha":
+                dst.write(alpha, bands + 1)
+                dst.colorinterp = [*dst.colorinterp[:bands], rasterio.enums.ColorInterp.alpha]
+            else:
+                dst.write_mask(np.where(hidden, 0, 255).astype("uint8"))
+    return Path(path), hidden

@@ -128,3 +128,37 @@ def test_check_distinct__dotdot_symlink_and_hard_link_aliases(tmp_path):
     with pytest.raises(InputError, match="same file"):
         check_distinct([tmp_path / "x.tif", tmp_path / "w" / ".." / "x.tif"], [])
     check_distinct([tmp_path / "w" / "b.tif"], [("input scene", scene)])
+
+
+def test_check_distinct__sees_through_a_vrt_to_its_source(tmp_path):
+    import rasterio.shutil
+
+    from geo_ntl.io import write_cog
+    from geo_ntl.testing import make_scene
+
+    source = write_cog(make_scene((1, 32, 32)), tmp_path / "scene_source.tif")
+    vrt = tmp_path / "scene.vrt"
+    rasterio.shutil.copy(source, vrt, driver="VRT")
+    with pytest.raises(InputError, match="scene_source.tif"):
+        check_distinct([source], [("input scene", vrt)])
+    check_distinct([tmp_path / "other.tif"], [("input scene", vrt)])
+
+
+@pytest.mark.parametrize("command", ["mosaic", "enhance"])
+def test_cli__output_onto_the_file_behind_a_vrt_is_refused(runner, tmp_path, command):
+    import rasterio.shutil
+
+    from geo_ntl.io import write_cog
+    from geo_ntl.testing import make_scene
+
+    source = write_cog(make_scene((3, 32, 32)), tmp_path / "scene_source.tif")
+    vrt = tmp_path / "scene.vrt"
+    rasterio.shutil.copy(source, vrt, driver="VRT")
+    before = source.read_bytes()
+    fast = ("--param", "iterations=1", "--tile", "32", "--device", "cpu", "--workers", "0")
+    res = runner(
+        command, vrt, "--out", source, "--overwrite", *(fast if command == "enhance" else ())
+    )
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.startswith("error: output") and "scene_source.tif" in res.stderr
+    assert source.read_bytes() == before

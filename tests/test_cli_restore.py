@@ -274,3 +274,43 @@ def test_info__prints_provenance(runner, scenes, tmp_path):
     assert details["stage"] == "enhance" and details["device"] == "cpu"
     assert details["params"]["iterations"] == 1 and details["params"]["tile"] == 32
     assert details["version"] == "0.2.0" and len(details["code"]) == 16
+
+
+def test_enhance__rerun_into_the_input_folder(runner, scenes):
+    """``DIR --out-dir DIR`` twice: the second run leaves its own outputs out (#26)."""
+    folder = scenes[0].parent
+    first = runner("enhance", folder, "--out-dir", folder, *FAST)
+    assert first.exit_code == 0, first.stderr
+    outs = sorted(p.name for p in folder.glob("*_enhanced.tif"))
+    assert outs == ["a_enhanced.tif", "b_enhanced.tif"]
+    stamps = [p.stat().st_mtime_ns for p in sorted(folder.glob("*_enhanced.tif"))]
+    again = runner("enhance", folder, "--out-dir", folder, *FAST)
+    assert again.exit_code == 0, again.stderr
+    assert sorted(p.name for p in folder.glob("*.tif")) == ["a.tif", "a_enhanced.tif", "b.tif",
+                                                            "b_enhanced.tif"]  # fmt: skip
+    assert [p.stat().st_mtime_ns for p in sorted(folder.glob("*_enhanced.tif"))] == stamps
+
+
+def test_enhance__a_foreign_file_named_like_an_output_is_still_a_scene(runner, scenes):
+    folder = scenes[0].parent
+    write_cog(make_scene((3, 60, 60), seed=2), folder / "c_enhanced.tif")  # not geo_ntl's output
+    res = runner("enhance", folder, "--out-dir", folder, *FAST)
+    assert res.exit_code == 0, res.stderr
+    assert (folder / "c_enhanced_enhanced.tif").exists()
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "alpha"])
+def test_enhance__masked_pixels_stay_nodata(runner, tmp_path, kind):
+    import rasterio
+    from conftest import write_masked_scene
+
+    from geo_ntl._raster import invalid_pixels
+
+    scene, hidden = write_masked_scene(tmp_path / "masked.tif", kind, shape=(64, 64))
+    out = tmp_path / "o.tif"
+    res = runner("enhance", scene, "--out", out, *FAST)
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as dst:
+        values, nodata = dst.read(), dst.nodata
+    assert values.shape[0] == 3 and nodata is not None
+    np.testing.assert_array_equal(invalid_pixels(values, nodata), hidden)

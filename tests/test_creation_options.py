@@ -107,3 +107,76 @@ def test_cli_co__bad_option_is_one_error_line(runner, tmp_path, rgb_scene_file, 
     for word in words:
         assert word in lines[0], lines[0]
     assert not out.exists()
+
+
+def _float_radiance(shape=(1, 96, 96)):
+    from geo_ntl.testing import make_scene
+
+    return make_scene(shape, dtype="float32")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bands", "codec"),
+    [("float32", 1, "JPEG"), ("uint16", 1, "JPEG"), ("uint8", 4, "JPEG"), ("uint8", 1, "WEBP")],
+)
+def test_write_cog__codec_the_data_cannot_take_is_refused_before_any_work(
+    tmp_path, dtype, bands, codec
+):
+    from geo_ntl.testing import make_scene
+
+    da = make_scene((bands, 64, 64), dtype=dtype)
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"the previous output")
+    with pytest.raises(ParameterError, match=f"compression {codec} cannot encode"):
+        write_cog(da, out, overwrite=True, creation_options={"COMPRESS": codec})
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif"]
+
+
+@pytest.mark.parametrize("threads", ["ALL_CPUS", "1"])
+def test_write_cog__gdal_error_on_its_encoding_threads_fails_the_write(
+    tmp_path, monkeypatch, threads
+):
+    """A codec the table lets through but GDAL cannot use: GDAL's error fails the write.
+
+    On its own encoding threads (several CPUs) or on the calling thread (one CPU).
+    """
+    import geo_ntl.io
+    from geo_ntl.exceptions import WriteError
+
+    monkeypatch.setattr(geo_ntl.io, "CODEC_LIMITS", {})
+    monkeypatch.setattr(geo_ntl.io, "gdal_worker_threads", lambda: threads)
+    out = tmp_path / "o.tif"
+    good = write_cog(_float_radiance(), out)
+    before = good.read_bytes()
+    with pytest.raises(WriteError, match="JPEG"):
+        write_cog(_float_radiance(), out, overwrite=True, creation_options={"COMPRESS": "JPEG"})
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif"]
+
+
+def test_cli__codec_the_scene_cannot_take_is_an_error_line(tmp_path, runner):
+    scene = write_cog(_float_radiance((1, 64, 64)), tmp_path / "radiance.tif")
+    result = runner("mosaic", scene, "--out", tmp_path / "m.tif", "--co", "COMPRESS=JPEG")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: compression JPEG cannot encode 1 band(s) of float32")
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_cli_deblur__codec_is_refused_before_the_scene_is_read(runner, tmp_path, monkeypatch):
+    """No pixel is read (no GAN, no scene maximum) for a codec the output cannot take."""
+    import geo_ntl.io
+
+    scene = write_cog(_float_radiance((1, 64, 64)), tmp_path / "radiance.tif")
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"a good output")
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the scene was read")
+
+    monkeypatch.setattr(geo_ntl.io, "ensure_valid_data", no_read)
+    res = runner("deblur", scene, "--out", out, "--overwrite", "--co", "COMPRESS=JPEG",
+                 "--device", "cpu", "--workers", "0")  # fmt: skip
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.startswith("error: compression JPEG cannot encode 1 band(s) of float32")
+    assert out.read_bytes() == b"a good output"

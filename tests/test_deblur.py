@@ -762,3 +762,35 @@ def test_make_pool__half_the_cities_jpeg_compressed_from_their_own_stream():
     jpeg = blur_transfer.jpeg_roundtrip(img, 60)
     assert blur_transfer.jpeg_roundtrip(img, None) is img
     assert 0 < np.abs(jpeg.astype(int) - img).mean() < 10
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "msk", "alpha"])
+def test_cli_deblur__masked_pixels_stay_nodata(runner, tiny_weights, tmp_path, kind):
+    """The gaps of a masked scene (geo_ntl's own mosaics among them) are not black pixels."""
+    from conftest import write_masked_scene
+
+    from geo_ntl._raster import invalid_pixels
+
+    scene, hidden = write_masked_scene(tmp_path / "masked.tif", kind, shape=(64, 64))
+    out = tmp_path / "out.tif"
+    res = runner("deblur", scene, "--out", out, "--weights", tiny_weights, "--no-enhance",
+                 "--tile", "32", "--device", "cpu", "--workers", "0")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as dst:
+        assert dst.count == 3
+        values, nodata = dst.read(), dst.nodata
+    assert nodata is not None
+    np.testing.assert_array_equal(invalid_pixels(values, nodata), hidden)
+
+
+def test_cli_deblur__saturation_is_a_parameter_of_the_job(runner, tiny_weights, tmp_path):
+    scene = write_cog(make_scene((1, 48, 48), dtype="float32", seed=9), tmp_path / "rad.tif")
+    out = tmp_path / "out.tif"
+    fast = ("--weights", tiny_weights, "--tile", "32", "--device", "cpu", "--workers", "0")
+    res = runner("deblur", scene, "--out", out, "--saturation", "300", *fast)
+    assert res.exit_code == 0, res.stderr
+    with rasterio.open(out) as dst:
+        assert json.loads(dst.tags()["GEO_NTL_PARAMS"])["saturation"] == 300.0
+    physics = runner("deblur", scene, "--out", tmp_path / "p.tif", "--method", "physics",
+                     "--saturation", "300")  # fmt: skip
+    assert physics.exit_code == 2 and "--saturation" in physics.stderr

@@ -198,3 +198,44 @@ def test_train__project_flux_trains_through_the_projection(tmp_path, monkeypatch
     # the raw output is anchored too (a black pair gives 0)
     assert any(r["raw_l1"] > 0 for r in log)
     assert torch.is_tensor(real(torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96)))
+
+
+def test_deblur_array__keeps_light_next_to_nodata(tiny_weights):
+    """A scene that is mostly nodata keeps its valid pixels' light (#26: it lost 8 %)."""
+    rng = np.random.default_rng(7)
+    scene = np.zeros((3, 192, 192), np.uint8)  # nodata 0 everywhere ...
+    lit = rng.gamma(2.0, 6.0, (3, 44, 44)).clip(1, 38).astype(np.uint8)
+    scene[:, 74:118, 74:118] = lit  # ... but a 44 px square: 5 % valid, dim, none saturated
+    out = deblur_array(scene, weights=tiny_weights, device="cpu", nodata=0)
+    valid = (scene != 0).all(axis=0)
+    assert ((out == 0).all(axis=0) == ~valid).all()
+    kept = out[:, valid].sum(dtype=np.float64) / scene[:, valid].sum(dtype=np.float64)
+    assert abs(kept - 1) < 0.01
+
+
+def _radiance_with_one_bright_pixel():
+    """VIIRS-like float radiance: a smooth dim city, one bright pixel, a nodata border."""
+    rng = np.random.default_rng(11)
+    scene = rng.gamma(2.0, 3.0, (1, 160, 160)).astype(np.float32)
+    scene[0, 80, 80] = 355.0  # the scene maximum: not a clipped pixel
+    scene[:, :8, :] = np.nan
+    return scene
+
+
+@pytest.mark.parametrize("given", [None, "scale", "saturation", "tag"])
+def test_deblur__float_radiance_loses_light_only_at_a_given_saturation(tiny_weights, given):
+    """Float data: the scene maximum is not full scale; light near it is kept (#26)."""
+    scene = _radiance_with_one_bright_pixel()
+    da = make_scene((1, 160, 160), dtype="float32").copy(data=scene)
+    kwargs = {"scale": {"scale": 355.0}, "saturation": {"saturation": 350.0}}.get(given, {})
+    if given == "tag":
+        da.attrs["SATURATION"] = "350"
+    out = deblur(
+        da.chunk({"y": 80, "x": 80}), weights=tiny_weights, device="cpu", tile=80, **kwargs
+    ).values
+    near = np.s_[:, 80 - 40 : 80 + 41, 80 - 40 : 80 + 41]
+    kept = np.nansum(out[near], dtype=np.float64) / np.nansum(scene[near], dtype=np.float64)
+    if given is None:
+        assert abs(kept - 1) < 0.01  # nothing was clipped: no light may go
+    else:
+        assert kept < 0.95  # a stated saturation lets the flux pass remove the spread light

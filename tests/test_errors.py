@@ -23,7 +23,13 @@ import rasterio
 from rasterio.transform import from_origin
 
 from geo_ntl._raster import check_nodata, disk_errors, is_disk_full, to_dtype
-from geo_ntl.exceptions import DiskFullError, InputError, NotARasterError, ParameterError
+from geo_ntl.exceptions import (
+    DiskFullError,
+    InputError,
+    MissingCRSError,
+    NotARasterError,
+    ParameterError,
+)
 from geo_ntl.io import open_scene, scene_info, write_cog
 from geo_ntl.testing import make_scene
 
@@ -660,3 +666,160 @@ def test_cli__workers_killed_repeatedly_end_with_one_error_and_no_traceback(tmp_
     # what distributed says on the way is one line per event, at WARNING or ERROR
     assert all(line.startswith(("WARNING ", "ERROR ")) for line in lines[:-1]), lines
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Could not add feature to layer at index 12656: failed to execute insert : database or "
+        "disk is full",  # what pyogrio said on a full tmpfs
+        "Failed to create GPKG file",  # said with little space left
+    ],
+)
+def test_cli_cluster__disk_full_is_the_no_space_line(tmp_path, monkeypatch, message):
+    """cluster on a full disk: the exit-2 no-space line of deblur and mosaic, not exit 1 (#26)."""
+    import shutil
+
+    import geopandas as gpd
+    import pyogrio.errors
+    from test_spatial import planted, run_cli
+
+    import geo_ntl._raster as raster_mod
+
+    ntl, roads, parks = planted(tmp_path)
+
+    def full(self, *args, **kwargs):
+        raise pyogrio.errors.DataSourceError(message)
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", full)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(raster_mod.shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    out = tmp_path / "cells.gpkg"
+    code, _, err = run_cli("cluster", ntl, "--roads", roads, "--permeable", parks,
+                           "--cell-size", 4, "--permutations", 9, "--out", out)  # fmt: skip
+    assert code == 2, err
+    assert err.startswith("error: no space left on device writing") and "cells.gpkg" in err
+    assert not out.exists()
+
+
+# --- issue 26: nothing silently wrong ------------------------------------------------------
+
+
+def _palette_tif(path):
+    data = (np.arange(32 * 32) % 4).astype("uint8").reshape(1, 32, 32)
+    _plain(path, data)
+    with rasterio.open(path, "r+") as dst:
+        dst.write_colormap(1, {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (0, 255, 0, 255),
+                               3: (0, 0, 255, 255)})  # fmt: skip
+    return path
+
+
+def test_open_scene__palette_raster_is_refused(tmp_path):
+    from geo_ntl.exceptions import UnsupportedRasterError
+
+    path = _palette_tif(tmp_path / "palette.tif")
+    with pytest.raises(UnsupportedRasterError, match="palette"):
+        open_scene(path)
+
+
+@pytest.mark.parametrize("command", ["enhance", "mosaic"])
+def test_cli__palette_raster_is_one_error_line(runner, tmp_path, command):
+    path = _palette_tif(tmp_path / "palette.tif")
+    res = runner(command, path, "--out", tmp_path / "o.tif")
+    _one_error_line(res, "palette", "gdal_translate -expand rgb")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_open_scene__gcp_scene_is_told_to_warp(tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    path = tmp_path / "gcps.tif"
+    _plain(path, np.ones((1, 16, 16), "uint8"), crs=None)
+    gcps = [GroundControlPoint(row=r, col=c, x=385000 + c, y=6672000 - r)
+            for r, c in [(0, 0), (0, 16), (16, 0), (16, 16)]]  # fmt: skip
+    with rasterio.open(path, "r+") as dst:
+        dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(3067))
+    with pytest.raises(MissingCRSError, match="ground control points.*gdalwarp"):
+        open_scene(path)
+
+
+def test_cli__gdal_subdataset_name_is_refused_with_the_extract_command(runner, tmp_path):
+    nc = tmp_path / "radiance.nc"
+    nc.write_bytes(b"not read")
+    line = _one_error_line(
+        runner("enhance", f"NETCDF:{nc}:radiance", "--out", tmp_path / "o.tif"),
+        "GDAL subdataset",
+        "gdal_translate",
+    )
+    assert "not exist" not in line
+
+
+@pytest.mark.parametrize("flag", ["--out", "--out-dir"])
+def test_cli__url_output_is_refused_and_no_folder_is_made(runner, rgb_scene_file, tmp_path,
+                                                           monkeypatch, flag):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    target = "http://example.com/out.tif" if flag == "--out" else "s3://bucket/clean"
+    res = runner("enhance", rgb_scene_file, flag, target, "--device", "cpu")
+    _one_error_line(res, "local files", target)
+    assert not (tmp_path / "http:").exists() and not (tmp_path / "s3:").exists()
+
+
+@pytest.mark.parametrize("chunks", [0, -3, {"y": 0, "x": 64}])
+def test_open_scene__bad_chunks_is_a_parameter_error(rgb_scene_file, chunks):
+    with pytest.raises(ParameterError, match="chunks must be a positive"):
+        open_scene(rgb_scene_file, chunks=chunks)
+
+
+def _geo_ntl(*args):
+    return subprocess.run([sys.executable, "-m", "geo_ntl", *map(str, args)],
+                          capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
+
+
+def test_cli__png_without_georeferencing_is_one_error_line(tmp_path):
+    """No rasterio NotGeoreferencedWarning and its source line before the error (#26)."""
+    from PIL import Image
+
+    png = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((32, 32, 3), "uint8")).save(png)
+    out = _geo_ntl("enhance", png, "--out", tmp_path / "o.tif", "--device", "cpu")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no CRS" in lines[0], out.stderr
+
+
+def test_cli_psf__radiance_with_a_nodata_border_prints_no_python_warning(tmp_path):
+    rng = np.random.default_rng(1)
+    radiance = rng.gamma(2, 3, (1, 400, 400)).astype("float32")
+    yy, xx = np.mgrid[-3:4, -3:4]
+    lamp = np.exp(-(yy**2 + xx**2) / (2 * 1.5**2))
+    for r in range(40, 380, 50):
+        for c in range(30, 380, 50):
+            radiance[0, r - 3 : r + 4, c - 3 : c + 4] += rng.uniform(80, 300) * lamp
+    radiance[0, :10, :] = np.nan  # a nodata border
+    path = _plain(tmp_path / "radiance.tif", radiance, nodata=float("nan"))
+    out = _geo_ntl("psf", path)
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr and ".py:" not in out.stderr, out.stderr
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_cli__a_python_warning_is_one_line(runner, rgb_scene_file, tmp_path, monkeypatch):
+    import warnings
+
+    import geo_ntl.io
+
+    opened = geo_ntl.io.open_scene
+
+    def noisy(*args, **kwargs):
+        warnings.warn("something odd\n  with a second line", UserWarning, stacklevel=1)
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(geo_ntl.io, "open_scene", noisy)
+    res = runner("enhance", rgb_scene_file, "--out", tmp_path / "o.tif", "--device", "cpu",
+                 "--workers", "0", "--tile", "32")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.strip().splitlines() == ["WARNING python: something odd with a second line"]
+    quiet = runner("-q", "enhance", rgb_scene_file, "--out", tmp_path / "q.tif", "--device", "cpu",
+                   "--workers", "0", "--tile", "32")  # fmt: skip
+    assert quiet.exit_code == 0 and quiet.stderr == ""

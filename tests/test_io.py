@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
+from conftest import MASK_KINDS, write_masked_scene
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 
@@ -327,3 +328,40 @@ def test_gdal_block_cache__capped_unless_the_user_sets_it(tmp_path, user_value):
 
     # Worker processes geo_ntl starts get the cap, unless the user chose a size.
     assert out.stdout.strip() == ("None" if user_value else str(GDAL_CACHE_MB))
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_open_scene__gdal_mask_is_nodata(tmp_path, kind, dtype):
+    from geo_ntl._raster import invalid_pixels
+
+    path, hidden = write_masked_scene(tmp_path / "masked.tif", kind, dtype=dtype)
+    with rasterio.open(path) as src:
+        raw = src.read(list(range(1, 4)))
+    da = open_scene(path, chunks=40)
+    assert da.sizes["band"] == 3  # an alpha band is the mask, not an image band
+    values = da.values
+    invalid = invalid_pixels(values, da.rio.nodata)
+    np.testing.assert_array_equal(invalid, hidden)
+    np.testing.assert_array_equal(values[:, ~hidden], raw[:, ~hidden])  # valid pixels as read
+    if dtype != "float32":  # the value chosen for the hidden pixels is no valid pixel's
+        assert not (values[:, ~hidden] == da.rio.nodata).all(axis=0).any()
+
+
+def test_open_scene__masked_scene_using_every_value_is_refused(tmp_path):
+    import rasterio.transform
+
+    data = np.arange(256, dtype="uint8").repeat(16).reshape(1, 64, 64)
+    profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:3067", "transform": rasterio.transform.from_origin(0, 64, 1, 1)}  # fmt: skip
+    mask = np.full((64, 64), 255, "uint8")
+    mask[:, 60:] = 0
+    data[:, :, 60:] = 7  # hidden; every value 0..255 remains among the valid pixels
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(tmp_path / "full.tif", "w", **profile) as dst,
+    ):
+        dst.write(data)
+        dst.write_mask(mask)
+    with pytest.raises(UnsupportedRasterError, match="use every uint8 value"):
+        open_scene(tmp_path / "full.tif")

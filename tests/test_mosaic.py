@@ -167,3 +167,69 @@ def test_write_mosaic__same_mosaic_twice_is_kept(tiles, tmp_path):
     out = write_mosaic(paths, tmp_path / "m.tif")
     before = out.stat().st_mtime_ns
     assert write_mosaic(paths, out) == out and out.stat().st_mtime_ns == before
+
+
+def _flat(value, shape, *, dtype="uint8", resolution=0.92, origin=(385_000.0, 6_672_000.0)):
+    scene = make_scene(shape, dtype=dtype, resolution=resolution, origin=origin)
+    return scene.copy(data=np.full(shape, value, dtype))
+
+
+@pytest.mark.parametrize(
+    "other",
+    ["pixel size", "crs", "resolution given"],
+)
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_mosaic__gaps_beside_a_warped_scene_stay_gaps(tmp_path, other, dtype):
+    """Scenes without nodata on different grids: the gaps are gaps, not valid 0."""
+    a = _flat(100, (1, 60, 60), dtype=dtype)
+    # b: below-right of a, overlapping it by 20 px, leaving two corners of the union uncovered
+    b_origin = (385_000.0 + 40 * 0.92, 6_672_000.0 - 40 * 0.92)
+    kwargs = {}
+    if other == "pixel size":
+        b = _flat(200, (1, 30, 30), dtype=dtype, resolution=1.84, origin=b_origin)
+    elif other == "crs":
+        b = _flat(200, (1, 60, 60), dtype=dtype, origin=b_origin)
+        b = b.rio.reproject("EPSG:3857")
+        b = b.copy(data=np.full(b.shape, 200, dtype)).rio.write_nodata(None)
+        b.attrs.pop("_FillValue", None)
+    else:
+        b = _flat(200, (1, 60, 60), dtype=dtype, origin=b_origin)
+        kwargs = {"resolution": 0.46}
+    paths = [write_cog(a, tmp_path / "a.tif"), write_cog(b, tmp_path / "b.tif")]
+    out = tmp_path / "m.tif"
+    write_mosaic(paths, out, feather=16, **kwargs)
+    with rasterio.open(out) as src:
+        values = src.read(1).astype(float)
+        valid = src.dataset_mask() > 0
+        scale = round(abs(0.92 / src.res[0]))
+    if dtype == "float32":
+        valid &= np.isfinite(values)
+    # top-right and bottom-left corners: outside both scenes
+    corner = slice(0, 30 * scale), slice(-10 * scale, None)
+    assert not valid[corner].any()
+    assert not valid[-10 * scale :, : 30 * scale].any()
+    # a's own pixels away from b keep their value exactly (no blending with warped zeros)
+    own = values[: 35 * scale, : 35 * scale]
+    assert valid[: 35 * scale, : 35 * scale].all()
+    np.testing.assert_array_equal(own, 100)
+
+
+@pytest.mark.parametrize("kind", ["internal", "msk", "alpha", "mosaic"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("resolution", [None, 0.46])
+def test_mosaic__gdal_masks_of_the_scenes_are_gaps(tmp_path, kind, dtype, resolution):
+    """A mask band, .msk or alpha band hides pixels from the mosaic, on its grid or warped."""
+    from conftest import write_masked_scene
+
+    path, hidden = write_masked_scene(tmp_path / "s.tif", kind, dtype=dtype, bands=3)
+    out = tmp_path / "m.tif"
+    write_mosaic([path], out, feather=4, resolution=resolution)
+    with rasterio.open(out) as src:
+        assert src.count == 3
+        valid = src.dataset_mask() > 0
+        if dtype == "float32":
+            valid &= np.isfinite(src.read(1))
+    step = 2 if resolution else 1
+    hidden_cols = slice(2 * 96 // 3 * step + step, None)  # off the warped edge's pixel
+    assert not valid[:, hidden_cols].any()
+    assert valid[:, : 60 * step].all()

@@ -211,3 +211,11 @@ def test_restore_scenes__deblur_then_enhance_runs_the_gan_once_and_matches_the_c
         assert a.tags()["GEO_NTL_JOB"] == b.tags()["GEO_NTL_JOB"]
         params = json.loads(a.tags()["GEO_NTL_PARAMS"])
     assert params["enhance"]["iterations"] == 3 and params["tile"] == tile
+
+
+@pytest.mark.parametrize("spec", ["enhance", ("enhance", {"tile": 64})])
+def test_plan_stages__one_stage_given_bare(spec):
+    """``stages="enhance"`` is one stage, not the letters e, n, h... (#26)."""
+    from geo_ntl._stages import plan_stages
+
+    assert plan_stages(spec, device="cpu").stages == ("enhance",)

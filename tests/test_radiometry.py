@@ -54,7 +54,8 @@ def test_parse_calibration__all_keys_any_order_and_defaults():
         ("gain=x,unit=W", "calibration gain must be a number, got 'x'"),
         ("gain=1,unit=W,scale=2", "expected KEY=VALUE items"),
         ("gain=1,gain=2,unit=W", "gives gain twice"),
-        ("gain=0,unit=W", "gain must not be 0"),
+        ("gain=0,unit=W", "gain must be positive"),
+        ("gain=-1,unit=W", "gain must be positive"),
         ("gain=1,exponent=-1,unit=W", "exponent must be > 0"),
         ("gain=nan,unit=W", "gain must be finite"),
         ("gain=1,unit= ", "unit must be named"),
@@ -117,7 +118,16 @@ def test_cli_cluster__unit_in_json_and_text(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text", ["gain=2", "gain=abc,unit=W", "exponent=1", "gain=1;unit=W", "gain=1,exponent=0,unit=W"]
+    "text",
+    [
+        "gain=2",
+        "gain=abc,unit=W",
+        "exponent=1",
+        "gain=1;unit=W",
+        "gain=1,exponent=0,unit=W",
+        "gain=-1,unit=W",  # would flip the sign of the bivariate Moran's I (#26)
+        "gain=1,exponent=400,unit=W",  # overflows float64: was "ntl is constant (0)" (#26)
+    ],
 )
 def test_cli_cluster__bad_calibration_is_error_exit_2(tmp_path, text):
     from test_spatial import run_cli
@@ -126,7 +136,7 @@ def test_cli_cluster__bad_calibration_is_error_exit_2(tmp_path, text):
     out = tmp_path / "c.gpkg"
     code, stdout, err = run_cli(
         "cluster", ntl, "--roads", roads, "--permeable", parks, "--out", out,
-        "--calibration", text,
+        "--cell-size", 4, "--permutations", 9, "--calibration", text,
     )  # fmt: skip
     assert code == 2 and err.startswith("error: ") and "--calibration" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -924,3 +924,38 @@ def test_cli_cluster__figures_without_splot(tmp_path, monkeypatch):
     )  # fmt: skip
     assert code == 2 and err.startswith("error: ") and "geo_ntl[maps]" in err
     assert not out.exists() and not (tmp_path / "figs").exists()
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "internal"])
+def test_aggregate_night_light__masked_pixels_are_not_darkness(tmp_path, kind):
+    from conftest import write_masked_scene
+
+    from geo_ntl.io import open_scene
+
+    path, hidden = write_masked_scene(tmp_path / "m.tif", kind, dtype="uint8", bands=1)
+    da = open_scene(path, chunks=32)
+    grid = make_grid(da, cell_size=16 * 0.92, min_coverage=0)
+    light = aggregate_night_light(da, grid)
+    values = np.where(hidden, np.nan, da.values.astype(float))
+    sums, counts = brute_night_light(da.copy(data=values), grid)
+    np.testing.assert_array_equal(light.count, counts)
+    np.testing.assert_allclose(light.sum, sums)
+    assert light.count.sum() == (~hidden).sum()
+
+
+def test_cli_cluster__geoparquet_vectors_are_read(tmp_path):
+    """Roads and permeable surfaces as GeoParquet, the format cluster writes (#26)."""
+    pytest.importorskip("pyarrow")
+    ntl, roads, parks = planted(tmp_path)
+    roads_pq, parks_pq = tmp_path / "roads.parquet", tmp_path / "parks.geoparquet"
+    gpd.read_file(roads).to_parquet(roads_pq)
+    gpd.read_file(parks).to_parquet(parks_pq)
+    runs = {}
+    for name, (r, p) in {"gpkg": (roads, parks), "parquet": (roads_pq, parks_pq)}.items():
+        out = tmp_path / f"cells_{name}.gpkg"
+        code, _, err = run_cli("cluster", ntl, "--roads", r, "--permeable", p, "--cell-size", 4,
+                               "--permutations", 9, "--out", out)  # fmt: skip
+        assert code == 0, err
+        runs[name] = gpd.read_file(out)
+    cols = ["road_density", "permeable_fraction"]
+    np.testing.assert_allclose(runs["parquet"][cols].values, runs["gpkg"][cols].values)

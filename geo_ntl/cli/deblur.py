@@ -35,6 +35,14 @@ from geo_ntl.defaults import DEBLUR_TILE
     "(default: the shipped ones).",
 )
 @click.option(
+    "--saturation",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Level at which the sensor clipped (scene units): light spread around pixels at it "
+    "may be removed. Default: full scale for integer scenes; none for float radiance "
+    "(unless the scene has a SATURATION tag).",
+)
+@click.option(
     "--enhance/--no-enhance",
     default=False,
     show_default=True,
@@ -71,6 +79,7 @@ def deblur(
     method: str,
     psf_json: str | None,
     weights: str | None,
+    saturation: float | None,
     enhance: bool,
     as_float: bool,
     halo: int | None,
@@ -114,9 +123,10 @@ def deblur(
         raise click.BadParameter(f"must be a multiple of 4, got {tile}", param_hint="--tile")
     if halo is not None and halo % 4:
         raise click.BadParameter(f"must be a multiple of 4, got {halo}", param_hint="--halo")
-    if method == "physics" and weights is not None:
+    if method == "physics" and (weights is not None or saturation is not None):
         raise click.BadParameter(
-            "--weights applies to --method psf-gan or gan-direct", param_hint="--method"
+            "--weights and --saturation apply to --method psf-gan or gan-direct",
+            param_hint="--method",
         )
     if method not in ("gan", "gan-direct") and batch_size is not None:
         raise click.BadParameter("--batch-size applies to --method gan-direct", param_hint="--method")
@@ -129,6 +139,7 @@ def deblur(
         halo=halo,
         batch_size=batch_size,
         psf=psf_json,
+        saturation=saturation,
     )
     restore(
         scenes,

@@ -283,7 +283,11 @@ def _main(args: list[str]) -> int:
     written_before = len(_finished(committed_outputs()))
     try:
         # Not cli.main(): it turns KeyboardInterrupt into Abort after printing an empty line.
-        with _gdal_stderr_filtered(), cli.make_context("geo-ntl", args) as ctx:
+        with (
+            _gdal_stderr_filtered(),
+            _one_line_warnings(debug),
+            cli.make_context("geo-ntl", args) as ctx,
+        ):
             cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -326,6 +330,44 @@ def _main(args: list[str]) -> int:
         )
         return EXIT_INTERNAL
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings(debug: bool) -> Iterator[None]:
+    """Show each Python warning as one log-style line, ``WARNING <package>: <message>``.
+
+    No source line, and nothing with ``-q`` (as the log). rasterio's
+    ``NotGeoreferencedWarning`` is dropped: geo_ntl checks georeferencing itself and says
+    what to do (``MissingCRSError``). With ``--debug`` warnings are shown as Python shows
+    them.
+    """
+    import warnings
+
+    if debug:
+        yield
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        source = _package_of(str(filename))
+        if logging.getLogger(source).isEnabledFor(logging.WARNING):
+            click.echo(f"WARNING {source}: {_one_line(str(message))}", err=True)
+
+    with warnings.catch_warnings():
+        with contextlib.suppress(ImportError):
+            from rasterio.errors import NotGeoreferencedWarning
+
+            warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+        warnings.showwarning = show
+        yield
+
+
+def _package_of(filename: str) -> str:
+    """Return the package a source file belongs to (``distributed``, ``geo_ntl``...)."""
+    parts = os.path.normpath(filename).split(os.sep)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts[:-1]:
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "geo_ntl" if "geo_ntl" in parts[:-1] else "python"
 
 
 def _ignore_further_interrupts() -> None:

@@ -229,6 +229,7 @@ def conserve_flux(
     sigma: float = FLUX_SIGMA,
     clip_radius: int = CLIP_RADIUS,
     origin: tuple[int, int] = (0, 0),
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Project a restoration so that it moves light but neither creates nor destroys it.
 
@@ -249,6 +250,10 @@ def conserve_flux(
     origin : (int, int), default (0, 0)
         Scene ``(row, col)`` of the block's first pixel: tiles of one scene then share the
         low-pass's coarse grid (:func:`coarse_low_pass`) and match a whole-scene run.
+    valid : (y, x) ndarray of bool, optional
+        Pixels that hold light (default: all). The balance is spread over these only (a
+        low-pass normalised by theirs), so none of it is lost to nodata pixels beside them.
+        The correction must be 0 elsewhere.
 
     Returns
     -------
@@ -282,6 +287,11 @@ def conserve_flux(
     else:
         balanced = correction
     low = coarse_low_pass(balanced, sigma, origin)
+    if valid is not None and not valid.all():
+        # normalised convolution: the part of the balance that would land on nodata pixels
+        # (and be lost with them) goes to the valid pixels beside them
+        density = coarse_low_pass(valid[None].astype(np.float32), sigma, origin)
+        low = np.where(valid, low / np.maximum(density, 1e-6), 0.0).astype(np.float32)
     return x + correction - low
 
 

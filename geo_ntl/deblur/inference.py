@@ -91,6 +91,36 @@ def _scale_for(dtype: np.dtype, data: Any, nodata: float | None) -> float:
     return top if np.isfinite(top) and top > 0 else 1.0
 
 
+def _clip_level(
+    dtype: np.dtype,
+    scale: float,
+    *,
+    saturation: float | None,
+    scale_given: bool,
+    attrs: dict[str, Any] | None = None,
+) -> float:
+    """Return the level at which the sensor clipped, for the flux pass (inf: none).
+
+    Integer data clips at its full scale. Float radiance is not clipped at the scene's
+    maximum: only a level the caller gives (``saturation``, or ``scale``) or the product
+    states (a ``SATURATION`` tag) lets the flux pass remove light.
+    """
+    if saturation is not None:
+        level = float(saturation)
+        if not np.isfinite(level) or level <= 0:
+            raise ParameterError(f"saturation must be a positive level, got {saturation!r}")
+        return level
+    if dtype.kind in "ui" or scale_given:
+        return scale
+    for key, value in (attrs or {}).items():
+        if str(key).lower() == "saturation":
+            try:
+                return float(value) if float(value) > 0 else float("inf")
+            except (TypeError, ValueError):
+                break
+    return float("inf")
+
+
 def _check_bands(n: int) -> None:
     if n not in (1, 3):
         raise UnsupportedRasterError(
@@ -250,7 +280,7 @@ class _FluxProjector:
             scene[:, bad] = 0.0
             restored[:, bad] = 0.0
         origin = placement.origin if placement is not None else (-self.halo, -self.halo)
-        out = conserve_flux(scene, restored, full_scale=self.full_scale, origin=origin)
+        out = conserve_flux(scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad)
         if self.out_dtype.kind in "ui":
             # Rounding to the nearest integer would lose or add the smooth fractional part of
             # the projection everywhere (13 % of a dim scene's light, measured); an ordered
@@ -290,6 +320,7 @@ def deblur_array(
     scale: float | None = None,
     nodata: float | None = None,
     conserve: bool = True,
+    saturation: float | None = None,
 ) -> np.ndarray:
     """Deblur an image held in memory with the GAN (no enhancement).
 
@@ -317,6 +348,11 @@ def deblur_array(
         Project the GAN's output so that it moves light but neither creates nor destroys
         it, except around light clipped at full scale
         (:func:`geo_ntl.deblur.flux.conserve_flux`); False gives the bare network.
+    saturation : float, optional
+        Level (image units) at which the sensor clipped: around pixels at it the flux pass
+        may remove light. Default: full scale for integer images (``scale``); for float
+        images ``scale`` if given, else a ``SATURATION`` tag of the product, else none --
+        radiance products are not clipped at their maximum, so no light is removed.
 
     Returns
     -------
@@ -367,8 +403,9 @@ def deblur_array(
     out = apply_whole(arr, runner, halo=halo, boundary="none")
     if conserve:
         projector_halo = flux_halo()
+        level = _clip_level(arr.dtype, sc, saturation=saturation, scale_given=scale is not None)
         projector = _FluxProjector(
-            bands=arr.shape[0], full_scale=sc, nodata=nodata, out_dtype=arr.dtype,
+            bands=arr.shape[0], full_scale=level, nodata=nodata, out_dtype=arr.dtype,
             halo=projector_halo,
         )  # fmt: skip
         stacked = np.concatenate([arr, out.astype(arr.dtype)])
@@ -386,6 +423,7 @@ def deblur(
     batch_size: int | None = None,
     scale: float | None = None,
     conserve: bool = True,
+    saturation: float | None = None,
 ) -> xr.DataArray:
     """Deblur a georeferenced scene with the deblooming GAN (tiled, lazy, light conserved).
 
@@ -415,6 +453,8 @@ def deblur(
     conserve : bool, default True
         Flux conservation (see :func:`deblur_array`): a second tiled pass with
         :func:`geo_ntl.deblur.flux.flux_halo` px of halo, exact across tiles.
+    saturation : float, optional
+        See :func:`deblur_array` (a ``SATURATION`` tag is read from ``da.attrs``).
 
     Returns
     -------
@@ -500,6 +540,9 @@ def deblur(
         boundary="none",
     )
     if conserve:
-        out = _conserve_tiled(carrier, out, full_scale=sc, nodata=nodata, dtype=dtype)
+        level = _clip_level(
+            dtype, sc, saturation=saturation, scale_given=scale is not None, attrs=da3.attrs
+        )
+        out = _conserve_tiled(carrier, out, full_scale=level, nodata=nodata, dtype=dtype)
     out = like(out, da3)
     return out.isel(band=0, drop=True) if squeeze else out

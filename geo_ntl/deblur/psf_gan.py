@@ -303,17 +303,24 @@ class _SolverRunner:
         return out.astype(np.float32)
 
 
-def _levels_and_unit(data: Any, dtype: np.dtype, nodata: float | None, saturation: float | None):
-    from geo_ntl.deblur.inference import _scale_for
+def _levels_and_unit(
+    data: Any, dtype: np.dtype, nodata: float | None, saturation: float | None, attrs: Any = None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Black level and noise per band, the clip level (inf: none) and the prior's full scale.
+
+    The clip level follows the GAN's rule (:func:`geo_ntl.deblur.inference._clip_level`):
+    ``saturation`` when given, full scale for integer data (255 for uint8, else the scene's
+    maximum), a ``SATURATION`` tag of a float product, else none.
+    """
+    from geo_ntl.deblur.inference import _clip_level, _scale_for
     from geo_ntl.deblur.physics import _levels
 
     black, sigma = _levels(data, nodata)
-    if saturation is not None:
-        level = unit = float(saturation)
-    elif np.dtype(dtype) == np.uint8:
-        level = unit = 255.0
-    else:
-        level, unit = math.inf, _scale_for(np.dtype(dtype), data, nodata)
+    unit = _scale_for(np.dtype(dtype), data, nodata)
+    level = _clip_level(np.dtype(dtype), unit, saturation=saturation, scale_given=False,
+                        attrs=attrs)  # fmt: skip
+    if np.isfinite(level):
+        unit = level
     return black, sigma, level, unit
 
 
@@ -349,7 +356,8 @@ def solve_array(
     device : str, default "auto"
         Torch device.
     saturation : float, optional
-        Clip level (default 255 for uint8; none for other types).
+        Clip level (default full scale for integer data: 255 for uint8, else the image's
+        maximum; none for float radiance).
     nodata : float, optional
         Nodata value.
     halo : int, optional
@@ -482,7 +490,9 @@ def solve(
         data = dsa.from_array(np.asarray(data), chunks=(-1, tile, tile))
     carrier = da3.copy(data=data.rechunk((-1, tile, tile)))
     choice = resolve_psf(da3, psf)
-    black, sigma, level, unit = _levels_and_unit(carrier.data, in_dtype, nodata, saturation)
+    black, sigma, level, unit = _levels_and_unit(
+        carrier.data, in_dtype, nodata, saturation, attrs=da3.attrs
+    )
     runner = _SolverRunner(
         weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
         unit=unit, nodata=nodata, bands=da3.shape[0], clip_output=out_dtype.kind in "ui",

@@ -42,11 +42,14 @@ def _load(source: Any, name: str) -> Any:
         if not path.exists():
             raise VectorDataError(f"the {name} file {path} does not exist; check the path")
         try:
+            if path.suffix.lower() in (".parquet", ".geoparquet"):
+                # geopandas' own reader: GDAL's Parquet driver is often missing or broken
+                return gpd.read_parquet(path)
             return gpd.read_file(path)
-        except Exception as exc:  # pyogrio raises several driver-specific errors
+        except Exception as exc:  # pyogrio and pyarrow raise several format-specific errors
             raise VectorDataError(
                 f"cannot read the {name} file {path} as a vector layer ({exc}); "
-                "give a GeoPackage, GeoJSON, Shapefile or another format GDAL reads"
+                "give a GeoPackage, GeoParquet, GeoJSON, Shapefile or another format GDAL reads"
             ) from exc
     raise VectorDataError(
         f"the {name} input must be a path, GeoDataFrame, GeoSeries or shapely geometry, "
