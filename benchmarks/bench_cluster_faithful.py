@@ -59,7 +59,7 @@ def _city(seed: int, size: int):
 
 
 def _variants(scene) -> dict:
-    from geo_ntl.deblur import deblur_array
+    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
     from geo_ntl.enhance import enhance_array
 
     x = scene.values

@@ -141,7 +141,7 @@ def estimate_psf_from_lamps(
 
 
 def _gan(degraded: np.ndarray, weights: str | None = None) -> np.ndarray:
-    from geo_ntl.deblur import deblur_array
+    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
 
     return deblur_array(degraded, device="cpu", weights=weights)
 
@@ -179,7 +179,7 @@ def _candidate(weights: str) -> Method:
 
 def _gan_bare(degraded: np.ndarray) -> np.ndarray:
     """The shipped GAN without the flux-conserving projection (geo_ntl.deblur.flux)."""
-    from geo_ntl.deblur import deblur_array
+    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
 
     return deblur_array(degraded, device="cpu", conserve=False)
 

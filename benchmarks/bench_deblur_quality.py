@@ -95,7 +95,7 @@ def cell_flux_ratio(out: np.ndarray, truth: np.ndarray, *, min_mean: float = 2.0
 
 
 def evaluate(degraded: np.ndarray, truth: np.ndarray, psf: np.ndarray, weights: str | None) -> dict:
-    from geo_ntl.deblur import deblur_array
+    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
     from geo_ntl.metrics.reference import psnr, ssim
 
     t0 = time.perf_counter()

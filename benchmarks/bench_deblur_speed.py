@@ -1,4 +1,4 @@
-"""Consistency and speed of `geo-ntl deblur` (GAN only, no ASM) on CPU.
+"""Consistency and speed of `geo-ntl deblur --method gan-direct` (no ASM) on CPU.
 
 1. Receptive field of the shipped generator (gradient mass, eval mode).
 2. Tiled vs whole: a crop of the sample AOI deblurred in tiles (tile 256) and
@@ -48,7 +48,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from geo_ntl.deblur import DEFAULT_HALO, DEFAULT_TILE, deblur, deblur_array, get_model
+    from geo_ntl.deblur import DEFAULT_HALO, DEFAULT_TILE, get_model
+    from geo_ntl.deblur.inference import deblur, deblur_array  # the standalone GAN
     from geo_ntl.deblur.model import receptive_field
     from geo_ntl.io import open_scene, write_cog
     from geo_ntl.simulate.city import synthetic_city

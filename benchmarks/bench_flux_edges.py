@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
-    from geo_ntl.deblur import deblur_array
+    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
     from geo_ntl.deblur.flux import conserve_flux
 
     rng = np.random.default_rng(7)

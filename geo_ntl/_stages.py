@@ -297,20 +297,40 @@ def _check_tiling(tile: Any, halo: Any) -> None:
         raise TilingError(f"halo must be a non-negative multiple of 4 pixels, got {halo!r}")
 
 
+def _weights_params(
+    weights: Any, loader: Callable[..., Any], default: str
+) -> tuple[dict[str, Any], list]:
+    """Load weights now (bad files fail before any work); their job parameters and input files."""
+    from geo_ntl.deblur.weights import list_models, resolve_weights, sha256sum
+
+    loader(weights)
+    path, _ = resolve_weights(weights or default)
+    inputs = []
+    if not (weights is None or weights in list_models()):
+        inputs.append(("weights file", Path(path)))
+    # The model by its SHA-256: a retrained file under the same name is another model.
+    params = {"weights": os.fspath(weights) if weights else "default",
+              "weights_sha256": sha256sum(path)}  # fmt: skip
+    return params, inputs
+
+
 def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> StagePlan:
+    from geo_ntl.deblur.methods import canonical_method
+
     _check_tiling(stage.tile, stage.halo)
-    if stage.method == "physics":
+    method = canonical_method(stage.method)
+    if method == "physics":
         return _physics_plan(stage, dtype=dtype)
-    if stage.method != "gan":
-        raise ParameterError(f"method must be 'gan' or 'physics', got {stage.method!r}")
+    if method == "psf-gan":
+        return _solver_plan(stage, device=device, dtype=dtype)
     if stage.psf is not None:
-        raise ParameterError("psf applies to method='physics'")
+        raise ParameterError("psf applies to method='psf-gan' and method='physics'")
     from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
     from geo_ntl.deblur.inference import DEFAULT_HALO
-    from geo_ntl.deblur.weights import get_generator
+    from geo_ntl.deblur.weights import DEFAULT_WEIGHTS, get_generator
 
     weights, tile, halo, batch_size = stage.weights, stage.tile, stage.halo, stage.batch_size
-    weights_params, inputs = _weights_params(weights, get_generator)
+    weights_params, inputs = _weights_params(weights, get_generator, DEFAULT_WEIGHTS)
     # The model, the resolved halo and the flux projection: what changes the pixels.
     params: dict[str, Any] = {
         "method": "gan-direct",
@@ -354,10 +374,10 @@ def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
         raise ParameterError("batch_size applies to method='gan-direct'")
     from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
     from geo_ntl.deblur.psf_gan import METHOD, read_given_psf, solve
-    from geo_ntl.deblur.weights import get_solver
+    from geo_ntl.deblur.weights import DEFAULT_SOLVER_WEIGHTS, get_solver
 
     weights, tile, halo = stage.weights, stage.tile, stage.halo
-    weights_params, inputs = _weights_params(weights, get_solver)
+    weights_params, inputs = _weights_params(weights, get_solver, DEFAULT_SOLVER_WEIGHTS)
     psf, psf_params = read_given_psf(stage.psf)
     if isinstance(stage.psf, str | os.PathLike):
         inputs.append(("PSF file", Path(stage.psf)))

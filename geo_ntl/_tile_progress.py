@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: Task name of each stage's tiles (the ``name`` its ``apply_tiled`` call gives).
 STAGE_LAYERS: dict[str, tuple[str, ...]] = {
-    "deblur": ("deblur", "physics"),
+    "deblur": ("deblur", "psfgan", "physics"),
     "enhance": ("enhance",),
 }
 #: Annotation that tags a scene's tasks on a dask.distributed cluster.

@@ -565,6 +565,8 @@ def test_cli_deblur__writes_cog(runner, scene_file, tiny_weights, tmp_path):
         scene_file,
         "--out",
         out,
+        "--method",
+        "gan-direct",
         "--weights",
         tiny_weights,
         "--no-enhance",
@@ -578,7 +580,7 @@ def test_cli_deblur__writes_cog(runner, scene_file, tiny_weights, tmp_path):
         assert dst.crs == src.crs and dst.transform == src.transform
         assert dst.dtypes == src.dtypes and dst.shape == src.shape
         assert dst.tags()["GEO_NTL_STAGE"] == "deblur"
-    res = runner("deblur", scene_file, "--out", out, "--weights", tiny_weights, "--no-enhance")
+    res = runner("deblur", scene_file, "--out", out, "--method", "gan-direct", "--weights", tiny_weights, "--no-enhance")
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "--overwrite" in res.stderr
 
 
@@ -594,14 +596,14 @@ def test_cli_deblur__missing_weights(runner, scene_file, tmp_path):
 def test_cli_deblur__corrupt_weights(runner, scene_file, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    res = runner("deblur", scene_file, "--out", tmp_path / "o.tif", "--weights", bad)
+    res = runner("deblur", scene_file, "--out", tmp_path / "o.tif", "--method", "gan-direct", "--weights", bad)
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "corrupt" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_cli_deblur__two_band_scene(runner, tmp_path, tiny_weights):
     path = write_cog(make_scene((2, 32, 32), seed=10), tmp_path / "two.tif")
-    res = runner("deblur", path, "--out", tmp_path / "o.tif", "--weights", tiny_weights)
+    res = runner("deblur", path, "--out", tmp_path / "o.tif", "--method", "gan-direct", "--weights", tiny_weights)
     assert res.exit_code == 2 and "got 2" in res.stderr
     assert not (tmp_path / "o.tif").exists()
 
@@ -636,7 +638,7 @@ def test_cli_deblur__enhanced_output_matches_library_and_gan_runs_once(
     monkeypatch.setattr(inference._Runner, "__call__", counting)
     out = tmp_path / "clean.tif"
     res = runner(
-        "deblur", scene_file, "--out", out, "--weights", tiny_weights, "--tile", "32",
+        "deblur", scene_file, "--out", out, "--method", "gan-direct", "--weights", tiny_weights, "--tile", "32",
         "--device", "cpu", "--workers", "0",
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr
@@ -653,7 +655,7 @@ def test_cli_deblur__other_weights_under_the_same_name_are_another_job(
     from geo_ntl.deblur.weights import sha256sum
 
     weights, out = tmp_path / "generator.pt", tmp_path / "out.tif"
-    args = ("deblur", scene_file, "--out", out, "--weights", weights, "--no-enhance",
+    args = ("deblur", scene_file, "--out", out, "--method", "gan-direct", "--weights", weights, "--no-enhance",
             "--tile", "32", "--device", "cpu", "--workers", "0")  # fmt: skip
     save_weights(_tiny_generator(seed=1), weights)
     assert runner(*args).exit_code == 0
@@ -677,7 +679,7 @@ def test_cli_deblur__output_that_is_the_weights_file(runner, scene_file, tiny_we
     weights = tmp_path / "model.tif"
     weights.write_bytes(tiny_weights.read_bytes())
     alias = tmp_path / ".." / tmp_path.name / weights.name
-    res = runner("deblur", scene_file, "--out", alias, "--weights", weights, "--overwrite",
+    res = runner("deblur", scene_file, "--out", alias, "--method", "gan-direct", "--weights", weights, "--overwrite",
                  "--no-enhance", "--device", "cpu")  # fmt: skip
     assert res.exit_code == 2 and "is the weights file" in res.stderr
     assert weights.read_bytes() == tiny_weights.read_bytes()
@@ -773,7 +775,7 @@ def test_cli_deblur__masked_pixels_stay_nodata(runner, tiny_weights, tmp_path, k
 
     scene, hidden = write_masked_scene(tmp_path / "masked.tif", kind, shape=(64, 64))
     out = tmp_path / "out.tif"
-    res = runner("deblur", scene, "--out", out, "--weights", tiny_weights, "--no-enhance",
+    res = runner("deblur", scene, "--out", out, "--method", "gan-direct", "--weights", tiny_weights, "--no-enhance",
                  "--tile", "32", "--device", "cpu", "--workers", "0")  # fmt: skip
     assert res.exit_code == 0, res.stderr
     with rasterio.open(out) as dst:
@@ -786,7 +788,7 @@ def test_cli_deblur__masked_pixels_stay_nodata(runner, tiny_weights, tmp_path, k
 def test_cli_deblur__saturation_is_a_parameter_of_the_job(runner, tiny_weights, tmp_path):
     scene = write_cog(make_scene((1, 48, 48), dtype="float32", seed=9), tmp_path / "rad.tif")
     out = tmp_path / "out.tif"
-    fast = ("--weights", tiny_weights, "--tile", "32", "--device", "cpu", "--workers", "0")
+    fast = ("--method", "gan-direct", "--weights", tiny_weights, "--tile", "32", "--device", "cpu", "--workers", "0")
     res = runner("deblur", scene, "--out", out, "--saturation", "300", *fast)
     assert res.exit_code == 0, res.stderr
     with rasterio.open(out) as dst:

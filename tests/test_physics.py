@@ -228,9 +228,10 @@ def test_cli_deblur_physics__bad_psf_json(runner, lamp_scene_file, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_cli_deblur__psf_json_needs_physics(runner, lamp_scene_file, tmp_path):
-    res = runner("deblur", lamp_scene_file, "--out", tmp_path / "o.tif", "--psf-json", "x.json")
-    assert res.exit_code == 2 and "--method physics" in res.stderr
+def test_cli_deblur__psf_json_needs_a_method_that_takes_a_psf(runner, lamp_scene_file, tmp_path):
+    res = runner("deblur", lamp_scene_file, "--out", tmp_path / "o.tif", "--psf-json", "x.json",
+                 "--method", "gan-direct")  # fmt: skip
+    assert res.exit_code == 2 and "--method psf-gan or physics" in res.stderr
 
 
 def test_cli_deblur_physics__scene_without_lamps(runner, tmp_path):

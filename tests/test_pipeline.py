@@ -144,9 +144,9 @@ def test_restore_scenes__bad_destinations_and_scenes(scenes, tmp_path):
         ([("deblur", {"tiles": 32})], ParameterError, "bad arguments for stage 'deblur'"),
         ([DeblurStage(tile=30)], ParameterError, "tile must be a multiple of 4"),
         ([DeblurStage(halo=6)], TilingError, "halo must be"),
-        ([DeblurStage(method="physics", batch_size=2)], ParameterError, "method='gan'"),
-        ([DeblurStage(psf="psf.json")], ParameterError, "method='physics'"),
-        ([DeblurStage(method="wiener")], ParameterError, "method must be"),
+        ([DeblurStage(method="physics", batch_size=2)], ParameterError, "method='psf-gan' or"),
+        ([DeblurStage(method="gan-direct", psf="psf.json")], ParameterError, "method='physics'"),
+        ([DeblurStage(method="wiener")], ParameterError, "unknown deblooming method"),
         ([EnhanceStage(params={"nope": 1})], ParameterError, "nope"),
     ],
 )
@@ -194,7 +194,7 @@ def test_restore_scenes__deblur_then_enhance_runs_the_gan_once_and_matches_the_c
     out = tmp_path / "lib.tif"
     restore_scenes(
         scene,
-        stages=[DeblurStage(weights=tiny_weights, tile=tile), "enhance"],
+        stages=[DeblurStage(method="gan-direct", weights=tiny_weights, tile=tile), "enhance"],
         out=out,
         device="cpu",
         compute=IN_PROCESS,
@@ -203,7 +203,7 @@ def test_restore_scenes__deblur_then_enhance_runs_the_gan_once_and_matches_the_c
     assert not list(tmp_path.glob(".geo_ntl-gan-*"))  # the staging folder is gone
 
     command = tmp_path / "cli.tif"
-    res = runner("deblur", scene, "--out", command, "--weights", tiny_weights, "--enhance",
+    res = runner("deblur", scene, "--out", command, "--method", "gan-direct", "--weights", tiny_weights, "--enhance",
                  "--tile", str(tile), "--device", "cpu", "--workers", "0")  # fmt: skip
     assert res.exit_code == 0, res.stderr
     np.testing.assert_array_equal(open_scene(out).values, open_scene(command).values)

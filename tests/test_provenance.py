@@ -32,7 +32,7 @@ def test_cli_deblur__output_records_weights_sha_versions_and_device(runner, tmp_
     weights, out = tmp_path / "generator.pt", tmp_path / "clean.tif"
     save_weights(_tiny_generator(), weights)
     res = runner(
-        "deblur", scene, "--out", out, "--weights", weights, "--no-enhance", "--tile", "32",
+        "deblur", scene, "--out", out, "--method", "gan-direct", "--weights", weights, "--no-enhance", "--tile", "32",
         "--device", "cpu", "--workers", "0",
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr

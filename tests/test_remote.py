@@ -209,7 +209,7 @@ def test_deblur__vsimem_scene_matches_local(runner, vsimem_scene, tmp_path):
         data = src.read()
     with rasterio.open(local, "w", **profile) as dst:
         dst.write(data)
-    opts = ("--weights", weights, "--tile", "32", "--device", "cpu")
+    opts = ("--method", "gan-direct", "--weights", weights, "--tile", "32", "--device", "cpu")
     assert runner("deblur", local, "--out", tmp_path / "local.tif", *opts).exit_code == 0
     result = runner("deblur", vsimem_scene, "--out", tmp_path / "remote.tif", *opts)
     assert result.exit_code == 0, result.stderr

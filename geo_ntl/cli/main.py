@@ -338,8 +338,11 @@ def _one_line_warnings(debug: bool) -> Iterator[None]:
 
     No source line, and nothing with ``-q`` (as the log). rasterio's
     ``NotGeoreferencedWarning`` is dropped: geo_ntl checks georeferencing itself and says
-    what to do (``MissingCRSError``). With ``--debug`` warnings are shown as Python shows
-    them.
+    what to do (``MissingCRSError``). Deprecation warnings are dropped too, as Python
+    drops them outside ``__main__``: they are for the developers of the code that calls a
+    library (affine 3 warns at every ``transform * scale`` inside rioxarray), and a
+    command's user can do nothing about them. With ``--debug`` warnings are shown as Python
+    shows them.
     """
     import warnings
 
@@ -357,6 +360,8 @@ def _one_line_warnings(debug: bool) -> Iterator[None]:
             from rasterio.errors import NotGeoreferencedWarning
 
             warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
         warnings.showwarning = show
         yield
 

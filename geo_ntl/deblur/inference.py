@@ -42,7 +42,7 @@ import xarray as xr
 
 from geo_ntl import defaults
 from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like, to_dtype
-from geo_ntl.deblur.flux import conserve_flux, flux_halo, ordered_dither
+from geo_ntl.deblur.flux import CLIP_RADIUS, conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
 
@@ -222,9 +222,19 @@ class _Runner:
 
 
 def _conserve_tiled(
-    scene: xr.DataArray, restored: xr.DataArray, *, full_scale: float, nodata, dtype
+    scene: xr.DataArray,
+    restored: xr.DataArray,
+    *,
+    full_scale: float,
+    nodata,
+    dtype,
+    clip_radius: int = CLIP_RADIUS,
+    finish: Any = None,
 ) -> xr.DataArray:
-    """Run the flux pass over a scene and its (lazy) GAN output, tile by tile."""
+    """Run the flux pass over a scene and its (lazy) restoration, tile by tile.
+
+    ``clip_radius`` and ``finish`` are :class:`_FluxProjector`'s.
+    """
     import dask.array as dsa
 
     from geo_ntl.tiling import apply_tiled
@@ -237,10 +247,11 @@ def _conserve_tiled(
         coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
     )
     carrier = like(carrier, scene, nodata=nodata, attrs=False)
-    halo = flux_halo()
+    halo = flux_halo(clip_radius=clip_radius)
     projector = _FluxProjector(
-        bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, halo=halo
-    )
+        bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, halo=halo,
+        clip_radius=clip_radius, finish=finish,
+    )  # fmt: skip
     out = apply_tiled(
         carrier,
         projector,
@@ -254,7 +265,12 @@ def _conserve_tiled(
 
 
 class _FluxProjector:
-    """Picklable per-block function of the flux pass: ``(scene, gan)`` stacked on bands in."""
+    """Picklable per-block function of the flux pass: ``(scene, restored)`` stacked on bands in.
+
+    ``clip_radius`` is :func:`~geo_ntl.deblur.flux.conserve_flux`'s; ``finish(out, scene)``,
+    when given, runs on the projected float block before it is rounded (psf-gan's clip at
+    full scale and saturated cores).
+    """
 
     def __init__(
         self,
@@ -264,7 +280,11 @@ class _FluxProjector:
         nodata: float | None,
         out_dtype: np.dtype,
         halo: int,
+        clip_radius: int = CLIP_RADIUS,
+        finish: Any = None,
     ) -> None:
+        self.clip_radius = clip_radius
+        self.finish = finish
         self.bands = bands
         self.full_scale = full_scale
         self.nodata = nodata
@@ -280,7 +300,12 @@ class _FluxProjector:
             scene[:, bad] = 0.0
             restored[:, bad] = 0.0
         origin = placement.origin if placement is not None else (-self.halo, -self.halo)
-        out = conserve_flux(scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad)
+        out = conserve_flux(
+            scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad,
+            clip_radius=self.clip_radius,
+        )  # fmt: skip
+        if self.finish is not None:
+            out = self.finish(out, scene)
         if self.out_dtype.kind in "ui":
             # Rounding to the nearest integer would lose or add the smooth fractional part of
             # the projection everywhere (13 % of a dim scene's light, measured); an ordered

@@ -224,8 +224,43 @@ def default_halo(kernel_size: int, solver: Any) -> int:
     return int(8 * math.ceil((rl_halo(kernel_size, solver.stages * solver.iterations) + 16) / 8))
 
 
+def clip_radius_for(fwhm: float) -> int:
+    """Reach (px) around clipped input pixels within which the flux projection lets light go.
+
+    Light may leave a neighbourhood only where the sensor clipped it: the clip-aware data step
+    puts the light of a clipped lamp back into its core, above full scale, and an integer
+    output cannot hold it there. That happens inside the clipped blob and at its edge, so the
+    reach is the PSF's FWHM (at least 2 px) -- not the standalone GAN's 48 px, within which a
+    network may delete light it takes for bloom.
+
+    Examples
+    --------
+    >>> clip_radius_for(1.5), clip_radius_for(3.6), clip_radius_for(25.0)
+    (2, 4, 25)
+    """
+    return max(2, int(math.ceil(fwhm)))
+
+
+class _Finish:
+    """After the flux projection: clip at the clip level (integer outputs) and hold cores."""
+
+    def __init__(self, *, level: float, fwhm: float, clip_output: bool) -> None:
+        self.level = level
+        self.fwhm = fwhm
+        self.clip_output = clip_output
+
+    def __call__(self, out: np.ndarray, scene: np.ndarray) -> np.ndarray:
+        from geo_ntl.deblur.cores import hold_cores
+
+        if not np.isfinite(self.level):
+            return out
+        if self.clip_output:  # an integer output holds no light above full scale
+            out = np.minimum(out, self.level)
+        return hold_cores(out, scene, level=self.level, fwhm=self.fwhm)
+
+
 class _SolverRunner:
-    """Picklable per-block function: the solver on one extended tile, finished (not projected)."""
+    """Picklable per-block function: the solver on one extended tile (light, not yet finished)."""
 
     def __init__(
         self,
@@ -239,9 +274,7 @@ class _SolverRunner:
         unit: float,
         nodata: float | None,
         bands: int,
-        clip_output: bool,
     ) -> None:
-        self.clip_output = clip_output
         self.weights = weights
         self.device = device
         self.choice = choice
@@ -255,7 +288,6 @@ class _SolverRunner:
     def __call__(self, block: np.ndarray) -> np.ndarray:
         import torch
 
-        from geo_ntl.deblur.cores import hold_cores
         from geo_ntl.deblur.solver import SolverInputs
         from geo_ntl.deblur.weights import get_solver
 
@@ -293,10 +325,6 @@ class _SolverRunner:
         with torch.inference_mode():
             latent = solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
         out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
-        if np.isfinite(self.level):
-            if self.clip_output:  # an integer output holds no light above full scale
-                out = np.minimum(out, self.level)
-            out = hold_cores(out, x, level=self.level, fwhm=self.choice.fwhm)
         if self.bands == 1:
             out = out.mean(axis=0, keepdims=True)
         out[:, bad] = 0.0
@@ -406,26 +434,52 @@ def solve_array(
     black, sigma, level, unit = _levels_and_unit(arr, arr.dtype, nodata, saturation)
     runner = _SolverRunner(
         weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
-        unit=unit, nodata=nodata, bands=arr.shape[0], clip_output=out_dtype.kind in "ui",
+        unit=unit, nodata=nodata, bands=arr.shape[0],
     )  # fmt: skip
     depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
     restored = apply_whole(arr, runner, halo=depth)
     bad = invalid_pixels(arr, nodata, nonfinite=True)
+    finish = _Finish(level=level, fwhm=choice.fwhm, clip_output=out_dtype.kind in "ui")
     if conserve:
         full = level if np.isfinite(level) else unit
-        fh = flux_halo()
+        radius = clip_radius_for(choice.fwhm)
+        fh = flux_halo(clip_radius=radius)
         projector = _FluxProjector(
-            bands=arr.shape[0], full_scale=full, nodata=nodata, out_dtype=out_dtype, halo=fh
-        )
+            bands=arr.shape[0], full_scale=full, nodata=nodata, out_dtype=out_dtype, halo=fh,
+            clip_radius=radius, finish=finish,
+        )  # fmt: skip
         stacked = np.concatenate([arr.astype(np.float32), restored.astype(np.float32)])
         out = apply_whole(stacked, projector, halo=fh, bands_out=arr.shape[0])
     else:
         from geo_ntl._raster import to_dtype
 
-        out = to_dtype(restored, out_dtype, nodata, bad)
+        out = to_dtype(finish(restored, arr.astype(np.float64)), out_dtype, nodata, bad)
     if nodata is not None and bad.any():
         out[:, bad] = nodata
     return out[0] if squeeze else out
+
+
+def _finish_tiled(
+    scene: xr.DataArray, restored: xr.DataArray, finish: _Finish, nodata: Any, dtype: np.dtype
+) -> xr.DataArray:
+    """The finish alone (no flux projection), block by block with the scene beside it."""
+    import dask.array as dsa
+
+    from geo_ntl._raster import to_dtype
+    from geo_ntl.deblur.cores import core_radius
+    from geo_ntl.tiling import apply_tiled
+
+    bands = scene.shape[0]
+    stacked = dsa.concatenate([scene.data.astype(np.float32), restored.data], axis=0)
+    carrier = like(scene.copy(data=stacked.rechunk({0: -1})), scene, nodata=nodata, attrs=False)
+
+    def run(block: np.ndarray) -> np.ndarray:
+        bad = invalid_pixels(block[:bands], nodata, nonfinite=True)
+        return to_dtype(finish(block[bands:], block[:bands]), dtype, nodata, bad)
+
+    halo = 8 * math.ceil((core_radius(finish.fwhm) + 1) / 8)
+    out = apply_tiled(carrier, run, halo=halo, dtype=dtype, bands_out=bands, name="finish")
+    return restored.copy(data=out.data)
 
 
 def solve(
@@ -495,17 +549,16 @@ def solve(
     )
     runner = _SolverRunner(
         weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
-        unit=unit, nodata=nodata, bands=da3.shape[0], clip_output=out_dtype.kind in "ui",
+        unit=unit, nodata=nodata, bands=da3.shape[0],
     )  # fmt: skip
     depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
-    restored = apply_tiled(carrier, runner, halo=depth, dtype=np.float32, name="psf-gan")
-    if conserve:
-        full = level if np.isfinite(level) else unit
-        out = _conserve_tiled(carrier, restored, full_scale=full, nodata=nodata, dtype=out_dtype)
-    else:
-        from geo_ntl._raster import cast
-
-        out = restored.copy(data=cast(restored.data, out_dtype, nodata))
+    restored = apply_tiled(carrier, runner, halo=depth, dtype=np.float32, name="psfgan")
+    finish = _Finish(level=level, fwhm=choice.fwhm, clip_output=out_dtype.kind in "ui")
+    full = level if np.isfinite(level) else unit
+    out = _conserve_tiled(
+        carrier, restored, full_scale=full, nodata=nodata, dtype=out_dtype,
+        clip_radius=clip_radius_for(choice.fwhm), finish=finish,
+    ) if conserve else _finish_tiled(carrier, restored, finish, nodata, out_dtype)  # fmt: skip
     out = like(out, da3)
     out.attrs["geo_ntl_psf"] = choice.to_tag()
     return out.isel(band=0, drop=True) if squeeze else out

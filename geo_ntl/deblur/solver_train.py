@@ -89,19 +89,26 @@ def finish_torch(
 ) -> torch.Tensor:
     """Turn the solver's estimate into the image inference writes (DN), differentiably.
 
-    ``latent + black`` clipped to ``[0, full_scale]``, the cores of the input's clipped
-    blobs held at full scale (:func:`geo_ntl.deblur.cores.hold_cores_torch`), then the
-    flux projection (:func:`geo_ntl.deblur.flux.conserve_flux_torch`).
+    As :func:`geo_ntl.deblur.psf_gan.solve` does: ``latent + black``, the flux projection
+    (:func:`geo_ntl.deblur.flux.conserve_flux_torch`, light may go only within
+    :func:`~geo_ntl.deblur.psf_gan.clip_radius_for` of clipped pixels), clipped to
+    ``[0, full_scale]``, the cores of the input's clipped blobs held at full scale
+    (:func:`geo_ntl.deblur.cores.hold_cores_torch`).
     """
     from geo_ntl.deblur.cores import hold_cores_torch
     from geo_ntl.deblur.flux import conserve_flux_torch
+    from geo_ntl.deblur.psf_gan import clip_radius_for
 
     level = torch.full_like(black[..., None, None], full_scale)
-    out = (latent + black[..., None, None]).clamp(0.0, full_scale)
-    out = hold_cores_torch(out, degraded, level=level, fwhm=fwhm)
+    out = latent + black[..., None, None]
     if project:
-        out = conserve_flux_torch(degraded, out, full_scale=full_scale)
-    return out.clamp(0.0, full_scale)
+        out = torch.cat([
+            conserve_flux_torch(degraded[i : i + 1], out[i : i + 1], full_scale=full_scale,
+                                clip_radius=clip_radius_for(float(fwhm[i])))
+            for i in range(out.shape[0])
+        ])  # fmt: skip
+    out = out.clamp(0.0, full_scale)
+    return hold_cores_torch(out, degraded, level=level, fwhm=fwhm)
 
 
 def _inputs(batch: dict[str, np.ndarray], dev: torch.device) -> tuple[Any, dict]:
