@@ -55,3 +55,17 @@ def runner():
             return _Result(code, out.getvalue().decode(), err.getvalue().decode())
 
     return invoke
+
+
+@pytest.fixture
+def mixed_cluster():
+    """An in-process dask cluster: worker "cpu" without resources, worker "gpu" declaring ``GPU=1``."""
+    from distributed import Scheduler, SpecCluster, Worker
+
+    workers = {
+        "cpu": {"cls": Worker, "options": {"nthreads": 1}},
+        "gpu": {"cls": Worker, "options": {"nthreads": 2, "resources": {"GPU": 1}}},
+    }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    with SpecCluster(workers=workers, scheduler=scheduler) as cluster:
+        yield cluster
