@@ -413,3 +413,25 @@ def test_global_stats__lazy_scene_read_once_when_white_level_is_known(dtype, pas
     assert len(reads) == passes * n_chunks
     assert streamed.scale == eager.scale and streamed.fill == pytest.approx(eager.fill, rel=1e-5)
     np.testing.assert_allclose(streamed.asd, eager.asd, atol=1e-5)
+
+
+def test_enhance__out_of_device_memory_is_an_error_naming_the_tile(monkeypatch, tmp_path, runner):
+    import torch
+
+    from geo_ntl.enhance import api
+    from geo_ntl.exceptions import DeviceMemoryError
+    from geo_ntl.io import write_cog
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+
+    monkeypatch.setattr(api, "enhance_block", out_of_memory)
+    scene = make_scene((3, 64, 64), seed=5, chunks=32)
+    with pytest.raises(DeviceMemoryError, match="tile of the enhancer.*lower `tile`"):
+        api.enhance(scene, device="cpu", tile=32).compute()
+    path = write_cog(scene, tmp_path / "scene.tif")
+    res = runner("enhance", path, "--out", tmp_path / "out.tif", "--workers", "0")
+    assert res.exit_code == 2, res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: the device ran out of memory") and "lower --tile" in line
+    assert not (tmp_path / "out.tif").exists()

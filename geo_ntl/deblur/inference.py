@@ -501,7 +501,7 @@ def deblur(
     """
     import dask.array as dsa
 
-    from geo_ntl._device import plan_device
+    from geo_ntl._device import plan_device, resolve_device
     from geo_ntl.deblur.weights import get_model
     from geo_ntl.parallel import active_client
     from geo_ntl.tiling import apply_tiled
@@ -513,7 +513,8 @@ def deblur(
     plan = plan_device(device)
     batch_size = batch_size or default_batch_size(plan.type)
     # Fail early on bad weights; in this process, also warm the cache of its device.
-    get_model(weights, device=plan.device if active_client() is None else "cpu")
+    here = resolve_device(plan.device) if active_client() is None else "cpu"
+    get_model(weights, device=str(here))
     nodata = da3.rio.nodata
     sc = float(scale) if scale is not None else _scale_for(dtype, da3.data, nodata)
     # Each dask chunk holds up to batch_size tiles (a square of k x k tiles).
