@@ -153,10 +153,6 @@ class DevicePlan:
         """``"cpu"`` or ``"cuda"``."""
         return self.device.split(":")[0]
 
-    def record(self) -> dict[str, str]:
-        """What the job signature records of the plan: device type and precision."""
-        return {"device": self.type, "precision": self.precision}
-
 
 def plan_device(device: str | DevicePlan | None = "auto") -> DevicePlan:
     """Plan the device of a stage's model tasks, where they will run.

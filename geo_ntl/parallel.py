@@ -391,7 +391,7 @@ def _gpu_cluster(
 
 
 def _visible_device_cluster(n_workers: int, options: dict[str, Any]) -> Any:
-    """A LocalCluster of ``n_workers`` processes, worker ``i`` seeing only GPU ``i``."""
+    """Start a LocalCluster of ``n_workers`` processes, worker ``i`` seeing only GPU ``i``."""
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=0, processes=True, **options)

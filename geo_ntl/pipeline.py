@@ -237,7 +237,7 @@ def _run(
         )  # fmt: skip
 
 
-def _megapixels(paths: Sequence[str]) -> float:
+def _megapixels(paths: Sequence[str | Path]) -> float:
     """Return the size of the scenes in megapixels (what decides ``workers=None``)."""
     import rasterio
 
@@ -250,7 +250,7 @@ def _megapixels(paths: Sequence[str]) -> float:
 
 def _run_on(
     context: Any,
-    paths: Sequence[str],
+    paths: Sequence[str | Path],
     *,
     plan: StagePlan,
     staging: Path | None,

@@ -209,11 +209,15 @@ def test_compute_context__dask_cuda_one_worker_per_gpu_with_threads_and_memory_l
     from geo_ntl import parallel
 
     monkeypatch.setattr(parallel, "_cuda_count", lambda: 2)
-    monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=_FakeCUDACluster))
+    monkeypatch.setitem(
+        sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=_FakeCUDACluster)
+    )
     _FakeCUDACluster.started.clear()
     with compute_context(workers=2, gpu=True, memory_limit="1GB", dashboard=False) as context:
         assert context.kind == "local-cuda-cluster" and context.gpu_resource
-        declared = {w["resources"].get("GPU") for w in context.client.scheduler_info()["workers"].values()}
+        declared = {
+            w["resources"].get("GPU") for w in context.client.scheduler_info()["workers"].values()
+        }
         assert declared == {1}
     (kwargs,) = _FakeCUDACluster.started
     assert kwargs["n_workers"] == 2 and kwargs["CUDA_VISIBLE_DEVICES"] == "0,1"

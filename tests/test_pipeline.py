@@ -216,9 +216,7 @@ def test_restore_scenes__deblur_then_enhance_runs_the_gan_once_and_matches_the_c
 # --- the device is part of the job ------------------------------------------------------------
 
 
-def test_restore_scenes__device_precision_and_batch_in_the_job(
-    tiny_weights, tmp_path, monkeypatch
-):
+def test_restore_scenes__device_precision_and_batch_in_the_job(tiny_weights, tmp_path, monkeypatch):
     from geo_ntl import _device
 
     scene = write_cog(make_scene((3, 48, 48), seed=9), tmp_path / "scene.tif")

@@ -35,7 +35,7 @@ Nodata and NaN
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -45,6 +45,9 @@ from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like, to_dt
 from geo_ntl.deblur.flux import conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
+
+if TYPE_CHECKING:
+    from geo_ntl._device import DevicePlan
 
 __all__ = [
     "DEFAULT_TILE",
@@ -418,7 +421,7 @@ def deblur(
     da: xr.DataArray,
     *,
     weights: str | os.PathLike[str] | None = None,
-    device: str | None = "auto",
+    device: str | DevicePlan | None = "auto",
     tile: int = DEFAULT_TILE,
     halo: int | None = None,
     batch_size: int | None = None,

@@ -30,7 +30,7 @@ bands are all nodata, or that hold NaN/inf, are nodata (NaN for float output).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -42,6 +42,9 @@ from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.stats import GlobalStats, global_stats
 from geo_ntl.exceptions import DimensionError, ParameterError
 from geo_ntl.tiling import TilePlacement
+
+if TYPE_CHECKING:
+    from geo_ntl._device import DevicePlan
 
 __all__ = ["enhance", "enhance_array"]
 
@@ -177,7 +180,7 @@ def enhance(
     da: xr.DataArray,
     *,
     params: ASMParams | dict[str, Any] | None = None,
-    device: str | None = "auto",
+    device: str | DevicePlan | None = "auto",
     tile: int = DEFAULT_TILE,
     dtype: Any = None,
     halo: int | None = None,
@@ -315,7 +318,9 @@ class _TileFunction:
             with gpu_slot(device):
                 return self._enhance(block, placement, device)
         except torch.OutOfMemoryError as exc:
-            what = f"one {block.shape[1]} x {block.shape[2]} px tile of the enhancer (halo included)"
+            what = (
+                f"one {block.shape[1]} x {block.shape[2]} px tile of the enhancer (halo included)"
+            )
             raise on_out_of_memory(exc, what=what, options={"`tile`": "tile"}) from exc
 
     def _enhance(self, block: np.ndarray, placement: TilePlacement, device: Any) -> np.ndarray:
