@@ -47,6 +47,7 @@ from geo_ntl.exceptions import (
     SceneNotFoundError,
     UnsupportedRasterError,
 )
+from geo_ntl.parallel import active_client
 
 __all__ = [
     "COG_PROFILE",
@@ -300,18 +301,6 @@ def ensure_valid_data(da: xr.DataArray) -> None:
         )
 
 
-def _active_client() -> Any:
-    """Return the dask.distributed client in use, or None for the local schedulers."""
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 class _StagingFileWriter:
     """Picklable ``dask.array.store`` target for cluster workers.
 
@@ -407,7 +396,7 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
     from distributed import Lock
     from distributed.scheduler import KilledWorker
 
-    client = _active_client()
+    client = active_client()
     threads = sum(client.nthreads().values()) if client is not None else 1
     lock = Lock(name=f"geo_ntl-write-{staging.name}")
     writer = _StagingFileWriter(staging, mask_band)
@@ -808,7 +797,7 @@ def _write_staging(
     mask plane after them, else None.
     """
     count = profile["count"]
-    client = _active_client()
+    client = active_client()
     if client is not None:
         profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
     descriptions = attrs.get("long_name")

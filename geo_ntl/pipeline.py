@@ -225,7 +225,7 @@ def _run(
         workers=compute.workers,
         threads_per_worker=compute.threads_per_worker,
         scheduler=compute.scheduler,
-        megapixels=_megapixels(paths),
+        megapixels=_megapixels(paths, allow_no_crs=allow_no_crs),
         n_scenes=len(paths),
         gpu=str(device) != "cpu",
     ) as context:
@@ -237,14 +237,17 @@ def _run(
         )  # fmt: skip
 
 
-def _megapixels(paths: Sequence[str | Path]) -> float:
-    """Return the size of the scenes in megapixels (what decides ``workers=None``)."""
-    import rasterio
+def _megapixels(paths: Sequence[str | Path], *, allow_no_crs: bool) -> float:
+    """Return the size of the scenes in megapixels (what decides ``workers=None``).
+
+    Each is opened as the stages will open it, so an unreadable scene is its one-line error.
+    """
+    from geo_ntl.io import open_scene
 
     total = 0.0
     for path in paths:
-        with rasterio.open(path) as src:
-            total += src.width * src.height / 1e6
+        da = open_scene(path, allow_no_crs=allow_no_crs)
+        total += da.sizes["y"] * da.sizes["x"] / 1e6
     return total
 
 
