@@ -161,10 +161,27 @@ def restore_scenes(
     ...     out_dir="clean", mosaic="city.tif", compute=ComputeOptions(workers=2),
     ... )  # doctest: +SKIP
     """
+    from geo_ntl.batch import expand_scenes
+    from geo_ntl.parallel import compute_context
+
     plan = plan_stages(stages, dtype=dtype)
-    with _staging(plan, out=out, out_dir=out_dir) as staging:
+    listed = [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes)
+    paths = expand_scenes([os.fspath(s) for s in listed])
+    compute = compute or ComputeOptions()
+    with (
+        _staging(plan, out=out, out_dir=out_dir) as staging,
+        compute_context(
+            workers=compute.workers,
+            threads_per_worker=compute.threads_per_worker,
+            scheduler=compute.scheduler,
+            megapixels=_megapixels(paths, allow_no_crs=allow_no_crs),
+            n_scenes=len(paths),
+            gpu=str(device) != "cpu",
+        ) as context,
+    ):
         return _run(
-            [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes),
+            context,
+            paths,
             plan=plan,
             staging=staging,
             out=out,
@@ -174,7 +191,6 @@ def restore_scenes(
             device=device,
             compress=compress,
             creation_options=creation_options,
-            compute=compute or ComputeOptions(),
             allow_no_crs=allow_no_crs,
             on_written=on_written or (lambda path: log.info("wrote %s", path)),
             on_note=on_note or log.info,
@@ -199,44 +215,6 @@ def _staging(
     return staging_dir(parent, prefix=STAGING_PREFIX, owners=owners)
 
 
-def _run(
-    scenes: Sequence[PathLike],
-    *,
-    plan: StagePlan,
-    staging: Path | None,
-    out: PathLike | None,
-    out_dir: PathLike | None,
-    mosaic: PathLike | None,
-    overwrite: bool,
-    device: str,
-    compress: Compression | None,
-    creation_options: Mapping[str, str] | None,
-    compute: ComputeOptions,
-    allow_no_crs: bool,
-    on_written: Callable[[Path], None],
-    on_note: Callable[[str], None],
-    progress: ProgressCallback | None,
-) -> list[Path]:
-    from geo_ntl.batch import expand_scenes
-    from geo_ntl.parallel import compute_context
-
-    paths = expand_scenes([os.fspath(s) for s in scenes])
-    with compute_context(
-        workers=compute.workers,
-        threads_per_worker=compute.threads_per_worker,
-        scheduler=compute.scheduler,
-        megapixels=_megapixels(paths, allow_no_crs=allow_no_crs),
-        n_scenes=len(paths),
-        gpu=str(device) != "cpu",
-    ) as context:
-        return _run_on(
-            context, paths, plan=plan, staging=staging, out=out, out_dir=out_dir, mosaic=mosaic,
-            overwrite=overwrite, device=device, compress=compress,
-            creation_options=creation_options, allow_no_crs=allow_no_crs,
-            on_written=on_written, on_note=on_note, progress=progress,
-        )  # fmt: skip
-
-
 def _megapixels(paths: Sequence[str | Path], *, allow_no_crs: bool) -> float:
     """Return the size of the scenes in megapixels (what decides ``workers=None``).
 
@@ -251,7 +229,7 @@ def _megapixels(paths: Sequence[str | Path], *, allow_no_crs: bool) -> float:
     return total
 
 
-def _run_on(
+def _run(
     context: Any,
     paths: Sequence[str | Path],
     *,
