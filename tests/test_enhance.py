@@ -435,3 +435,44 @@ def test_enhance__out_of_device_memory_is_an_error_naming_the_tile(monkeypatch, 
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("error: the device ran out of memory") and "lower --tile" in line
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_enhance__tiles_take_turns_on_one_gpu_under_the_threaded_scheduler(monkeypatch):
+    # dask's threaded scheduler runs one tile per core; on one GPU each would take gigabytes.
+    import threading
+    import time
+
+    import dask
+    import torch
+
+    from geo_ntl import _device
+    from geo_ntl.enhance import api
+
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def block(pixels, **kwargs):
+        assert kwargs["device"].type == "cuda"  # resolved where the tile runs
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        return pixels
+
+    resolve = _device.resolve_device
+    monkeypatch.setattr(api, "enhance_block", block)
+    monkeypatch.setattr(
+        _device,
+        "resolve_device",
+        lambda d="auto": torch.device("cuda") if d == "cuda" else resolve(d),
+    )
+    monkeypatch.setattr(_device, "plan_device", lambda d="auto": _device.DevicePlan("cuda", "fp32"))
+    stats = api.global_stats  # the scene-wide pass in this process: on the CPU here
+    monkeypatch.setattr(
+        api, "global_stats", lambda x, **k: stats(x, **{**k, "device": resolve("cpu")})
+    )
+    scene = make_scene((3, 96, 96), seed=5, chunks=32)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        api.enhance(scene, tile=32, halo=0, device="cuda").compute()
+    assert most[0] == 1
