@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import torch
 from geo_ntl import _device
 from geo_ntl._device import DevicePlan, gpu_slot, plan_device, precision_for
 from geo_ntl.exceptions import InputError
+from geo_ntl.testing import AtOnce
 
 
 def _fake_gpus(monkeypatch, capabilities):
@@ -61,26 +61,19 @@ def test_deblur_array__forward_runs_in_the_planned_precision(monkeypatch):
 
 
 def test_gpu_slot__one_model_call_at_a_time_per_gpu():
-    inside, most = [0], [0]
-    lock = threading.Lock()
-
-    def call(device):
-        with gpu_slot(device):
-            with lock:
-                inside[0] += 1
-                most[0] = max(most[0], inside[0])
-            time.sleep(0.05)
-            with lock:
-                inside[0] -= 1
-
     def most_at_once(device):
-        most[0] = 0
-        threads = [threading.Thread(target=call, args=(device,)) for _ in range(4)]
+        probe = AtOnce()
+
+        def call():
+            with gpu_slot(device):
+                probe.visit()
+
+        threads = [threading.Thread(target=call) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        return most[0]
+        return probe.most
 
     assert most_at_once(torch.device("cuda", 0)) == 1
     assert most_at_once(torch.device("cpu")) > 1

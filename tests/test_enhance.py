@@ -439,25 +439,18 @@ def test_enhance__out_of_device_memory_is_an_error_naming_the_tile(monkeypatch, 
 
 def test_enhance__tiles_take_turns_on_one_gpu_under_the_threaded_scheduler(monkeypatch):
     # dask's threaded scheduler runs one tile per core; on one GPU each would take gigabytes.
-    import threading
-    import time
-
     import dask
     import torch
 
     from geo_ntl import _device
     from geo_ntl.enhance import api
+    from geo_ntl.testing import AtOnce
 
-    inside, most, lock = [0], [0], threading.Lock()
+    probe = AtOnce()
 
     def block(pixels, **kwargs):
         assert kwargs["device"].type == "cuda"  # resolved where the tile runs
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        time.sleep(0.05)
-        with lock:
-            inside[0] -= 1
+        probe.visit()
         return pixels
 
     resolve = _device.resolve_device
@@ -475,4 +468,4 @@ def test_enhance__tiles_take_turns_on_one_gpu_under_the_threaded_scheduler(monke
     scene = make_scene((3, 96, 96), seed=5, chunks=32)
     with dask.config.set(scheduler="threads", num_workers=4):
         api.enhance(scene, tile=32, halo=0, device="cuda").compute()
-    assert most[0] == 1
+    assert probe.most == 1
