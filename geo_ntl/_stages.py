@@ -23,6 +23,8 @@ from geo_ntl.exceptions import ParameterError, TilingError
 if TYPE_CHECKING:
     import xarray as xr
 
+    from geo_ntl._device import DevicePlan
+
 __all__ = ["DeblurStage", "EnhanceStage", "StagePlan", "StageSpec", "plan_stages"]
 
 #: Output dtypes a run may ask for (``None``: the input's).
@@ -109,12 +111,15 @@ class StagePlan:
     suffix : str
         Suffix of the output names in an output folder.
     params : dict
-        Every parameter that changes the pixels (recorded, and part of the job signature).
+        Every parameter that changes the pixels (recorded, and part of the job signature);
+        :meth:`bind` adds the device's.
     first : callable
-        ``first(scene) -> result``, lazy.
+        ``first(scene, device) -> result``, lazy; ``device`` a
+        :class:`~geo_ntl._device.DevicePlan`.
     then : callable, optional
         The enhancer after a deblur stage, run on the deblur output once it is on disk, so
-        the enhancer's two passes over a scene do not run the deblur twice.
+        the enhancer's two passes over a scene do not run the deblur twice
+        (``then(scene, device)``).
     then_chunks : int
         Chunk edge to read the staged deblur output with.
     dtype : str, optional
@@ -124,35 +129,54 @@ class StagePlan:
     staged : bool
         Whether the run needs a staging folder (every run with a deblur stage: it also
         removes what a killed run left there).
+    model : str or None
+        ``"gan"``, ``"psf-gan"`` or ``"enhance"``: the first stage that runs on the torch device, whose
+        precision and batch the job records; None when no stage does (physics only).
     """
 
     stage: str
     suffix: str
     params: dict[str, Any]
-    first: Callable[[xr.DataArray], xr.DataArray]
-    then: Callable[[xr.DataArray], xr.DataArray] | None = None
+    first: Callable[[xr.DataArray, DevicePlan], xr.DataArray]
+    then: Callable[[xr.DataArray, DevicePlan], xr.DataArray] | None = None
     then_chunks: int = ENHANCE_TILE
     dtype: str | None = None
     inputs: list[tuple[str, Path]] = field(default_factory=list)
     staged: bool = False
+    model: str | None = None
+
+    def bind(self, device: DevicePlan) -> None:
+        """Record the device the stages run on in :attr:`params` (the job signature).
+
+        Results depend on it: on CUDA the GAN runs in reduced precision and the enhancer's
+        superpixel sums are not deterministic, and the GAN's default batch is the device's.
+        """
+        from geo_ntl.deblur.inference import default_batch_size
+
+        if self.model is None and self.then is None:
+            return
+        self.params["device"] = device.type
+        self.params["precision"] = device.precision if self.model == "gan" else "fp32"
+        if self.model == "gan" and self.params.get("batch_size") is None:
+            self.params["batch_size"] = default_batch_size(device.type)
 
     @property
     def stages(self) -> tuple[str, ...]:
         """Names of the stages each scene goes through, in order."""
         return (self.stage, "enhance") if self.then is not None else (self.stage,)
 
-    def builder(self, staging: Path | None) -> Callable[..., xr.DataArray]:
+    def builder(self, staging: Path | None, device: DevicePlan) -> Callable[..., xr.DataArray]:
         """Return ``build(scene, on_stage=None) -> result``, staging the deblur output in ``staging``.
 
         ``on_stage(name, lazy_result_or_None)`` is called as each stage starts building
-        (for progress reports).
+        (for progress reports); the stages run on ``device``.
         """
         first, then = self.first, self.then
         if then is None:
 
             def build_one(da: xr.DataArray, on_stage: OnStage | None = None) -> xr.DataArray:
                 (on_stage or _ignore)(self.stage, None)
-                return first(da)
+                return first(da, device)
 
             return build_one
         if staging is None:
@@ -164,11 +188,11 @@ class StagePlan:
         def build(da: xr.DataArray, on_stage: OnStage | None = None) -> xr.DataArray:
             report = on_stage or _ignore
             report(self.stage, None)
-            deblurred = first(da)
+            deblurred = first(da, device)
             report(self.stage, deblurred)
             path = write_cog(deblurred, staging / f"gan_{next(counter)}.tif", compress="NONE")
             report("enhance", None)
-            return then(open_scene(path, chunks=self.then_chunks))
+            return then(open_scene(path, chunks=self.then_chunks), device)
 
         return build
 
@@ -201,17 +225,16 @@ def as_stage(spec: StageSpec) -> DeblurStage | EnhanceStage:
         raise ParameterError(f"bad arguments for stage {name!r}: {exc}") from None
 
 
-def plan_stages(
-    specs: Sequence[StageSpec], *, device: str = "auto", dtype: str | None = None
-) -> StagePlan:
+def plan_stages(specs: Sequence[StageSpec], *, dtype: str | None = None) -> StagePlan:
     """Check the stages and resolve them into a :class:`StagePlan` (no scene is read).
+
+    The device is given to the plan's functions when they run (and recorded by
+    :meth:`StagePlan.bind`), once the job knows where it runs.
 
     Parameters
     ----------
     specs : sequence of StageSpec
         ``[deblur]``, ``[enhance]`` or ``[deblur, enhance]``.
-    device : str, default "auto"
-        Torch device of the stages.
     dtype : {None, "float32"}, optional
         Output dtype; default the input's.
 
@@ -241,10 +264,10 @@ def plan_stages(
     if dtype not in OUTPUT_DTYPES:
         raise ParameterError(f"dtype must be None or 'float32', got {dtype!r}")
     if names == ("enhance",):
-        return _enhance_plan(stages[0], device=device, dtype=dtype)  # type: ignore[arg-type]
+        return _enhance_plan(stages[0], dtype=dtype)  # type: ignore[arg-type]
     deblur: DeblurStage = stages[0]  # type: ignore[assignment]
     enhance: EnhanceStage | None = stages[1] if len(stages) == 2 else None  # type: ignore[assignment]
-    plan = _deblur_plan(deblur, device=device, dtype=dtype)
+    plan = _deblur_plan(deblur, dtype=dtype)
     # The job signature holds the enhancer's parameters when it runs (False when not).
     plan.params["enhance"] = False
     if enhance is not None:
@@ -255,7 +278,7 @@ def plan_stages(
             recorded["tile"] = tile
         plan.params["enhance"] = recorded
 
-        def then(da: xr.DataArray) -> xr.DataArray:
+        def then(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
             from geo_ntl.enhance import enhance as asm_enhance
 
             return asm_enhance(da, params=asm, device=device, tile=tile)
@@ -270,11 +293,11 @@ def _asm_params(params: Any) -> Any:
     return params if isinstance(params, ASMParams) else ASMParams.from_mapping(params)
 
 
-def _enhance_plan(stage: EnhanceStage, *, device: str, dtype: str | None) -> StagePlan:
+def _enhance_plan(stage: EnhanceStage, *, dtype: str | None) -> StagePlan:
     asm = _asm_params(stage.params)
     tile = ENHANCE_TILE if stage.tile is None else stage.tile
 
-    def first(da: xr.DataArray) -> xr.DataArray:
+    def first(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
         from geo_ntl.enhance import enhance as asm_enhance
 
         return asm_enhance(da, params=asm, device=device, tile=tile, dtype=dtype)
@@ -285,6 +308,7 @@ def _enhance_plan(stage: EnhanceStage, *, device: str, dtype: str | None) -> Sta
         # Every parameter, defaults included, and the tile edge: all can change the pixels.
         params={**asm.to_dict(), "dtype": dtype, "tile": tile},
         first=first,
+        model="enhance",
     )
 
 
@@ -314,7 +338,7 @@ def _weights_params(
     return params, inputs
 
 
-def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> StagePlan:
+def _deblur_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
     from geo_ntl.deblur.methods import canonical_method
 
     _check_tiling(stage.tile, stage.halo)
@@ -322,7 +346,7 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     if method == "physics":
         return _physics_plan(stage, dtype=dtype)
     if method == "psf-gan":
-        return _solver_plan(stage, device=device, dtype=dtype)
+        return _solver_plan(stage, dtype=dtype)
     if stage.psf is not None:
         raise ParameterError("psf applies to method='psf-gan' and method='physics'")
     from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
@@ -345,7 +369,7 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     if stage.saturation is not None:
         params["saturation"] = float(stage.saturation)
 
-    def first(da: xr.DataArray) -> xr.DataArray:
+    def first(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
         from geo_ntl.deblur.inference import deblur
 
         return deblur(
@@ -366,10 +390,11 @@ def _deblur_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
         dtype=dtype,
         inputs=inputs,
         staged=True,
+        model="gan",
     )
 
 
-def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> StagePlan:
+def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
     if stage.batch_size is not None:
         raise ParameterError("batch_size applies to method='gan-direct'")
     from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
@@ -394,7 +419,7 @@ def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
     if stage.saturation is not None:
         params["saturation"] = float(stage.saturation)
 
-    def first(da: xr.DataArray) -> xr.DataArray:
+    def first(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
         return solve(da.chunk({"y": tile, "x": tile}), psf=psf, weights=weights, device=device,
                      tile=tile, halo=halo, dtype=dtype, saturation=stage.saturation)  # fmt: skip
 
@@ -406,6 +431,7 @@ def _solver_plan(stage: DeblurStage, *, device: str, dtype: str | None) -> Stage
         dtype=dtype,
         inputs=inputs,
         staged=True,
+        model="psf-gan",
     )
 
 
@@ -416,7 +442,11 @@ def _physics_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
         )
     from geo_ntl.deblur.physics import physics_stage
 
-    first, params = physics_stage(stage.psf, tile=stage.tile, halo=stage.halo, dtype=dtype)
+    deconvolve, params = physics_stage(stage.psf, tile=stage.tile, halo=stage.halo, dtype=dtype)
+
+    def first(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
+        return deconvolve(da)  # numpy: no torch device
+
     return StagePlan(
         stage="deblur", suffix="_clean", params=params, first=first, dtype=dtype, staged=True
     )

@@ -36,6 +36,7 @@ __all__ = [
     "MissingDependencyError",
     "VectorDataError",
     "ClusterError",
+    "DeviceMemoryError",
     "GeoNTLWarning",
 ]
 
@@ -146,6 +147,10 @@ class VectorDataError(InputError):
 
 class ClusterError(GeoNTLError, RuntimeError):
     """A dask cluster cannot be reached or a distributed run failed."""
+
+
+class DeviceMemoryError(GeoNTLError, MemoryError):
+    """The device (a GPU) ran out of memory for one tile: an ordinary limit, lowered by options."""
 
 
 class GeoNTLWarning(UserWarning):

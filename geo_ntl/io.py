@@ -57,6 +57,7 @@ from geo_ntl.exceptions import (
     SceneNotFoundError,
     UnsupportedRasterError,
 )
+from geo_ntl.parallel import active_client
 
 __all__ = [
     "COG_PROFILE",
@@ -427,18 +428,6 @@ def ensure_valid_data(da: xr.DataArray) -> None:
         )
 
 
-def _active_client() -> Any:
-    """Return the dask.distributed client in use, or None for the local schedulers."""
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 class _StagingFileWriter:
     """Picklable ``dask.array.store`` target for cluster workers.
 
@@ -534,16 +523,19 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
     from distributed import Lock
     from distributed.scheduler import KilledWorker
 
-    client = _active_client()
+    client = active_client()
     threads = sum(client.nthreads().values()) if client is not None else 1
     lock = Lock(name=f"geo_ntl-write-{staging.name}")
     writer = _StagingFileWriter(staging, mask_band)
     count, _, width = data.shape
     # Optimise (fuse) the graph once: re-optimising each band's slice fuses differently, and
-    # the scheduler then sees one key with two definitions (dask/dask#9888).
-    import dask
+    # the scheduler then sees one key with two definitions (dask/dask#9888). A graph whose
+    # tasks ask for worker resources is not optimised at all (see _asks_for_resources).
+    as_built = _asks_for_resources(data)
+    if not as_built:
+        import dask
 
-    (data,) = dask.optimize(data)
+        (data,) = dask.optimize(data)
     in_flight: list[Any] = []
     try:
         for y0, y1 in _row_bands(data.chunks[1], data.numblocks[2], threads):
@@ -556,7 +548,7 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
                 optimize_graph=False,
                 compute=False,
             )
-            in_flight.append(client.compute(band))
+            in_flight.append(client.compute(band, optimize_graph=not as_built))
             if len(in_flight) >= BANDS_IN_FLIGHT:
                 in_flight.pop(0).result()
         for future in in_flight:
@@ -571,6 +563,17 @@ def _store_distributed(data: dsa.Array, staging: Path, mask_band: int | None = N
     finally:
         for future in in_flight:
             future.cancel()
+
+
+def _asks_for_resources(data: dsa.Array) -> bool:
+    """Whether a layer of ``data``'s graph asks for dask worker resources (``GPU``).
+
+    Optimising a graph materialises it into one layer, which drops the layers' annotations:
+    the model tasks' ``GPU`` resource would be lost and half of them run on workers without
+    a GPU. Such a graph is computed as built (its keys do not change between bands either).
+    """
+    layers = getattr(data.__dask_graph__(), "layers", {})
+    return any((layer.annotations or {}).get("resources") for layer in layers.values())
 
 
 class _WindowWriter:
@@ -962,7 +965,7 @@ def _write_staging(
     mask plane after them, else None.
     """
     count = profile["count"]
-    client = _active_client()
+    client = active_client()
     if client is not None:
         profile["SPARSE_OK"] = False  # allocate every tile, so workers rewrite in place
     descriptions = attrs.get("long_name")

@@ -5,9 +5,12 @@ geo_ntl never schedules work itself: every stage builds a dask graph, and
 
 * ``workers=0`` -- dask's threaded scheduler in this process (no cluster).
 * ``workers=N`` (N >= 1) -- an embedded :class:`distributed.LocalCluster` of N
-  worker processes (at most :data:`MAX_WORKERS_PER_CORE` per CPU core); with
-  ``gpu=True``, dask-cuda installed and GPUs present, a ``LocalCUDACluster``
-  with one worker per GPU instead.
+  worker processes (at most :data:`MAX_WORKERS_PER_CORE` per CPU core). With
+  ``gpu=True`` and GPUs present, one worker per GPU instead (N at most the GPU
+  count, default all GPUs): a dask-cuda ``LocalCUDACluster`` when dask-cuda is
+  installed, else worker processes that each see one GPU (``CUDA_VISIBLE_DEVICES``);
+  either way each worker declares ``GPU=1``, and its threads (cores // N) do the
+  reads, CPU passes and writes while its model tasks take the GPU one at a time.
 * ``scheduler=ADDRESS`` (or the ``DASK_SCHEDULER_ADDRESS`` environment
   variable) -- join a running cluster, e.g. one started with ``dask scheduler``
   and ``dask worker ADDRESS`` on several machines, or by dask-jobqueue or the
@@ -31,8 +34,10 @@ README's "Where the work runs" section lists it). Their statistical profiler is
 off as well (``distributed.worker.profile.enabled``), which costs about 30 % of
 the enhancer's task time on a 2-core machine.
 
-Tasks that need a GPU are annotated with the ``GPU`` worker resource when the
-cluster's workers declare one (``dask worker ... --resources GPU=1``).
+Model tasks (the GAN's forward passes, the enhancer's tiles) ask for the ``GPU``
+worker resource when the cluster's workers declare one (``dask worker ...
+--resources GPU=1``), so they run only on those workers, one at a time per worker
+(:func:`geo_ntl._device.plan_device`, :func:`geo_ntl.tiling.apply_tiled`'s ``resources``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from geo_ntl._device import GPU_RESOURCE
 from geo_ntl.exceptions import ClusterError, InputError
 
 __all__ = [
@@ -51,8 +57,8 @@ __all__ = [
     "CLUSTER_SCENES_IN_FLIGHT",
     "DEFAULT_CONNECT_TIMEOUT",
     "ComputeContext",
+    "active_client",
     "compute_context",
-    "gpu_annotations",
     "scenes_in_flight",
 ]
 
@@ -97,11 +103,44 @@ class ComputeContext:
 
 
 def _cuda_count() -> int:
+    """Return the number of CUDA GPUs this process sees."""
+    from geo_ntl._device import local_gpus
+
+    return len(local_gpus())
+
+
+def active_client() -> Any:
+    """Return the dask.distributed client in use, or None for dask's local schedulers."""
     try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def worker_gpus(client: Any) -> tuple[dict[str, list[tuple[int, int]]], bool]:
+    """Return the GPUs of the workers that run model tasks, and whether they declare them.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The client in use.
+
+    Returns
+    -------
+    dict of str to list of (int, int), bool
+        Worker address -> compute capability of each GPU it sees, for the workers that
+        declare a ``GPU`` resource when any does (else for all); and whether any does.
+    """
+    from geo_ntl._device import local_gpus
+
+    info = client.scheduler_info(n_workers=-1).get("workers", {})
+    declaring = [a for a, w in info.items() if w.get("resources", {}).get("GPU", 0) > 0]
+    seen = client.run(local_gpus, workers=declaring or None)
+    return {a: [tuple(c) for c in caps] for a, caps in seen.items()}, bool(declaring)
 
 
 def _wants_cluster(workers: int | None, megapixels: float, n_scenes: int) -> bool:
@@ -286,18 +325,10 @@ def _start_cluster(
     cores = os.cpu_count() or 1
     dashboard_address = ":0" if dashboard else None
     n_gpus = _cuda_count() if gpu else 0
-    cuda_cluster = None
     if n_gpus:
-        try:
-            from dask_cuda import LocalCUDACluster
-        except ImportError:
-            log.warning("dask-cuda is not installed: one CPU-process cluster drives the GPU")
-        else:
-            cuda_cluster = LocalCUDACluster(
-                n_workers=workers or n_gpus, dashboard_address=dashboard_address
-            )
-    if cuda_cluster is not None:
-        cluster, kind = cuda_cluster, "local-cuda-cluster"
+        cluster, kind = _gpu_cluster(
+            workers, n_gpus, threads_per_worker, memory_limit, dashboard_address
+        )
     else:
         n_workers = workers or cores
         cluster = LocalCluster(
@@ -306,7 +337,6 @@ def _start_cluster(
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=dashboard_address,
-            resources={"GPU": 1} if n_gpus == 1 else None,
             silence_logs=dask_log_level(),
         )
         kind = "local-cluster"
@@ -314,9 +344,64 @@ def _start_cluster(
         link = client.dashboard_link if dashboard else None
         if link:
             log.info("dask dashboard: %s", link)
-        yield ComputeContext(
-            client, kind, link, gpu_resource=n_gpus == 1 and kind == "local-cluster"
+        yield ComputeContext(client, kind, link, gpu_resource=bool(n_gpus))
+
+
+def _gpu_cluster(
+    workers: int | None,
+    n_gpus: int,
+    threads_per_worker: int | None,
+    memory_limit: str | float,
+    dashboard_address: str | None,
+) -> tuple[Any, str]:
+    """Start one worker per GPU (``workers`` of the ``n_gpus``), each declaring ``GPU=1``.
+
+    Each worker sees only its own GPU (``CUDA_VISIBLE_DEVICES``), so ``cuda`` in its tasks is
+    that GPU, and its threads share the cores: its model tasks take the GPU one at a time
+    (the ``GPU`` resource), while the others read, run the CPU passes and write.
+    """
+    if workers is not None and workers > n_gpus:
+        raise InputError(
+            f"workers={workers} is more than the {n_gpus} GPU(s) of this machine: an embedded "
+            f"cluster runs one worker per GPU (its threads do the reads and writes); use "
+            f"workers={n_gpus} or fewer, or device='cpu' for CPU workers",
+            options={f"workers={n_gpus}": "workers", "device='cpu'": "device"},
         )
+    n_workers = workers or n_gpus
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
+    common = {
+        "threads_per_worker": threads,
+        "memory_limit": memory_limit,
+        "dashboard_address": dashboard_address,
+        "resources": dict(GPU_RESOURCE),
+        "silence_logs": dask_log_level(),
+    }
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        log.info(
+            "dask-cuda is not installed: %d worker process(es), each with one GPU "
+            "(CUDA_VISIBLE_DEVICES)",
+            n_workers,
+        )
+        return _visible_device_cluster(n_workers, common), "local-cluster"
+    devices = ",".join(str(i) for i in range(n_workers))
+    cluster = LocalCUDACluster(n_workers=n_workers, CUDA_VISIBLE_DEVICES=devices, **common)
+    return cluster, "local-cuda-cluster"
+
+
+def _visible_device_cluster(n_workers: int, options: dict[str, Any]) -> Any:
+    """Start a LocalCluster of ``n_workers`` processes, worker ``i`` seeing only GPU ``i``."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=0, processes=True, **options)
+    (spec,) = cluster.new_worker_spec().values()
+    for index in range(n_workers):
+        env = {**spec["options"].get("env", {}), "CUDA_VISIBLE_DEVICES": str(index)}
+        cluster.worker_spec[f"gpu-{index}"] = {**spec, "options": {**spec["options"], "env": env}}
+    cluster.scale(n_workers)
+    cluster.wait_for_workers(n_workers)
+    return cluster
 
 
 #: Level of the dask/distributed/tornado/bokeh loggers (see :func:`set_dask_log_level`).
@@ -359,29 +444,6 @@ def quiet_dask_loggers() -> None:
     """Apply :func:`dask_log_level` to the dask.distributed loggers (after importing it)."""
     for name in _DASK_LOGGERS:
         logging.getLogger(name).setLevel(_DASK_LOG_LEVEL)
-
-
-def gpu_annotations(context: ComputeContext, device: str) -> contextlib.AbstractContextManager[Any]:
-    """Annotate the graph built inside the block so GPU tasks go to GPU workers.
-
-    Parameters
-    ----------
-    context : ComputeContext
-        The active compute context.
-    device : str
-        The stage's device; only CUDA devices are annotated.
-
-    Returns
-    -------
-    context manager
-        ``dask.annotate(resources={"GPU": 1})`` when workers declare a GPU
-        resource and the device is CUDA, otherwise a no-op.
-    """
-    import dask
-
-    if context.gpu_resource and str(device).startswith(("cuda", "auto")):
-        return dask.annotate(resources={"GPU": 1})
-    return contextlib.nullcontext()
 
 
 def scenes_in_flight(context: ComputeContext) -> int:

@@ -161,12 +161,29 @@ def restore_scenes(
     ...     out_dir="clean", mosaic="city.tif", compute=ComputeOptions(workers=2),
     ... )  # doctest: +SKIP
     """
-    plan = plan_stages(stages, device=device, dtype=dtype)
-    with _staging(plan, out=out, out_dir=out_dir) as staging:
+    from geo_ntl.batch import expand_scenes
+    from geo_ntl.parallel import compute_context
+
+    plan = plan_stages(stages, dtype=dtype)
+    listed = [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes)
+    paths = expand_scenes([os.fspath(s) for s in listed])
+    compute = compute or ComputeOptions()
+    with (
+        _staging(plan, out=out, out_dir=out_dir) as staging,
+        compute_context(
+            workers=compute.workers,
+            threads_per_worker=compute.threads_per_worker,
+            scheduler=compute.scheduler,
+            megapixels=_megapixels(paths, allow_no_crs=allow_no_crs),
+            n_scenes=len(paths),
+            gpu=str(device) != "cpu",
+        ) as context,
+    ):
         return _run(
-            [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes),
+            context,
+            paths,
             plan=plan,
-            build=plan.builder(staging),
+            staging=staging,
             out=out,
             out_dir=out_dir,
             mosaic=mosaic,
@@ -174,7 +191,6 @@ def restore_scenes(
             device=device,
             compress=compress,
             creation_options=creation_options,
-            compute=compute or ComputeOptions(),
             allow_no_crs=allow_no_crs,
             on_written=on_written or (lambda path: log.info("wrote %s", path)),
             on_note=on_note or log.info,
@@ -199,11 +215,26 @@ def _staging(
     return staging_dir(parent, prefix=STAGING_PREFIX, owners=owners)
 
 
+def _megapixels(paths: Sequence[str | Path], *, allow_no_crs: bool) -> float:
+    """Return the size of the scenes in megapixels (what decides ``workers=None``).
+
+    Each is opened as the stages will open it, so an unreadable scene is its one-line error.
+    """
+    from geo_ntl.io import open_scene
+
+    total = 0.0
+    for path in paths:
+        da = open_scene(path, allow_no_crs=allow_no_crs)
+        total += da.sizes["y"] * da.sizes["x"] / 1e6
+    return total
+
+
 def _run(
-    scenes: Sequence[PathLike],
+    context: Any,
+    paths: Sequence[str | Path],
     *,
     plan: StagePlan,
-    build: Callable[..., Any],
+    staging: Path | None,
     out: PathLike | None,
     out_dir: PathLike | None,
     mosaic: PathLike | None,
@@ -211,19 +242,24 @@ def _run(
     device: str,
     compress: Compression | None,
     creation_options: Mapping[str, str] | None,
-    compute: ComputeOptions,
     allow_no_crs: bool,
     on_written: Callable[[Path], None],
     on_note: Callable[[str], None],
     progress: ProgressCallback | None,
 ) -> list[Path]:
-    import rasterio
+    """Plan the jobs on the device the compute context offers, and run them there.
 
-    from geo_ntl.batch import expand_scenes, plan_jobs, run_jobs, without_own_outputs
+    The device is planned first (on a cluster, from its workers' GPUs): it, its precision and
+    the GAN's batch are part of each job's signature.
+    """
+    from geo_ntl._device import plan_device
+    from geo_ntl.batch import plan_jobs, run_jobs, without_own_outputs
     from geo_ntl.io import check_codec, cog_creation_options, ensure_valid_data, open_scene
-    from geo_ntl.parallel import compute_context, gpu_annotations, scenes_in_flight
+    from geo_ntl.parallel import scenes_in_flight
 
-    paths = expand_scenes([os.fspath(s) for s in scenes])
+    device_plan = plan_device(device)
+    plan.bind(device_plan)
+    build = plan.builder(staging, device_plan)
     out = None if out is None else os.fspath(out)
     out_dir = None if out_dir is None else os.fspath(out_dir)
     paths, own = without_own_outputs(paths, out_dir=out_dir, stage=plan.stage, suffix=plan.suffix)
@@ -263,43 +299,28 @@ def _run(
         check_codec(codec, plan.dtype or da.dtype, da.sizes["band"])
     for da in opened.values():
         ensure_valid_data(da)
-    megapixels = 0.0
-    for job in jobs:
-        with rasterio.open(job.scene) as src:
-            megapixels += src.width * src.height / 1e6
-    device_tag = _device_name(device)
+    trackers = _Trackers(progress, jobs, stages=plan.stages, client=context.client)
 
-    with compute_context(
-        workers=compute.workers,
-        threads_per_worker=compute.threads_per_worker,
-        scheduler=compute.scheduler,
-        megapixels=megapixels,
-        n_scenes=len(jobs),
-        gpu=str(device) != "cpu",
-    ) as context:
-        trackers = _Trackers(progress, jobs, stages=plan.stages, client=context.client)
+    def process(job: Any) -> None:
+        with trackers.scene(job) as tracker:
+            with tracker.annotate():
+                result = build(opened[job.scene], tracker.stage)
+                tracker.stage(plan.stages[-1], result)
+                _write(result, job, plan=plan, overwrite=overwrite, device_tag=device_plan.device,
+                       compress=compress, creation_options=creation_options,
+                       allow_no_crs=allow_no_crs)  # fmt: skip
+            tracker.done()
+        on_written(job.out)
 
-        def process(job: Any) -> None:
-            with trackers.scene(job) as tracker:
-                with tracker.annotate():
-                    with gpu_annotations(context, device):
-                        result = build(opened[job.scene], tracker.stage)
-                    tracker.stage(plan.stages[-1], result)
-                    _write(result, job, plan=plan, overwrite=overwrite, device_tag=device_tag,
-                           compress=compress, creation_options=creation_options,
-                           allow_no_crs=allow_no_crs)  # fmt: skip
-                tracker.done()
-            on_written(job.out)
+    outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
+    if mosaic is not None and not mosaic_kept:
+        from geo_ntl.mosaic import write_mosaic
 
-        outputs = run_jobs(jobs, process, in_flight=scenes_in_flight(context))
-        if mosaic is not None and not mosaic_kept:
-            from geo_ntl.mosaic import write_mosaic
-
-            trackers.mosaic(Path(mosaic).name)
-            write_mosaic(outputs, mosaic, overwrite=overwrite, compress=compress,
-                         creation_options=creation_options)  # fmt: skip
-            trackers.mosaic(Path(mosaic).name, done=True)
-            on_written(Path(mosaic))
+        trackers.mosaic(Path(mosaic).name)
+        write_mosaic(outputs, mosaic, overwrite=overwrite, compress=compress,
+                     creation_options=creation_options)  # fmt: skip
+        trackers.mosaic(Path(mosaic).name, done=True)
+        on_written(Path(mosaic))
     return outputs
 
 
@@ -441,13 +462,3 @@ def _write(
         compress=compress,
         creation_options=creation_options,
     )
-
-
-def _device_name(device: str) -> str:
-    """Return the torch device a stage runs on, resolved (``auto`` -> ``cuda``/``cpu``)."""
-    try:
-        from geo_ntl._device import resolve_device
-
-        return str(resolve_device(device))
-    except Exception:  # noqa: BLE001 - a provenance tag; the stage reports bad devices itself
-        return str(device)

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import xarray as xr
 
-__all__ = ["make_scene"]
+__all__ = ["AtOnce", "make_scene"]
+
+
+class AtOnce:
+    """Count the most threads inside :meth:`visit` at the same time (tests of concurrency limits).
+
+    Parameters
+    ----------
+    seconds : float, default 0.05
+        How long each visit stays inside, so that unlimited threads overlap.
+    """
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.most = 0
+        self._inside = 0
+        self._lock = threading.Lock()
+
+    def visit(self) -> None:
+        """Stay inside for ``seconds``, counting who else is."""
+        with self._lock:
+            self._inside += 1
+            self.most = max(self.most, self._inside)
+        time.sleep(self.seconds)
+        with self._lock:
+            self._inside -= 1
 
 
 def make_scene(

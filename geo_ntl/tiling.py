@@ -30,11 +30,13 @@ small.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import dask
 import dask.array as dsa
 import numpy as np
 import numpy.typing as npt
@@ -146,6 +148,10 @@ def apply_whole(
         ``"none"`` runs ``func`` on the array as it is (no padding).
     depth : int, optional
         Deprecated name of ``halo``.
+    resources : mapping of str to float, optional
+        dask.distributed worker resources each ``func`` task asks for (``{"GPU": 1}``): on a
+        cluster they run only on workers that declare them, as many at once as declared.
+        Only these tasks ask, not the reads and halo slices around them.
 
     Returns
     -------
@@ -248,8 +254,12 @@ def _map_tiles(
     dtype: np.dtype,
     name: str | None,
     token: Any,
+    resources: Mapping[str, float] | None = None,
 ) -> dsa.Array:
-    """One task per chunk of ``data``: the chunk, its halo from its neighbours, ``run_tile``."""
+    """One task per chunk of ``data``: the chunk, its halo from its neighbours, ``run_tile``.
+
+    ``resources``: dask worker resources each of these tasks asks for (the layer's annotation).
+    """
     out_name = f"{name or 'tile'}-{tokenize(data.name, halo, boundary, bands_out, dtype, token)}"
     starts_y = np.concatenate([[0], np.cumsum(data.chunks[1])]).astype(int)
     starts_x = np.concatenate([[0], np.cumsum(data.chunks[2])]).astype(int)
@@ -281,7 +291,8 @@ def _map_tiles(
                 reflect,
                 placement,
             )
-    layer = HighLevelGraph.from_collections(out_name, graph, dependencies=[data])  # type: ignore[arg-type, list-item]
+    with dask.annotate(resources=dict(resources)) if resources else contextlib.nullcontext():
+        layer = HighLevelGraph.from_collections(out_name, graph, dependencies=[data])  # type: ignore[arg-type, list-item]
     return dsa.Array(
         layer,
         out_name,
@@ -304,6 +315,7 @@ def apply_tiled(
     placement: bool = False,
     boundary: Boundary = "reflect",
     depth: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> xr.DataArray:
     """Run ``func`` over overlapping windows of a scene, lazily.
 
@@ -343,6 +355,10 @@ def apply_tiled(
         no pixel beyond the scene is computed).
     depth : int, optional
         Deprecated name of ``halo``.
+    resources : mapping of str to float, optional
+        dask.distributed worker resources each ``func`` task asks for (``{"GPU": 1}``): on a
+        cluster they run only on workers that declare them, as many at once as declared.
+        Only these tasks ask, not the reads and halo slices around them.
 
     Returns
     -------
@@ -411,6 +427,7 @@ def apply_tiled(
         dtype=out_dtype,
         name=name,
         token=(func, in_nodata, out_nodata, placement),
+        resources=resources,
     )
 
     coords = {key: value for key, value in da3.coords.items() if "band" not in value.dims}

@@ -100,3 +100,17 @@ def write_masked_scene(path, kind, *, dtype="uint8", bands=3, shape=(96, 96), se
             else:
                 dst.write_mask(np.where(hidden, 0, 255).astype("uint8"))
     return Path(path), hidden
+
+
+@pytest.fixture
+def mixed_cluster():
+    """An in-process dask cluster: worker "cpu" without resources, worker "gpu" declaring ``GPU=1``."""
+    from distributed import Scheduler, SpecCluster, Worker
+
+    workers = {
+        "cpu": {"cls": Worker, "options": {"nthreads": 1}},
+        "gpu": {"cls": Worker, "options": {"nthreads": 2, "resources": {"GPU": 1}}},
+    }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    with SpecCluster(workers=workers, scheduler=scheduler) as cluster:
+        yield cluster

@@ -796,3 +796,89 @@ def test_cli_deblur__saturation_is_a_parameter_of_the_job(runner, tiny_weights, 
     physics = runner("deblur", scene, "--out", tmp_path / "p.tif", "--method", "physics",
                      "--saturation", "300")  # fmt: skip
     assert physics.exit_code == 2 and "--saturation" in physics.stderr
+
+
+# --- out of device memory ------------------------------------------------------------------
+
+
+class _FitsBatchesOf(torch.nn.Module):
+    """Stand-in generator: the identity, out of memory on batches larger than ``most``."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self.most, self.batches = most, []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        if x.shape[0] > self.most:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB")
+        return x
+
+
+def _stand_in(monkeypatch, model):
+    from geo_ntl.deblur import inference, weights
+
+    monkeypatch.setattr(weights, "get_model", lambda *a, **k: model)
+    monkeypatch.setattr(inference, "_FITTING", {})
+
+
+def test_deblur_array__out_of_memory_retries_in_smaller_batches(monkeypatch):
+    image = make_scene((3, 64, 64), seed=5).values
+    model = _FitsBatchesOf(most=1)
+    _stand_in(monkeypatch, model)
+    out = deblur_array(image, device="cpu", tile=16, halo=0, batch_size=4, conserve=False)
+    np.testing.assert_array_equal(out, image)  # every tile computed, once, in place
+    # 16 tiles: the first batch of 4 ran out, then halves; the next batches start at what fitted.
+    assert model.batches[:3] == [4, 2, 1] and set(model.batches[3:]) == {1}
+    assert sum(b for b in model.batches if b <= 1) == 16
+
+
+def test_deblur__out_of_memory_on_one_window_names_the_tile(monkeypatch, tmp_path, runner):
+    from geo_ntl.exceptions import DeviceMemoryError
+
+    _stand_in(monkeypatch, _FitsBatchesOf(most=0))
+    scene = make_scene((3, 64, 64), seed=5, chunks=32)
+    with pytest.raises(DeviceMemoryError, match="out of memory on one 32 x 32 px window.*`tile`"):
+        deblur(scene, device="cpu", tile=32, halo=0).compute()
+    path = write_cog(scene, tmp_path / "scene.tif")
+    res = runner("deblur", path, "--out", tmp_path / "out.tif", "--tile", "32", "--workers", "0")
+    assert res.exit_code == 2, res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: the device ran out of memory") and "lower --tile" in line
+    assert "unexpected" not in line
+    assert not (tmp_path / "out.tif").exists()
+
+
+# --- checkpoints written on a GPU -------------------------------------------------------------
+
+
+def test_restore_checkpoint__random_states_of_a_checkpoint_mapped_to_another_device(
+    tmp_path, monkeypatch
+):
+    # A checkpoint loaded with map_location=<the GPU> had its RNG states moved there, and
+    # torch.set_rng_state refused them ("corrupt checkpoint"). The meta device stands in for
+    # the GPU here: the states must come back as CPU byte tensors whatever the device.
+    from geo_ntl.deblur import train as train_mod
+
+    monkeypatch.setattr(train_mod, "Generator", lambda: Generator(**TINY))
+    cfg = _tiny_run_config(train_mod)
+    cpu = torch.device("cpu")
+    run = train_mod._new_run(cfg, cpu, None)
+    run.rng.random(3)
+    run.step = 7
+    torch.manual_seed(123)
+    path = tmp_path / "checkpoint.pt"
+    train_mod._save_checkpoint(run, path)
+    expected = (torch.rand(4), torch.rand(2, generator=run.gp_gen), run.rng.random(2))
+
+    resumed = train_mod._new_run(cfg, cpu, None)
+    torch.manual_seed(0)
+    train_mod._restore_checkpoint(resumed, path, torch.device("meta"))
+    assert resumed.step == 7
+    got = (torch.rand(4), torch.rand(2, generator=resumed.gp_gen), resumed.rng.random(2))
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1], expected[1])
+    np.testing.assert_array_equal(got[2], expected[2])
+    for a, b in zip(resumed.gen.state_dict().values(), run.gen.state_dict().values(), strict=True):
+        assert a.device == cpu
+        torch.testing.assert_close(a, b)

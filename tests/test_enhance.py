@@ -413,3 +413,59 @@ def test_global_stats__lazy_scene_read_once_when_white_level_is_known(dtype, pas
     assert len(reads) == passes * n_chunks
     assert streamed.scale == eager.scale and streamed.fill == pytest.approx(eager.fill, rel=1e-5)
     np.testing.assert_allclose(streamed.asd, eager.asd, atol=1e-5)
+
+
+def test_enhance__out_of_device_memory_is_an_error_naming_the_tile(monkeypatch, tmp_path, runner):
+    import torch
+
+    from geo_ntl.enhance import api
+    from geo_ntl.exceptions import DeviceMemoryError
+    from geo_ntl.io import write_cog
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+
+    monkeypatch.setattr(api, "enhance_block", out_of_memory)
+    scene = make_scene((3, 64, 64), seed=5, chunks=32)
+    with pytest.raises(DeviceMemoryError, match="tile of the enhancer.*lower `tile`"):
+        api.enhance(scene, device="cpu", tile=32).compute()
+    path = write_cog(scene, tmp_path / "scene.tif")
+    res = runner("enhance", path, "--out", tmp_path / "out.tif", "--workers", "0")
+    assert res.exit_code == 2, res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: the device ran out of memory") and "lower --tile" in line
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_enhance__tiles_take_turns_on_one_gpu_under_the_threaded_scheduler(monkeypatch):
+    # dask's threaded scheduler runs one tile per core; on one GPU each would take gigabytes.
+    import dask
+    import torch
+
+    from geo_ntl import _device
+    from geo_ntl.enhance import api
+    from geo_ntl.testing import AtOnce
+
+    probe = AtOnce()
+
+    def block(pixels, **kwargs):
+        assert kwargs["device"].type == "cuda"  # resolved where the tile runs
+        probe.visit()
+        return pixels
+
+    resolve = _device.resolve_device
+    monkeypatch.setattr(api, "enhance_block", block)
+    monkeypatch.setattr(
+        _device,
+        "resolve_device",
+        lambda d="auto": torch.device("cuda") if d == "cuda" else resolve(d),
+    )
+    monkeypatch.setattr(_device, "plan_device", lambda d="auto": _device.DevicePlan("cuda", "fp32"))
+    stats = api.global_stats  # the scene-wide pass in this process: on the CPU here
+    monkeypatch.setattr(
+        api, "global_stats", lambda x, **k: stats(x, **{**k, "device": resolve("cpu")})
+    )
+    scene = make_scene((3, 96, 96), seed=5, chunks=32)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        api.enhance(scene, tile=32, halo=0, device="cuda").compute()
+    assert probe.most == 1

@@ -132,3 +132,122 @@ def test_row_bands__cover_the_rows_once_in_bands_of_a_few_tasks_per_thread():
     ]
     assert _row_bands(chunks, n_cols=1, threads=64) == [(0, 700)]
     assert BAND_TASKS_PER_THREAD >= 2  # enough queued work to keep every thread busy
+
+
+# --- GPU workers: placement and one GPU per worker (no GPU needed) ---------------------------
+
+
+@pytest.fixture
+def gpu_worker_calls(monkeypatch):
+    """Let the GPU-declaring worker's "GPU" stand in for one; record where each model call runs.
+
+    Every model and solver call (a GAN batch, an enhancer tile) resolves its device where it
+    runs; the stand-in records whether that worker declares a GPU, and gives the CPU.
+    """
+    import torch
+    from distributed import get_worker
+
+    from geo_ntl import _device
+
+    calls: list[bool] = []
+    resolve = _device.resolve_device
+
+    def recording(device="auto"):
+        if device in ("cuda", "auto"):
+            calls.append("GPU" in get_worker().state.total_resources)
+            return torch.device("cpu")
+        return resolve(device)
+
+    monkeypatch.setattr(_device, "local_gpus", lambda: [(8, 0)])
+    monkeypatch.setattr(_device, "resolve_device", recording)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("shape", "stages", "model_calls"),
+    [
+        ((3, 256, 256), [("deblur", {"tile": 64})], 16),  # one GAN batch per tile
+        ((3, 256, 512), [("enhance", {"tile": 256, "params": {"iterations": 1}})], 2),
+    ],
+)
+def test_restore_scenes__every_model_call_on_the_gpu_worker(
+    mixed_cluster, gpu_worker_calls, tmp_path, shape, stages, model_calls
+):
+    from geo_ntl.pipeline import ComputeOptions, restore_scenes
+
+    scene = write_cog(make_scene(shape, seed=3), tmp_path / "scene.tif")
+    restore_scenes(
+        scene,
+        stages=stages,
+        out=tmp_path / "out.tif",
+        compute=ComputeOptions(scheduler=mixed_cluster.scheduler_address),
+    )
+    # Before: half of them ran on the worker without a GPU (the write's graph was optimised,
+    # which dropped the GPU annotation).
+    assert gpu_worker_calls == [True] * model_calls
+
+
+class _FakeCUDACluster:
+    """Stand-in for dask_cuda.LocalCUDACluster: records its arguments, starts no GPU worker."""
+
+    started: list[dict] = []
+
+    def __new__(cls, **kwargs):
+        from distributed import LocalCluster
+
+        cls.started.append(kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k != "CUDA_VISIBLE_DEVICES"}
+        return LocalCluster(processes=False, **kwargs)
+
+
+def test_compute_context__dask_cuda_one_worker_per_gpu_with_threads_and_memory_limit(
+    monkeypatch,
+):
+    import sys
+    import types
+
+    from geo_ntl import parallel
+
+    monkeypatch.setattr(parallel, "_cuda_count", lambda: 2)
+    monkeypatch.setitem(
+        sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=_FakeCUDACluster)
+    )
+    _FakeCUDACluster.started.clear()
+    with compute_context(workers=2, gpu=True, memory_limit="1GB", dashboard=False) as context:
+        assert context.kind == "local-cuda-cluster" and context.gpu_resource
+        declared = {
+            w["resources"].get("GPU") for w in context.client.scheduler_info()["workers"].values()
+        }
+        assert declared == {1}
+    (kwargs,) = _FakeCUDACluster.started
+    assert kwargs["n_workers"] == 2 and kwargs["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert kwargs["threads_per_worker"] == max(1, (os.cpu_count() or 1) // 2)
+    assert kwargs["memory_limit"] == "1GB" and kwargs["resources"] == {"GPU": 1}
+    # More workers than GPUs: an error naming the option, not dask-cuda's ValueError.
+    with pytest.raises(InputError, match="workers=3 is more than the 2 GPU") as info:
+        with compute_context(workers=3, gpu=True, dashboard=False):
+            pass
+    from geo_ntl.cli._flags import cli_message
+
+    assert "use --workers 2 or fewer, or --device cpu" in cli_message(info.value)
+    assert len(_FakeCUDACluster.started) == 1
+
+
+def test_compute_context__without_dask_cuda_each_worker_sees_its_own_gpu(monkeypatch):
+    import sys
+
+    from geo_ntl import parallel
+
+    monkeypatch.setattr(parallel, "_cuda_count", lambda: 2)
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed
+    with compute_context(workers=2, threads_per_worker=1, gpu=True, dashboard=False) as context:
+        assert context.kind == "local-cluster" and context.gpu_resource
+        client = context.client
+        visible = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        resources = [w["resources"] for w in client.scheduler_info()["workers"].values()]
+    assert sorted(visible.values()) == ["0", "1"]  # before: both workers used cuda:0
+    assert resources == [{"GPU": 1}, {"GPU": 1}]
+    with pytest.raises(InputError, match="workers=2 is more than the 1 GPU"):
+        monkeypatch.setattr(parallel, "_cuda_count", lambda: 1)
+        with compute_context(workers=2, gpu=True, dashboard=False):
+            pass

@@ -219,3 +219,41 @@ def test_plan_stages__one_stage_given_bare(spec):
     from geo_ntl._stages import plan_stages
 
     assert plan_stages(spec, device="cpu").stages == ("enhance",)
+
+
+# --- the device is part of the job ------------------------------------------------------------
+
+
+def test_restore_scenes__device_precision_and_batch_in_the_job(tiny_weights, tmp_path, monkeypatch):
+    from geo_ntl import _device
+
+    scene = write_cog(make_scene((3, 48, 48), seed=9), tmp_path / "scene.tif")
+    out = tmp_path / "out.tif"
+    gan = [DeblurStage(method="gan-direct", weights=tiny_weights, tile=32)]
+    restore_scenes(scene, stages=gan, out=out, device="cpu", compute=IN_PROCESS)
+    with rasterio.open(out) as src:
+        params, job = json.loads(src.tags()["GEO_NTL_PARAMS"]), src.tags()["GEO_NTL_JOB"]
+    # The batch is the effective one (it was recorded as None, its default the device's).
+    assert (params["device"], params["precision"], params["batch_size"]) == ("cpu", "fp32", 1)
+
+    # The same job planned on a GPU (stood in for by the CPU) is another job: its output is
+    # not kept as "identical" (reduced precision, another default batch).
+    resolve = _device.resolve_device
+    monkeypatch.setattr(
+        _device, "resolve_device", lambda d="auto": resolve("cpu" if d == "cuda" else d)
+    )
+    monkeypatch.setattr(_device, "plan_device", lambda d="auto": _device.DevicePlan("cuda", "bf16"))
+    with pytest.raises(OutputExistsError):
+        restore_scenes(scene, stages=gan, out=out, device="auto", compute=IN_PROCESS)
+    restore_scenes(scene, stages=gan, out=out, device="auto", compute=IN_PROCESS, overwrite=True)
+    with rasterio.open(out) as src:
+        params = json.loads(src.tags()["GEO_NTL_PARAMS"])
+        assert src.tags()["GEO_NTL_JOB"] != job and src.tags()["GEO_NTL_DEVICE"] == "cuda"
+    assert (params["device"], params["precision"], params["batch_size"]) == ("cuda", "bf16", 4)
+
+
+def test_restore_scenes__enhancer_records_its_device(scenes, tmp_path):
+    (out,) = _run(scenes[:1], out_dir=tmp_path / "out")
+    with rasterio.open(out) as src:
+        params = json.loads(src.tags()["GEO_NTL_PARAMS"])
+    assert (params["device"], params["precision"]) == ("cpu", "fp32")

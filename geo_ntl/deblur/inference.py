@@ -35,7 +35,7 @@ Nodata and NaN
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -45,6 +45,9 @@ from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like, to_dt
 from geo_ntl.deblur.flux import CLIP_RADIUS, conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
+
+if TYPE_CHECKING:
+    from geo_ntl._device import DevicePlan
 
 __all__ = [
     "DEFAULT_TILE",
@@ -71,6 +74,10 @@ _MULT = 4  # the generator's down-sampling factor
 #: Smallest window edge the generator takes: its quarter-resolution blocks reflect-pad 6 px
 #: (5x5 convolutions at dilation 3), which needs more than 6 px there.
 _MIN_WINDOW = 32
+
+
+#: Largest batch that fitted in the device's memory, by (device, window height, width).
+_FITTING: dict[tuple[Any, ...], int] = {}
 
 
 def _pad_to_valid(size: int) -> int:
@@ -144,9 +151,11 @@ class _Runner:
         nodata: float | None,
         bands: int,
         out_dtype: np.dtype,
+        precision: str = "fp32",
     ) -> None:
         self.weights = weights
-        self.device = device
+        self.device = device  # resolved where the task runs
+        self.precision = precision
         self.halo = halo
         self.tile = tile
         self.batch_size = batch_size
@@ -159,19 +168,45 @@ class _Runner:
         """Run the generator on a (N, 3, h, w) float32 batch in [-1, 1] (h, w multiples of 4)."""
         import torch
 
+        from geo_ntl._device import autocast_dtype, gpu_slot, resolve_device
         from geo_ntl.deblur.weights import get_generator
 
-        model = get_generator(self.weights, device=self.device)
-        dev = torch.device(self.device)
-        with torch.inference_mode():
+        dev = resolve_device(self.device)
+        model = get_generator(self.weights, device=str(dev))
+        half = autocast_dtype(self.precision) if dev.type == "cuda" else None
+        with gpu_slot(dev), torch.inference_mode():
             t = torch.from_numpy(x).to(dev)
-            if dev.type == "cuda":
-                half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                with torch.autocast("cuda", dtype=half):
-                    y = model(t)
-            else:
+            with torch.autocast("cuda", dtype=half, enabled=half is not None):
                 y = model(t)
             return y.float().cpu().numpy()
+
+    def _forward_fitting(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`_forward` in batches that fit: halved while the device runs out of memory.
+
+        The largest batch of a window size that fitted is remembered in this process, so the
+        next tiles start from it rather than running out of memory again.
+        """
+        import torch
+
+        key = (self.device, *x.shape[2:])
+        fits = _FITTING.get(key, len(x))
+        if len(x) > fits:
+            parts = [x[i : i + fits] for i in range(0, len(x), fits)]
+            return np.concatenate([self._forward_fitting(part) for part in parts])
+        try:
+            return self._forward(x)
+        except torch.OutOfMemoryError as exc:
+            if len(x) == 1:
+                from geo_ntl._device import on_out_of_memory
+
+                raise on_out_of_memory(
+                    exc,
+                    what=f"one {x.shape[2]} x {x.shape[3]} px window of the GAN (batch of 1)",
+                    options={"`tile`": "tile"},
+                ) from exc
+            torch.cuda.empty_cache()
+            _FITTING[key] = min(_FITTING.get(key, len(x)), len(x) // 2)
+            return self._forward_fitting(x)
 
     def run_rgb(
         self, rgb: np.ndarray, block_halo: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -200,7 +235,7 @@ class _Runner:
                 batch = np.stack([rgb[:, a:b, c:e] for _, (a, b, c, e) in chunk]) * 2.0 - 1.0
                 if ph or pw:
                     batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-                res = (self._forward(batch.astype(np.float32))[:, :, :h, :w] + 1.0) * 0.5
+                res = (self._forward_fitting(batch.astype(np.float32))[:, :, :h, :w] + 1.0) * 0.5
                 for ((y0, y1, x0, x1), (a, _, c, _)), r in zip(chunk, res, strict=True):
                     out[:, y0:y1, x0:x1] = r[:, y0 - a : y1 - a, x0 - c : x1 - c]
         return out
@@ -316,6 +351,11 @@ class _FluxProjector:
         return to_dtype(out, self.out_dtype, self.nodata, bad)
 
 
+def default_batch_size(device_type: str) -> int:
+    """Tiles per forward pass by default: :data:`DEFAULT_BATCH_SIZE` on a GPU, 1 on a CPU."""
+    return DEFAULT_BATCH_SIZE if device_type == "cuda" else 1
+
+
 def _check_options(tile: int, halo: int | None, batch_size: int | None) -> int:
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % _MULT:
         raise ParameterError(f"tile must be a multiple of 4 and >= 16 pixels, got {tile!r}")
@@ -398,7 +438,7 @@ def deblur_array(
     >>> deblur_array(img, device="cpu").shape
     (3, 64, 64)
     """
-    from geo_ntl._device import resolve_device
+    from geo_ntl._device import device_capability, precision_for, resolve_device
     from geo_ntl.tiling import apply_whole
 
     arr = np.asarray(image)
@@ -410,13 +450,14 @@ def deblur_array(
     _check_bands(arr.shape[0])
     check_dtype(arr.dtype)
     halo = _check_options(tile or DEFAULT_TILE, halo, batch_size)
-    dev = str(resolve_device(device))
-    batch_size = batch_size or (DEFAULT_BATCH_SIZE if dev.startswith("cuda") else 1)
+    dev = resolve_device(device)
+    batch_size = batch_size or default_batch_size(dev.type)
     sc = float(scale) if scale is not None else _scale_for(arr.dtype, arr, nodata)
     h, w = arr.shape[1:]
     runner = _Runner(
         weights=weights,
-        device=dev,
+        device=str(dev),
+        precision=precision_for(device_capability(dev)),
         halo=halo,
         tile=tile or max(h, w) + _MULT,
         batch_size=batch_size,
@@ -442,7 +483,7 @@ def deblur(
     da: xr.DataArray,
     *,
     weights: str | os.PathLike[str] | None = None,
-    device: str | None = "auto",
+    device: str | DevicePlan | None = "auto",
     tile: int = DEFAULT_TILE,
     halo: int | None = None,
     batch_size: int | None = None,
@@ -461,7 +502,11 @@ def deblur(
         Shipped weights name (:func:`geo_ntl.deblur.list_models`) or a file
         written by ``geo-ntl train``; default the shipped model.
     device : str, default "auto"
-        Torch device; on CUDA the forward pass runs under bf16 (or fp16) autocast.
+        Torch device, planned where the tiles run (:func:`geo_ntl._device.plan_device`: on
+        a dask cluster, the workers' GPUs); on CUDA the forward pass runs under bf16 autocast
+        from compute capability 8.0 on, fp16 below. A tile whose batch does not fit in the
+        GPU's memory is run in halves of the batch; a single window that does not fit raises
+        :class:`~geo_ntl.exceptions.DeviceMemoryError` (lower ``tile``).
     tile : int, default 2048
         Tile edge in pixels (halo excluded), a multiple of 4. Peak memory is
         about ``300 x (tile + 2 halo)^2`` bytes per batch item (about 1.4 GB
@@ -524,17 +569,20 @@ def deblur(
     """
     import dask.array as dsa
 
-    from geo_ntl._device import resolve_device
+    from geo_ntl._device import plan_device, resolve_device
     from geo_ntl.deblur.weights import get_generator
+    from geo_ntl.parallel import active_client
     from geo_ntl.tiling import apply_tiled
 
     halo = _check_options(tile, halo, batch_size)
     da3, squeeze = as_band_yx(da)
     _check_bands(da3.shape[0])
     dtype = check_dtype(da3.dtype)
-    dev = str(resolve_device(device))
-    batch_size = batch_size or (DEFAULT_BATCH_SIZE if dev.startswith("cuda") else 1)
-    get_generator(weights, device=dev)  # fail early on bad weights, and warm the cache
+    plan = plan_device(device)
+    batch_size = batch_size or default_batch_size(plan.type)
+    # Fail early on bad weights; in this process, also warm the cache of its device.
+    here = resolve_device(plan.device) if active_client() is None else "cpu"
+    get_generator(weights, device=str(here))
     nodata = da3.rio.nodata
     sc = float(scale) if scale is not None else _scale_for(dtype, da3.data, nodata)
     # Each dask chunk holds up to batch_size tiles (a square of k x k tiles).
@@ -546,7 +594,7 @@ def deblur(
     carrier = da3.copy(data=data.rechunk((-1, chunk, chunk)))
     runner = _Runner(
         weights=weights,
-        device=dev,
+        device=plan.device,
         halo=halo,
         tile=tile,
         batch_size=batch_size,
@@ -554,6 +602,7 @@ def deblur(
         nodata=nodata,
         bands=da3.shape[0],
         out_dtype=dtype,
+        precision=plan.precision,
     )
     out = apply_tiled(
         carrier,
@@ -563,6 +612,7 @@ def deblur(
         name="deblur",
         placement=True,
         boundary="none",
+        resources=plan.resources,
     )
     if conserve:
         level = _clip_level(

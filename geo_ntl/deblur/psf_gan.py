@@ -305,8 +305,10 @@ class _SolverRunner:
         black = np.resize(self.black, 3)
         above = x - black[:, None, None]
         data = np.maximum(above, 0.0) + _FLOOR
-        solver = get_solver(self.weights, device=self.device)
-        dev = torch.device(self.device)
+        from geo_ntl._device import gpu_slot, resolve_device
+
+        dev = resolve_device(self.device)  # where the task runs (a GPU worker, say)
+        solver = get_solver(self.weights, device=str(dev))
         level = self.level - black if np.isfinite(self.level) else np.full(3, np.inf)
         unit = np.maximum(self.unit - black, 1e-6)
 
@@ -322,7 +324,7 @@ class _SolverRunner:
             fwhm=column([self.choice.fwhm]),
             valid=torch.from_numpy((~bad).astype(np.float32))[None, None].to(dev),
         )
-        with torch.inference_mode():
+        with gpu_slot(dev), torch.inference_mode():
             latent = solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
         out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
         if self.bands == 1:
@@ -487,7 +489,7 @@ def solve(
     *,
     psf: Any = None,
     weights: str | os.PathLike[str] | None = None,
-    device: str | None = "auto",
+    device: Any = "auto",
     saturation: float | None = None,
     tile: int = DEFAULT_TILE,
     halo: int | None = None,
@@ -500,8 +502,11 @@ def solve(
     ----------
     da : xarray.DataArray
         Scene ``(band, y, x)`` or ``(y, x)``, 1 or 3 bands, numpy- or dask-backed.
-    psf, weights, device, saturation, conserve, dtype
+    psf, weights, saturation, conserve, dtype
         See :func:`solve_array`.
+    device : str or geo_ntl._device.DevicePlan, default "auto"
+        Torch device, planned where the tiles run (:func:`geo_ntl._device.plan_device`: on a
+        cluster whose workers declare GPUs, the solver's tiles ask for one).
     tile : int, default 2048
         Tile edge in pixels (halo excluded), a multiple of 4.
     halo : int, optional
@@ -523,9 +528,10 @@ def solve(
     """
     import dask.array as dsa
 
-    from geo_ntl._device import resolve_device
+    from geo_ntl._device import plan_device, resolve_device
     from geo_ntl.deblur.inference import _conserve_tiled
     from geo_ntl.deblur.weights import get_solver
+    from geo_ntl.parallel import active_client
     from geo_ntl.tiling import apply_tiled
 
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16 or tile % 4:
@@ -536,8 +542,9 @@ def solve(
     _check_bands(da3.shape[0])
     in_dtype = check_dtype(da3.dtype)
     out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
-    dev = str(resolve_device(device))
-    solver = get_solver(weights, device=dev)  # bad weights fail here, before any tile
+    plan = plan_device(device)
+    here = resolve_device(plan.device) if active_client() is None else "cpu"
+    solver = get_solver(weights, device=str(here))  # bad weights fail here, before any tile
     nodata = da3.rio.nodata
     data = da3.data
     if not isinstance(data, dsa.Array):
@@ -548,11 +555,12 @@ def solve(
         carrier.data, in_dtype, nodata, saturation, attrs=da3.attrs
     )
     runner = _SolverRunner(
-        weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
-        unit=unit, nodata=nodata, bands=da3.shape[0],
+        weights=weights, device=plan.device, choice=choice, black=black, sigma=sigma,
+        level=level, unit=unit, nodata=nodata, bands=da3.shape[0],
     )  # fmt: skip
     depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
-    restored = apply_tiled(carrier, runner, halo=depth, dtype=np.float32, name="psfgan")
+    restored = apply_tiled(carrier, runner, halo=depth, dtype=np.float32, name="psfgan",
+                           resources=plan.resources)  # fmt: skip
     finish = _Finish(level=level, fwhm=choice.fwhm, clip_output=out_dtype.kind in "ui")
     full = level if np.isfinite(level) else unit
     out = _conserve_tiled(

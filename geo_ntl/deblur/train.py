@@ -541,9 +541,15 @@ def _new_run(cfg: TrainConfig, dev: torch.device, init_state: dict | None) -> _R
 
 
 def _restore_checkpoint(run: _Run, ckpt_path: Path, dev: torch.device) -> None:
-    """Load networks, optimisers, step, time and every random state from a checkpoint."""
+    """Load networks, optimisers, step, time and every random state from a checkpoint.
+
+    Read onto the CPU whatever device wrote it and ``dev`` is: the random states must stay CPU
+    byte tensors (``map_location=dev`` moved them to the GPU and ``set_rng_state`` refused
+    them), and ``load_state_dict`` copies the weights and optimiser state to ``dev``.
+    """
+    del dev  # the networks in `run` are on it already
     try:
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         run.gen.load_state_dict(ck["generator"])
         run.critic.load_state_dict(ck["critic"])
         run.opt_g.load_state_dict(ck["opt_g"])

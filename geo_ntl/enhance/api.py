@@ -30,7 +30,7 @@ bands are all nodata, or that hold NaN/inf, are nodata (NaN for float output).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -42,6 +42,9 @@ from geo_ntl.enhance.params import ASMParams
 from geo_ntl.enhance.stats import GlobalStats, global_stats
 from geo_ntl.exceptions import DimensionError, ParameterError
 from geo_ntl.tiling import TilePlacement
+
+if TYPE_CHECKING:
+    from geo_ntl._device import DevicePlan
 
 __all__ = ["enhance", "enhance_array"]
 
@@ -177,7 +180,7 @@ def enhance(
     da: xr.DataArray,
     *,
     params: ASMParams | dict[str, Any] | None = None,
-    device: str | None = "auto",
+    device: str | DevicePlan | None = "auto",
     tile: int = DEFAULT_TILE,
     dtype: Any = None,
     halo: int | None = None,
@@ -192,7 +195,9 @@ def enhance(
     params : ASMParams or dict, optional
         Parameters; defaults to the paper's.
     device : str, default "auto"
-        Torch device.
+        Torch device, planned where the tiles run (:func:`geo_ntl._device.plan_device`);
+        a tile that does not fit in the GPU's memory raises
+        :class:`~geo_ntl.exceptions.DeviceMemoryError` (lower ``tile``).
     tile : int, default 1024
         Tile edge in pixels (the halo of :func:`~geo_ntl.enhance.core.halo_depth`
         comes on top; memory per tile is about 60 float32 copies of the padded tile).
@@ -227,7 +232,8 @@ def enhance(
     """
     import dask.array as dsa
 
-    from geo_ntl._device import resolve_device
+    from geo_ntl._device import plan_device, resolve_device
+    from geo_ntl.parallel import active_client
     from geo_ntl.tiling import apply_tiled
 
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 16:
@@ -243,21 +249,26 @@ def enhance(
     in_dtype = check_dtype(da3.dtype)
     prm = _resolve(params)
     out_dtype = _out_dtype(in_dtype, dtype)
-    dev = resolve_device(device)
+    plan = plan_device(device)
+    # The scene-wide statistics finish in this process: on its device when it runs the tiles
+    # too, on the CPU when a cluster does (this process may have no GPU).
+    here = resolve_device(plan.device) if active_client() is None else resolve_device("cpu")
     nodata = da3.rio.nodata
     data = da3.data
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=(-1, tile, tile))
     data = data.rechunk((-1, tile, tile))
     xf = data.map_blocks(_to_float, nodata, dtype=np.float32)
-    stats = global_stats(xf, dtype=in_dtype, params=prm, device=dev)
+    stats = global_stats(xf, dtype=in_dtype, params=prm, device=here)
     # The tiles get the pixels as stored (a quarter of float32's bytes in their halos); each
     # converts its own block. The scene's nodata is left off so that apply_tiled leaves the
     # masking to the enhancer (NaN inside, nodata_out outside).
     spatial = {k: v for k, v in da3.coords.items() if "band" not in v.dims}
     carrier = like(xr.DataArray(data, dims=da3.dims, coords=spatial), da3, nodata=None, attrs=False)
     halo = halo_depth(prm) if halo is None else halo
-    func = _TileFunction(bands=bands, halo=halo, stats=stats, params=prm, device=dev, nodata=nodata)
+    func = _TileFunction(
+        bands=bands, halo=halo, stats=stats, params=prm, device=plan.device, nodata=nodata
+    )
     enhanced = apply_tiled(
         carrier,
         func,
@@ -266,6 +277,7 @@ def enhance(
         bands_out=bands,
         name="enhance",
         placement=True,
+        resources=plan.resources,
     )
     nodata_out = nodata if nodata is not None else (np.nan if out_dtype.kind == "f" else None)
     result_data = enhanced.data.map_blocks(from_float, out_dtype, nodata_out, dtype=out_dtype)
@@ -286,17 +298,32 @@ class _TileFunction:
         halo: int,
         stats: GlobalStats,
         params: ASMParams,
-        device,
+        device: str,
         nodata: float | None,
     ) -> None:
         self.bands = bands
         self.halo = halo
         self.stats = stats
         self.params = params
-        self.device = device
+        self.device = device  # resolved where the tile runs
         self.nodata = nodata
 
     def __call__(self, block: np.ndarray, placement: TilePlacement) -> np.ndarray:
+        import torch
+
+        from geo_ntl._device import gpu_slot, on_out_of_memory, resolve_device
+
+        device = resolve_device(self.device)
+        try:
+            with gpu_slot(device):
+                return self._enhance(block, placement, device)
+        except torch.OutOfMemoryError as exc:
+            what = (
+                f"one {block.shape[1]} x {block.shape[2]} px tile of the enhancer (halo included)"
+            )
+            raise on_out_of_memory(exc, what=what, options={"`tile`": "tile"}) from exc
+
+    def _enhance(self, block: np.ndarray, placement: TilePlacement, device: Any) -> np.ndarray:
         d = self.halo
         hb, wb = block.shape[1:]
         oy, ox = placement.origin
@@ -315,7 +342,7 @@ class _TileFunction:
             origin=(oy + ys, ox + xs),
             stats=self.stats,
             params=self.params,
-            device=self.device,
+            device=device,
             region=region if region[0] < region[1] and region[2] < region[3] else None,
         )
         return out
