@@ -210,3 +210,23 @@ def test_train_solver__resumes_exactly(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_solve__out_of_memory_names_the_tile(solver_weights, monkeypatch, tmp_path, runner):
+    """A GPU out-of-memory error in the solver is an error line naming --tile, exit 2."""
+    from geo_ntl.deblur import solver as solver_mod
+    from geo_ntl.exceptions import DeviceMemoryError
+    from geo_ntl.io import write_cog
+
+    def oom(self, inputs, every_stage=False):
+        raise torch.OutOfMemoryError("CUDA out of memory (forced)")
+
+    monkeypatch.setattr(solver_mod.UnrolledSolver, "forward", oom)
+    scene = make_scene((3, 64, 64), seed=5)
+    with pytest.raises(DeviceMemoryError, match="psf-gan solver.*`tile`"):
+        solve(scene, psf=moffat_psf(), weights=solver_weights, device="cpu", tile=32).compute()
+    path = write_cog(scene, tmp_path / "scene.tif")
+    res = runner("deblur", path, "--out", tmp_path / "out.tif", "--weights", solver_weights,
+                 "--tile", "32", "--workers", "0")  # fmt: skip
+    assert res.exit_code == 2 and "lower --tile" in res.stderr
+    assert not (tmp_path / "out.tif").exists()

@@ -324,8 +324,15 @@ class _SolverRunner:
             fwhm=column([self.choice.fwhm]),
             valid=torch.from_numpy((~bad).astype(np.float32))[None, None].to(dev),
         )
-        with gpu_slot(dev), torch.inference_mode():
-            latent = solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
+        try:
+            with gpu_slot(dev), torch.inference_mode():
+                latent = solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
+        except torch.OutOfMemoryError as exc:
+            from geo_ntl._device import on_out_of_memory
+
+            h, w = block.shape[1:]
+            raise on_out_of_memory(exc, what=f"one {h} x {w} px window of the psf-gan solver",
+                                   options={"`tile`": "tile"}) from exc  # fmt: skip
         out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
         if self.bands == 1:
             out = out.mean(axis=0, keepdims=True)
