@@ -218,7 +218,7 @@ def test_plan_stages__one_stage_given_bare(spec):
     """``stages="enhance"`` is one stage, not the letters e, n, h... (#26)."""
     from geo_ntl._stages import plan_stages
 
-    assert plan_stages(spec, device="cpu").stages == ("enhance",)
+    assert plan_stages(spec).stages == ("enhance",)
 
 
 # --- the device is part of the job ------------------------------------------------------------

@@ -350,10 +350,14 @@ def _one_line_warnings(debug: bool) -> Iterator[None]:
         yield
         return
 
+    shown: set[str] = set()
+
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
         source = _package_of(str(filename))
-        if logging.getLogger(source).isEnabledFor(logging.WARNING):
-            click.echo(f"WARNING {source}: {_one_line(str(message))}", err=True)
+        text = f"WARNING {source}: {_one_line(str(message))}"
+        if text not in shown and logging.getLogger(source).isEnabledFor(logging.WARNING):
+            shown.add(text)  # once per command, however often the code behind it runs
+            click.echo(text, err=True)
 
     with warnings.catch_warnings():
         with contextlib.suppress(ImportError):

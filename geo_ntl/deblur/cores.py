@@ -7,8 +7,10 @@ maximum inside the blob -- was lit at least to full scale by the lamp itself: a
 restoration that writes it grey (as a network hedging its squared error does)
 removes the highlight a user looks for. :func:`core_mask` finds those pixels (per
 band: the blob's clipped pixels eroded by a square of radius ``max(1,
-round(HWHM))``), and :func:`hold_cores` / :func:`hold_cores_torch` raise the
-output there to full scale. The same rule runs in training and at inference.
+round(HWHM))``, :func:`core_radius`). :func:`hold_cores` / :func:`hold_cores_torch`
+raise the output to full scale on a larger core, eroded by half that radius
+(:func:`hold_radius`), because the PSF they know is an estimate. The same rule runs
+in training and at inference.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from scipy import ndimage
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CLIPPED_FRACTION", "core_radius", "core_mask", "hold_cores", "hold_cores_torch"]
+__all__ = [
+    "CLIPPED_FRACTION",
+    "core_radius",
+    "core_mask",
+    "hold_cores",
+    "hold_cores_torch",
+    "hold_radius",
+]
 
 #: A pixel at this fraction of the clip level or above counts as clipped (JPEG-compressed
 #: scenes hold their clipped blobs at 250-255 DN, not all at 255). The flux projection's
@@ -40,8 +49,23 @@ def core_radius(fwhm: float) -> int:
     return max(1, int(round(0.5 * float(fwhm))))
 
 
-def core_mask(clipped: np.ndarray, fwhm: float) -> np.ndarray:
-    """Per band, the clipped pixels whose whole ``core_radius`` square is clipped.
+def hold_radius(fwhm: float) -> int:
+    """Erosion radius (px) of the cores a restoration holds: half :func:`core_radius`, at least 1.
+
+    The PSF is an estimate; holding the blob eroded by half its HWHM keeps every pixel of the
+    cores :func:`core_radius` defines (those of the benchmark's criterion) at full scale even
+    where the estimate is up to twice too wide.
+
+    Examples
+    --------
+    >>> hold_radius(1.5), hold_radius(3.6), hold_radius(9.4)
+    (1, 1, 2)
+    """
+    return max(1, int(round(0.25 * float(fwhm))))
+
+
+def core_mask(clipped: np.ndarray, fwhm: float, *, radius: int | None = None) -> np.ndarray:
+    """Per band, the clipped pixels whose whole ``radius`` square is clipped.
 
     Parameters
     ----------
@@ -49,6 +73,8 @@ def core_mask(clipped: np.ndarray, fwhm: float) -> np.ndarray:
         Pixels at the clip level.
     fwhm : float
         The PSF's FWHM (px).
+    radius : int, optional
+        Erosion radius; default :func:`core_radius` of ``fwhm``.
 
     Examples
     --------
@@ -57,7 +83,7 @@ def core_mask(clipped: np.ndarray, fwhm: float) -> np.ndarray:
     >>> int(core_mask(m, 2.0).sum())  # a 5 x 5 blob, radius 1: its 3 x 3 centre
     9
     """
-    size = 2 * core_radius(fwhm) + 1
+    size = 2 * (core_radius(fwhm) if radius is None else radius) + 1
     return ndimage.minimum_filter(
         np.asarray(clipped, dtype=bool), size=(1, size, size), mode="nearest"
     )
@@ -86,7 +112,7 @@ def hold_cores(
     clipped = scene >= CLIPPED_FRACTION * lvl[:, None, None]
     if not clipped.any():
         return output
-    core = core_mask(clipped, fwhm)
+    core = core_mask(clipped, fwhm, radius=hold_radius(fwhm))
     held = np.maximum(output, lvl[:, None, None].astype(output.dtype))
     return np.where(core, held, output)
 
@@ -101,7 +127,7 @@ def hold_cores_torch(
     clipped = (scene >= CLIPPED_FRACTION * level).to(output.dtype)
     out = []
     for i in range(output.shape[0]):
-        r = core_radius(float(fwhm[i]))
+        r = hold_radius(float(fwhm[i]))
         core = -F.max_pool2d(
             -F.pad(clipped[i : i + 1], (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1
         )

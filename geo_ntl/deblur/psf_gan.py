@@ -221,7 +221,8 @@ def default_halo(kernel_size: int, solver: Any) -> int:
     """
     from geo_ntl.deblur.physics import default_halo as rl_halo
 
-    return int(8 * math.ceil((rl_halo(kernel_size, solver.stages * solver.iterations) + 16) / 8))
+    reach = rl_halo(kernel_size, solver.stages * solver.iterations) + 16
+    return int(8 * math.ceil(reach / 8))
 
 
 def clip_radius_for(fwhm: float) -> int:
@@ -284,13 +285,9 @@ class _SolverRunner:
         self.unit = unit
         self.nodata = nodata
         self.bands = bands
+        self.factor = resample_factor(choice.fwhm)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
-        import torch
-
-        from geo_ntl.deblur.solver import SolverInputs
-        from geo_ntl.deblur.weights import get_solver
-
         bad = invalid_pixels(block, self.nodata, nonfinite=True)
         x = block.astype(np.float64)
         if bad.all():
@@ -305,39 +302,114 @@ class _SolverRunner:
         black = np.resize(self.black, 3)
         above = x - black[:, None, None]
         data = np.maximum(above, 0.0) + _FLOOR
+        valid = (~bad).astype(np.float64)
+        factor = self.factor
+        if factor == 1:
+            latent = self._solve_light(data, valid, self.choice.kernels, self.choice.fwhm, black)
+        else:  # a PSF wider than the prior was trained on: solve at a coarser sampling
+            low = self._solve_light(
+                _block_mean(data, factor), _block_mean(valid, factor),
+                _coarser_kernels(self.choice.kernels, factor), self.choice.fwhm / factor, black,
+            )  # fmt: skip
+            correction = _upsample(low - _block_mean(data, factor), factor, data.shape[1:])
+            latent = np.maximum(data + correction, 0.0)
+        out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
+        if self.bands == 1:
+            out = out.mean(axis=0, keepdims=True)
+        out[:, bad] = 0.0
+        return out.astype(np.float32)
+
+    def _solve_light(
+        self, data: np.ndarray, valid: np.ndarray, kernels: np.ndarray, fwhm: float, black: Any
+    ) -> np.ndarray:
+        """The solver on light above black ``(3, h, w)``; returns its estimate (float64)."""
+        import torch
+
         from geo_ntl._device import gpu_slot, resolve_device
+        from geo_ntl.deblur.solver import SolverInputs
+        from geo_ntl.deblur.weights import get_solver
 
         dev = resolve_device(self.device)  # where the task runs (a GPU worker, say)
         solver = get_solver(self.weights, device=str(dev))
         level = self.level - black if np.isfinite(self.level) else np.full(3, np.inf)
         unit = np.maximum(self.unit - black, 1e-6)
 
-        def column(v: np.ndarray) -> torch.Tensor:
+        def column(v: Any) -> torch.Tensor:
             return torch.as_tensor(np.asarray(v, np.float32)).view(1, -1, 1, 1).to(dev)
 
         inputs = SolverInputs(
             data=torch.from_numpy(data.astype(np.float32))[None].to(dev),
-            kernels=torch.from_numpy(self.choice.kernels)[None].to(dev),
+            kernels=torch.from_numpy(np.ascontiguousarray(kernels, np.float32))[None].to(dev),
             level=column(level),
             full_scale=column(unit),
             noise=column([float(np.mean(self.sigma)) / float(np.mean(unit))]),
-            fwhm=column([self.choice.fwhm]),
-            valid=torch.from_numpy((~bad).astype(np.float32))[None, None].to(dev),
+            fwhm=column([fwhm]),
+            valid=torch.from_numpy(valid.astype(np.float32))[None, None].to(dev),
         )
         try:
             with gpu_slot(dev), torch.inference_mode():
-                latent = solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
+                return solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
         except torch.OutOfMemoryError as exc:
             from geo_ntl._device import on_out_of_memory
 
-            h, w = block.shape[1:]
+            h, w = data.shape[1:]
             raise on_out_of_memory(exc, what=f"one {h} x {w} px window of the psf-gan solver",
                                    options={"`tile`": "tile"}) from exc  # fmt: skip
-        out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
-        if self.bands == 1:
-            out = out.mean(axis=0, keepdims=True)
-        out[:, bad] = 0.0
-        return out.astype(np.float32)
+
+
+#: Widest PSF (FWHM, px) the solver runs at the scene's own sampling: the training range's top.
+MAX_FWHM = 12.0
+
+
+def resample_factor(fwhm: float) -> int:
+    """Sampling step (1, 2, 4 or 8) that brings a PSF within the prior's training widths.
+
+    A PSF wider than :data:`MAX_FWHM` (the upscaled real Jilin-1 crop's 25 px, say) is
+    solved on block means of ``factor`` x ``factor`` pixels, where its FWHM is
+    ``fwhm / factor``; the correction is interpolated back and added to the scene.
+    Powers of two, so tiles and halos (multiples of 8) cut the coarse grid alike.
+
+    Examples
+    --------
+    >>> resample_factor(4.0), resample_factor(13.0), resample_factor(25.0), resample_factor(200.0)
+    (1, 2, 4, 8)
+    """
+    factor = 1
+    while fwhm / factor > MAX_FWHM and factor < 8:
+        factor *= 2
+    return factor
+
+
+def _block_mean(a: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor`` x ``factor`` blocks of ``(..., h, w)`` (edge-padded to a multiple)."""
+    h, w = a.shape[-2:]
+    ph, pw = (-h) % factor, (-w) % factor
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)]
+    a = np.pad(a, pad, mode="edge")
+    shape = (*a.shape[:-2], a.shape[-2] // factor, factor, a.shape[-1] // factor, factor)
+    return a.reshape(shape).mean(axis=(-3, -1))
+
+
+def _upsample(a: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Bilinear interpolation of block values back to pixels (pixel edges aligned), cropped."""
+    from scipy import ndimage
+
+    up = ndimage.zoom(a, (1, factor, factor), order=1, grid_mode=True, mode="nearest")
+    return up[:, : shape[0], : shape[1]]
+
+
+def _coarser_kernels(kernels: np.ndarray, factor: int) -> np.ndarray:
+    """The PSF on the coarse grid: box-averaged over ``factor`` px, sampled every ``factor``
+    px outwards from its centre (odd side), each summing to 1."""
+    from scipy import ndimage
+
+    centre = kernels.shape[-1] // 2
+    reach = centre // factor
+    boxed = ndimage.uniform_filter(kernels.astype(np.float64), size=(1, factor, factor),
+                                   mode="constant")  # fmt: skip
+    idx = centre + factor * np.arange(-reach, reach + 1)
+    coarse = boxed[:, idx][:, :, idx]
+    return (coarse / coarse.sum(axis=(-2, -1), keepdims=True)).astype(np.float32)
 
 
 def _levels_and_unit(
