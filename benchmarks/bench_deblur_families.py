@@ -169,8 +169,8 @@ def _psf_gan(degraded: np.ndarray, weights: str | None = None) -> np.ndarray:
 
 def _candidate(weights: str) -> Method:
     """Judge a weights file with the method its architecture belongs to."""
-    from geo_ntl.deblur.weights import get_model
     from geo_ntl.deblur.solver import SOLVER_ARCH
+    from geo_ntl.deblur.weights import get_model
 
     if getattr(get_model(weights), "arch", None) == SOLVER_ARCH:
         return functools.partial(_psf_gan, weights=weights)
@@ -314,9 +314,13 @@ def criteria(rows: list[dict]) -> None:
                     else m["fwhm"] <= 0.75 * fi
                 )
                 if phys is not None and r["method"] != "physics":
-                    c["fwhm_le_physics"] = _ok(phys["fwhm"], lambda v: m["fwhm"] <= v)
+                    c["fwhm_le_physics"] = _ok(phys["fwhm"], functools.partial(_le, m["fwhm"]))
         c["cores_kept_ge_99pct"] = _ok(m.get("cores_kept"), lambda v: v >= 0.99)
         r["pass"] = c
+
+
+def _le(width: float, limit: float) -> bool:
+    return width <= limit
 
 
 def _ok(v: float | None, test: Callable[[float], bool]) -> bool | None:

@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
-    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
     from geo_ntl.deblur.flux import conserve_flux
+    from geo_ntl.deblur.inference import deblur_array  # the standalone GAN (gan-direct)
 
     rng = np.random.default_rng(7)
     n = args.size

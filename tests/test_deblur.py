@@ -580,7 +580,17 @@ def test_cli_deblur__writes_cog(runner, scene_file, tiny_weights, tmp_path):
         assert dst.crs == src.crs and dst.transform == src.transform
         assert dst.dtypes == src.dtypes and dst.shape == src.shape
         assert dst.tags()["GEO_NTL_STAGE"] == "deblur"
-    res = runner("deblur", scene_file, "--out", out, "--method", "gan-direct", "--weights", tiny_weights, "--no-enhance")
+    res = runner(
+        "deblur",
+        scene_file,
+        "--out",
+        out,
+        "--method",
+        "gan-direct",
+        "--weights",
+        tiny_weights,
+        "--no-enhance",
+    )
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "--overwrite" in res.stderr
 
 
@@ -596,14 +606,32 @@ def test_cli_deblur__missing_weights(runner, scene_file, tmp_path):
 def test_cli_deblur__corrupt_weights(runner, scene_file, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    res = runner("deblur", scene_file, "--out", tmp_path / "o.tif", "--method", "gan-direct", "--weights", bad)
+    res = runner(
+        "deblur",
+        scene_file,
+        "--out",
+        tmp_path / "o.tif",
+        "--method",
+        "gan-direct",
+        "--weights",
+        bad,
+    )
     assert res.exit_code == 2 and res.stderr.startswith("error:") and "corrupt" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_cli_deblur__two_band_scene(runner, tmp_path, tiny_weights):
     path = write_cog(make_scene((2, 32, 32), seed=10), tmp_path / "two.tif")
-    res = runner("deblur", path, "--out", tmp_path / "o.tif", "--method", "gan-direct", "--weights", tiny_weights)
+    res = runner(
+        "deblur",
+        path,
+        "--out",
+        tmp_path / "o.tif",
+        "--method",
+        "gan-direct",
+        "--weights",
+        tiny_weights,
+    )
     assert res.exit_code == 2 and "got 2" in res.stderr
     assert not (tmp_path / "o.tif").exists()
 
@@ -788,7 +816,18 @@ def test_cli_deblur__masked_pixels_stay_nodata(runner, tiny_weights, tmp_path, k
 def test_cli_deblur__saturation_is_a_parameter_of_the_job(runner, tiny_weights, tmp_path):
     scene = write_cog(make_scene((1, 48, 48), dtype="float32", seed=9), tmp_path / "rad.tif")
     out = tmp_path / "out.tif"
-    fast = ("--method", "gan-direct", "--weights", tiny_weights, "--tile", "32", "--device", "cpu", "--workers", "0")
+    fast = (
+        "--method",
+        "gan-direct",
+        "--weights",
+        tiny_weights,
+        "--tile",
+        "32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    )
     res = runner("deblur", scene, "--out", out, "--saturation", "300", *fast)
     assert res.exit_code == 0, res.stderr
     with rasterio.open(out) as dst:

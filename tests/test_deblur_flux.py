@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from test_deblur import _tiny_generator
 
 from geo_ntl.deblur import flux
-from geo_ntl.deblur.inference import deblur, deblur_array  # the standalone GAN
 from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA, conserve_flux, flux_halo
+from geo_ntl.deblur.inference import deblur, deblur_array  # the standalone GAN
 from geo_ntl.testing import make_scene
 from geo_ntl.tiling import apply_tiled, apply_whole
 

@@ -129,7 +129,9 @@ def deblur(
             param_hint="--method",
         )
     if method not in ("gan", "gan-direct") and batch_size is not None:
-        raise click.BadParameter("--batch-size applies to --method gan-direct", param_hint="--method")
+        raise click.BadParameter(
+            "--batch-size applies to --method gan-direct", param_hint="--method"
+        )
     if method in ("gan", "gan-direct") and psf_json is not None:
         raise click.BadParameter("applies to --method psf-gan or physics", param_hint="--psf-json")
     stage = DeblurStage(

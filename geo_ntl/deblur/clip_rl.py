@@ -124,7 +124,7 @@ class PSFOperator:
 
 
 def smooth_clip(z: torch.Tensor, level: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
-    """The smooth minimum ``R(z)`` of ``z`` and ``level`` (see the module docstring)."""
+    """Return the smooth minimum ``R(z)`` of ``z`` and ``level`` (see the module docstring)."""
     return z - F.softplus(-sharpness * (level - z)) / sharpness
 
 

@@ -132,5 +132,7 @@ def hold_cores_torch(
             -F.pad(clipped[i : i + 1], (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1
         )
         lvl = level[i : i + 1] if level.shape[0] > 1 else level
-        out.append(torch.where(core > 0.5, torch.maximum(output[i : i + 1], lvl), output[i : i + 1]))
+        out.append(
+            torch.where(core > 0.5, torch.maximum(output[i : i + 1], lvl), output[i : i + 1])
+        )
     return torch.cat(out)

@@ -91,8 +91,12 @@ class PSFChoice:
     def to_tag(self) -> str:
         """JSON for the output's ``GEO_NTL_PSF`` tag."""
         return json.dumps(
-            {"source": self.source, "fwhm_px": round(self.fwhm, 3), "n_sources": self.n_sources,
-             "size_px": int(self.kernels.shape[-1])}  # fmt: skip
+            {
+                "source": self.source,
+                "fwhm_px": round(self.fwhm, 3),
+                "n_sources": self.n_sources,
+                "size_px": int(self.kernels.shape[-1]),
+            }  # fmt: skip
         )
 
 
@@ -191,7 +195,7 @@ _WIDTH_WINDOW = 2048  # edge of the central window the lamp widths are measured 
 
 
 def _lamp_width_psf(scene: Any) -> tuple[np.ndarray, int] | None:
-    """A Moffat PSF from the median width of the scene's isolated lamps, or None.
+    """Make a Moffat PSF from the median width of the scene's isolated lamps, or None.
 
     The smallest isolation distance whose lamps (at least :data:`MIN_WIDTH_LAMPS`) fit in
     their windows (median FWHM at most the distance: the half maximum well inside) gives the width;
@@ -322,7 +326,7 @@ class _SolverRunner:
     def _solve_light(
         self, data: np.ndarray, valid: np.ndarray, kernels: np.ndarray, fwhm: float, black: Any
     ) -> np.ndarray:
-        """The solver on light above black ``(3, h, w)``; returns its estimate (float64)."""
+        """Run the solver on light above black ``(3, h, w)``; return its estimate (float64)."""
         import torch
 
         from geo_ntl._device import gpu_slot, resolve_device
@@ -362,7 +366,7 @@ MAX_FWHM = 12.0
 
 
 def resample_factor(fwhm: float) -> int:
-    """Sampling step (1, 2, 4 or 8) that brings a PSF within the prior's training widths.
+    """Return the sampling step (1, 2, 4 or 8) that brings a PSF within the trained widths.
 
     A PSF wider than :data:`MAX_FWHM` (the upscaled real Jilin-1 crop's 25 px, say) is
     solved on block means of ``factor`` x ``factor`` pixels, where its FWHM is
@@ -399,8 +403,11 @@ def _upsample(a: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _coarser_kernels(kernels: np.ndarray, factor: int) -> np.ndarray:
-    """The PSF on the coarse grid: box-averaged over ``factor`` px, sampled every ``factor``
-    px outwards from its centre (odd side), each summing to 1."""
+    """Return the PSF on the coarse grid, each band summing to 1.
+
+    Box-averaged over ``factor`` px and sampled every ``factor`` px outwards from its centre,
+    so the side stays odd.
+    """
     from scipy import ndimage
 
     centre = kernels.shape[-1] // 2
@@ -495,9 +502,9 @@ def solve_array(
     (True, 1.0)
     """
     from geo_ntl._device import resolve_device
+    from geo_ntl.deblur.flux import flux_halo
     from geo_ntl.deblur.inference import _FluxProjector
     from geo_ntl.deblur.weights import get_solver
-    from geo_ntl.deblur.flux import flux_halo
     from geo_ntl.tiling import apply_whole
 
     arr = np.asarray(image)
@@ -543,7 +550,7 @@ def solve_array(
 def _finish_tiled(
     scene: xr.DataArray, restored: xr.DataArray, finish: _Finish, nodata: Any, dtype: np.dtype
 ) -> xr.DataArray:
-    """The finish alone (no flux projection), block by block with the scene beside it."""
+    """Run the finish alone (no flux projection), block by block with the scene beside it."""
     import dask.array as dsa
 
     from geo_ntl._raster import to_dtype

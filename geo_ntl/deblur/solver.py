@@ -94,11 +94,13 @@ class SolverPrior(nn.Module):
         for m in self.net.modules():  # residual branches start small, so the blocks start stable
             if isinstance(m, MultiPathResBlock):
                 for branch in m.branches:
-                    last = [c for c in branch if isinstance(c, nn.Conv2d)][-1]
+                    last = [c for c in branch.modules() if isinstance(c, nn.Conv2d)][-1]
                     last.weight.data.mul_(0.1)
         tail = self.net[-1]
+        assert isinstance(tail, nn.Conv2d)
         nn.init.zeros_(tail.weight)
-        nn.init.zeros_(tail.bias)
+        if tail.bias is not None:
+            nn.init.zeros_(tail.bias)
         self.config = {"width": width, "n_blocks": n_blocks}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ Power-law halos are never drawn: they are a family the benchmark keeps unseen.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class SolverScene:
 
 
 def fallback_kernel(fwhm: float = FALLBACK_FWHM, beta: float = FALLBACK_BETA) -> np.ndarray:
-    """The documented fallback PSF: a Moffat kernel of ``fwhm`` px, window 6 FWHM (odd)."""
+    """Return the documented fallback PSF: a Moffat kernel of ``fwhm`` px, 6 FWHM wide (odd)."""
     from geo_ntl.simulate.psf import moffat_psf
 
     alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
@@ -86,7 +87,7 @@ def fallback_kernel(fwhm: float = FALLBACK_FWHM, beta: float = FALLBACK_BETA) ->
 
 
 def _asymmetric_psf(rng: np.random.Generator, fwhm: float) -> np.ndarray:
-    """A core plus a displaced, wider lobe (coma-like, or a double image)."""
+    """Draw a core plus a displaced, wider lobe (coma-like, or a double image)."""
     from geo_ntl.simulate.psf import elliptical_psf
 
     size = int(min(MAX_KERNEL, max(15, np.ceil(5 * fwhm)))) | 1
@@ -155,7 +156,7 @@ def make_scene(seed: int, size: int) -> SolverScene:
 
     rng = np.random.default_rng([seed, 0x50534F4C])  # "PSOL"
     psf, info = draw_psf(rng)
-    opts = {k: float(rng.uniform(*v)) for k, v in PHYSICAL_RANGES.items()}
+    opts: dict[str, Any] = {k: float(rng.uniform(*v)) for k, v in PHYSICAL_RANGES.items()}
     opts["dilation"] = int(rng.choice([0, 0, 3, 5])) if rng.random() < 0.33 else 0
     simulator = "city" if rng.random() < 0.5 else "street_lamps"
     if simulator == "city":

@@ -229,7 +229,9 @@ def _step(run: _Run, cfg: SolverTrainConfig, pool: list[SolverScene], dev: torch
         )
         if len(stages) > 1
         else l1 * 0,
-        "adv": losses.generator_adversarial_loss(run.critic, fake) if cfg.adv_weight > 0 else l1 * 0,
+        "adv": losses.generator_adversarial_loss(run.critic, fake)
+        if cfg.adv_weight > 0
+        else l1 * 0,
     }
     g_loss = (
         cfg.content_weight * (terms["l1"] + terms["perceptual"])
@@ -303,7 +305,9 @@ def train_solver(
     ckpt = out / CHECKPOINT_NAME
     if resume:
         run.load(torch.load(ckpt, map_location="cpu", weights_only=False))
-    pool = [make_scene(seed, cfg.scene_size) for seed in _pool_seeds(cfg, _generation(cfg, run.step))]
+    pool = [
+        make_scene(seed, cfg.scene_size) for seed in _pool_seeds(cfg, _generation(cfg, run.step))
+    ]
     with (out / LOG_NAME).open("a") as log:
         last = cfg.steps if until is None else min(cfg.steps, until)
         while run.step < last:
@@ -314,7 +318,10 @@ def train_solver(
             run.step += 1
             run.elapsed += time.perf_counter() - t0
             if run.step % log_every == 0:
-                log.write(json.dumps({"step": run.step, "elapsed_s": round(run.elapsed, 1), **parts}) + "\n")
+                log.write(
+                    json.dumps({"step": run.step, "elapsed_s": round(run.elapsed, 1), **parts})
+                    + "\n"
+                )
                 log.flush()
             if cfg.refresh_every and run.step % cfg.refresh_every == 0:
                 _refresh(pool, cfg, _generation(cfg, run.step))
@@ -336,4 +343,10 @@ if __name__ == "__main__":  # pragma: no cover - the background run's entry poin
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
-    train_solver(a.out_dir, SolverTrainConfig(steps=a.steps), resume=a.resume, device=a.device, threads=a.threads)
+    train_solver(
+        a.out_dir,
+        SolverTrainConfig(steps=a.steps),
+        resume=a.resume,
+        device=a.device,
+        threads=a.threads,
+    )

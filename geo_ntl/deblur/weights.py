@@ -160,7 +160,7 @@ def load_generator(path: str | os.PathLike[str], *, sha256: str | None = None) -
     WeightsError
         If it is corrupt, of another architecture or fails the checksum.
     """
-    from geo_ntl.deblur.model import GENERATOR_ARCH, Generator
+    from geo_ntl.deblur.model import Generator
     from geo_ntl.deblur.solver import SOLVER_ARCH, UnrolledSolver
 
     p = Path(path)
@@ -174,6 +174,7 @@ def load_generator(path: str | os.PathLike[str], *, sha256: str | None = None) -
     obj = _read(p)
     arch = obj["arch"]
     try:
+        gen: Any
         if arch == SOLVER_ARCH:
             gen = UnrolledSolver(**obj.get("config", {}))
         else:  # files written before the global skip existed have no "residual" key
@@ -238,9 +239,7 @@ def get_generator(
     return model
 
 
-def get_solver(
-    name_or_path: str | os.PathLike[str] | None = None, *, device: str = "cpu"
-) -> Any:
+def get_solver(name_or_path: str | os.PathLike[str] | None = None, *, device: str = "cpu") -> Any:
     """Return the PSF solver (:class:`geo_ntl.deblur.solver.UnrolledSolver`), loaded once.
 
     Parameters

@@ -85,7 +85,7 @@ def street_lamp_scene(size: int, *, seed: int) -> np.ndarray:
     median = float(np.exp(rng.uniform(np.log(0.8), np.log(12.0))))
     pools = np.zeros_like(canvas)
     points = np.zeros_like(canvas)
-    for (p, q) in _street_segments(rng, size):
+    for p, q in _street_segments(rng, size):
         length = float(np.hypot(*(q - p)))
         n = int(length // spacing)
         if n < 1:
@@ -114,7 +114,9 @@ def street_lamp_scene(size: int, *, seed: int) -> np.ndarray:
                 if rng.random() < 0.6:
                     yy, xx = y + r * gy, x + c * gx
                     if yy < size - 1 and xx < size - 1:
-                        canvas[:, yy : yy + 2, xx : xx + 2] += level * LAMP_COLOURS[2][:, None, None]
+                        canvas[:, yy : yy + 2, xx : xx + 2] += (
+                            level * LAMP_COLOURS[2][:, None, None]
+                        )
     for _ in range(int(rng.integers(0, 3))):
         y, x = rng.integers(0, size, 2)
         hh, ww = rng.integers(8, 40, 2)
