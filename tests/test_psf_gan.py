@@ -256,3 +256,17 @@ def test_solve__a_psf_wider_than_trained_is_solved_on_a_coarser_grid(solver_weig
     scene = make_scene(img.shape).copy(data=img)
     tiled = solve(scene, psf=psf, weights=solver_weights, device="cpu", tile=128).values
     assert np.abs(tiled.astype(int) - out.astype(int)).max() <= 1
+
+
+def test_solve__light_of_lamps_sharpened_past_full_scale_stays_near_them(solver_weights):
+    """No input pixel clipped, but sharpened lamps exceed 255: an 8-bit output spreads the excess
+    around them (the flux projection runs after the clip), it does not lose it."""
+    from geo_ntl.metrics import light
+
+    _, img = _lamps((3, 216, 216), peak=3800.0, seed=8)
+    assert img.max() < 250
+    out = solve_array(img, psf=gaussian_psf(15, sigma=1.6), weights=solver_weights, device="cpu")
+    assert out.max() == 255  # some lamps did sharpen past full scale
+    assert out.astype(float).sum() / img.astype(float).sum() == pytest.approx(1.0, abs=0.01)
+    cells = light.flux_ratio_stats(img, out)
+    assert cells["within_10pct"] == 1.0

@@ -279,7 +279,9 @@ class _SolverRunner:
         unit: float,
         nodata: float | None,
         bands: int,
+        clip_output: bool,
     ) -> None:
+        self.clip_output = clip_output
         self.weights = weights
         self.device = device
         self.choice = choice
@@ -318,6 +320,10 @@ class _SolverRunner:
             correction = _upsample(low - _block_mean(data, factor), factor, data.shape[1:])
             latent = np.maximum(data + correction, 0.0)
         out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
+        if self.clip_output and np.isfinite(self.level):
+            # An integer output holds no light above full scale: clip before the flux
+            # projection, so it spreads what sharpened unclipped lamps lost around them.
+            out = np.minimum(out, self.level)
         if self.bands == 1:
             out = out.mean(axis=0, keepdims=True)
         out[:, bad] = 0.0
@@ -522,7 +528,7 @@ def solve_array(
     black, sigma, level, unit = _levels_and_unit(arr, arr.dtype, nodata, saturation)
     runner = _SolverRunner(
         weights=weights, device=dev, choice=choice, black=black, sigma=sigma, level=level,
-        unit=unit, nodata=nodata, bands=arr.shape[0],
+        unit=unit, nodata=nodata, bands=arr.shape[0], clip_output=out_dtype.kind in "ui",
     )  # fmt: skip
     depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
     restored = apply_whole(arr, runner, halo=depth)
@@ -643,6 +649,7 @@ def solve(
     runner = _SolverRunner(
         weights=weights, device=plan.device, choice=choice, black=black, sigma=sigma,
         level=level, unit=unit, nodata=nodata, bands=da3.shape[0],
+        clip_output=out_dtype.kind in "ui",
     )  # fmt: skip
     depth = default_halo(choice.kernels.shape[-1], solver) if halo is None else int(halo)
     restored = apply_tiled(carrier, runner, halo=depth, dtype=np.float32, name="psfgan",
