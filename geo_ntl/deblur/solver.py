@@ -152,6 +152,8 @@ class UnrolledSolver(nn.Module):
         See :class:`SolverPrior` (one prior shared by all stages, told the stage).
     clip_sharpness : float, default 0.2
         ``a`` of the smooth clip per 1/255 of full scale.
+    prior_weight : float, default 1.0
+        Scale of the prior's correction (1: as trained; 0: the data steps alone).
     """
 
     arch = SOLVER_ARCH
@@ -164,8 +166,10 @@ class UnrolledSolver(nn.Module):
         width: int = 8,
         n_blocks: int = 1,
         clip_sharpness: float = 0.2,
+        prior_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        self.prior_weight = prior_weight
         self.stages = stages
         self.iterations = iterations
         self.clip_sharpness = clip_sharpness
@@ -176,6 +180,7 @@ class UnrolledSolver(nn.Module):
             "width": width,
             "n_blocks": n_blocks,
             "clip_sharpness": clip_sharpness,
+            "prior_weight": prior_weight,
         }
 
     def margin(self, kernel_size: int) -> int:
@@ -237,7 +242,8 @@ class UnrolledSolver(nn.Module):
                 valid=valid,
             )
             root = torch.sqrt(u / inputs.full_scale + 1e-6)
-            root = torch.relu(root + self.prior(self._features(u, y, inputs, stage)))
+            correction = self.prior(self._features(u, y, inputs, stage))
+            root = torch.relu(root + self.prior_weight * correction)
             u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
             if every_stage or stage == self.stages - 1:
                 outputs.append(unpad(u, widths))
