@@ -96,6 +96,26 @@ def as_band_yx(da: xr.DataArray) -> tuple[xr.DataArray, bool]:
     return da, False
 
 
+def as_band_yx_array(image: Any) -> tuple[np.ndarray, bool]:
+    """Return an image array as ``(band, y, x)``, its dtype checked, and whether a band was added.
+
+    Raises
+    ------
+    DimensionError
+        For anything but a ``(band, y, x)`` or ``(y, x)`` array.
+    UnsupportedRasterError
+        For an unsupported dtype.
+    """
+    arr = np.asarray(image)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
+    check_dtype(arr.dtype)
+    return arr, squeeze
+
+
 def check_dtype(dtype: Any, *, source: str | None = None) -> np.dtype:
     """Return ``dtype`` as a numpy dtype if it is one of :data:`SUPPORTED_DTYPES`.
 

@@ -41,9 +41,16 @@ import numpy as np
 import xarray as xr
 
 from geo_ntl import defaults
-from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like, to_dtype
+from geo_ntl._raster import (
+    as_band_yx,
+    as_band_yx_array,
+    check_dtype,
+    invalid_pixels,
+    like,
+    to_dtype,
+)
 from geo_ntl.deblur.flux import CLIP_RADIUS, conserve_flux, flux_halo, ordered_dither
-from geo_ntl.exceptions import DimensionError, ParameterError, TilingError, UnsupportedRasterError
+from geo_ntl.exceptions import ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
 
 if TYPE_CHECKING:
@@ -441,14 +448,8 @@ def deblur_array(
     from geo_ntl._device import device_capability, precision_for, resolve_device
     from geo_ntl.tiling import apply_whole
 
-    arr = np.asarray(image)
-    squeeze = arr.ndim == 2
-    if squeeze:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
+    arr, squeeze = as_band_yx_array(image)
     _check_bands(arr.shape[0])
-    check_dtype(arr.dtype)
     halo = _check_options(tile or DEFAULT_TILE, halo, batch_size)
     dev = resolve_device(device)
     batch_size = batch_size or default_batch_size(dev.type)

@@ -74,8 +74,8 @@ import xarray as xr
 from scipy import fft, ndimage
 
 from geo_ntl import defaults
-from geo_ntl._raster import as_band_yx, cast, check_dtype, invalid_pixels, like
-from geo_ntl.exceptions import DimensionError, ParameterError
+from geo_ntl._raster import as_band_yx, as_band_yx_array, cast, check_dtype, invalid_pixels, like
+from geo_ntl.exceptions import ParameterError
 
 log = logging.getLogger(__name__)
 
@@ -367,13 +367,7 @@ def deconvolve_array(
     """
     from geo_ntl.tiling import apply_whole
 
-    arr = np.asarray(image)
-    squeeze = arr.ndim == 2
-    if squeeze:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
-    check_dtype(arr.dtype)
+    arr, squeeze = as_band_yx_array(image)
     out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
     runner = _runner(
         arr,

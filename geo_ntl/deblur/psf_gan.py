@@ -42,8 +42,8 @@ import numpy as np
 import xarray as xr
 
 from geo_ntl import defaults
-from geo_ntl._raster import as_band_yx, check_dtype, invalid_pixels, like
-from geo_ntl.exceptions import DimensionError, ParameterError, PSFEstimationError
+from geo_ntl._raster import as_band_yx, as_band_yx_array, check_dtype, invalid_pixels, like
+from geo_ntl.exceptions import ParameterError, PSFEstimationError
 
 log = logging.getLogger(__name__)
 
@@ -513,14 +513,8 @@ def solve_array(
     from geo_ntl.deblur.weights import get_solver
     from geo_ntl.tiling import apply_whole
 
-    arr = np.asarray(image)
-    squeeze = arr.ndim == 2
-    if squeeze:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise DimensionError(f"expected a (band, y, x) or (y, x) array, got shape {arr.shape}")
+    arr, squeeze = as_band_yx_array(image)
     _check_bands(arr.shape[0])
-    check_dtype(arr.dtype)
     out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
     dev = str(resolve_device(device))
     solver = get_solver(weights, device=dev)
