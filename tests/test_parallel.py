@@ -166,7 +166,8 @@ def gpu_worker_calls(monkeypatch):
 @pytest.mark.parametrize(
     ("shape", "stages", "model_calls"),
     [
-        ((3, 256, 256), [("deblur", {"tile": 64})], 16),  # one GAN batch per tile
+        ((3, 256, 256), [("deblur", {"tile": 64})], 16),  # psf-gan: one solver call per tile
+        ((3, 256, 256), [("deblur", {"tile": 64, "method": "gan-direct"})], 16),  # a GAN batch each
         ((3, 256, 512), [("enhance", {"tile": 256, "params": {"iterations": 1}})], 2),
     ],
 )
