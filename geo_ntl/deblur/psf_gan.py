@@ -16,15 +16,20 @@ what it estimates as an image:
 2. **Levels**: each band's black level and noise as :mod:`geo_ntl.deblur.physics`
    measures them (once per scene). The solver sees the light above black; light
    below black passes through unchanged.
-3. **Clip level**: 255 for uint8, ``saturation`` when given, otherwise none
-   (float radiance and uint16 are not clipped at their maximum).
-4. **Finish**: the black level added back, saturated cores held at full scale
-   (:mod:`geo_ntl.deblur.cores`), then the GAN's flux projection
-   (:mod:`geo_ntl.deblur.flux`: light moves, it is neither created nor removed,
-   except near clipped pixels) and an unbiased ordered dither for integer outputs.
+3. **Clip level**: the GAN's rule (:func:`geo_ntl.deblur.inference._clip_level`):
+   full scale for integer data, ``saturation`` when given, a float product's
+   ``SATURATION`` tag, else none (float radiance is not clipped at its maximum).
+4. **Finish**: the black level added back; an integer output clipped at full
+   scale; the GAN's flux projection (:mod:`geo_ntl.deblur.flux`: light moves, it is
+   neither created nor removed, except within :func:`clip_radius_for` of clipped
+   pixels), so light that sharpened lamps push past full scale is spread beside
+   them, not lost; clipped again; saturated cores held at full scale
+   (:mod:`geo_ntl.deblur.cores`); an unbiased ordered dither for integer outputs.
+5. **Wide PSFs**: a PSF wider than the prior was trained on (:data:`MAX_FWHM`) is
+   solved on block means (:func:`resample_factor`) and the correction interpolated back.
 
 Tiles: the solver runs on each tile with :func:`default_halo` px of context
-(its data steps' reach plus the prior's receptive field); the flux projection is
+(its data steps' reach plus a margin for the prior); the flux projection is
 a second exact tiled pass. 1-band scenes run as three identical bands and are
 merged back as their mean; 2- and 4-band scenes are refused, as for the GAN.
 """
