@@ -89,10 +89,10 @@ def finish_torch(
 ) -> torch.Tensor:
     """Turn the solver's estimate into the image inference writes (DN), differentiably.
 
-    As :func:`geo_ntl.deblur.psf_gan.solve` does: ``latent + black``, the flux projection
-    (:func:`geo_ntl.deblur.flux.conserve_flux_torch`, light may go only within
-    :func:`~geo_ntl.deblur.psf_gan.clip_radius_for` of clipped pixels), clipped to
-    ``[0, full_scale]``, the cores of the input's clipped blobs held at full scale
+    As :func:`geo_ntl.deblur.psf_gan.solve` does: ``latent + black`` clipped to
+    ``[0, full_scale]``, the flux projection (:func:`geo_ntl.deblur.flux.conserve_flux_torch`,
+    light may go only within :func:`~geo_ntl.deblur.psf_gan.clip_radius_for` of clipped
+    pixels), clipped again, the cores of the input's clipped blobs held at full scale
     (:func:`geo_ntl.deblur.cores.hold_cores_torch`).
     """
     from geo_ntl.deblur.cores import hold_cores_torch
@@ -100,7 +100,7 @@ def finish_torch(
     from geo_ntl.deblur.psf_gan import clip_radius_for
 
     level = torch.full_like(black[..., None, None], full_scale)
-    out = latent + black[..., None, None]
+    out = (latent + black[..., None, None]).clamp(0.0, full_scale)
     if project:
         out = torch.cat([
             conserve_flux_torch(degraded[i : i + 1], out[i : i + 1], full_scale=full_scale,
