@@ -357,35 +357,28 @@ def load_family(name: str, size: int = 512, *, seed: int = 0) -> tuple[Any, np.n
         photo = ISS_PHOTOS.get(name.split(":", 1)[1])
         if photo is None:
             raise ValueError(f"unknown ISS photo {name!r}; choose from {', '.join(ISS_PHOTOS)}")
-        path = ISS / photo
-        if not path.exists():
-            raise FamilyUnavailable(f"{path} is absent (../shared is only beside a checkout)")
-        from PIL import Image
-
-        img = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
-        meta = {
-            "psf": None,
-            "linear_display": False,
-            "lamp_sep": 8,
-            "note": f"real ISS astronaut photo {photo} (640 x 426 JPEG, own camera and blur); "
-            "no truth; never trained on",
-        }
-        return None, np.ascontiguousarray(_centre_crop(img, size)), _meta(name, meta)
+        note = f"real ISS astronaut photo {photo} (640 x 426 JPEG, own camera and blur); no truth"
+        return _photo(name, ISS / photo, size, note=note + "; never trained on", lamp_sep=8)
     if name == "dicm" or name.startswith("dicm:"):
         photo = name.split(":", 1)[1] if ":" in name else "01"
-        path = DICM / f"{photo}.jpg"
-        if not path.exists():
-            raise FamilyUnavailable(f"{path} is absent (../shared is only beside a checkout)")
-        from PIL import Image
-
-        img = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
-        meta = {
-            "psf": None,
-            "linear_display": False,
-            "note": f"DICM low-light photo {photo}.jpg (gamma-encoded); sanity only",
-        }
-        return None, np.ascontiguousarray(_centre_crop(img, size)), _meta(name, meta)
+        note = f"DICM low-light photo {photo}.jpg (gamma-encoded); sanity only"
+        return _photo(name, DICM / f"{photo}.jpg", size, note=note)
     raise ValueError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}")
+
+
+def _photo(
+    name: str, path: Path, size: int, *, note: str, lamp_sep: int | None = None
+) -> tuple[None, np.ndarray, dict]:
+    """A real photo without truth, centre-cropped to ``size``."""
+    if not path.exists():
+        raise FamilyUnavailable(f"{path} is absent (../shared is only beside a checkout)")
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
+    meta: dict[str, Any] = {"psf": None, "linear_display": False, "note": note}
+    if lamp_sep is not None:
+        meta["lamp_sep"] = lamp_sep
+    return None, np.ascontiguousarray(_centre_crop(img, size)), _meta(name, meta)
 
 
 def prague_radiance(*, seed: int = 0) -> np.ndarray:

@@ -338,6 +338,14 @@ def _weights_params(
     return params, inputs
 
 
+def _model_deblur_plan(
+    params: dict[str, Any], first: Any, *, dtype: str | None, inputs: list, model: str
+) -> StagePlan:
+    """Return the plan of a deblur stage whose model runs on the torch device (gan, psf-gan)."""
+    return StagePlan(stage="deblur", suffix="_clean", params=params, first=first, dtype=dtype,
+                     inputs=inputs, staged=True, model=model)  # fmt: skip
+
+
 def _deblur_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
     from geo_ntl.deblur.methods import canonical_method
 
@@ -382,16 +390,7 @@ def _deblur_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
             saturation=stage.saturation,
         )
 
-    return StagePlan(
-        stage="deblur",
-        suffix="_clean",
-        params=params,
-        first=first,
-        dtype=dtype,
-        inputs=inputs,
-        staged=True,
-        model="gan",
-    )
+    return _model_deblur_plan(params, first, dtype=dtype, inputs=inputs, model="gan")
 
 
 def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
@@ -423,16 +422,7 @@ def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
         return solve(da.chunk({"y": tile, "x": tile}), psf=psf, weights=weights, device=device,
                      tile=tile, halo=halo, dtype=dtype, saturation=stage.saturation)  # fmt: skip
 
-    return StagePlan(
-        stage="deblur",
-        suffix="_clean",
-        params=params,
-        first=first,
-        dtype=dtype,
-        inputs=inputs,
-        staged=True,
-        model="psf-gan",
-    )
+    return _model_deblur_plan(params, first, dtype=dtype, inputs=inputs, model="psf-gan")
 
 
 def _physics_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
