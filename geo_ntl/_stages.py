@@ -338,6 +338,14 @@ def _weights_params(
     return params, inputs
 
 
+def _add_output_params(params: dict[str, Any], *, dtype: Any, saturation: Any) -> None:
+    """Record the output dtype and the clip level when given (both change the pixels)."""
+    if dtype is not None:
+        params["dtype"] = dtype
+    if saturation is not None:
+        params["saturation"] = float(saturation)
+
+
 def _model_deblur_plan(
     params: dict[str, Any], first: Any, *, dtype: str | None, inputs: list, model: str
 ) -> StagePlan:
@@ -372,10 +380,7 @@ def _deblur_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
         "halo": DEFAULT_HALO if halo is None else halo,
         "batch_size": batch_size,
     }
-    if dtype is not None:
-        params["dtype"] = dtype
-    if stage.saturation is not None:
-        params["saturation"] = float(stage.saturation)
+    _add_output_params(params, dtype=dtype, saturation=stage.saturation)
 
     def first(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
         from geo_ntl.deblur.inference import deblur
@@ -396,7 +401,7 @@ def _deblur_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
 def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
     if stage.batch_size is not None:
         raise ParameterError("batch_size applies to method='gan-direct'")
-    from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA
+    from geo_ntl.deblur.flux import FLUX_SIGMA
     from geo_ntl.deblur.psf_gan import METHOD, read_given_psf, solve
     from geo_ntl.deblur.weights import DEFAULT_SOLVER_WEIGHTS, get_solver
 
@@ -409,14 +414,12 @@ def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
         "method": METHOD,
         **weights_params,
         **psf_params,
-        "flux": {"sigma": FLUX_SIGMA, "clip_radius": CLIP_RADIUS},
+        # psf-gan lets light go only within the PSF's FWHM of clipped pixels (clip_radius_for).
+        "flux": {"sigma": FLUX_SIGMA, "clip_radius": "psf fwhm, at least 2 px"},
         "tile": tile,
         "halo": halo,
     }
-    if dtype is not None:
-        params["dtype"] = dtype
-    if stage.saturation is not None:
-        params["saturation"] = float(stage.saturation)
+    _add_output_params(params, dtype=dtype, saturation=stage.saturation)
 
     def first(da: xr.DataArray, device: DevicePlan) -> xr.DataArray:
         return solve(da.chunk({"y": tile, "x": tile}), psf=psf, weights=weights, device=device,
