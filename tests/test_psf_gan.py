@@ -89,6 +89,70 @@ def test_clip_rl__a_clipped_lamp_may_exceed_full_scale_and_shrink():
     assert clip_aware.max() > plain.max()
 
 
+def test_clip_rl__inference_path_matches_the_autograd_path():
+    """Without autograd the data step runs scipy's FFT and in-place arithmetic: same result."""
+    psf = gaussian_psf(21, sigma=2.5)
+    sharp = np.zeros((2, 3, 48, 56))
+    sharp[:, :, 20, 30] = 60000.0
+    sharp[:, :, 30, 12] = 120.0
+    data = np.minimum(np.stack([[ndimage.convolve(c, psf) for c in im] for im in sharp]), 250.0)
+    y = torch.from_numpy(data.astype(np.float32)) + 0.1
+    k = torch.from_numpy(psf.astype(np.float32))[None, None]
+    valid = torch.ones(2, 1, 48, 56)
+    valid[1, :, :5] = 0.0
+    kw = {"level": torch.tensor(250.0), "sharpness": torch.tensor(0.2), "iterations": 12,
+          "valid": valid}  # fmt: skip
+    with torch.no_grad():
+        fast = clip_rl(y.clone(), y, PSFOperator(k, (48, 56)), **kw)
+    with torch.enable_grad():
+        u0 = y.clone().requires_grad_(True)
+        slow = clip_rl(u0, y, PSFOperator(k, (48, 56)), **kw).detach()
+    assert torch.allclose(fast, slow, rtol=1e-4, atol=1e-6 * float(slow.max()))
+    assert float(fast.max()) > 500.0  # the clipped lamp rose above full scale in both
+
+
+def test_pad_for_psf__fast_sizes_that_are_multiples_of_the_grid():
+    from geo_ntl.deblur.clip_rl import fast_length
+
+    x = torch.rand(1, 3, 2031, 97)
+    padded, widths = pad_for_psf(x, 40, multiple=4)
+    for n in padded.shape[-2:]:
+        assert n % 4 == 0 and max(_prime_factors(n)) <= 5
+    assert padded.shape[-2] == fast_length(2031 + 80, 4)
+    assert torch.equal(unpad(padded, widths), x)
+
+
+def _prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
+def test_solver__a_zero_prior_is_skipped_in_inference_and_trained_in_training():
+    torch.manual_seed(0)
+    model = UnrolledSolver(stages=2, iterations=3)
+    assert model.prior_is_identity()
+    _, img = _lamps(shape=(3, 64, 64))
+    inputs = SolverInputs(
+        data=torch.from_numpy(img.astype(np.float32))[None] + 0.1,
+        kernels=torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None],
+        level=torch.full((1, 3, 1, 1), 250.0), full_scale=torch.full((1, 3, 1, 1), 255.0),
+        noise=torch.full((1, 1, 1, 1), 0.002), fwhm=torch.full((1, 1, 1, 1), 3.8),
+    )  # fmt: skip
+    with torch.no_grad():
+        skipped = model(inputs)[0]
+    calls = []
+    model.prior.register_forward_hook(lambda *a: calls.append(1))
+    out = model(inputs)[0]  # autograd on: the prior runs, so its zero last conv learns
+    assert calls and torch.allclose(out.detach(), skipped, rtol=1e-4, atol=1e-3)
+    out.sum().backward()
+    assert float(model.prior.net[-1].weight.grad.abs().sum()) > 0
+
+
 # --------------------------------------------------------------------------- cores
 def test_hold_cores__numpy_and_torch_agree_and_keep_cores_at_full_scale():
     _, img = _lamps(peak=40000.0)

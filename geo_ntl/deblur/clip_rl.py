@@ -34,19 +34,57 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CLIP_SHARPNESS_DN", "PSFOperator", "clip_rl", "pad_for_psf", "smooth_clip"]
+__all__ = [
+    "CLIP_SHARPNESS_DN",
+    "PSFOperator",
+    "clip_rl",
+    "fast_length",
+    "pad_for_psf",
+    "smooth_clip",
+]
 
 #: Sharpness ``a`` of the smooth clip, per DN of an 8-bit sensor (0.2: the model
 #: reaches the clip level over about 10 DN).
 CLIP_SHARPNESS_DN = 0.2
 
 
-def pad_for_psf(x: torch.Tensor, margin: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def fast_length(n: int, multiple: int = 1) -> int:
+    """Smallest length ``>= n`` that is a multiple of ``multiple`` and fast for real FFTs.
+
+    Fast means 5-smooth (no prime factor above 5), where pocketfft is 2-4 times quicker than
+    at a length with a large prime factor (2252 = 4 x 563 took 1.9 times 2250's time).
+
+    Examples
+    --------
+    >>> fast_length(2249), fast_length(2249, 4), fast_length(1100, 4)
+    (2250, 2304, 1152)
+    """
+    from scipy import fft
+
+    m = fft.next_fast_len(n, real=True)
+    while m % multiple:
+        m = fft.next_fast_len(m + 1, real=True)
+    return m
+
+
+def pad_for_psf(
+    x: torch.Tensor, margin: int, multiple: int = 1
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Reflect-pad ``(N, C, H, W)`` by ``margin`` px and up to FFT-friendly sizes.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The window.
+    margin : int
+        Pixels reflected on every side, at least.
+    multiple : int, default 1
+        The padded sides are also multiples of this (4 for the prior's stride-4 grid).
 
     Returns
     -------
@@ -54,11 +92,9 @@ def pad_for_psf(x: torch.Tensor, margin: int) -> tuple[torch.Tensor, tuple[int, 
     widths : tuple of int
         ``(top, bottom, left, right)`` pixels added (crop them back with :func:`unpad`).
     """
-    from scipy import fft
-
     h, w = x.shape[-2:]
-    fh = fft.next_fast_len(h + 2 * margin, real=True)
-    fw = fft.next_fast_len(w + 2 * margin, real=True)
+    fh = fast_length(h + 2 * margin, multiple)
+    fw = fast_length(w + 2 * margin, multiple)
     widths = (margin, fh - h - margin, margin, fw - w - margin)
     out = x
     # torch's reflection needs each pad below the side: pad in steps for small windows.
@@ -113,14 +149,31 @@ class PSFOperator:
         kpad[..., :k, :k] = self.kernels
         kpad = torch.roll(kpad, shifts=(-(k // 2), -(k // 2)), dims=(-2, -1))
         self.freq = torch.fft.rfft2(kpad)
+        self._numpy: dict[bool, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``K x`` (circular on the padded window)."""
-        return torch.fft.irfft2(torch.fft.rfft2(x) * self.freq, s=self.shape)
+        return self._apply(x, adjoint=False)
 
     def adjoint(self, x: torch.Tensor) -> torch.Tensor:
         """``K^T x``: the correlation with the kernel."""
-        return torch.fft.irfft2(torch.fft.rfft2(x) * self.freq.conj(), s=self.shape)
+        return self._apply(x, adjoint=True)
+
+    def _apply(self, x: torch.Tensor, *, adjoint: bool) -> torch.Tensor:
+        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
+            # Inference on a CPU: scipy's pocketfft takes 0.5-0.7 of torch's time for the
+            # same transforms (measured at 2250^2 x 3 bands, one thread); no gradient needed.
+            from scipy import fft
+
+            if adjoint not in self._numpy:
+                freq = self.freq.detach().cpu()
+                self._numpy[adjoint] = (freq.conj() if adjoint else freq).resolve_conj().numpy()
+            workers = torch.get_num_threads()
+            spectrum = fft.rfft2(x.detach().numpy(), workers=workers)
+            spectrum *= self._numpy[adjoint]
+            return torch.from_numpy(fft.irfft2(spectrum, s=self.shape, workers=workers))
+        freq = self.freq.conj() if adjoint else self.freq
+        return torch.fft.irfft2(torch.fft.rfft2(x) * freq, s=self.shape)
 
 
 def smooth_clip(z: torch.Tensor, level: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
@@ -177,6 +230,8 @@ def clip_rl(
     True
     """
     finite = bool(torch.isfinite(level).all())
+    if not torch.is_grad_enabled():
+        return _clip_rl_inplace(u, y, op, level, sharpness, iterations, valid, floor, finite)
     for _ in range(iterations):
         model = op.forward(u).clamp_min(floor)
         if finite:
@@ -188,4 +243,34 @@ def clip_rl(
         if valid is not None:
             ratio = valid * ratio + (1.0 - valid)
         u = u * op.adjoint(ratio).clamp_min(0.0)
+    return u
+
+
+def _clip_rl_inplace(
+    u: torch.Tensor,
+    y: torch.Tensor,
+    op: PSFOperator,
+    level: torch.Tensor,
+    sharpness: torch.Tensor,
+    iterations: int,
+    valid: torch.Tensor | None,
+    floor: float,
+    finite: bool,
+) -> torch.Tensor:
+    """:func:`clip_rl` without autograd: the same arithmetic with fewer temporaries.
+
+    ``y / R * R' + 1 - R'`` is computed as ``R' (y / R - 1) + 1``, and ``softplus(-t)`` as
+    ``softplus(t) - t`` (equal; the difference is below 1e-5 of a DN where ``t`` is large).
+    """
+    for _ in range(iterations):
+        model = op.forward(u).clamp_min_(floor)
+        if finite:
+            t = torch.sub(level, model).mul_(sharpness)  # a (level - Ku)
+            clipped = torch.sub(model, F.softplus(t).sub_(t).div_(sharpness)).clamp_min_(floor)
+            ratio = torch.div(y, clipped, out=clipped).sub_(1.0).mul_(torch.sigmoid_(t)).add_(1.0)
+        else:
+            ratio = torch.div(y, model, out=model)
+        if valid is not None:
+            ratio.sub_(1.0).mul_(valid).add_(1.0)
+        u = u * op.adjoint(ratio).clamp_min_(0.0)
     return u

@@ -51,6 +51,8 @@ __all__ = [
     "conserve_flux_torch",
     "box_widths",
     "coarse_low_pass",
+    "fill_halo",
+    "fill_range",
     "flux_halo",
     "low_pass",
     "ordered_dither",
@@ -66,6 +68,8 @@ SATURATION = 250.0 / 255.0
 N_BOXES = 3
 #: Side (px) of the coarse grid's cells that the low-passes run on.
 COARSE_STEP = 4
+#: Widths (px, Gaussian sigma) of :func:`fill_range`'s passes, nearest room first.
+FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 
 
 def box_widths(sigma: float, n: int = N_BOXES) -> tuple[int, ...]:
@@ -293,6 +297,82 @@ def conserve_flux(
         density = coarse_low_pass(valid[None].astype(np.float32), sigma, origin)
         low = np.where(valid, low / np.maximum(density, 1e-6), 0.0).astype(np.float32)
     return x + correction - low
+
+
+def fill_range(
+    values: np.ndarray,
+    *,
+    low: float = 0.0,
+    high: float = math.inf,
+    sigmas: tuple[float, ...] = FILL_SIGMAS,
+) -> np.ndarray:
+    """Bring values into ``[low, high]`` by moving what lies outside to the nearest room.
+
+    Clipping a projected restoration to what its dtype holds would delete the light above
+    full scale (a lamp sharpened above 255) and add light where the projection went below
+    0. Here that light moves instead: in each pass, every pixel above ``high`` pushes its
+    excess to the pixels around it in proportion to their room (``high - value``), through
+    an almost-Gaussian of width ``sigma`` -- at most the neighbourhood's mean room, so that
+    no pixel receives more than its room -- and every pixel below ``low`` takes its deficit
+    from the light (``value - low``) around it in the same way. Each pass keeps every sum
+    over a region wider than its reach (the filter is symmetric and normalised); what four
+    passes (1 to 8 px) could not place is clipped.
+
+    Parameters
+    ----------
+    values : (band, y, x) ndarray
+        The projected restoration, per band.
+    low, high : float
+        The range (``high`` may be ``inf``).
+    sigmas : tuple of float
+        Widths of the passes.
+
+    Returns
+    -------
+    ndarray of float32
+        Same shape, within ``[low, high]``; its reach is :func:`fill_halo` px.
+
+    Examples
+    --------
+    >>> img = np.full((1, 161, 161), 100.0, np.float32)
+    >>> img[0, 80, 80] = 900.0                        # a lamp sharpened above full scale
+    >>> out = fill_range(img, high=255.0)
+    >>> float(out.max()), round(float(out.sum() - img.sum()), 1)
+    (255.0, 0.0)
+    """
+    out = np.array(values, dtype=np.float32)
+    for sigma in sigmas:
+        over = np.maximum(out - np.float32(high), 0.0) if math.isfinite(high) else None
+        if over is not None and over.any():
+            out -= over
+            out += _push(over, np.float32(high) - out, sigma)
+        under = np.maximum(np.float32(low) - out, 0.0)
+        if under.any():
+            out += under
+            out -= _push(under, out - np.float32(low), sigma)
+        done_high = over is None or not (out > high).any()
+        if done_high and not (out < low).any():
+            break
+    return np.clip(out, low, high)
+
+
+def _push(amount: np.ndarray, room: np.ndarray, sigma: float) -> np.ndarray:
+    """What ``amount`` adds to each pixel when spread to the ``room`` around it (see above).
+
+    The part of ``amount`` that the neighbourhood cannot take is returned to its pixel (the
+    caller's next, wider pass moves it).
+    """
+    room = np.maximum(room, 0.0)
+    mean_room = low_pass(room, sigma)
+    pushed = np.minimum(amount, mean_room)
+    share = np.divide(pushed, mean_room, out=np.zeros_like(pushed), where=mean_room > 0)
+    return room * low_pass(share, sigma) + (amount - pushed)
+
+
+def fill_halo(sigmas: tuple[float, ...] = FILL_SIGMAS) -> int:
+    """Reach (px) of :func:`fill_range`: two low-passes per pass, a multiple of 8."""
+    reach = sum(2 * _radius(s) for s in sigmas)
+    return int(math.ceil(reach / 8) * 8)
 
 
 def _bayer(order: int) -> np.ndarray:

@@ -183,6 +183,14 @@ class UnrolledSolver(nn.Module):
             "prior_weight": prior_weight,
         }
 
+    def prior_is_identity(self) -> bool:
+        """True when the prior's correction is 0 for every input (its last conv all zeros, or
+        ``prior_weight`` 0): the untrained solver, which is clip-aware Richardson-Lucy alone."""
+        tail = self.prior.net[-1]
+        if self.prior_weight == 0:
+            return True
+        return not (bool(tail.weight.any()) or (tail.bias is not None and bool(tail.bias.any())))
+
     def margin(self, kernel_size: int) -> int:
         """Reflected margin (px) around a window: two kernel radii, rounded up to 4."""
         return 4 * -(-(2 * (kernel_size // 2)) // 4)
@@ -219,14 +227,8 @@ class UnrolledSolver(nn.Module):
         """
         k = inputs.kernels.shape[-1]
         margin = self.margin(k)
-        y, widths = pad_for_psf(inputs.data, margin)
-        valid = None if inputs.valid is None else pad_for_psf(inputs.valid, margin)[0]
-        h, w = y.shape[-2:]
-        ph, pw = (-h) % 4, (-w) % 4  # the prior's stride-4 grid
-        if ph or pw:
-            y = nn.functional.pad(y, (0, pw, 0, ph), mode="replicate")
-            valid = None if valid is None else nn.functional.pad(valid, (0, pw, 0, ph))
-            widths = (widths[0], widths[1] + ph, widths[2], widths[3] + pw)
+        y, widths = pad_for_psf(inputs.data, margin, multiple=4)  # 4: the prior's stride-4 grid
+        valid = None if inputs.valid is None else pad_for_psf(inputs.valid, margin, multiple=4)[0]
         op = PSFOperator(inputs.kernels, (y.shape[-2], y.shape[-1]))
         sharpness = self.clip_sharpness * 255.0 / inputs.full_scale
         u = y
@@ -241,10 +243,15 @@ class UnrolledSolver(nn.Module):
                 iterations=self.iterations,
                 valid=valid,
             )
-            root = torch.sqrt(u / inputs.full_scale + 1e-6)
-            correction = self.prior(self._features(u, y, inputs, stage))
-            root = torch.relu(root + self.prior_weight * correction)
-            u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
+            if not torch.is_grad_enabled() and self.prior_is_identity():
+                # a zero prior leaves sqrt(u + 1e-6)^2: skip its cost (not in training, where
+                # the zero-initialised last conv must get its gradient)
+                u = (u + 1e-6 * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
+            else:
+                root = torch.sqrt(u / inputs.full_scale + 1e-6)
+                correction = self.prior(self._features(u, y, inputs, stage))
+                root = torch.relu(root + self.prior_weight * correction)
+                u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
             if every_stage or stage == self.stages - 1:
                 outputs.append(unpad(u, widths))
         return outputs
