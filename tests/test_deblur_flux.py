@@ -239,3 +239,66 @@ def test_deblur__float_radiance_loses_light_only_at_a_given_saturation(tiny_weig
         assert abs(kept - 1) < 0.01  # nothing was clipped: no light may go
     else:
         assert kept < 0.95  # a stated saturation lets the flux pass remove the spread light
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), lamps=st.integers(1, 30), peak=st.floats(300.0, 5000.0))
+def test_fill_range__keeps_light_and_range(seed, lamps, peak):
+    # Lamps sharpened above full scale and a projection dipping below 0: the values end in
+    # [0, 255] and the interior's light is kept (what lies outside moves, it is not clipped).
+    rng = np.random.default_rng(seed)
+    img = rng.gamma(1.2, 25.0, (3, 160, 160)).astype(np.float32)
+    ys, xs = rng.integers(40, 120, (2, lamps))
+    img[:, ys, xs] += np.float32(peak)
+    img[:, 10:20, 10:20] -= 30.0  # a dip below 0, away from the lamps
+    out = flux.fill_range(img, low=0.0, high=255.0)
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    # the lamps' light stays around them; the whole interior keeps its light
+    assert float(out[:, 40:120, 40:120].sum()) + 1e-3 * float(img.sum()) >= float(
+        np.clip(img, 0, 255)[:, 40:120, 40:120].sum())
+    assert _interior_sum(out, 8) == pytest.approx(_interior_sum(img, 8), rel=2e-3)
+
+
+def test_fill_range__moves_excess_to_the_nearest_room_first():
+    img = np.full((1, 161, 161), 100.0, np.float32)
+    img[0, 80, 80] = 900.0
+    out = flux.fill_range(img, high=255.0)
+    assert out[0, 80, 80] == 255.0
+    ring = out[0, 79:82, 79:82].sum() - out[0, 80, 80]
+    far = out[0, 60, 60]
+    assert ring > 8 * 150.0 and far == pytest.approx(100.0, abs=0.5)
+    assert float(out.sum(dtype=np.float64)) == pytest.approx(float(img.sum(dtype=np.float64)), rel=1e-6)
+
+
+def test_fill_range__tiled_equals_whole():
+    rng = np.random.default_rng(3)
+    img = rng.gamma(1.2, 40.0, (3, 200, 232)).astype(np.float32)
+    img[:, rng.integers(0, 200, 60), rng.integers(0, 232, 60)] += 2000.0
+    whole = flux.fill_range(img, high=255.0)
+    tiled = apply_tiled(make_scene(img.shape, chunks=64).copy(data=img),
+                        lambda b: flux.fill_range(b, high=255.0), halo=flux.fill_halo(),
+                        dtype=np.float32).values  # fmt: skip
+    assert np.abs(tiled - whole).max() < 1e-3
+
+
+def test_conserve_flux__near_clipped_light_removes_no_more_than_is_removable():
+    # A restoration darkens the bloom around a clipped lamp. Without a bound (the GAN's rule)
+    # that light may go; with ``removable`` it goes only as far as the bound allows.
+    scene = np.full((1, 160, 160), 5.0, np.float32)
+    yy, xx = np.mgrid[:160, :160]
+    r = np.hypot(yy - 80, xx - 80)
+    scene[0] += np.where(r <= 3, 250.0, 200.0 * np.exp(-((r - 3) / 3) ** 2)).astype(np.float32)
+    scene = np.minimum(scene, 255.0)
+    restored = np.where(r <= 3, 255.0, 5.0)[None].astype(np.float32)  # the bloom removed
+    removed = float(scene.sum() - restored.sum())
+    free = conserve_flux(scene, restored, full_scale=255, clip_radius=12)
+    none = conserve_flux(scene, restored, full_scale=255, clip_radius=12,
+                         removable=np.zeros_like(scene))  # fmt: skip
+    half = np.zeros_like(scene)
+    half[0, 80, 80] = removed / 2
+    some = conserve_flux(scene, restored, full_scale=255, clip_radius=12, removable=half)
+    lost = {k: float(scene.sum() - v.sum()) for k, v in {"free": free, "none": none,
+                                                          "some": some}.items()}  # fmt: skip
+    assert lost["free"] > 0.5 * removed  # the unbounded rule lets most of it go
+    assert abs(lost["none"]) < 0.01 * removed  # nothing removable: all of it kept
+    assert 0.3 * removed < lost["some"] <= 0.5 * removed + 1.0

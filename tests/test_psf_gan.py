@@ -249,6 +249,25 @@ def test_resolve_psf__falls_back_loudly_when_no_lamp_is_found(caplog):
     assert json.loads(choice.to_tag())["source"] == "fallback"
 
 
+def test_resolve_psf__refuses_a_measured_psf_wider_than_the_lamps(monkeypatch, caplog):
+    """A kernel fit wider than the isolated lamps it blurs is impossible: the lamp widths win."""
+    import geo_ntl.psf as psf_module
+
+    _, img = _lamps((3, 320, 320), peak=2500.0)  # lamps blurred by a 3.8 px Gaussian
+    wide = gaussian_psf(41, sigma=4.25)  # FWHM 10 px
+    fake = psf_module.PSFEstimate(
+        kernel=wide, band_kernels=np.repeat(wide[None], 3, axis=0), fwhm=(10.0,) * 3,
+        radius=np.arange(3.0), profile=np.ones((3, 3)), wing_slope=(-5.0,) * 3, n_sources=9,
+        method="saturated-edges",
+    )  # fmt: skip
+    monkeypatch.setattr(psf_module, "estimate_psf", lambda *a, **k: fake)
+    with caplog.at_level(logging.WARNING, logger="geo_ntl.deblur.psf_gan"):
+        choice = resolve_psf(img)
+    assert choice.source == "lamp-widths"
+    assert 2.0 < choice.fwhm < 5.0
+    assert "wider than the median isolated lamp" in caplog.text
+
+
 def test_weights__each_method_refuses_the_other_architecture(solver_weights, tmp_path):
     from geo_ntl.deblur.inference import deblur_array as gan_deblur_array
     from geo_ntl.deblur.model import Generator

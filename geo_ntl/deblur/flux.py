@@ -234,6 +234,7 @@ def conserve_flux(
     clip_radius: int = CLIP_RADIUS,
     origin: tuple[int, int] = (0, 0),
     valid: np.ndarray | None = None,
+    removable: np.ndarray | None = None,
 ) -> np.ndarray:
     """Project a restoration so that it moves light but neither creates nor destroys it.
 
@@ -258,6 +259,11 @@ def conserve_flux(
         Pixels that hold light (default: all). The balance is spread over these only (a
         low-pass normalised by theirs), so none of it is lost to nodata pixels beside them.
         The correction must be 0 elsewhere.
+    removable : (band, y, x) ndarray, optional
+        Light per pixel that may leave, at most (default: no bound): the light a restoration
+        put above full scale, which its integer output cannot hold. Near saturated pixels
+        the correction then removes at most the low-pass of this from any neighbourhood
+        and adds none; the rest of it is balanced like the correction elsewhere.
 
     Returns
     -------
@@ -286,11 +292,16 @@ def conserve_flux(
     if saturated.any():
         # The correction may keep what it does near clipped light; only the rest is balanced.
         near = ndi.distance_transform_edt(~saturated) <= clip_radius
-        allow = coarse_low_pass(near.astype(np.float32), sigma / 2, origin)
-        balanced = correction * (1.0 - np.clip(allow, 0.0, 1.0))
+        allow = np.clip(coarse_low_pass(near.astype(np.float32), sigma / 2, origin), 0.0, 1.0)
+        if removable is None:
+            low = coarse_low_pass(correction * (1.0 - allow), sigma, origin)
+        else:  # ... but remove no more light there than may leave, and add none
+            kept = coarse_low_pass(correction * allow, sigma, origin)
+            budget = coarse_low_pass(np.asarray(removable, np.float32), sigma, origin)
+            kept = np.clip(kept, -budget, 0.0)
+            low = coarse_low_pass(correction, sigma, origin) - kept
     else:
-        balanced = correction
-    low = coarse_low_pass(balanced, sigma, origin)
+        low = coarse_low_pass(correction, sigma, origin)
     if valid is not None and not valid.all():
         # normalised convolution: the part of the balance that would land on nodata pixels
         # (and be lost with them) goes to the valid pixels beside them
@@ -312,8 +323,8 @@ def fill_range(
     full scale (a lamp sharpened above 255) and add light where the projection went below
     0. Here that light moves instead: in each pass, every pixel above ``high`` pushes its
     excess to the pixels around it in proportion to their room (``high - value``), through
-    an almost-Gaussian of width ``sigma`` -- at most the neighbourhood's mean room, so that
-    no pixel receives more than its room -- and every pixel below ``low`` takes its deficit
+    an almost-Gaussian of width ``sigma`` (at most the room around it; what several pixels
+    overfill together moves on in the next pass), and every pixel below ``low`` takes its deficit
     from the light (``value - low``) around it in the same way. Each pass keeps every sum
     over a region wider than its reach (the filter is symmetric and normalised); what four
     passes (1 to 8 px) could not place is clipped.
@@ -359,14 +370,24 @@ def fill_range(
 def _push(amount: np.ndarray, room: np.ndarray, sigma: float) -> np.ndarray:
     """What ``amount`` adds to each pixel when spread to the ``room`` around it (see above).
 
-    The part of ``amount`` that the neighbourhood cannot take is returned to its pixel (the
-    caller's next, wider pass moves it).
+    A pixel pushes at most the room its neighbourhood has (the mean room times the filter's
+    footprint, ``1 / peak``); a lone source then fills no neighbour beyond its room, and what
+    several sources overfill together is moved on by the next, wider pass. The part of
+    ``amount`` that is not pushed stays on its pixel.
     """
     room = np.maximum(room, 0.0)
     mean_room = low_pass(room, sigma)
-    pushed = np.minimum(amount, mean_room)
+    pushed = np.minimum(amount, mean_room / _peak(sigma))
     share = np.divide(pushed, mean_room, out=np.zeros_like(pushed), where=mean_room > 0)
     return room * low_pass(share, sigma) + (amount - pushed)
+
+
+def _peak(sigma: float) -> float:
+    """Largest weight of :func:`low_pass`'s 2-D kernel (its centre)."""
+    r = _radius(sigma)
+    impulse = np.zeros((2 * r + 1, 2 * r + 1), np.float32)
+    impulse[r, r] = 1.0
+    return float(low_pass(impulse, sigma).max())
 
 
 def fill_halo(sigmas: tuple[float, ...] = FILL_SIGMAS) -> int:

@@ -272,10 +272,11 @@ def _conserve_tiled(
     dtype,
     clip_radius: int = CLIP_RADIUS,
     finish: Any = None,
+    clip_level: float | None = None,
 ) -> xr.DataArray:
     """Run the flux pass over a scene and its (lazy) restoration, tile by tile.
 
-    ``clip_radius`` and ``finish`` are :class:`_FluxProjector`'s.
+    ``clip_radius``, ``finish`` and ``clip_level`` are :class:`_FluxProjector`'s.
     """
     import dask.array as dsa
 
@@ -289,10 +290,10 @@ def _conserve_tiled(
         coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
     )
     carrier = like(carrier, scene, nodata=nodata, attrs=False)
-    halo = flux_halo(clip_radius=clip_radius)
+    halo = flux_halo(clip_radius=clip_radius) + getattr(finish, "reach", 0)
     projector = _FluxProjector(
         bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, halo=halo,
-        clip_radius=clip_radius, finish=finish,
+        clip_radius=clip_radius, finish=finish, clip_level=clip_level,
     )  # fmt: skip
     out = apply_tiled(
         carrier,
@@ -310,8 +311,10 @@ class _FluxProjector:
     """Picklable per-block function of the flux pass: ``(scene, restored)`` stacked on bands in.
 
     ``clip_radius`` is :func:`~geo_ntl.deblur.flux.conserve_flux`'s; ``finish(out, scene)``,
-    when given, runs on the projected float block before it is rounded (psf-gan's clip at
-    full scale and saturated cores).
+    when given, runs on the projected float block before it is rounded (psf-gan's range fill
+    and saturated cores). With ``clip_level``, the restoration is clipped there before the
+    projection and what lay above it is the light that may leave near saturated pixels
+    (``removable``); without, any light may leave there (the standalone GAN's rule).
     """
 
     def __init__(
@@ -324,7 +327,9 @@ class _FluxProjector:
         halo: int,
         clip_radius: int = CLIP_RADIUS,
         finish: Any = None,
+        clip_level: float | None = None,
     ) -> None:
+        self.clip_level = clip_level
         self.clip_radius = clip_radius
         self.finish = finish
         self.bands = bands
@@ -342,9 +347,13 @@ class _FluxProjector:
             scene[:, bad] = 0.0
             restored[:, bad] = 0.0
         origin = placement.origin if placement is not None else (-self.halo, -self.halo)
+        removable = None
+        if self.clip_level is not None:
+            removable = np.maximum(restored - np.float32(self.clip_level), 0.0)
+            restored = np.minimum(restored, np.float32(self.clip_level))
         out = conserve_flux(
             scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad,
-            clip_radius=self.clip_radius,
+            clip_radius=self.clip_radius, removable=removable,
         )  # fmt: skip
         if self.finish is not None:
             out = self.finish(out, scene)

@@ -93,7 +93,9 @@ def finish_torch(
     ``[0, full_scale]``, the flux projection (:func:`geo_ntl.deblur.flux.conserve_flux_torch`,
     light may go only within :func:`~geo_ntl.deblur.psf_gan.clip_radius_for` of clipped
     pixels), clipped again, the cores of the input's clipped blobs held at full scale
-    (:func:`geo_ntl.deblur.cores.hold_cores_torch`).
+    (:func:`geo_ntl.deblur.cores.hold_cores_torch`). Inference also bounds the light that
+    leaves near clipped pixels and moves light past full scale to the nearest room instead
+    of clipping it; training keeps the finish its run started with (the model card says so).
     """
     from geo_ntl.deblur.cores import hold_cores_torch
     from geo_ntl.deblur.flux import conserve_flux_torch
