@@ -51,6 +51,8 @@ __all__ = [
 #: Sharpness ``a`` of the smooth clip, per DN of an 8-bit sensor (0.2: the model
 #: reaches the clip level over about 10 DN).
 CLIP_SHARPNESS_DN = 0.2
+#: ``a (t - z)`` beyond which the smooth clip is the identity in float32 (see _clip_rl_inplace).
+_EXACT_T = 20.0
 
 
 def fast_length(n: int, multiple: int = 1) -> int:
@@ -259,15 +261,26 @@ def _clip_rl_inplace(
 ) -> torch.Tensor:
     """:func:`clip_rl` without autograd: the same arithmetic with fewer temporaries.
 
-    ``y / R * R' + 1 - R'`` is computed as ``R' (y / R - 1) + 1``, and ``softplus(-t)`` as
-    ``softplus(t) - t`` (equal; the difference is below 1e-5 of a DN where ``t`` is large).
+    Only pixels whose model lies within ``_EXACT_T / a`` of the clip level get the smooth
+    clip's arithmetic; below that, ``R(z) = z`` and ``R'(z) = 1`` in float32 (torch's softplus
+    returns its argument beyond 20, and ``sigmoid(20)`` rounds to 1), so the update there is
+    plain Richardson-Lucy's ``y / Ku``. In a night scene that is nearly every pixel.
     """
+    limit = level - _EXACT_T / sharpness
+    n, c, h, w = u.shape
+    per_plane = level.expand(n, c, 1, 1).reshape(-1), sharpness.expand(n, c, 1, 1).reshape(-1)
     for _ in range(iterations):
         model = op.forward(u).clamp_min_(floor)
-        if finite:
-            t = torch.sub(level, model).mul_(sharpness)  # a (level - Ku)
-            clipped = torch.sub(model, F.softplus(t).sub_(t).div_(sharpness)).clamp_min_(floor)
-            ratio = torch.div(y, clipped, out=clipped).sub_(1.0).mul_(torch.sigmoid_(t)).add_(1.0)
+        near = (model > limit).view(-1).nonzero().squeeze(1) if finite else None
+        if near is not None and near.numel():
+            plane = torch.div(near, h * w, rounding_mode="floor")
+            lv, a = per_plane[0][plane], per_plane[1][plane]
+            z = model.view(-1)[near]
+            t = (lv - z).mul_(a)
+            clipped = z.sub_(F.softplus(t).sub_(t).div_(a)).clamp_min_(floor)
+            near_ratio = (y.reshape(-1)[near] / clipped).sub_(1.0).mul_(torch.sigmoid_(t)).add_(1.0)
+            ratio = torch.div(y, model, out=model)
+            ratio.view(-1)[near] = near_ratio
         else:
             ratio = torch.div(y, model, out=model)
         if valid is not None:

@@ -192,7 +192,8 @@ def resolve_psf(scene: Any, psf: Any = None, *, nodata: float | None = None) -> 
         )  # fmt: skip
         return PSFChoice(np.repeat(kernel[None], 3, axis=0), profile_fwhm(kernel), "fallback")
     fwhm = float(np.mean(est.fwhm))
-    widths = _lamp_width_psf(scene)
+    # A kernel stacked from isolated lamps is their width; one fitted to saturated edges is checked.
+    widths = _lamp_width_psf(scene) if est.method == "saturated-edges" else None
     if widths is not None and fwhm > MAX_PSF_OVER_LAMPS * widths[2]:
         # A lamp is the PSF convolved with the lamp: no PSF is wider than the lamps it blurs.
         kernel, n, lamp_fwhm = widths
