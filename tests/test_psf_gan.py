@@ -188,13 +188,15 @@ def test_untrained_solver__is_clip_aware_richardson_lucy():
 
 
 # -------------------------------------------------------------------------- method
-def test_solve__tiled_equals_whole_within_one_dn(solver_weights):
+@pytest.mark.parametrize("conserve", [True, False])
+def test_solve__tiled_equals_whole_within_one_dn(solver_weights, conserve):
     _, img = _lamps((3, 200, 200))
     scene = make_scene((3, 200, 200), chunks=100)
     scene = scene.copy(data=img)
     psf = gaussian_psf(15, sigma=1.6)
-    tiled = solve(scene, psf=psf, weights=solver_weights, device="cpu", tile=64).values
-    whole = solve_array(img, psf=psf, weights=solver_weights, device="cpu")
+    kw = {"psf": psf, "weights": solver_weights, "device": "cpu", "conserve": conserve}
+    tiled = solve(scene, tile=64, **kw).values
+    whole = solve_array(img, **kw)
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
 
 

@@ -603,13 +603,18 @@ def _finish_tiled(
 
     bands = scene.shape[0]
     stacked = dsa.concatenate([scene.data.astype(np.float32), restored.data], axis=0)
-    carrier = like(scene.copy(data=stacked.rechunk({0: -1})), scene, nodata=nodata, attrs=False)
+    carrier = xr.DataArray(
+        stacked.rechunk({0: -1}),
+        dims=scene.dims,
+        coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
+    )
+    carrier = like(carrier, scene, nodata=nodata, attrs=False)
 
     def run(block: np.ndarray) -> np.ndarray:
         bad = invalid_pixels(block[:bands], nodata, nonfinite=True)
         return to_dtype(finish(block[bands:], block[:bands]), dtype, nodata, bad)
 
-    halo = 8 * math.ceil((core_radius(finish.fwhm) + 1) / 8)
+    halo = 8 * math.ceil((core_radius(finish.fwhm) + 1) / 8) + finish.reach
     out = apply_tiled(carrier, run, halo=halo, dtype=dtype, bands_out=bands, name="finish")
     return restored.copy(data=out.data)
 
