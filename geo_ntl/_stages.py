@@ -401,7 +401,7 @@ def _deblur_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
 def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
     if stage.batch_size is not None:
         raise ParameterError("batch_size applies to method='gan-direct'")
-    from geo_ntl.deblur.flux import FILL_SIGMAS, FLUX_SIGMA
+    from geo_ntl.deblur.flux import FILL_SIGMAS
     from geo_ntl.deblur.psf_gan import METHOD, read_given_psf, solve
     from geo_ntl.deblur.weights import DEFAULT_SOLVER_WEIGHTS, get_solver
 
@@ -416,8 +416,12 @@ def _solver_plan(stage: DeblurStage, *, dtype: str | None) -> StagePlan:
         **psf_params,
         # psf-gan lets light go only within the PSF's FWHM of clipped pixels (clip_radius_for),
         # no more than it put above full scale; out-of-range light moves to the nearest room
-        "flux": {"sigma": FLUX_SIGMA, "clip_radius": "psf fwhm, at least 2 px",
-                 "removable": "above full scale", "fill_sigmas": FILL_SIGMAS},
+        "flux": {
+            "sigma": "2 x psf fwhm, 8-16 px",
+            "clip_radius": "psf fwhm, at least 2 px",
+            "removable": "above full scale",
+            "fill_sigmas": FILL_SIGMAS,
+        },
         "tile": tile,
         "halo": halo,
     }

@@ -255,7 +255,8 @@ def test_fill_range__keeps_light_and_range(seed, lamps, peak):
     assert out.min() >= 0.0 and out.max() <= 255.0
     # the lamps' light stays around them; the whole interior keeps its light
     assert float(out[:, 40:120, 40:120].sum()) + 1e-3 * float(img.sum()) >= float(
-        np.clip(img, 0, 255)[:, 40:120, 40:120].sum())
+        np.clip(img, 0, 255)[:, 40:120, 40:120].sum()
+    )
     assert _interior_sum(out, 8) == pytest.approx(_interior_sum(img, 8), rel=2e-3)
 
 
@@ -267,7 +268,9 @@ def test_fill_range__moves_excess_to_the_nearest_room_first():
     ring = out[0, 79:82, 79:82].sum() - out[0, 80, 80]
     far = out[0, 60, 60]
     assert ring > 8 * 150.0 and far == pytest.approx(100.0, abs=0.5)
-    assert float(out.sum(dtype=np.float64)) == pytest.approx(float(img.sum(dtype=np.float64)), rel=1e-6)
+    assert float(out.sum(dtype=np.float64)) == pytest.approx(
+        float(img.sum(dtype=np.float64)), rel=1e-6
+    )
 
 
 def test_fill_range__tiled_equals_whole():
@@ -287,7 +290,7 @@ def test_conserve_flux__near_clipped_light_removes_no_more_than_is_removable():
     scene = np.full((1, 160, 160), 5.0, np.float32)
     yy, xx = np.mgrid[:160, :160]
     r = np.hypot(yy - 80, xx - 80)
-    scene[0] += np.where(r <= 3, 250.0, 200.0 * np.exp(-((r - 3) / 3) ** 2)).astype(np.float32)
+    scene[0] += np.where(r <= 3, 250.0, 200.0 * np.exp(-(((r - 3) / 3) ** 2))).astype(np.float32)
     scene = np.minimum(scene, 255.0)
     restored = np.where(r <= 3, 255.0, 5.0)[None].astype(np.float32)  # the bloom removed
     removed = float(scene.sum() - restored.sum())

@@ -368,7 +368,7 @@ def fill_range(
 
 
 def _push(amount: np.ndarray, room: np.ndarray, sigma: float) -> np.ndarray:
-    """What ``amount`` adds to each pixel when spread to the ``room`` around it (see above).
+    """Return what ``amount`` adds to each pixel when spread to the ``room`` around it.
 
     A pixel pushes at most the room its neighbourhood has (the mean room times the filter's
     footprint, ``1 / peak``); a lone source then fills no neighbour beyond its room, and what

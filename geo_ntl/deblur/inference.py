@@ -49,7 +49,7 @@ from geo_ntl._raster import (
     like,
     to_dtype,
 )
-from geo_ntl.deblur.flux import CLIP_RADIUS, conserve_flux, flux_halo, ordered_dither
+from geo_ntl.deblur.flux import CLIP_RADIUS, FLUX_SIGMA, conserve_flux, flux_halo, ordered_dither
 from geo_ntl.exceptions import ParameterError, TilingError, UnsupportedRasterError
 from geo_ntl.tiling import TilePlacement
 
@@ -273,10 +273,11 @@ def _conserve_tiled(
     clip_radius: int = CLIP_RADIUS,
     finish: Any = None,
     clip_level: float | None = None,
+    sigma: float = FLUX_SIGMA,
 ) -> xr.DataArray:
     """Run the flux pass over a scene and its (lazy) restoration, tile by tile.
 
-    ``clip_radius``, ``finish`` and ``clip_level`` are :class:`_FluxProjector`'s.
+    ``clip_radius``, ``finish``, ``clip_level`` and ``sigma`` are :class:`_FluxProjector`'s.
     """
     import dask.array as dsa
 
@@ -290,10 +291,10 @@ def _conserve_tiled(
         coords={k: v for k, v in scene.coords.items() if "band" not in v.dims},
     )
     carrier = like(carrier, scene, nodata=nodata, attrs=False)
-    halo = flux_halo(clip_radius=clip_radius) + getattr(finish, "reach", 0)
+    halo = flux_halo(sigma, clip_radius) + getattr(finish, "reach", 0)
     projector = _FluxProjector(
         bands=bands, full_scale=full_scale, nodata=nodata, out_dtype=dtype, halo=halo,
-        clip_radius=clip_radius, finish=finish, clip_level=clip_level,
+        clip_radius=clip_radius, finish=finish, clip_level=clip_level, sigma=sigma,
     )  # fmt: skip
     out = apply_tiled(
         carrier,
@@ -315,6 +316,8 @@ class _FluxProjector:
     and saturated cores). With ``clip_level``, the restoration is clipped there before the
     projection and what lay above it is the light that may leave near saturated pixels
     (``removable``); without, any light may leave there (the standalone GAN's rule).
+    ``sigma`` is the projection's scale (the GAN's :data:`FLUX_SIGMA`, or psf-gan's
+    :func:`~geo_ntl.deblur.psf_gan.flux_sigma_for`).
     """
 
     def __init__(
@@ -328,7 +331,9 @@ class _FluxProjector:
         clip_radius: int = CLIP_RADIUS,
         finish: Any = None,
         clip_level: float | None = None,
+        sigma: float = FLUX_SIGMA,
     ) -> None:
+        self.sigma = sigma
         self.clip_level = clip_level
         self.clip_radius = clip_radius
         self.finish = finish
@@ -353,7 +358,7 @@ class _FluxProjector:
             restored = np.minimum(restored, np.float32(self.clip_level))
         out = conserve_flux(
             scene, restored, full_scale=self.full_scale, origin=origin, valid=~bad,
-            clip_radius=self.clip_radius, removable=removable,
+            clip_radius=self.clip_radius, removable=removable, sigma=self.sigma,
         )  # fmt: skip
         if self.finish is not None:
             out = self.finish(out, scene)

@@ -184,8 +184,11 @@ class UnrolledSolver(nn.Module):
         }
 
     def prior_is_identity(self) -> bool:
-        """True when the prior's correction is 0 for every input (its last conv all zeros, or
-        ``prior_weight`` 0): the untrained solver, which is clip-aware Richardson-Lucy alone."""
+        """Return True when the prior's correction is 0 for every input.
+
+        That is when its last convolution is all zeros or ``prior_weight`` is 0: the untrained
+        solver, which is clip-aware Richardson-Lucy alone.
+        """
         tail = self.prior.net[-1]
         if self.prior_weight == 0:
             return True
