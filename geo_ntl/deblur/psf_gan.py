@@ -595,12 +595,12 @@ def solve_array(
     finish = _Finish(level=level, fwhm=choice.fwhm, clip_output=out_dtype.kind in "ui")
     if conserve:
         full = level if np.isfinite(level) else unit
-        radius, sigma = clip_radius_for(choice.fwhm), flux_sigma_for(choice.fwhm)
-        fh = flux_halo(sigma, radius) + finish.reach
+        radius, flux_sigma = clip_radius_for(choice.fwhm), flux_sigma_for(choice.fwhm)
+        fh = flux_halo(flux_sigma, radius) + finish.reach
         projector = _FluxProjector(
             bands=arr.shape[0], full_scale=full, nodata=nodata, out_dtype=out_dtype, halo=fh,
             clip_radius=radius, finish=finish, clip_level=_output_clip(level, out_dtype),
-            sigma=sigma,
+            sigma=flux_sigma,
         )  # fmt: skip
         stacked = np.concatenate([arr.astype(np.float32), restored.astype(np.float32)])
         out = apply_whole(stacked, projector, halo=fh, bands_out=arr.shape[0])

@@ -190,6 +190,7 @@ class UnrolledSolver(nn.Module):
         solver, which is clip-aware Richardson-Lucy alone.
         """
         tail = self.prior.net[-1]
+        assert isinstance(tail, nn.Conv2d)
         if self.prior_weight == 0:
             return True
         return not (bool(tail.weight.any()) or (tail.bias is not None and bool(tail.bias.any())))
