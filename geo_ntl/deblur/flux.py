@@ -128,7 +128,8 @@ def low_pass(values: np.ndarray, sigma: float, axes: tuple[int, ...] = (-2, -1))
     out = np.asarray(values, dtype=np.float32)
     for axis in axes:
         for width in box_widths(sigma):
-            out = ndi.uniform_filter1d(out, width, axis=axis, mode="reflect")
+            if width > 1:  # a 1-px box is the identity
+                out = ndi.uniform_filter1d(out, width, axis=axis, mode="reflect")
     return out
 
 

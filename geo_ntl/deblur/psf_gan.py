@@ -364,7 +364,7 @@ class _SolverRunner:
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         bad = invalid_pixels(block, self.nodata, nonfinite=True)
-        x = block.astype(np.float64)
+        x = block.astype(np.float32)  # the solver's precision; float64 only cost copies
         if bad.all():
             return np.zeros((self.bands, *block.shape[1:]), dtype=np.float32)
         if bad.any():  # nearest valid value, so nodata does not ring into its neighbours
@@ -374,10 +374,10 @@ class _SolverRunner:
             x = x[:, idx[0], idx[1]]
         if self.bands == 1:
             x = np.repeat(x, 3, axis=0)
-        black = np.resize(self.black, 3)
+        black = np.resize(self.black, 3).astype(np.float32)
         above = x - black[:, None, None]
-        data = np.maximum(above, 0.0) + _FLOOR
-        valid = (~bad).astype(np.float64)
+        data = np.maximum(above, 0.0) + np.float32(_FLOOR)
+        valid = (~bad).astype(np.float32)
         factor = self.factor
         if factor == 1:
             latent = self._solve_light(data, valid, self.choice.kernels, self.choice.fwhm, black)
@@ -388,7 +388,7 @@ class _SolverRunner:
             )  # fmt: skip
             correction = _upsample(low - _block_mean(data, factor), factor, data.shape[1:])
             latent = np.maximum(data + correction, 0.0)
-        out = latent - _FLOOR + black[:, None, None] + np.minimum(above, 0.0)
+        out = latent - np.float32(_FLOOR) + black[:, None, None] + np.minimum(above, 0.0)
         if self.bands == 1:
             out = out.mean(axis=0, keepdims=True)
         out[:, bad] = 0.0
@@ -397,7 +397,7 @@ class _SolverRunner:
     def _solve_light(
         self, data: np.ndarray, valid: np.ndarray, kernels: np.ndarray, fwhm: float, black: Any
     ) -> np.ndarray:
-        """Run the solver on light above black ``(3, h, w)``; return its estimate (float64)."""
+        """Run the solver on light above black ``(3, h, w)``; return its estimate (float32)."""
         import torch
 
         from geo_ntl._device import gpu_slot, resolve_device
@@ -412,6 +412,9 @@ class _SolverRunner:
         def column(v: Any) -> torch.Tensor:
             return torch.as_tensor(np.asarray(v, np.float32)).view(1, -1, 1, 1).to(dev)
 
+        mask = None  # every pixel measured (the usual tile): no mask, three passes fewer an update
+        if valid.min() < 1.0:
+            mask = torch.from_numpy(valid.astype(np.float32))[None, None].to(dev)
         inputs = SolverInputs(
             data=torch.from_numpy(data.astype(np.float32))[None].to(dev),
             kernels=torch.from_numpy(np.ascontiguousarray(kernels, np.float32))[None].to(dev),
@@ -419,11 +422,11 @@ class _SolverRunner:
             full_scale=column(unit),
             noise=column([float(np.mean(self.sigma)) / float(np.mean(unit))]),
             fwhm=column([fwhm]),
-            valid=torch.from_numpy(valid.astype(np.float32))[None, None].to(dev),
+            valid=mask,
         )
         try:
             with gpu_slot(dev), torch.inference_mode():
-                return solver(inputs)[0][0].float().cpu().numpy().astype(np.float64)
+                return solver(inputs)[0][0].float().cpu().numpy()
         except torch.OutOfMemoryError as exc:
             from geo_ntl._device import on_out_of_memory
 
