@@ -195,10 +195,9 @@ def default_methods() -> dict[str, Method]:
         "physics_blind": _physics_blind,
     }
     try:  # not merged yet: use it as soon as it exists
-        from geo_ntl.deblur.physics import deconvolve_array
-        from geo_ntl.psf import estimate_psf
+        from geo_ntl.deblur.physics import deconvolve_array, scene_psf
 
-        methods["physics"] = lambda d: deconvolve_array(d, estimate_psf(d))
+        methods["physics"] = lambda d: deconvolve_array(d, scene_psf(d))
     except ImportError:
         pass
     return methods

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -268,6 +269,14 @@ def test_resolve_psf__refuses_a_measured_psf_wider_than_the_lamps(monkeypatch, c
     assert choice.source == "lamp-widths"
     assert 2.0 < choice.fwhm < 5.0
     assert "wider than the median isolated lamp" in caplog.text
+    # --method physics makes the same choice
+    from geo_ntl.deblur.physics import scene_psf
+    from geo_ntl.psf import profile_fwhm
+
+    kernel = scene_psf(img)
+    assert isinstance(kernel, np.ndarray) and profile_fwhm(kernel) == pytest.approx(choice.fwhm)
+    monkeypatch.setattr(psf_module, "estimate_psf", lambda *a, **k: replace(fake, fwhm=(3.0,) * 3))
+    assert scene_psf(img).fwhm == (3.0,) * 3  # a fit as narrow as the lamps is kept
 
 
 def test_weights__each_method_refuses_the_other_architecture(solver_weights, tmp_path):

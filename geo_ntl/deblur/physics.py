@@ -87,6 +87,7 @@ __all__ = [
     "deconvolve_array",
     "default_halo",
     "physics_stage",
+    "scene_psf",
 ]
 
 #: Richardson-Lucy iterations: enough to sharpen lamps, few enough to keep noise down.
@@ -304,6 +305,42 @@ def _runner(
     )
 
 
+def scene_psf(scene: Any) -> Any:
+    """Measure the PSF that ``--method physics`` uses when none is given.
+
+    :func:`geo_ntl.psf.estimate_psf`'s estimate (logged), unless it is a saturated-edge fit
+    wider than the scene's isolated lamps, which no PSF can be: then the lamps' own Moffat
+    kernel (:func:`geo_ntl.deblur.psf_gan.lamp_width_instead`, a logged warning).
+
+    Parameters
+    ----------
+    scene : ndarray or xarray.DataArray
+        ``(band, y, x)``.
+
+    Returns
+    -------
+    PSFEstimate or (k, k) ndarray
+
+    Raises
+    ------
+    PSFEstimationError
+        Where no PSF can be measured.
+    """
+    from geo_ntl.deblur.psf_gan import lamp_width_instead
+    from geo_ntl.psf import estimate_psf
+
+    est = estimate_psf(scene)
+    log.info(
+        "%s: PSF FWHM %s px from %d sources (%s)",
+        getattr(scene, "attrs", {}).get("source", "scene"),
+        ", ".join(f"{v:.2f}" for v in est.fwhm),
+        est.n_sources,
+        est.method,
+    )
+    swap = lamp_width_instead(scene, est)
+    return est if swap is None else swap[0]
+
+
 def deconvolve_array(
     image: np.ndarray,
     psf: Any,
@@ -457,9 +494,7 @@ def deconvolve(
     out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
     nodata = da3.rio.nodata
     if psf is None:
-        from geo_ntl.psf import estimate_psf
-
-        psf = estimate_psf(da3)
+        psf = scene_psf(da3)
     data = da3.data
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=(-1, tile, tile))
@@ -530,18 +565,7 @@ def physics_stage(
     }
 
     def stage(da: xr.DataArray) -> xr.DataArray:
-        kernel = psf
-        if kernel is None:
-            from geo_ntl.psf import estimate_psf
-
-            kernel = estimate_psf(da)
-            log.info(
-                "%s: PSF FWHM %s px from %d sources (%s)",
-                da.attrs.get("source", "scene"),
-                ", ".join(f"{v:.2f}" for v in kernel.fwhm),
-                kernel.n_sources,
-                kernel.method,
-            )
+        kernel = psf if psf is not None else scene_psf(da)
         return deconvolve(
             da,
             psf=kernel,

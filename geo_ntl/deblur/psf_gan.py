@@ -63,6 +63,7 @@ __all__ = [
     "PSFChoice",
     "default_halo",
     "flux_sigma_for",
+    "lamp_width_instead",
     "read_given_psf",
     "resolve_psf",
     "solve",
@@ -193,21 +194,47 @@ def resolve_psf(scene: Any, psf: Any = None, *, nodata: float | None = None) -> 
             name, reason, MIN_WIDTH_LAMPS, FALLBACK_FWHM, FALLBACK_BETA,
         )  # fmt: skip
         return PSFChoice(np.repeat(kernel[None], 3, axis=0), profile_fwhm(kernel), "fallback")
-    fwhm = float(np.mean(est.fwhm))
-    # A kernel stacked from isolated lamps is their width; one fitted to saturated edges is checked.
-    widths = _lamp_width_psf(scene) if est.method == "saturated-edges" else None
-    if widths is not None and fwhm > MAX_PSF_OVER_LAMPS * widths[2]:
-        # A lamp is the PSF convolved with the lamp: no PSF is wider than the lamps it blurs.
-        kernel, n, lamp_fwhm = widths
-        log.warning(
-            "%s: the %s PSF (FWHM %.1f px) is wider than the median isolated lamp (%.1f px, "
-            "%d lamps), which no PSF can be; using a Moffat PSF of FWHM %.1f px from the "
-            "lamps' widths -- give the sensor's PSF with --psf-json for a better result",
-            name, est.method, fwhm, lamp_fwhm, n, profile_fwhm(kernel),
-        )  # fmt: skip
+    swap = lamp_width_instead(scene, est)
+    if swap is not None:
+        kernel, n, _ = swap
         return PSFChoice(np.repeat(kernel[None], 3, axis=0), profile_fwhm(kernel), "lamp-widths", n)
     kernels = _kernels(est, 3).astype(np.float32)
-    return PSFChoice(kernels, fwhm, est.method, int(est.n_sources))
+    return PSFChoice(kernels, float(np.mean(est.fwhm)), est.method, int(est.n_sources))
+
+
+def lamp_width_instead(scene: Any, est: Any) -> tuple[np.ndarray, int, float] | None:
+    """Return the lamp-width PSF where a measured one is wider than the scene's lamps, else None.
+
+    A lamp is the PSF convolved with the lamp, so no PSF is wider than the lamps it blurs; a
+    fit wider than :data:`MAX_PSF_OVER_LAMPS` times the isolated lamps' median FWHM is refused
+    (logged as a warning) and :func:`_lamp_width_psf`'s kernel, lamp count and width returned.
+    Only saturated-edge fits are checked: a kernel stacked from isolated lamps is their width.
+    Shared by ``psf-gan`` and ``--method physics``.
+
+    Parameters
+    ----------
+    scene : ndarray or xarray.DataArray
+        ``(band, y, x)``.
+    est : geo_ntl.psf.PSFEstimate
+        The PSF measured on ``scene``.
+    """
+    if est.method != "saturated-edges":
+        return None
+    from geo_ntl.psf import profile_fwhm
+
+    widths = _lamp_width_psf(scene)
+    fwhm = float(np.mean(est.fwhm))
+    if widths is None or fwhm <= MAX_PSF_OVER_LAMPS * widths[2]:
+        return None
+    kernel, n, lamp_fwhm = widths
+    log.warning(
+        "%s: the %s PSF (FWHM %.1f px) is wider than the median isolated lamp (%.1f px, %d "
+        "lamps), which no PSF can be; using a Moffat PSF of FWHM %.1f px from the lamps' widths "
+        "-- give the sensor's PSF with --psf-json for a better result",
+        getattr(scene, "attrs", {}).get("source", "scene"), est.method, fwhm, lamp_fwhm, n,
+        profile_fwhm(kernel),
+    )  # fmt: skip
+    return widths
 
 
 #: A measured PSF wider than this times the isolated lamps' median FWHM is refused (no PSF is
