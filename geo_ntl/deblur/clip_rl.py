@@ -193,6 +193,7 @@ def clip_rl(
     iterations: int,
     valid: torch.Tensor | None = None,
     floor: float = 1e-6,
+    accelerate: bool = False,
 ) -> torch.Tensor:
     """Run ``iterations`` clip-aware Richardson-Lucy updates from ``u``.
 
@@ -214,11 +215,26 @@ def clip_rl(
         1 where the data is measured, 0 at nodata (those pixels do not push).
     floor : float, default 1e-6
         Smallest model value divided by.
+    accelerate : bool, default False
+        Extrapolate, as Biggs and Andrews [3]_ do for Richardson-Lucy: update ``k``
+        (from the third on) starts from ``u + (k - 1) / (k + 2) (u - u_prev)``, the
+        estimate pushed along its last change with Nesterov's fixed step schedule [4]_.
+        Same fixed points, reached in fewer updates. Biggs and Andrews measure the step
+        from how consecutive changes align; on the families benchmark that measured step
+        followed this schedule within 0.1 on every scene, and a fixed schedule keeps every
+        operation local, so tiles and the whole image get the same result.
 
     Returns
     -------
     torch.Tensor
         The estimate, same shape as ``u``.
+
+    References
+    ----------
+    .. [3] Biggs, D. S. C. and Andrews, M. (1997). Acceleration of iterative image
+       restoration algorithms. Applied Optics 36(8), 1766-1775.
+    .. [4] Nesterov, Y. (1983). A method for solving the convex programming problem
+       with convergence rate O(1/k^2). Soviet Mathematics Doklady 27, 372-376.
 
     Examples
     --------
@@ -232,58 +248,82 @@ def clip_rl(
     True
     """
     finite = bool(torch.isfinite(level).all())
-    if not torch.is_grad_enabled():
-        return _clip_rl_inplace(u, y, op, level, sharpness, iterations, valid, floor, finite)
-    for _ in range(iterations):
-        model = op.forward(u).clamp_min(floor)
-        if finite:
-            clipped = smooth_clip(model, level, sharpness).clamp_min(floor)
-            slope = torch.sigmoid(sharpness * (level - model))
-            ratio = y / clipped * slope + 1.0 - slope
-        else:
-            ratio = y / model
-        if valid is not None:
-            ratio = valid * ratio + (1.0 - valid)
-        u = u * op.adjoint(ratio).clamp_min(0.0)
+    inplace = not torch.is_grad_enabled()
+    if inplace:
+        n, c = u.shape[:2]
+        per_plane = level.expand(n, c, 1, 1).reshape(-1), sharpness.expand(n, c, 1, 1).reshape(-1)
+
+        def step(v: torch.Tensor) -> torch.Tensor:
+            return _update_inplace(v, y, op, level, sharpness, per_plane, valid, floor, finite)
+    else:
+
+        def step(v: torch.Tensor) -> torch.Tensor:
+            return _update(v, y, op, level, sharpness, valid, floor, finite)
+
+    previous = u  # the estimate before the last update
+    for k in range(1, iterations + 1):
+        start = u
+        if accelerate and k >= 3:
+            start = (u + (k - 1) / (k + 2) * (u - previous)).clamp_min(floor)
+        previous, u = u, step(start)
     return u
 
 
-def _clip_rl_inplace(
+def _update(
     u: torch.Tensor,
     y: torch.Tensor,
     op: PSFOperator,
     level: torch.Tensor,
     sharpness: torch.Tensor,
-    iterations: int,
     valid: torch.Tensor | None,
     floor: float,
     finite: bool,
 ) -> torch.Tensor:
-    """:func:`clip_rl` without autograd: the same arithmetic with fewer temporaries.
+    """One clip-aware update, differentiable (training)."""
+    model = op.forward(u).clamp_min(floor)
+    if finite:
+        clipped = smooth_clip(model, level, sharpness).clamp_min(floor)
+        slope = torch.sigmoid(sharpness * (level - model))
+        ratio = y / clipped * slope + 1.0 - slope
+    else:
+        ratio = y / model
+    if valid is not None:
+        ratio = valid * ratio + (1.0 - valid)
+    return u * op.adjoint(ratio).clamp_min(0.0)
+
+
+def _update_inplace(
+    u: torch.Tensor,
+    y: torch.Tensor,
+    op: PSFOperator,
+    level: torch.Tensor,
+    sharpness: torch.Tensor,
+    per_plane: tuple[torch.Tensor, torch.Tensor],
+    valid: torch.Tensor | None,
+    floor: float,
+    finite: bool,
+) -> torch.Tensor:
+    """:func:`_update` without autograd: the same arithmetic with fewer temporaries.
 
     Only pixels whose model lies within ``_EXACT_T / a`` of the clip level get the smooth
     clip's arithmetic; below that, ``R(z) = z`` and ``R'(z) = 1`` in float32 (torch's softplus
     returns its argument beyond 20, and ``sigmoid(20)`` rounds to 1), so the update there is
     plain Richardson-Lucy's ``y / Ku``. In a night scene that is nearly every pixel.
     """
-    limit = level - _EXACT_T / sharpness
-    n, c, h, w = u.shape
-    per_plane = level.expand(n, c, 1, 1).reshape(-1), sharpness.expand(n, c, 1, 1).reshape(-1)
-    for _ in range(iterations):
-        model = op.forward(u).clamp_min_(floor)
-        near = (model > limit).view(-1).nonzero().squeeze(1) if finite else None
-        if near is not None and near.numel():
-            plane = torch.div(near, h * w, rounding_mode="floor")
-            lv, a = per_plane[0][plane], per_plane[1][plane]
-            z = model.view(-1)[near]
-            t = (lv - z).mul_(a)
-            clipped = z.sub_(F.softplus(t).sub_(t).div_(a)).clamp_min_(floor)
-            near_ratio = (y.reshape(-1)[near] / clipped).sub_(1.0).mul_(torch.sigmoid_(t)).add_(1.0)
-            ratio = torch.div(y, model, out=model)
-            ratio.view(-1)[near] = near_ratio
-        else:
-            ratio = torch.div(y, model, out=model)
-        if valid is not None:
-            ratio.sub_(1.0).mul_(valid).add_(1.0)
-        u = u * op.adjoint(ratio).clamp_min_(0.0)
-    return u
+    h, w = u.shape[-2:]
+    model = op.forward(u).clamp_min_(floor)
+    near = (model > level - _EXACT_T / sharpness).view(-1).nonzero().squeeze(1) if finite else None
+    if near is not None and near.numel():
+        plane = torch.div(near, h * w, rounding_mode="floor")
+        lv, a = per_plane[0][plane], per_plane[1][plane]
+        z = model.view(-1)[near]
+        t = (lv - z).mul_(a)
+        clipped = z.sub_(F.softplus(t).sub_(t).div_(a)).clamp_min_(floor)
+        near_ratio = (y.reshape(-1)[near] / clipped).sub_(1.0).mul_(torch.sigmoid_(t)).add_(1.0)
+        ratio = torch.div(y, model, out=model)
+        ratio.view(-1)[near] = near_ratio
+    else:
+        ratio = torch.div(y, model, out=model)
+    if valid is not None:
+        ratio.sub_(1.0).mul_(valid).add_(1.0)
+    return u * op.adjoint(ratio).clamp_min_(0.0)

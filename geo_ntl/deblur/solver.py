@@ -53,6 +53,8 @@ SOLVER_ARCH = "ntl-db-net-psf-solver-v1"
 FWHM_UNIT = 8.0
 #: Input channels of the prior: estimate (3), data (3), clipped mask, noise, FWHM, stage.
 PRIOR_IN_CHANNELS = 10
+#: Where the first data step may start (:class:`UnrolledSolver`'s ``start``).
+START_CHOICES = ("data", "flat")
 
 
 class SolverPrior(nn.Module):
@@ -154,6 +156,11 @@ class UnrolledSolver(nn.Module):
         ``a`` of the smooth clip per 1/255 of full scale.
     prior_weight : float, default 1.0
         Scale of the prior's correction (1: as trained; 0: the data steps alone).
+    accelerate : bool, default False
+        Biggs-Andrews extrapolation of the data steps (:func:`~geo_ntl.deblur.clip_rl.clip_rl`).
+    start : {"data", "flat"}, default "data"
+        Where the first data step starts: the data, or a flat image (Richardson-Lucy's
+        classic start, whose first update is ``K^T y``; it counts as one of the updates).
     """
 
     arch = SOLVER_ARCH
@@ -167,12 +174,18 @@ class UnrolledSolver(nn.Module):
         n_blocks: int = 1,
         clip_sharpness: float = 0.2,
         prior_weight: float = 1.0,
+        accelerate: bool = False,
+        start: str = "data",
     ) -> None:
         super().__init__()
         self.prior_weight = prior_weight
         self.stages = stages
         self.iterations = iterations
         self.clip_sharpness = clip_sharpness
+        self.accelerate = accelerate
+        if start not in START_CHOICES:
+            raise ValueError(f"start must be one of {START_CHOICES}, got {start!r}")
+        self.start = start
         self.prior = SolverPrior(width=width, n_blocks=n_blocks)
         self.config = {
             "stages": stages,
@@ -181,6 +194,8 @@ class UnrolledSolver(nn.Module):
             "n_blocks": n_blocks,
             "clip_sharpness": clip_sharpness,
             "prior_weight": prior_weight,
+            "accelerate": accelerate,
+            "start": start,
         }
 
     def prior_is_identity(self) -> bool:
@@ -235,8 +250,23 @@ class UnrolledSolver(nn.Module):
         valid = None if inputs.valid is None else pad_for_psf(inputs.valid, margin, multiple=4)[0]
         op = PSFOperator(inputs.kernels, (y.shape[-2], y.shape[-1]))
         sharpness = self.clip_sharpness * 255.0 / inputs.full_scale
-        u = y
+        floor = 1e-6 * inputs.full_scale
+        first = 0  # updates already done by the start
+        if self.start == "flat":
+            # one update from a flat image c is c K^T(y / c) = K^T y for any c below the clip
+            # level: Richardson-Lucy's classic start, taken without a tile-dependent level
+            u = op.adjoint(y).clamp_min(floor)
+            first = 1
+        else:
+            u = y
         outputs = []
+        if not every_stage and not torch.is_grad_enabled() and self.prior_is_identity():
+            # the data steps alone: one run of every update, so the extrapolation keeps its pace
+            u = clip_rl(
+                u, y, op, level=inputs.level, sharpness=sharpness, valid=valid,
+                iterations=self.stages * self.iterations - first, accelerate=self.accelerate,
+            )  # fmt: skip
+            return [unpad((u + floor).clamp_min(floor), widths)]
         for stage in range(self.stages):
             u = clip_rl(
                 u,
@@ -244,8 +274,9 @@ class UnrolledSolver(nn.Module):
                 op,
                 level=inputs.level,
                 sharpness=sharpness,
-                iterations=self.iterations,
+                iterations=self.iterations - (first if stage == 0 else 0),
                 valid=valid,
+                accelerate=self.accelerate,
             )
             if not torch.is_grad_enabled() and self.prior_is_identity():
                 # a zero prior leaves sqrt(u + 1e-6)^2: skip its cost (not in training, where
