@@ -225,6 +225,30 @@ def test_untrained_solver__flat_start_is_richardson_lucy_from_a_flat_image():
         UnrolledSolver(start="blurred")
 
 
+def test_solver__prior_reach_keeps_the_prior_beside_clipped_pixels():
+    """``prior_reach``: far from every clipped pixel the estimate is the data step's alone."""
+    torch.manual_seed(0)
+    gated = UnrolledSolver(stages=1, iterations=2, prior_reach=1.0)
+    with torch.no_grad():
+        for p in gated.prior.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    free = UnrolledSolver(**{**gated.config, "prior_reach": 0.0})
+    free.load_state_dict(gated.state_dict())
+    plain = UnrolledSolver(**{**gated.config, "prior_weight": 0.0})
+    data = torch.full((1, 3, 64, 64), 20.0)
+    data[..., 10:13, 10:13] = 255.0  # one clipped blob in the top-left corner
+    one = torch.ones(1, 1, 1, 1)
+    inputs = SolverInputs(data=data, kernels=torch.from_numpy(gaussian_psf(7, sigma=1.0).astype(
+        np.float32))[None, None], level=255 * one, full_scale=255 * one, noise=0.002 * one,
+        fwhm=3.0 * one)  # fmt: skip
+    with torch.no_grad():
+        out, loose, ref = (m(inputs)[0] for m in (gated, free, plain))
+    far = (slice(None), slice(None), slice(30, None), slice(30, None))
+    assert torch.allclose(out[far], ref[far])  # no prior far from the blob
+    assert not torch.allclose(loose[far], ref[far])  # the ungated prior acts there
+    assert not torch.allclose(out[..., 8:15, 8:15], ref[..., 8:15, 8:15])  # and beside it
+
+
 def test_shipped_solver__tiled_equals_whole_within_one_dn():
     """The shipped data step (flat start, extrapolated) is local: tiles agree with the whole."""
     _, img = _lamps((3, 200, 200), peak=900.0)  # clipped lamps too

@@ -31,9 +31,11 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from geo_ntl.deblur.clip_rl import PSFOperator, clip_rl, pad_for_psf, unpad
@@ -161,6 +163,9 @@ class UnrolledSolver(nn.Module):
     start : {"data", "flat"}, default "data"
         Where the first data step starts: the data, or a flat image (Richardson-Lucy's
         classic start, whose first update is ``K^T y``; it counts as one of the updates).
+    prior_reach : float, default 0
+        Where the prior may act, in PSF widths (FWHM) from a pixel the sensor clipped; 0
+        lets it act everywhere.
     """
 
     arch = SOLVER_ARCH
@@ -176,6 +181,7 @@ class UnrolledSolver(nn.Module):
         prior_weight: float = 1.0,
         accelerate: bool = False,
         start: str = "data",
+        prior_reach: float = 0.0,
     ) -> None:
         super().__init__()
         self.prior_weight = prior_weight
@@ -186,6 +192,7 @@ class UnrolledSolver(nn.Module):
         if start not in START_CHOICES:
             raise ValueError(f"start must be one of {START_CHOICES}, got {start!r}")
         self.start = start
+        self.prior_reach = prior_reach
         self.prior = SolverPrior(width=width, n_blocks=n_blocks)
         self.config = {
             "stages": stages,
@@ -196,6 +203,7 @@ class UnrolledSolver(nn.Module):
             "prior_weight": prior_weight,
             "accelerate": accelerate,
             "start": start,
+            "prior_reach": prior_reach,
         }
 
     def prior_is_identity(self) -> bool:
@@ -209,6 +217,12 @@ class UnrolledSolver(nn.Module):
         if self.prior_weight == 0:
             return True
         return not (bool(tail.weight.any()) or (tail.bias is not None and bool(tail.bias.any())))
+
+    def _near_clipped(self, y: torch.Tensor, inputs: SolverInputs) -> torch.Tensor:
+        """1 within ``prior_reach`` PSF widths of a clipped pixel (any band), else 0."""
+        clipped = (y >= inputs.level * (1 - 1e-6)).any(dim=1, keepdim=True).to(y.dtype)
+        radius = max(1, math.ceil(self.prior_reach * float(inputs.fwhm.max())))
+        return F.max_pool2d(clipped, 2 * radius + 1, stride=1, padding=radius)
 
     def margin(self, kernel_size: int) -> int:
         """Reflected margin (px) around a window: two kernel radii, rounded up to 4."""
@@ -285,6 +299,8 @@ class UnrolledSolver(nn.Module):
             else:
                 root = torch.sqrt(u / inputs.full_scale + 1e-6)
                 correction = self.prior(self._features(u, y, inputs, stage))
+                if self.prior_reach > 0:
+                    correction = correction * self._near_clipped(y, inputs)
                 root = torch.relu(root + self.prior_weight * correction)
                 u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
             if every_stage or stage == self.stages - 1:
