@@ -232,7 +232,7 @@ def test_solver__prior_reach_keeps_the_prior_beside_clipped_pixels():
     with torch.no_grad():
         for p in gated.prior.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    free = UnrolledSolver(**{**gated.config, "prior_reach": 0.0})
+    free = UnrolledSolver(**{**gated.config, "prior_reach": None})
     free.load_state_dict(gated.state_dict())
     plain = UnrolledSolver(**{**gated.config, "prior_weight": 0.0})
     data = torch.full((1, 3, 64, 64), 20.0)

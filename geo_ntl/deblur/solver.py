@@ -163,9 +163,9 @@ class UnrolledSolver(nn.Module):
     start : {"data", "flat"}, default "data"
         Where the first data step starts: the data, or a flat image (Richardson-Lucy's
         classic start, whose first update is ``K^T y``; it counts as one of the updates).
-    prior_reach : float, default 0
-        Where the prior may act, in PSF widths (FWHM) from a pixel the sensor clipped; 0
-        lets it act everywhere.
+    prior_reach : float, optional
+        Where the prior may act, in PSF widths (FWHM) from a pixel the sensor clipped (0:
+        at clipped pixels only); default everywhere.
     """
 
     arch = SOLVER_ARCH
@@ -181,7 +181,7 @@ class UnrolledSolver(nn.Module):
         prior_weight: float = 1.0,
         accelerate: bool = False,
         start: str = "data",
-        prior_reach: float = 0.0,
+        prior_reach: float | None = None,
     ) -> None:
         super().__init__()
         self.prior_weight = prior_weight
@@ -219,9 +219,12 @@ class UnrolledSolver(nn.Module):
         return not (bool(tail.weight.any()) or (tail.bias is not None and bool(tail.bias.any())))
 
     def _near_clipped(self, y: torch.Tensor, inputs: SolverInputs) -> torch.Tensor:
-        """1 within ``prior_reach`` PSF widths of a clipped pixel (any band), else 0."""
+        """1 at clipped pixels (any band) and within ``prior_reach`` PSF widths of one, else 0."""
+        assert self.prior_reach is not None
         clipped = (y >= inputs.level * (1 - 1e-6)).any(dim=1, keepdim=True).to(y.dtype)
-        radius = max(1, math.ceil(self.prior_reach * float(inputs.fwhm.max())))
+        radius = math.ceil(self.prior_reach * float(inputs.fwhm.max()))
+        if radius == 0:
+            return clipped
         return F.max_pool2d(clipped, 2 * radius + 1, stride=1, padding=radius)
 
     def margin(self, kernel_size: int) -> int:
@@ -299,7 +302,7 @@ class UnrolledSolver(nn.Module):
             else:
                 root = torch.sqrt(u / inputs.full_scale + 1e-6)
                 correction = self.prior(self._features(u, y, inputs, stage))
-                if self.prior_reach > 0:
+                if self.prior_reach is not None:
                     correction = correction * self._near_clipped(y, inputs)
                 root = torch.relu(root + self.prior_weight * correction)
                 u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
