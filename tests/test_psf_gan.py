@@ -60,12 +60,17 @@ def test_psf_operator__adjoint_is_the_transpose():
     del rng
 
 
-def test_clip_rl__keeps_the_light_of_unclipped_data():
+def _unclipped_lamps_problem():
+    """One band of dim unclipped lamps, padded, with its PSF operator: ``(y, padded, widths, op)``."""
     _, img = _lamps(peak=150.0)
     y = torch.from_numpy(img[:1].astype(np.float32))[None] + 0.1
     yp, widths = pad_for_psf(y, 16)
     k = torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None]
-    op = PSFOperator(k, tuple(yp.shape[-2:]))
+    return y, yp, widths, PSFOperator(k, tuple(yp.shape[-2:]))
+
+
+def test_clip_rl__keeps_the_light_of_unclipped_data():
+    y, yp, widths, op = _unclipped_lamps_problem()
     u = clip_rl(yp.clone(), yp, op, level=torch.tensor(float("inf")), sharpness=torch.tensor(1.0),
                 iterations=10)  # fmt: skip
     assert float(u.sum() / yp.sum()) == pytest.approx(1.0, abs=1e-4)
@@ -114,11 +119,7 @@ def test_clip_rl__inference_path_matches_the_autograd_path():
 
 def test_clip_rl__extrapolation_gets_closer_to_the_fixed_point_and_keeps_the_light():
     """15 extrapolated updates land nearer where many plain updates go than 30 plain ones."""
-    _, img = _lamps(peak=150.0)
-    y = torch.from_numpy(img[:1].astype(np.float32))[None] + 0.1
-    yp, widths = pad_for_psf(y, 16)
-    k = torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None]
-    op = PSFOperator(k, tuple(yp.shape[-2:]))
+    _, yp, _, op = _unclipped_lamps_problem()
     kw = {"level": torch.tensor(float("inf")), "sharpness": torch.tensor(1.0)}
     with torch.no_grad():
         far = clip_rl(yp.clone(), yp, op, iterations=80, **kw)
@@ -188,27 +189,15 @@ def test_hold_cores__numpy_and_torch_agree_and_keep_cores_at_full_scale():
 
 
 # -------------------------------------------------------------------------- solver
-def test_untrained_solver__is_clip_aware_richardson_lucy():
-    """The prior's last convolution starts at zero: an untrained solver is the data step alone."""
-    _, img = _lamps()
-    model = UnrolledSolver(stages=2, iterations=4)
-    data = torch.from_numpy(img.astype(np.float32))[None] + 1e-3
-    k = torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None]
-    one = torch.ones(1, 1, 1, 1)
-    inputs = SolverInputs(data=data, kernels=k, level=255 * one, full_scale=255 * one,
-                          noise=0.002 * one, fwhm=3.8 * one)  # fmt: skip
-    with torch.no_grad():
-        out = model(inputs)[0]
-        yp, widths = pad_for_psf(data, model.margin(15))
-        op = PSFOperator(k, tuple(yp.shape[-2:]))
-        ref = clip_rl(yp, yp, op, level=255 * one, sharpness=0.2 * one, iterations=8)
-    np.testing.assert_allclose(out.numpy(), unpad(ref, widths).numpy(), rtol=1e-3, atol=1e-3)
+@pytest.mark.parametrize("start", ["data", "flat"])
+def test_untrained_solver__is_clip_aware_richardson_lucy(start):
+    """The prior's last convolution starts at zero: an untrained solver is the data step alone.
 
-
-def test_untrained_solver__flat_start_is_richardson_lucy_from_a_flat_image():
-    """``start="flat"``: the first update from any flat image below full scale is ``K^T y``."""
+    ``start="flat"`` is Richardson-Lucy from any flat image below full scale (its first update
+    is ``K^T y`` whatever the level).
+    """
     _, img = _lamps()
-    model = UnrolledSolver(stages=2, iterations=4, start="flat")
+    model = UnrolledSolver(stages=2, iterations=4, start=start)
     data = torch.from_numpy(img.astype(np.float32))[None] + 1e-3
     k = torch.from_numpy(gaussian_psf(15, sigma=1.6).astype(np.float32))[None, None]
     one = torch.ones(1, 1, 1, 1)
@@ -218,9 +207,12 @@ def test_untrained_solver__flat_start_is_richardson_lucy_from_a_flat_image():
         out = model(inputs)[0]
         yp, widths = pad_for_psf(data, model.margin(15), multiple=4)
         op = PSFOperator(k, tuple(yp.shape[-2:]))
-        flat = torch.full_like(yp, 7.0)
-        ref = clip_rl(flat, yp, op, level=255 * one, sharpness=0.2 * one, iterations=8)
+        first = yp if start == "data" else torch.full_like(yp, 7.0)
+        ref = clip_rl(first, yp, op, level=255 * one, sharpness=0.2 * one, iterations=8)
     np.testing.assert_allclose(out.numpy(), unpad(ref, widths).numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_untrained_solver__refuses_an_unknown_start():
     with pytest.raises(ValueError, match="start"):
         UnrolledSolver(start="blurred")
 
