@@ -59,6 +59,11 @@ PRIOR_IN_CHANNELS = 10
 START_CHOICES = ("data", "flat")
 
 
+def _clipped_mask(y: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)``: 1 where any band of the data is at its clip level, else 0."""
+    return (y >= level * (1 - 1e-6)).any(dim=1, keepdim=True).to(y.dtype)
+
+
 class SolverPrior(nn.Module):
     """The learned prior: NTL-Db-Net generator blocks refining a square-root-scaled estimate.
 
@@ -221,7 +226,7 @@ class UnrolledSolver(nn.Module):
     def _near_clipped(self, y: torch.Tensor, inputs: SolverInputs) -> torch.Tensor:
         """1 at clipped pixels (any band) and within ``prior_reach`` PSF widths of one, else 0."""
         assert self.prior_reach is not None
-        clipped = (y >= inputs.level * (1 - 1e-6)).any(dim=1, keepdim=True).to(y.dtype)
+        clipped = _clipped_mask(y, inputs.level)
         radius = math.ceil(self.prior_reach * float(inputs.fwhm.max()))
         if radius == 0:
             return clipped
@@ -236,7 +241,7 @@ class UnrolledSolver(nn.Module):
     ) -> torch.Tensor:
         unit = inputs.full_scale
         n, _, h, w = u.shape
-        clipped = (y >= inputs.level * (1 - 1e-6)).any(dim=1, keepdim=True).to(u.dtype)
+        clipped = _clipped_mask(y, inputs.level)
 
         def const(v: torch.Tensor) -> torch.Tensor:
             return v.expand(n, 1, h, w)
@@ -298,14 +303,14 @@ class UnrolledSolver(nn.Module):
             if not torch.is_grad_enabled() and self.prior_is_identity():
                 # a zero prior leaves sqrt(u + 1e-6)^2: skip its cost (not in training, where
                 # the zero-initialised last conv must get its gradient)
-                u = (u + 1e-6 * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
+                u = (u + floor).clamp_min(floor)
             else:
                 root = torch.sqrt(u / inputs.full_scale + 1e-6)
                 correction = self.prior(self._features(u, y, inputs, stage))
                 if self.prior_reach is not None:
                     correction = correction * self._near_clipped(y, inputs)
                 root = torch.relu(root + self.prior_weight * correction)
-                u = (root * root * inputs.full_scale).clamp_min(1e-6 * inputs.full_scale)
+                u = (root * root * inputs.full_scale).clamp_min(floor)
             if every_stage or stage == self.stages - 1:
                 outputs.append(unpad(u, widths))
         return outputs
