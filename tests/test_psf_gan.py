@@ -217,6 +217,24 @@ def test_untrained_solver__refuses_an_unknown_start():
         UnrolledSolver(start="blurred")
 
 
+def test_solver_prior__inference_layout_gives_the_training_result():
+    """Outside autograd the prior runs channels-last: the same correction, same layout out."""
+    from geo_ntl.deblur.solver import SolverPrior
+
+    torch.manual_seed(0)
+    prior = SolverPrior(width=8, n_blocks=1)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(1, 10, 64, 48)
+    with torch.enable_grad():
+        trained = prior(x).detach()
+    with torch.no_grad():
+        fast = prior(x)
+    assert fast.is_contiguous()
+    assert torch.allclose(fast, trained, rtol=1e-5, atol=1e-5 * float(trained.abs().max()))
+
+
 def test_solver__prior_reach_keeps_the_prior_beside_clipped_pixels():
     """``prior_reach``: far from every clipped pixel the estimate is the data step's alone."""
     torch.manual_seed(0)
