@@ -388,6 +388,30 @@ def test_train_solver__resumes_exactly(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_train_solver__a_branch_goes_on_from_its_parent_and_resumes_exactly(tmp_path):
+    """A run started from another run's weights counts on from that run's step and time."""
+    import json as _json
+
+    from geo_ntl.deblur.solver_train import SolverTrainConfig, train_solver
+
+    base = SolverTrainConfig(steps=2, n_scenes=2, scene_size=160, crop=96, batch=1,
+                             refresh_every=2, checkpoint_every=2, stages=1, iterations=2)  # fmt: skip
+    parent = train_solver(tmp_path / "parent", base, threads=1)
+    parent_meta = torch.load(parent, weights_only=False)["meta"]["training"]
+    cfg = replace(base, steps=5, init_from=str(parent), prior_reach=1.0, start="flat",
+                  accelerate=True, adv_warmup=2)  # fmt: skip
+    straight = train_solver(tmp_path / "a", cfg, threads=1, log_every=1)
+    train_solver(tmp_path / "b", cfg, threads=1, until=4)
+    resumed = train_solver(tmp_path / "b", cfg, resume=True, threads=1)
+    first = _json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[0])
+    assert first["step"] == parent_meta["steps"] + 1
+    assert first["elapsed_s"] > parent_meta["seconds"]
+    a, b = (torch.load(f, weights_only=False) for f in (straight, resumed))
+    assert a["config"]["prior_reach"] == 1.0 and a["config"]["start"] == "flat"
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=0, atol=0)
+
+
 def test_solve__out_of_memory_names_the_tile(solver_weights, monkeypatch, tmp_path, runner):
     """A GPU out-of-memory error in the solver is an error line naming --tile, exit 2."""
     from geo_ntl.deblur import solver as solver_mod

@@ -76,6 +76,11 @@ class SolverTrainConfig:
     iterations: int = 7
     width: int = 8
     n_blocks: int = 1
+    accelerate: bool = False
+    start: str = "data"
+    prior_reach: float | None = None
+    init_from: str | None = None
+    adv_warmup: int = 0
 
 
 def finish_torch(
@@ -138,13 +143,20 @@ class _Run:
 
         torch.manual_seed(cfg.seed)
         self.solver = UnrolledSolver(
-            stages=cfg.stages, iterations=cfg.iterations, width=cfg.width, n_blocks=cfg.n_blocks
+            stages=cfg.stages,
+            iterations=cfg.iterations,
+            width=cfg.width,
+            n_blocks=cfg.n_blocks,
+            accelerate=cfg.accelerate,
+            start=cfg.start,
+            prior_reach=cfg.prior_reach,
         ).to(dev)
         self.critic = Discriminator().to(dev)
         self.opt_g = torch.optim.Adam(self.solver.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.step = 0
         self.elapsed = 0.0
+        self.first_step = 0
         self.rng = np.random.default_rng([cfg.seed, 7])
         self.gp_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.perceptual = losses.PerceptualSubstitute()
@@ -157,10 +169,24 @@ class _Run:
             "opt_d": self.opt_d.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "first_step": self.first_step,
             "np_rng": self.rng.bit_generator.state,
             "gp_rng": self.gp_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
+
+    def branch(self, weights: str | os.PathLike[str]) -> None:
+        """Start from another run's prior: its parameters, its step and its training seconds.
+
+        The critic and the optimisers start afresh; the learning-rate schedule and the pool
+        go on from the prior's step, and ``elapsed`` counts the prior's training time too,
+        so that the run's log says what the weights cost in all.
+        """
+        ck = torch.load(weights, map_location="cpu", weights_only=False)
+        self.solver.load_state_dict(ck["state_dict"])
+        training = ck.get("meta", {}).get("training", {})
+        self.step = self.first_step = int(training.get("steps", 0))
+        self.elapsed = float(training.get("seconds", 0.0))
 
     def load(self, ck: dict[str, Any]) -> None:
         self.solver.load_state_dict(ck["solver"])
@@ -168,6 +194,7 @@ class _Run:
         self.opt_g.load_state_dict(ck["opt_g"])
         self.opt_d.load_state_dict(ck["opt_d"])
         self.step, self.elapsed = int(ck["step"]), float(ck["elapsed"])
+        self.first_step = int(ck.get("first_step", 0))
         self.rng.bit_generator.state = ck["np_rng"]
         self.gp_gen.set_state(ck["gp_rng"].cpu())
         torch.set_rng_state(ck["torch_rng"].cpu())
@@ -198,6 +225,13 @@ def _refresh(pool: list[SolverScene], cfg: SolverTrainConfig, generation: int) -
 
 def _to_pm1(dn: torch.Tensor) -> torch.Tensor:
     return dn / 127.5 - 1.0
+
+
+def _adv_scale(cfg: SolverTrainConfig, run: _Run) -> float:
+    """Weight of the adversarial term now: ramped from 0 over ``adv_warmup`` steps of the run."""
+    if cfg.adv_warmup <= 0:
+        return cfg.adv_weight
+    return cfg.adv_weight * min(1.0, (run.step - run.first_step) / cfg.adv_warmup)
 
 
 def _step(run: _Run, cfg: SolverTrainConfig, pool: list[SolverScene], dev: torch.device) -> dict:
@@ -241,7 +275,7 @@ def _step(run: _Run, cfg: SolverTrainConfig, pool: list[SolverScene], dev: torch
         + cfg.lamp_weight * terms["lamp"]
         + cfg.flux_weight * terms["flux"]
         + cfg.stage_weight * terms["stages"]
-        + cfg.adv_weight * terms["adv"]
+        + _adv_scale(cfg, run) * terms["adv"]
     )
     g_loss.backward()
     torch.nn.utils.clip_grad_norm_(run.solver.parameters(), 10.0)
@@ -307,6 +341,8 @@ def train_solver(
     ckpt = out / CHECKPOINT_NAME
     if resume:
         run.load(torch.load(ckpt, map_location="cpu", weights_only=False))
+    elif cfg.init_from:
+        run.branch(cfg.init_from)
     pool = [
         make_scene(seed, cfg.scene_size) for seed in _pool_seeds(cfg, _generation(cfg, run.step))
     ]
@@ -344,10 +380,24 @@ if __name__ == "__main__":  # pragma: no cover - the background run's entry poin
     p.add_argument("--steps", type=int, default=SolverTrainConfig.steps)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--init-from", help="start from this weights file (a branch of its run)")
+    p.add_argument("--prior-reach", type=float, help="confine the prior (FWHM from clipped pixels)")
+    p.add_argument("--shipped-data-step", action="store_true",
+                   help="train with the shipped data step (5 updates a stage, flat start, extrapolated)")
+    p.add_argument("--adv-warmup", type=int, default=0)
     a = p.parse_args()
+    data_step = (
+        {"iterations": 5, "start": "flat", "accelerate": True} if a.shipped_data_step else {}
+    )
     train_solver(
         a.out_dir,
-        SolverTrainConfig(steps=a.steps),
+        SolverTrainConfig(
+            steps=a.steps,
+            init_from=a.init_from,
+            prior_reach=a.prior_reach,
+            adv_warmup=a.adv_warmup,
+            **data_step,  # type: ignore[arg-type]
+        ),
         resume=a.resume,
         device=a.device,
         threads=a.threads,
