@@ -382,8 +382,11 @@ if __name__ == "__main__":  # pragma: no cover - the background run's entry poin
     p.add_argument("--device", default="cpu")
     p.add_argument("--init-from", help="start from this weights file (a branch of its run)")
     p.add_argument("--prior-reach", type=float, help="confine the prior (FWHM from clipped pixels)")
-    p.add_argument("--shipped-data-step", action="store_true",
-                   help="train with the shipped data step (5 updates a stage, flat start, extrapolated)")
+    p.add_argument(
+        "--shipped-data-step",
+        action="store_true",
+        help="train with the shipped data step (5 updates a stage, flat start, extrapolated)",
+    )
     p.add_argument("--adv-warmup", type=int, default=0)
     a = p.parse_args()
     data_step = (
