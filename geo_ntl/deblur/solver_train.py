@@ -381,25 +381,24 @@ if __name__ == "__main__":  # pragma: no cover - the background run's entry poin
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--init-from", help="start from this weights file (a branch of its run)")
+    p.add_argument("--stages", type=int, default=SolverTrainConfig.stages)
+    p.add_argument("--iterations", type=int, default=SolverTrainConfig.iterations)
+    p.add_argument("--start", default=SolverTrainConfig.start, help="data or flat")
+    p.add_argument("--accelerate", action="store_true", help="extrapolated data steps")
     p.add_argument("--prior-reach", type=float, help="confine the prior (FWHM from clipped pixels)")
-    p.add_argument(
-        "--shipped-data-step",
-        action="store_true",
-        help="train with the shipped data step (5 updates a stage, flat start, extrapolated)",
-    )
     p.add_argument("--adv-warmup", type=int, default=0)
     a = p.parse_args()
-    data_step = (
-        {"iterations": 5, "start": "flat", "accelerate": True} if a.shipped_data_step else {}
-    )
     train_solver(
         a.out_dir,
         SolverTrainConfig(
             steps=a.steps,
             init_from=a.init_from,
+            stages=a.stages,
+            iterations=a.iterations,
+            start=a.start,
+            accelerate=a.accelerate,
             prior_reach=a.prior_reach,
             adv_warmup=a.adv_warmup,
-            **data_step,  # type: ignore[arg-type]
         ),
         resume=a.resume,
         device=a.device,
