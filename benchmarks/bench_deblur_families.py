@@ -252,6 +252,7 @@ def measure(
     m["fwhm_input"] = fwhm_input
     m["fwhm"] = light.lamp_widths(out, positions=lamps, sep=sep)["fwhm"]
     m["new_maxima"] = light.new_maxima(degraded, out)
+    m["lights_kept"] = light.lights_kept(degraded, out)
     m["dark_rings"] = light.dark_rings(
         degraded, out, fwhm=fwhm_input if math.isfinite(fwhm_input) else None
     )
@@ -315,6 +316,8 @@ def criteria(rows: list[dict]) -> None:
                 if phys is not None and r["method"] != "physics":
                     c["fwhm_le_physics"] = _ok(phys["fwhm"], functools.partial(_le, m["fwhm"]))
         c["cores_kept_ge_99pct"] = _ok(m.get("cores_kept"), lambda v: v >= 0.99)
+        # geo_ntl's own guard (not the issue's): no light of the input deleted
+        c["lights_kept_ge_95pct"] = _ok(m.get("lights_kept"), lambda v: v >= 0.95)
         r["pass"] = c
 
 
@@ -465,14 +468,14 @@ def to_markdown(rows: list[dict]) -> str:
         "| family | method | PSNR | SSIM | flux vs truth: med \\|r−1\\| / ±10 % | "
         "flux vs clipped truth: med ratio | "
         "flux vs input: med \\|r−1\\| / ±10 % | FWHM truth / input / output px | "
-        "new maxima | dark rings | highlights kept | cores kept | s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "new maxima | lights kept | dark rings | highlights kept | cores kept | s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         if "measures" not in r:
             if r.get("method") is None:
-                lines.append(f"| {r['family']} | (skipped: {r['skipped']}) |" + " |" * 11)
+                lines.append(f"| {r['family']} | (skipped: {r['skipped']}) |" + " |" * 12)
             continue
         m = r["measures"]
         ft = m.get("flux_vs_truth")
@@ -490,7 +493,8 @@ def to_markdown(rows: list[dict]) -> str:
             f"| {r['family']} | {r['method']} | {_fmt(m.get('psnr'))} "
             f"| {_fmt(m.get('ssim'), '.3f')} "
             f"| {flux_t} (n={ft['n'] if ft else '–'}) | {flux_c} | {flux_i} (n={fi['n']}) | {fw} "
-            f"| {m['new_maxima']} | {_fmt(m['dark_rings'], '.3f')} "
+            f"| {m['new_maxima']} | {_fmt(m.get('lights_kept'), '.3f')} "
+            f"| {_fmt(m['dark_rings'], '.3f')} "
             f"| {_fmt(m['highlights_kept'], '.2f')} | {_fmt(m.get('cores_kept'), '.3f')} "
             f"| {r['seconds']} |"
         )

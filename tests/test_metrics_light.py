@@ -166,6 +166,32 @@ def test_new_maxima__sharpening_a_lamp_is_not_new():
     assert light.new_maxima(wide, sharp) == 0
 
 
+# --------------------------------------------------------------------- lights kept
+def test_lights_kept__sharpening_keeps_every_light():
+    wide = lamp_scene()
+    sharp = lamp_scene().astype(np.float64)
+    sharp = np.clip(sharp + (sharp - ndimage.gaussian_filter(sharp, (0, 1.5, 1.5))), 0, 255)
+    assert light.lights_kept(wide, wide) == 1.0
+    assert light.lights_kept(wide, sharp.astype(np.uint8)) == 1.0
+
+
+def test_lights_kept__a_deleted_light_is_counted_though_its_cell_keeps_its_light():
+    """Dim lights erased and their light handed to a neighbour: cells pass, lights do not."""
+    img = lamp_scene()
+    out = img.astype(np.float64)
+    centres = [(y, x) for y in range(24, img.shape[1], 54) for x in range(24, img.shape[2], 54)]
+    gone = centres[1::2]
+    for cy, cx in gone:  # each erased lamp's light moves onto the lamp 54 px to its left
+        lamp = out[:, cy - 8 : cy + 9, cx - 8 : cx + 9] - 6.0
+        out[:, cy - 8 : cy + 9, cx - 62 : cx - 45] += lamp
+        out[:, cy - 8 : cy + 9, cx - 8 : cx + 9] = 6.0
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    assert light.flux_ratio_stats(img, out, cell=CELL)["within_10pct"] == 1.0
+    kept = light.lights_kept(img, out)
+    assert kept == pytest.approx(1 - len(gone) / len(centres), abs=0.02)
+    assert math.isnan(light.lights_kept(np.full((3, 64, 64), 5, np.uint8), img[:, :64, :64]))
+
+
 # ---------------------------------------------------------------------- dark rings
 def test_dark_rings__identity_is_zero():
     img = lamp_scene()
@@ -218,6 +244,7 @@ def test_exported_from_metrics():
         "flux_ratio_stats",
         "lamp_widths",
         "new_maxima",
+        "lights_kept",
         "dark_rings",
         "highlights_kept",
         "compare_light",

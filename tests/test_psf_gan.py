@@ -415,6 +415,40 @@ def test_train_solver__a_branch_goes_on_from_its_parent_and_resumes_exactly(tmp_
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], rtol=0, atol=0)
 
 
+def _write_photos(folder, shades):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for name, shade in shades.items():
+        img = np.clip(rng.normal(shade, 5, (64, 80, 3)), 0, 255).astype(np.uint8)
+        img[20:24, 30:34] = 255  # a lamp
+        Image.fromarray(img).save(folder / name)
+    return folder
+
+
+def test_training_photos__night_like_only_and_never_the_benchmark_ones(tmp_path):
+    from geo_ntl.deblur.solver_pairs import training_photos
+
+    folder = _write_photos(tmp_path / "p", {"01.jpg": 10, "02.jpg": 20, "03.jpg": 180})
+    assert [p.name for p in training_photos(folder)] == ["02.jpg"]
+    with pytest.raises(FileNotFoundError, match="night-like"):
+        training_photos(_write_photos(tmp_path / "q", {"03.jpg": 180}))
+
+
+def test_make_scene__photo_scenes_and_unchanged_simulator_scenes(tmp_path):
+    from geo_ntl.deblur.solver_pairs import make_scene, training_photos
+
+    photos = training_photos(_write_photos(tmp_path / "p", {"02.jpg": 20, "04.jpg": 30}))
+    photo = make_scene(3, 96, photos=photos, photo_share=1.0)
+    assert photo.meta["simulator"] == "photo" and photo.meta["photo"] in {"02.jpg", "04.jpg"}
+    assert photo.truth.shape == photo.degraded.shape == (3, 96, 96)
+    assert photo.truth.max() == 255  # this seed draws its lamp past full scale
+    plain, none_drawn = make_scene(3, 96), make_scene(3, 96, photos=photos, photo_share=0.0)
+    np.testing.assert_array_equal(plain.degraded, none_drawn.degraded)
+    assert none_drawn.meta["photo"] is None
+
+
 def test_solve__out_of_memory_names_the_tile(solver_weights, monkeypatch, tmp_path, runner):
     """A GPU out-of-memory error in the solver is an error line naming --tile, exit 2."""
     from geo_ntl.deblur import solver as solver_mod

@@ -19,11 +19,19 @@ kernels; FWHM 1.5-12 px log-uniform; windows of at least four FWHM), in a third 
 the scenes a flux-sharing dilation (blooming), photon and read noise, band
 misregistration, clipping at full scale, and half the scenes JPEG-compressed.
 Power-law halos are never drawn: they are a family the benchmark keeps unseen.
+
+With ``photo_share`` > 0 (and a folder of photographs) that share of the scenes is
+instead a real low-light photograph (``../shared/data/lowlight_dicm``) taken as linear
+radiance (gamma 2.2 undone, lit parts up to four times full scale), degraded alike:
+dense, dim light beside bright lamps, which neither simulator draws and real cities
+hold. The photos the benchmark judges (:data:`HELD_OUT_PHOTOS`) are never drawn.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +40,7 @@ from geo_ntl.exceptions import PSFEstimationError
 
 __all__ = [
     "FWHM_RANGE",
+    "HELD_OUT_PHOTOS",
     "SolverScene",
     "draw_psf",
     "fallback_kernel",
@@ -47,6 +56,12 @@ MAX_KERNEL = 61
 #: The fallback PSF when a scene has too few lamps to measure one: Moffat, FWHM and beta.
 FALLBACK_FWHM = 4.0
 FALLBACK_BETA = 2.5
+#: Photographs the deblurring benchmark judges as real scenes: never training truths.
+HELD_OUT_PHOTOS = frozenset({"01.jpg", "10.jpg"})
+#: A photo's 99.9th percentile of linear radiance is drawn between these (full scale 1).
+PHOTO_GAIN = (1.0, 4.0)
+#: Night-like photographs only: median luminance at most this (8-bit DN).
+NIGHT_MEDIAN = 60
 
 
 @dataclass
@@ -139,8 +154,57 @@ def _measured_psf(degraded: np.ndarray) -> tuple[np.ndarray, float, str]:
     return kernels, float(np.mean(est.fwhm)), est.method
 
 
-def make_scene(seed: int, size: int) -> SolverScene:
+def training_photos(folder: str | os.PathLike[str]) -> list[Path]:
+    """Return the night-like photographs of ``folder`` that training may draw.
+
+    JPEG files whose median luminance is at most :data:`NIGHT_MEDIAN` DN (a dark scene with
+    lights, as night-light imagery is, not an under-exposed daylight one), the ones the
+    benchmark judges (:data:`HELD_OUT_PHOTOS`) left out.
+    """
+    from PIL import Image
+
+    photos = []
+    for path in sorted(Path(folder).glob("*.jpg")):
+        if path.name in HELD_OUT_PHOTOS:
+            continue
+        with Image.open(path) as im:
+            if np.median(np.asarray(im.convert("L"))) <= NIGHT_MEDIAN:
+                photos.append(path)
+    if not photos:
+        raise FileNotFoundError(f"no night-like photographs (*.jpg) in {folder}")
+    return photos
+
+
+def _photo_radiance(path: Path, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Linear radiance ``(3, size, size)`` of a random square crop of a photograph."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+        side = int(min(rgb.size) * rng.uniform(0.5, 1.0))
+        x0 = int(rng.integers(0, rgb.size[0] - side + 1))
+        y0 = int(rng.integers(0, rgb.size[1] - side + 1))
+        crop = rgb.crop((x0, y0, x0 + side, y0 + side)).resize(
+            (size, size), Image.Resampling.BICUBIC
+        )
+    linear = (np.asarray(crop, dtype=np.float32) / 255.0) ** 2.2
+    top = max(float(np.percentile(linear, 99.9)), 1e-3)
+    gain = rng.uniform(*PHOTO_GAIN) / top
+    return np.ascontiguousarray(linear.transpose(2, 0, 1)) * np.float32(gain)
+
+
+def make_scene(
+    seed: int,
+    size: int,
+    *,
+    photos: list[Path] | None = None,
+    photo_share: float = 0.0,
+) -> SolverScene:
     """Make one training scene from ``seed`` (see the module docstring).
+
+    ``photos`` (from :func:`training_photos`) are drawn in ``photo_share`` of the seeds,
+    decided on a stream of their own, so that every other seed gives the scene it gave
+    before photos existed.
 
     Examples
     --------
@@ -159,7 +223,17 @@ def make_scene(seed: int, size: int) -> SolverScene:
     opts: dict[str, Any] = {k: float(rng.uniform(*v)) for k, v in PHYSICAL_RANGES.items()}
     opts["dilation"] = int(rng.choice([0, 0, 3, 5])) if rng.random() < 0.33 else 0
     simulator = "city" if rng.random() < 0.5 else "street_lamps"
-    if simulator == "city":
+    pick = np.random.default_rng([seed, 0x50484F54])  # "PHOT"
+    photo = None
+    if photos and pick.random() < photo_share:
+        simulator = "photo"
+        photo = photos[int(pick.integers(len(photos)))]
+    if photo is not None:
+        linear = _photo_radiance(photo, size, pick)
+        sensed = degrade(linear, seed=int(rng.integers(2**31)), psf=psf, **opts)
+        degraded = np.round(np.clip(sensed, 0.0, 1.0) * 255.0)
+        truth = np.clip(np.round(linear * opts["exposure"] * 255.0), 0, 255)
+    elif simulator == "city":
         clean, degraded = synthetic_city(
             (size, size),
             seed=int(rng.integers(2**31)),
@@ -179,6 +253,7 @@ def make_scene(seed: int, size: int) -> SolverScene:
     kernels, fwhm, source = _measured_psf(degraded)
     black, sigma = _levels(degraded, None)
     meta = {"seed": seed, "simulator": simulator, "psf": info, "psf_source": source,
+            "photo": None if photo is None else photo.name,
             "dilation": opts["dilation"], "jpeg_quality": quality}  # fmt: skip
     return SolverScene(
         degraded=degraded,
@@ -191,9 +266,9 @@ def make_scene(seed: int, size: int) -> SolverScene:
     )
 
 
-def make_scenes(seeds: list[int], size: int) -> list[SolverScene]:
-    """:func:`make_scene` for each seed."""
-    return [make_scene(s, size) for s in seeds]
+def make_scenes(seeds: list[int], size: int, **options: Any) -> list[SolverScene]:
+    """:func:`make_scene` for each seed (``options`` passed on)."""
+    return [make_scene(s, size, **options) for s in seeds]
 
 
 def _common_kernels(kernels: list[np.ndarray]) -> np.ndarray:

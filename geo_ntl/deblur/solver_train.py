@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from geo_ntl.deblur import losses
-from geo_ntl.deblur.solver_pairs import SolverScene, make_scene, sample_crops
+from geo_ntl.deblur.solver_pairs import SolverScene, make_scene, sample_crops, training_photos
 
 __all__ = ["SolverTrainConfig", "finish_torch", "train_solver"]
 
@@ -81,6 +81,8 @@ class SolverTrainConfig:
     prior_reach: float | None = None
     init_from: str | None = None
     adv_warmup: int = 0
+    photo_dir: str | None = None
+    photo_share: float = 0.0
 
 
 def finish_torch(
@@ -215,12 +217,22 @@ def _generation(cfg: SolverTrainConfig, step: int) -> int:
     return step // cfg.refresh_every if cfg.refresh_every else 0
 
 
+def _scene(cfg: SolverTrainConfig, seed: int) -> SolverScene:
+    """Make the pool's scene of ``seed`` (photographs drawn as the run's config says)."""
+    if not cfg.photo_share:
+        return make_scene(seed, cfg.scene_size)
+    if not cfg.photo_dir:
+        raise ValueError("photo_share needs photo_dir, a folder of photographs")
+    photos = training_photos(cfg.photo_dir)
+    return make_scene(seed, cfg.scene_size, photos=photos, photo_share=cfg.photo_share)
+
+
 def _refresh(pool: list[SolverScene], cfg: SolverTrainConfig, generation: int) -> None:
     """Replace the scenes that refresh ``generation`` changes, in place."""
     before, after = _pool_seeds(cfg, generation - 1), _pool_seeds(cfg, generation)
     for slot, (old, new) in enumerate(zip(before, after, strict=True)):
         if old != new:
-            pool[slot] = make_scene(new, cfg.scene_size)
+            pool[slot] = _scene(cfg, new)
 
 
 def _to_pm1(dn: torch.Tensor) -> torch.Tensor:
@@ -343,9 +355,7 @@ def train_solver(
         run.load(torch.load(ckpt, map_location="cpu", weights_only=False))
     elif cfg.init_from:
         run.branch(cfg.init_from)
-    pool = [
-        make_scene(seed, cfg.scene_size) for seed in _pool_seeds(cfg, _generation(cfg, run.step))
-    ]
+    pool = [_scene(cfg, seed) for seed in _pool_seeds(cfg, _generation(cfg, run.step))]
     with (out / LOG_NAME).open("a") as log:
         last = cfg.steps if until is None else min(cfg.steps, until)
         while run.step < last:
@@ -387,6 +397,8 @@ if __name__ == "__main__":  # pragma: no cover - the background run's entry poin
     p.add_argument("--accelerate", action="store_true", help="extrapolated data steps")
     p.add_argument("--prior-reach", type=float, help="confine the prior (FWHM from clipped pixels)")
     p.add_argument("--adv-warmup", type=int, default=0)
+    p.add_argument("--photo-dir", help="folder of low-light photographs for photo scenes")
+    p.add_argument("--photo-share", type=float, default=0.0, help="share of photo scenes")
     a = p.parse_args()
     train_solver(
         a.out_dir,
@@ -399,6 +411,8 @@ if __name__ == "__main__":  # pragma: no cover - the background run's entry poin
             accelerate=a.accelerate,
             prior_reach=a.prior_reach,
             adv_warmup=a.adv_warmup,
+            photo_dir=a.photo_dir,
+            photo_share=a.photo_share,
         ),
         resume=a.resume,
         device=a.device,

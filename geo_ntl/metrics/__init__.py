@@ -27,6 +27,7 @@ from geo_ntl.metrics.light import (
     flux_ratio_stats,
     highlights_kept,
     lamp_widths,
+    lights_kept,
     new_maxima,
 )
 from geo_ntl.metrics.niqe import niqe
@@ -47,6 +48,7 @@ __all__ = [
     "flux_ratio_stats",
     "highlights_kept",
     "lamp_widths",
+    "lights_kept",
     "loe",
     "lrsd",
     "new_maxima",

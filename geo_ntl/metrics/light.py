@@ -49,6 +49,7 @@ __all__ = [
     "flux_ratio_stats",
     "highlights_kept",
     "lamp_widths",
+    "lights_kept",
     "new_maxima",
 ]
 
@@ -523,6 +524,76 @@ def new_maxima(
     return int(np.sum(dist[peaks[:, 0], peaks[:, 1]] > r))
 
 
+def lights_kept(
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    keep: float = 0.5,
+    reach: int = 2,
+    k: float = 5.0,
+    min_dn: float = 3.0,
+    saturation: float = SATURATED,
+) -> float:
+    """Share of the input's unsaturated lights that the output still shows.
+
+    The mirror of :func:`new_maxima`: a restoration may sharpen, move and brighten a
+    light, but one that deletes dim street lights and hands their light to brighter
+    neighbours keeps every cell's light (:func:`flux_ratio_stats`) while the lights
+    themselves are gone.
+
+    Parameters
+    ----------
+    before : (band, y, x) or (y, x) ndarray
+        The scene before restoration.
+    after : ndarray
+        The restored scene, same shape.
+    keep : float, default 0.5
+        A light is kept when the output's peak above its black level, within ``reach``
+        px of the input's peak, is at least this share of the input's.
+    reach : int, default 2
+        Search radius (px) in the output around each input peak.
+    k, min_dn : float, default 5.0 and 3.0
+        The input's lights stand ``max(k sigma, min_dn)`` above its black level (as in
+        :func:`new_maxima`).
+    saturation : float, default 250
+        Peaks at or above this in any band are skipped (:func:`cores_kept` judges them).
+
+    Returns
+    -------
+    float
+        Kept share of the input's local maxima (2 px apart) of the intensity smoothed by
+        a 1-px Gaussian; NaN when the input has none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.full((3, 32, 32), 5.0)
+    >>> img[:, 10, 10] = img[:, 20, 22] = 60.0
+    >>> out = img.copy()
+    >>> out[:, 20, 22] = 5.0  # one of the two lights deleted
+    >>> lights_kept(img, out)
+    0.5
+    """
+    from skimage.feature import peak_local_max
+
+    b, a = _pair(before, after)
+    sm_b, _, sigma_b = _light_mask(b, k, min_dn)
+    sm_a = ndimage.gaussian_filter(a.mean(axis=0), 1.0)
+    black_b = float(black_level(b.mean(axis=0)).mean())
+    black_a = float(black_level(a.mean(axis=0)).mean())
+    thr = black_b + max(k * sigma_b, min_dn)
+    peaks = peak_local_max(sm_b, min_distance=2, threshold_abs=thr, exclude_border=False)
+    if peaks.size:
+        hot = ndimage.maximum_filter(b.max(axis=0), size=5) >= saturation
+        peaks = peaks[~hot[peaks[:, 0], peaks[:, 1]]]
+    if peaks.size == 0:
+        return float("nan")
+    near = ndimage.maximum_filter(sm_a, size=2 * reach + 1)
+    height_b = sm_b[peaks[:, 0], peaks[:, 1]] - black_b
+    height_a = near[peaks[:, 0], peaks[:, 1]] - black_a
+    return float(np.mean(height_a >= keep * height_b))
+
+
 def dark_rings(
     before: np.ndarray,
     after: np.ndarray,
@@ -702,7 +773,7 @@ def compare_light(
         :func:`flux_ratio_stats` dict, the input's black level subtracted from
         both), ``lamps`` (isolated lamps found in the input), ``fwhm_before`` and
         ``fwhm_after`` (median FWHM of those lamps in each image), ``new_maxima``,
-        ``dark_rings`` and ``highlights_kept``.
+        ``lights_kept``, ``dark_rings`` and ``highlights_kept``.
     """
     b, a = _pair(before, after)
     lw_b = lamp_widths(b)
@@ -715,6 +786,7 @@ def compare_light(
         "fwhm_before": lw_b["fwhm"],
         "fwhm_after": lw_a["fwhm"],
         "new_maxima": new_maxima(b, a),
+        "lights_kept": lights_kept(b, a),
         "dark_rings": dark_rings(b, a, fwhm=lw_b["fwhm"] if lw_b["n"] else None),
         "highlights_kept": highlights_kept(b, a),
     }
