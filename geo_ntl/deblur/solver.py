@@ -176,8 +176,9 @@ class UnrolledSolver(nn.Module):
         Where the first data step starts: the data, or a flat image (Richardson-Lucy's
         classic start, whose first update is ``K^T y``; it counts as one of the updates).
     prior_reach : float, optional
-        Where the prior may act, in PSF widths (FWHM) from a pixel the sensor clipped (0:
-        at clipped pixels only); default everywhere.
+        Where the prior may act, in PSF widths (FWHM) from a pixel the sensor clipped, with
+        a feathered edge (:meth:`_near_clipped`; 0: at clipped pixels only); default
+        everywhere.
     """
 
     arch = SOLVER_ARCH
@@ -231,7 +232,16 @@ class UnrolledSolver(nn.Module):
         return not (bool(tail.weight.any()) or (tail.bias is not None and bool(tail.bias.any())))
 
     def _near_clipped(self, y: torch.Tensor, inputs: SolverInputs) -> torch.Tensor:
-        """1 at clipped pixels (any band) and within ``prior_reach`` PSF widths of one, else 0."""
+        """Weight of the prior: 1 near clipped pixels, fading to 0 around ``prior_reach`` FWHM.
+
+        The square of Chebyshev radius ``r = ceil(prior_reach * FWHM)`` around each clipped
+        pixel (any band), averaged over a window of side ``r`` (odd): 1 within ``r / 2`` of a
+        clipped pixel, 0 beyond ``1.5 r``, linear between. A hard edge left a visible square
+        step where the prior's correction stopped (Prague, the sample AOI; session 15); the
+        averaged one gained 0.07 dB on the AOI with the same weights. Two 1-D passes each,
+        so every operation is local (tiles agree with the whole). ``prior_reach`` 0: the
+        clipped pixels alone.
+        """
         assert self.prior_reach is not None
         clipped = _clipped_mask(y, inputs.level)
         radius = math.ceil(self.prior_reach * float(inputs.fwhm.max()))
@@ -239,8 +249,15 @@ class UnrolledSolver(nn.Module):
             return clipped
         # a square window's maximum is the maximum along rows of the maximum along columns:
         # two 1-D passes instead of one 2-D one (2048², 31 px: 3.7 s -> 0.2 s, same result)
-        rows = F.max_pool2d(clipped, (1, 2 * radius + 1), stride=1, padding=(0, radius))
-        return F.max_pool2d(rows, (2 * radius + 1, 1), stride=1, padding=(radius, 0))
+        near = F.max_pool2d(clipped, (1, 2 * radius + 1), stride=1, padding=(0, radius))
+        near = F.max_pool2d(near, (2 * radius + 1, 1), stride=1, padding=(radius, 0))
+        side = radius | 1
+        near = F.avg_pool2d(
+            near, (1, side), stride=1, padding=(0, side // 2), count_include_pad=False
+        )
+        return F.avg_pool2d(
+            near, (side, 1), stride=1, padding=(side // 2, 0), count_include_pad=False
+        )
 
     def margin(self, kernel_size: int) -> int:
         """Reflected margin (px) around a window: two kernel radii, rounded up to 4."""
