@@ -264,7 +264,10 @@ def clip_rl(
     for k in range(1, iterations + 1):
         start = u
         if accelerate and k >= 3:
-            start = (u + (k - 1) / (k + 2) * (u - previous)).clamp_min(floor)
+            if inplace:  # the same arithmetic in one buffer
+                start = torch.sub(u, previous).mul_((k - 1) / (k + 2)).add_(u).clamp_min_(floor)
+            else:
+                start = (u + (k - 1) / (k + 2) * (u - previous)).clamp_min(floor)
         previous, u = u, step(start)
     return u
 
@@ -326,4 +329,4 @@ def _update_inplace(
         ratio = torch.div(y, model, out=model)
     if valid is not None:
         ratio.sub_(1.0).mul_(valid).add_(1.0)
-    return u * op.adjoint(ratio).clamp_min_(0.0)
+    return op.adjoint(ratio).clamp_min_(0.0).mul_(u)
