@@ -471,6 +471,17 @@ def _light_mask(x: np.ndarray, k: float, min_dn: float) -> tuple[np.ndarray, np.
     return sm, sm > black + max(k * sigma, min_dn), sigma
 
 
+def _light_peaks(x: np.ndarray, k: float, min_dn: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Smoothed intensity, its local maxima (2 px apart) above the light floor, black level."""
+    from skimage.feature import peak_local_max
+
+    sm, _, sigma = _light_mask(x, k, min_dn)
+    black = float(black_level(x.mean(axis=0)).mean())
+    floor = black + max(k * sigma, min_dn)
+    peaks = peak_local_max(sm, min_distance=2, threshold_abs=floor, exclude_border=False)
+    return sm, peaks, black
+
+
 def new_maxima(
     before: np.ndarray,
     after: np.ndarray,
@@ -509,13 +520,9 @@ def new_maxima(
     >>> new_maxima(img, img)
     0
     """
-    from skimage.feature import peak_local_max
-
     b, a = _pair(before, after)
     _, lit_b, _ = _light_mask(b, k, min_dn)
-    sm_a, _, sigma_a = _light_mask(a, k, min_dn)
-    thr = float(black_level(a.mean(axis=0)).mean()) + max(k * sigma_a, min_dn)
-    peaks = peak_local_max(sm_a, min_distance=2, threshold_abs=thr, exclude_border=False)
+    _, peaks, _ = _light_peaks(a, k, min_dn)
     if peaks.size == 0:
         return 0
     if not lit_b.any():
@@ -574,15 +581,10 @@ def lights_kept(
     >>> lights_kept(img, out)
     0.5
     """
-    from skimage.feature import peak_local_max
-
     b, a = _pair(before, after)
-    sm_b, _, sigma_b = _light_mask(b, k, min_dn)
+    sm_b, peaks, black_b = _light_peaks(b, k, min_dn)
     sm_a = ndimage.gaussian_filter(a.mean(axis=0), 1.0)
-    black_b = float(black_level(b.mean(axis=0)).mean())
     black_a = float(black_level(a.mean(axis=0)).mean())
-    thr = black_b + max(k * sigma_b, min_dn)
-    peaks = peak_local_max(sm_b, min_distance=2, threshold_abs=thr, exclude_border=False)
     if peaks.size:
         hot = ndimage.maximum_filter(b.max(axis=0), size=5) >= saturation
         peaks = peaks[~hot[peaks[:, 0], peaks[:, 1]]]
