@@ -24,6 +24,13 @@ steps; ``resume=True`` continues a run exactly where its checkpoint left it (the
 pool is rebuilt from its seeds). ``solver.pt`` in the run folder is the current
 prior as a weights file for ``geo-ntl deblur --weights`` and the benchmark's
 ``--candidate``.
+
+A run may branch from another run's weights (``init_from``): it starts at that prior's
+step and training time, so that the learning-rate schedule, the pool and the log go on
+from there, with a new critic whose term ramps in over ``adv_warmup`` steps. The data
+step (``stages``, ``iterations``, ``start``, ``accelerate``), the prior's reach and a share
+of photograph scenes (``photo_dir``, ``photo_share``; :mod:`geo_ntl.deblur.solver_pairs`)
+are options of the run, so that it trains in the configuration inference runs.
 """
 
 from __future__ import annotations
@@ -217,22 +224,30 @@ def _generation(cfg: SolverTrainConfig, step: int) -> int:
     return step // cfg.refresh_every if cfg.refresh_every else 0
 
 
-def _scene(cfg: SolverTrainConfig, seed: int) -> SolverScene:
-    """Make the pool's scene of ``seed`` (photographs drawn as the run's config says)."""
+def _photos(cfg: SolverTrainConfig) -> list[Path] | None:
+    """Return the photographs a run draws scenes from (listed once), or None."""
     if not cfg.photo_share:
-        return make_scene(seed, cfg.scene_size)
+        return None
     if not cfg.photo_dir:
         raise ValueError("photo_share needs photo_dir, a folder of photographs")
-    photos = training_photos(cfg.photo_dir)
+    return training_photos(cfg.photo_dir)
+
+
+def _scene(cfg: SolverTrainConfig, seed: int, photos: list[Path] | None) -> SolverScene:
+    """Make the pool's scene of ``seed`` (a photograph in ``photo_share`` of the seeds)."""
+    if photos is None:
+        return make_scene(seed, cfg.scene_size)
     return make_scene(seed, cfg.scene_size, photos=photos, photo_share=cfg.photo_share)
 
 
-def _refresh(pool: list[SolverScene], cfg: SolverTrainConfig, generation: int) -> None:
+def _refresh(
+    pool: list[SolverScene], cfg: SolverTrainConfig, generation: int, photos: list[Path] | None
+) -> None:
     """Replace the scenes that refresh ``generation`` changes, in place."""
     before, after = _pool_seeds(cfg, generation - 1), _pool_seeds(cfg, generation)
     for slot, (old, new) in enumerate(zip(before, after, strict=True)):
         if old != new:
-            pool[slot] = _scene(cfg, new)
+            pool[slot] = _scene(cfg, new, photos)
 
 
 def _to_pm1(dn: torch.Tensor) -> torch.Tensor:
@@ -355,7 +370,8 @@ def train_solver(
         run.load(torch.load(ckpt, map_location="cpu", weights_only=False))
     elif cfg.init_from:
         run.branch(cfg.init_from)
-    pool = [_scene(cfg, seed) for seed in _pool_seeds(cfg, _generation(cfg, run.step))]
+    photos = _photos(cfg)
+    pool = [_scene(cfg, seed, photos) for seed in _pool_seeds(cfg, _generation(cfg, run.step))]
     with (out / LOG_NAME).open("a") as log:
         last = cfg.steps if until is None else min(cfg.steps, until)
         while run.step < last:
@@ -372,7 +388,7 @@ def train_solver(
                 )
                 log.flush()
             if cfg.refresh_every and run.step % cfg.refresh_every == 0:
-                _refresh(pool, cfg, _generation(cfg, run.step))
+                _refresh(pool, cfg, _generation(cfg, run.step), photos)
             if run.step % cfg.checkpoint_every == 0 or run.step == last:
                 tmp = ckpt.with_suffix(".tmp")
                 torch.save(run.state(), tmp)
